@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make demo` runs the main job, `make test` runs the tests.
+# Both create .venv and install what is missing first (infra/setup_venv.sh; a no-op when current).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Outputs of `make demo` (sample data, feature cache, runs, MLflow store, exported model).
+DEMO_DIR ?= demo-output
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-unit test-integration clean
+
+setup:
+	@VENV=$(VENV) bash infra/setup_venv.sh
+
+demo: setup
+	$(PY) -m pipelines.demo --out $(DEMO_DIR)
+
+# pytest exits 5 when it collects nothing: here that means the suite went missing (bad path or
+# marker), which must fail loudly rather than pass.
+test: setup
+	@$(PY) -m pytest tests $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+test-unit: setup
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: setup
+	$(PY) -m pytest tests/integration -m integration $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache

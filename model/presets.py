@@ -1,0 +1,63 @@
+"""Presets: the paper's model and its offline siblings (same classes, tiny or bundled weights).
+
+    paper   V-JEPA 2 ViT-L (frozen) + Llama-3.2-1B layers 8..15 + EmbeddingGemma-300M, 1536-d.
+            Needs a hub token (Llama is gated) and, to train, GPUs.
+    tiny    random-init tiny VJEPA2 / Llama / Gemma3-text checkpoints: tests, fully offline.
+    minilm  tiny vision side + the real pretrained all-MiniLM-L6-v2 as y-encoder: real text
+            semantics offline; the default of `make demo`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from model.config import PredictorConfig, VLJepaConfig, XEncoderConfig, YEncoderConfig
+from model.hub_configs import EMBEDDINGGEMMA_300M, LLAMA_3_2_1B, VJEPA2_VITL_FPC64_256
+from model.tiny_checkpoints import ensure_tiny_checkpoints, minilm_dir
+
+
+def paper() -> VLJepaConfig:
+    return VLJepaConfig(
+        name="paper",
+        x_encoder=XEncoderConfig(checkpoint=VJEPA2_VITL_FPC64_256, image_size=256, num_frames=8),
+        predictor=PredictorConfig(checkpoint=LLAMA_3_2_1B, layer_start=8, num_layers=8,
+                                  max_query_tokens=512),
+        y_encoder=YEncoderConfig(checkpoint=EMBEDDINGGEMMA_300M, max_tokens=512),
+        embed_dim=1536,
+    )
+
+
+def tiny(checkpoints_dir: Path | None = None) -> VLJepaConfig:
+    paths = ensure_tiny_checkpoints(checkpoints_dir)
+    return VLJepaConfig(
+        name="tiny",
+        x_encoder=XEncoderConfig(checkpoint=str(paths.vjepa2), image_size=64, num_frames=8),
+        predictor=PredictorConfig(checkpoint=str(paths.llama), layer_start=2, num_layers=2,
+                                  max_query_tokens=512),
+        y_encoder=YEncoderConfig(checkpoint=str(paths.gemma3), max_tokens=512),
+        embed_dim=64,
+    )
+
+
+def minilm(checkpoints_dir: Path | None = None) -> VLJepaConfig:
+    paths = ensure_tiny_checkpoints(checkpoints_dir)
+    return VLJepaConfig(
+        name="minilm",
+        x_encoder=XEncoderConfig(checkpoint=str(paths.vjepa2), image_size=64, num_frames=8),
+        predictor=PredictorConfig(checkpoint=str(paths.llama), layer_start=2, num_layers=2,
+                                  max_query_tokens=512),
+        # MiniLM was trained with 256-token inputs (512 positions); 256 keeps it in distribution.
+        y_encoder=YEncoderConfig(checkpoint=str(minilm_dir()), max_tokens=256),
+        embed_dim=384,  # MiniLM's width: the isometric head keeps its geometry exactly
+    )
+
+
+PRESETS = {"paper": paper, "tiny": tiny, "minilm": minilm}
+
+
+def get_preset(name: str, checkpoints_dir: Path | None = None) -> VLJepaConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    if name == "paper":
+        return paper()
+    return PRESETS[name](checkpoints_dir)

@@ -1,0 +1,46 @@
+"""Tasks in the shared space, with no change to the architecture (paper §2, "Multi-tasking").
+
+All of them compare L2-normalised embeddings by cosine similarity:
+- open-vocabulary classification: nearest label embedding to Ŝ_Y (query = a captioning prompt);
+- discriminative VQA: nearest candidate answer to the question-conditioned Ŝ_Y;
+- text-to-video retrieval: videos ranked by the similarity of their captioning-prompt Ŝ_Y to the
+  encoded text query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from model.vljepa import VLJepa
+
+
+@dataclass(frozen=True)
+class Ranking:
+    indices: torch.Tensor  # (B, K) candidates, best first
+    scores: torch.Tensor  # (B, K) cosine similarities, in the same order
+
+
+def rank(queries: torch.Tensor, candidates: torch.Tensor) -> Ranking:
+    """queries (B, E), candidates (K, E), both normalised -> candidates ranked per query."""
+    scores = queries @ candidates.t()  # (B, K)
+    ordered, indices = scores.sort(dim=-1, descending=True)
+    return Ranking(indices=indices, scores=ordered)
+
+
+def classify(model: VLJepa, s_v: torch.Tensor, labels: list[str], prompt: str | None = None) -> Ranking:
+    """S_V (B, N, D_v) -> labels ranked per sample."""
+    queries = None if prompt is None else [prompt] * s_v.shape[0]
+    return rank(model.embed_visual(s_v, queries), model.embed_texts(labels))
+
+
+def answer_vqa(model: VLJepa, s_v: torch.Tensor, questions: list[str], candidates: list[list[str]]) -> list[Ranking]:
+    """One question and its own candidate answers per sample -> candidates ranked per sample."""
+    predicted = model.embed_visual(s_v, questions)  # (B, E)
+    return [rank(predicted[i : i + 1], model.embed_texts(options)) for i, options in enumerate(candidates)]
+
+
+def retrieve(model: VLJepa, video_embeddings: torch.Tensor, text_queries: list[str]) -> Ranking:
+    """Normalised Ŝ_Y of a video collection (V, E) and text queries -> videos ranked per query."""
+    return rank(model.embed_texts(text_queries), video_embeddings)

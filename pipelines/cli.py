@@ -1,0 +1,39 @@
+"""`vljepa <verb> ...`: one entry point dispatching to one module per job.
+
+Every verb is also `python -m pipelines.<module>`, with the same arguments.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# verb -> (module, one-line description). Only verbs that exist are listed.
+VERBS: dict[str, tuple[str, str]] = {
+    "summary": ("pipelines.summary", "parameter counts per component, from config alone"),
+    "demo": ("pipelines.demo", "the main job end to end on the embedded sample data"),
+}
+
+
+def usage() -> str:
+    width = max(len(verb) for verb in VERBS)
+    lines = ["usage: vljepa <verb> [args...]   (vljepa <verb> --help for its arguments)", "", "verbs:"]
+    lines += [f"  {verb:<{width}}  {description}" for verb, (_, description) in VERBS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS:
+        print(f"vljepa: unknown verb {verb!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(VERBS[verb][0])
+    return module.main(rest) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+import numpy as np
+import pytest
+import torch
+
+from ops.preprocess import VJEPA2_MEAN, preprocess_frames, resize_and_crop, uniform_frame_indices
+
+
+def test_uniform_indices_cover_the_clip_evenly():
+    assert uniform_frame_indices(16, 4).tolist() == [2, 6, 10, 14]
+    assert uniform_frame_indices(8, 8).tolist() == list(range(8))
+    assert uniform_frame_indices(100, 1).tolist() == [50]
+    with pytest.raises(ValueError, match="fewer than"):
+        uniform_frame_indices(3, 8)
+
+
+def test_resize_shorter_side_then_centre_crop():
+    frames = np.zeros((2, 60, 120, 3), dtype=np.uint8)
+    frames[:, :, 50:70] = 255  # a white vertical band in the centre
+    out = resize_and_crop(frames, 32)
+    assert out.shape == (2, 3, 32, 32)
+    centre, edge = out[0, :, 16, 16], out[0, :, 16, 0]
+    assert centre.min() > 0.9 and edge.max() < 0.1  # the centre survived the crop, the sides went
+
+
+def test_normalisation_uses_vjepa2_statistics():
+    grey = np.full((1, 8, 8, 3), 255, dtype=np.uint8)
+    out = preprocess_frames(grey, 8)
+    expected = (1.0 - torch.tensor(VJEPA2_MEAN)) / torch.tensor((0.229, 0.224, 0.225))
+    torch.testing.assert_close(out[0, :, 0, 0], expected)

@@ -1,0 +1,32 @@
+import torch
+import torch.nn.functional as F
+
+from model.tasks import answer_vqa, classify, rank, retrieve
+
+
+def test_rank_orders_by_cosine():
+    queries = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), dim=-1)
+    candidates = F.normalize(torch.tensor([[0.0, 1.0], [1.0, 0.1], [1.0, 1.0]]), dim=-1)
+    ranking = rank(queries, candidates)
+    assert ranking.indices.tolist() == [[1, 2, 0], [0, 2, 1]]
+    assert torch.all(ranking.scores[:, :-1] >= ranking.scores[:, 1:])
+
+
+def test_tasks_agree_with_direct_embedding_comparisons(minilm_model):
+    torch.manual_seed(0)
+    size = minilm_model.config.x_encoder.image_size
+    s_v = minilm_model.encode_visual(torch.randn(2, 4, 3, size, size))
+    labels = ["a red ball", "a blue cube", "a green triangle"]
+
+    ranking = classify(minilm_model, s_v, labels, prompt="What is shown?")
+    expected = minilm_model.embed_visual(s_v, ["What is shown?"] * 2) @ minilm_model.embed_texts(labels).t()
+    assert ranking.indices[:, 0].tolist() == expected.argmax(dim=-1).tolist()
+    assert ranking.indices.shape == (2, 3)
+
+    answers = answer_vqa(minilm_model, s_v, ["what colour?", "what shape?"], [["red", "blue"], ["ball", "cube", "cone"]])
+    assert [r.indices.shape[-1] for r in answers] == [2, 3]
+
+    videos = minilm_model.embed_visual(s_v, ["Describe the video."] * 2)
+    found = retrieve(minilm_model, videos, ["a red ball"])
+    direct = minilm_model.embed_texts(["a red ball"]) @ videos.t()
+    assert found.indices[0, 0].item() == direct.argmax().item()

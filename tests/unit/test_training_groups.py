@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from model.loss import InfoNCELoss
+from model.optim import build_optimizer
+
+
+def test_x_encoder_is_frozen_and_outside_the_optimizer(tiny_model, tiny_config):
+    optimizer = build_optimizer(tiny_model, base_lr=1e-3)
+    tiny_model.train()
+    assert not tiny_model.x_encoder.training  # stays in eval mode under .train()
+
+    size = tiny_config.x_encoder.image_size
+    s_v = tiny_model.encode_visual(torch.randn(3, 4, 3, size, size))
+    assert not s_v.requires_grad
+    target_ids, target_mask = tiny_model.tokenize_targets(["a", "b c", "d e f"])
+    predicted, target = tiny_model(s_v, target_ids, target_mask)
+    InfoNCELoss()(predicted, target, tiny_model.scale()).backward()
+
+    assert all(p.grad is None and not p.requires_grad for p in tiny_model.x_encoder.parameters())
+    optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert not optimized & {id(p) for p in tiny_model.x_encoder.parameters()}
+    # every trainable parameter is optimised, and got a gradient
+    trainable = [p for p in tiny_model.parameters() if p.requires_grad]
+    assert {id(p) for p in trainable} == optimized
+    assert all(p.grad is not None for p in tiny_model.predictor.head.parameters())
+    assert all(p.grad is not None for p in tiny_model.y_encoder.head.parameters())
+
+
+def test_y_encoder_learning_rate_multiplier(tiny_model):
+    base_lr = 2e-4
+    optimizer = build_optimizer(tiny_model, base_lr=base_lr)
+    by_name = {group["name"]: group for group in optimizer.param_groups}
+    assert tiny_model.config.y_encoder_lr_multiplier == pytest.approx(0.05)
+    assert by_name["y_encoder"]["lr"] == pytest.approx(base_lr * 0.05)
+    assert by_name["y_encoder_no_decay"]["lr"] == pytest.approx(base_lr * 0.05)
+    assert by_name["predictor"]["lr"] == pytest.approx(base_lr)
+    y_params = {id(p) for p in tiny_model.y_encoder.parameters()}
+    for name, group in by_name.items():
+        in_y = [id(p) in y_params for p in group["params"]]
+        assert all(in_y) if name.startswith("y_encoder") else not any(in_y)
+    assert by_name["predictor_no_decay"]["weight_decay"] == 0.0
