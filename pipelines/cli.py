@@ -11,6 +11,8 @@ import sys
 # verb -> (module, one-line description). Only verbs that exist are listed.
 VERBS: dict[str, tuple[str, str]] = {
     "summary": ("pipelines.summary", "parameter counts per component, from config alone"),
+    "sample-data": ("pipelines.sample_data", "write the embedded sample dataset (train/ and eval/ shards)"),
+    "cache-features": ("pipelines.cache_features", "decode shards and cache frozen x-encoder features (Ray Data)"),
     "demo": ("pipelines.demo", "the main job end to end on the embedded sample data"),
 }
 

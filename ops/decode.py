@@ -1,0 +1,76 @@
+"""Decode media bytes into sampled, resized, centre-cropped uint8 frames.
+
+Images are read with PIL and videos with decord straight from bytes. Output stays uint8
+(T, S, S, 3): four times smaller than floats on the way to the GPU actors, which normalise on
+the device (see ops.featurize).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image
+
+from ops.errors import (
+    CORRUPT_IMAGE, CORRUPT_VIDEO, EMPTY_VIDEO, IMAGE_TOO_LARGE, VIDEO_TOO_SHORT, SampleError,
+)
+from ops.preprocess import resize_and_crop, uniform_frame_indices
+
+# Beyond this a "photo" is a decompression bomb or a corrupt header, not training data.
+MAX_IMAGE_PIXELS = 64_000_000
+MAX_IMAGE_SIDE = 16_384
+
+
+def decode_image(data: bytes, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """-> frames (1, size, size, 3) uint8, frame_times [0.0]."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size  # from the header: nothing decoded yet
+            if width * height > MAX_IMAGE_PIXELS or max(width, height) > MAX_IMAGE_SIDE or min(width, height) < 1:
+                raise SampleError(IMAGE_TOO_LARGE, f"image is {width}x{height}")
+            pixels = np.asarray(image.convert("RGB"))
+    except SampleError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise SampleError(IMAGE_TOO_LARGE, str(exc)) from None
+    except Exception as exc:  # PIL raises many types for damaged files
+        raise SampleError(CORRUPT_IMAGE, f"{type(exc).__name__}: {exc}") from None
+    frames = resize_and_crop(pixels[None], size)  # (1, 3, S, S) float in [0, 1]
+    return to_uint8(frames), np.zeros(1, dtype=np.float32)
+
+
+def decode_video(data: bytes, size: int, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """-> frames (num_frames, size, size, 3) uint8 sampled uniformly, their times in seconds."""
+    import decord  # imported here: decord is only needed where videos are decoded
+
+    if not data:
+        raise SampleError(EMPTY_VIDEO, "video member is empty")
+    try:
+        reader = decord.VideoReader(io.BytesIO(data), num_threads=1)
+        available = len(reader)
+        fps = reader.get_avg_fps() or 1.0
+    except Exception as exc:
+        raise SampleError(CORRUPT_VIDEO, _first_line(exc)) from None
+    try:
+        indices = uniform_frame_indices(available, num_frames)
+    except ValueError as exc:
+        raise SampleError(VIDEO_TOO_SHORT, str(exc)) from None
+    try:
+        frames = reader.get_batch(list(indices)).asnumpy()  # (T, H, W, 3) uint8
+    except Exception as exc:
+        raise SampleError(CORRUPT_VIDEO, _first_line(exc)) from None
+    return to_uint8(resize_and_crop(frames, size)), (indices / fps).astype(np.float32)
+
+
+def to_uint8(frames) -> np.ndarray:
+    """(T, 3, S, S) float in [0, 1] -> (T, S, S, 3) uint8."""
+    return (frames.permute(0, 2, 3, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"

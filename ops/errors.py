@@ -1,0 +1,25 @@
+"""Why a sample was rejected. Each reason is a stable code that reports and summaries count."""
+
+from __future__ import annotations
+
+
+class SampleError(Exception):
+    """A sample that cannot be used; the job records it and goes on."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+MISSING_MEDIA = "missing_media"
+MISSING_TEXT = "missing_text"
+BAD_TEXT_ENCODING = "bad_text_encoding"
+BAD_JSON = "bad_json"
+CORRUPT_IMAGE = "corrupt_image"
+IMAGE_TOO_LARGE = "image_too_large"
+EMPTY_VIDEO = "empty_video"
+CORRUPT_VIDEO = "corrupt_video"
+VIDEO_TOO_SHORT = "video_too_short"
+TRUNCATED_SHARD = "truncated_shard"
+UNREADABLE_SHARD = "unreadable_shard"

@@ -1,0 +1,171 @@
+"""The feature cache: one Parquet file per input shard, a report per shard, markers, a manifest.
+
+    CACHE/manifest.json              fingerprint (+ its fields), per-shard counts
+    CACHE/<shard>.parquet            one row per cached sample: key, texts, frame times, S_V
+    CACHE/<shard>.report.parquet     one row per input sample, failed ones included: key, status, error
+    CACHE/<shard>.done.json          commit marker: written last, holds the fingerprint
+
+A shard is complete only when its marker exists with the run's fingerprint. Data files are
+written atomically (temporary file + rename on a filesystem; a single PUT on S3, where an object
+appears whole or not at all) and the marker after them, so a killed run never leaves a partial
+file that passes for a complete one.
+
+S_V is stored as a flat list of float16 plus its (N, D) shape: Parquet-native, readable with
+plain pyarrow, and variable N per row (images and clips can share a shard).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+FORMAT = "vljepa-feature-cache/1"
+PREPROCESSING = "uniform-centre-segments/resize-short-side/centre-crop/imagenet-norm"
+
+ARROW_STORAGE = {"float16": pa.float16(), "float32": pa.float32()}
+
+REPORT_SCHEMA = pa.schema([("key", pa.string()), ("status", pa.string()),
+                           ("reason", pa.string()), ("error_message", pa.string())])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fingerprint:
+    """Everything that determines the cached features."""
+
+    x_encoder: str  # checkpoint id or directory name
+    x_encoder_config_hash: str  # hash of the encoder's architecture config
+    num_frames: int  # frames per video clip (images: 1)
+    image_size: int
+    storage_dtype: str
+    pooling: str = "none"  # all visual tokens are kept
+    preprocessing: str = PREPROCESSING
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def config_hash(config: dict) -> str:
+    stable = {k: v for k, v in config.items() if k not in ("transformers_version", "_name_or_path", "dtype", "torch_dtype")}
+    return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def cache_schema(storage_dtype: str) -> pa.Schema:
+    return pa.schema([
+        ("key", pa.string()), ("shard", pa.string()), ("source", pa.string()), ("task", pa.string()),
+        ("media_kind", pa.string()), ("query", pa.string()), ("target", pa.string()),
+        ("candidates", pa.list_(pa.string())), ("frame_times", pa.list_(pa.float32())),
+        ("s_v_shape", pa.list_(pa.int32())), ("s_v", pa.list_(ARROW_STORAGE[storage_dtype])),
+    ])
+
+
+class FeatureCache:
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+        self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        self.is_local = "file" in self.fs.protocol or "local" in self.fs.protocol
+
+    def path(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    # -- state -----------------------------------------------------------------------------
+    def manifest(self) -> dict | None:
+        try:
+            return json.loads(self.fs.cat_file(self.path("manifest.json")))
+        except FileNotFoundError:
+            return None
+
+    def marker(self, shard: str) -> dict | None:
+        try:
+            return json.loads(self.fs.cat_file(self.path(f"{shard}.done.json")))
+        except FileNotFoundError:
+            return None
+
+    def status(self, shards: list[str], fingerprint: str) -> dict[str, str]:
+        """shard -> "done" (complete, same fingerprint), "stale" (complete, other) or "pending"."""
+        result = {}
+        for shard in shards:
+            marker = self.marker(shard)
+            if marker is None:
+                result[shard] = "pending"
+            else:
+                result[shard] = "done" if marker.get("fingerprint") == fingerprint else "stale"
+        return result
+
+    def foreign_fingerprint(self, fingerprint: str) -> str | None:
+        """The fingerprint of an existing cache built with different settings, if any."""
+        manifest = self.manifest()
+        if manifest and manifest.get("fingerprint") != fingerprint:
+            return manifest.get("fingerprint")
+        return None
+
+    def clear(self) -> None:
+        if self.fs.exists(self.root):
+            self.fs.rm(self.root, recursive=True)
+
+    # -- writing ---------------------------------------------------------------------------
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Atomic: readers see the old content or the new, never a part."""
+        target = self.path(name)
+        if self.is_local:
+            self.fs.makedirs(self.root, exist_ok=True)
+            staging = f"{target}.tmp-{uuid.uuid4().hex}"
+            with open(staging, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(staging, target)
+        else:
+            self.fs.pipe_file(target, data)  # one PUT: the object appears whole or not at all
+
+    def commit_shard(self, shard: str, rows: list[dict], report: list[dict], fingerprint: str,
+                     storage_dtype: str) -> dict:
+        """Write a shard's features and report, then its marker. Returns its counts."""
+        table = pa.Table.from_pylist(rows, schema=cache_schema(storage_dtype))
+        data = _parquet_bytes(table)
+        self.write_bytes(f"{shard}.parquet", data)
+        self.write_bytes(f"{shard}.report.parquet", _parquet_bytes(pa.Table.from_pylist(report, schema=REPORT_SCHEMA)))
+        bad: dict[str, int] = {}
+        for row in report:
+            if row["status"] != "ok":
+                bad[row["reason"]] = bad.get(row["reason"], 0) + 1
+        counts = {"rows": table.num_rows, "bad": bad, "bytes": len(data), "fingerprint": fingerprint}
+        self.write_bytes(f"{shard}.done.json", json.dumps(counts, sort_keys=True).encode())
+        return counts
+
+    def write_manifest(self, fingerprint: Fingerprint, shards: dict[str, dict]) -> None:
+        manifest = {"format": FORMAT, "fingerprint": fingerprint.digest(),
+                    "fingerprint_fields": asdict(fingerprint), "shards": shards}
+        self.write_bytes("manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode())
+
+    # -- reading ---------------------------------------------------------------------------
+    def shard_files(self) -> list[str]:
+        manifest = self.manifest() or {"shards": {}}
+        return [self.path(f"{shard}.parquet") for shard in sorted(manifest["shards"])]
+
+    def read_shard(self, shard: str) -> pa.Table:
+        with self.fs.open(self.path(f"{shard}.parquet"), "rb") as handle:
+            return pq.read_table(handle)
+
+
+def s_v_row(s_v: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """(N, D) array -> the (shape, flat values) pair stored in a row."""
+    return list(s_v.shape), s_v.reshape(-1)
+
+
+def s_v_from_row(shape: list[int], flat) -> np.ndarray:
+    return np.asarray(flat).reshape(shape)
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()

@@ -1,0 +1,69 @@
+"""Row-level stages the feature-caching pipeline composes: parse a shard, decode a sample.
+
+Every input record becomes exactly one row that travels through all stages; a failure turns the
+row's status to "error" with a reason instead of dropping it, so each shard's report accounts
+for every sample and the writer knows when a shard is complete (`shard_total` rows seen).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from ops.decode import decode_image, decode_video
+from ops.errors import SampleError
+from ops.samples import parse_sample
+from ops.shard_io import iter_samples
+
+
+def _row(shard: str, key: str) -> dict:
+    return {"shard": shard, "key": key, "status": "ok", "reason": "", "error_message": "",
+            "media_kind": "", "media": b"", "target": "", "query": "", "candidates": [],
+            "task": "", "source": ""}
+
+
+def parse_shard(url: str, shard: str) -> list[dict]:
+    """All records of one shard, each a row; `shard_total` set on every row."""
+    rows = list(_parse(url, shard))
+    for row in rows:
+        row["shard_total"] = len(rows)
+    return rows
+
+
+def _parse(url: str, shard: str) -> Iterator[dict]:
+    for raw in iter_samples(url):
+        row = _row(shard, raw.key)
+        if raw.error is not None:
+            row.update(status="error", reason=raw.error[0], error_message=raw.error[1])
+            yield row
+            continue
+        try:
+            sample = parse_sample(raw)
+        except SampleError as exc:
+            row.update(status="error", reason=exc.reason, error_message=exc.message)
+            yield row
+            continue
+        row.update(media_kind=sample.media_kind, media=sample.media, target=sample.target,
+                   query=sample.query, candidates=sample.candidates, task=sample.task,
+                   source=sample.source)
+        yield row
+
+
+def decode_sample(row: dict, image_size: int, num_frames: int) -> dict:
+    """Decode + frame-sample one row (a CPU task): media bytes -> uint8 frames and their times."""
+    media = row.pop("media")
+    row["frames"] = np.zeros((0, image_size, image_size, 3), dtype=np.uint8)
+    row["frame_times"] = np.zeros(0, dtype=np.float32)
+    if row["status"] != "ok":
+        return row
+    try:
+        if row["media_kind"] == "image":
+            frames, times = decode_image(media, image_size)
+        else:
+            frames, times = decode_video(media, image_size, num_frames)
+    except SampleError as exc:
+        row.update(status="error", reason=exc.reason, error_message=exc.message)
+        return row
+    row["frames"], row["frame_times"] = frames, times
+    return row

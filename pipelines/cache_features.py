@@ -1,0 +1,186 @@
+"""`vljepa cache-features --shards SRC --out CACHE`: frozen V-JEPA 2 features for webdataset shards.
+
+    shards (local, glob, brace, s3://)
+      -> parse      one CPU task per shard: tar members -> sample rows (bad ones flagged, kept)
+      -> decode     CPU tasks: PIL / decord, uniform frame sampling, resize + centre crop
+      -> featurise  actor pool: frozen x-encoder loaded once per actor, batched (GPU bf16 if any)
+      -> commit     per shard, once all its rows are in: Parquet + report, then the done marker
+
+Re-runs skip shards already complete with the same fingerprint; a cache built with different
+settings is refused unless --overwrite; --dry-run lists done / pending / stale shards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from model.hub_configs import architecture_config
+from model.presets import PRESETS, get_preset
+from ops.feature_cache import FeatureCache, Fingerprint, config_hash, s_v_row
+from ops.featurize import STORAGE_DTYPES, Featurizer
+from ops.shard_io import resolve_shards, shard_name
+from ops.stages import decode_sample, parse_shard
+from pipelines.report import human_count, print_json_result, table
+
+REPORT_COLUMNS = ("key", "status", "reason", "error_message")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="vljepa cache-features", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    # what to read and write
+    parser.add_argument("--shards", required=True, help="dir, glob, brace pattern or s3:// of .tar shards")
+    parser.add_argument("--out", required=True, help="cache directory (local or s3://)")
+    # what determines the features
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="minilm")
+    parser.add_argument("--frames", type=int, default=None, help="frames per video (default: the preset's)")
+    parser.add_argument("--dtype", choices=sorted(STORAGE_DTYPES), default="float16", help="storage dtype of S_V")
+    # re-running
+    parser.add_argument("--overwrite", action="store_true", help="replace a cache built with other settings")
+    parser.add_argument("--dry-run", action="store_true", help="list done / pending / stale shards and stop")
+    # resources
+    parser.add_argument("--actors", type=int, default=None, help="x-encoder actors (default: GPUs, else 1)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--actor-memory-gb", type=float, default=1.0,
+                        help="memory each x-encoder actor reserves (paper's ViT-L in bf16: use ~4)")
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
+    parser.add_argument("--json", action="store_true")
+    return parser.parse_args(argv)
+
+
+def fingerprint_for(preset: str, num_frames: int | None, dtype: str) -> tuple[Fingerprint, str, int]:
+    config = get_preset(preset)
+    checkpoint = config.x_encoder.checkpoint
+    frames = num_frames or config.x_encoder.num_frames
+    fingerprint = Fingerprint(
+        x_encoder=Path(checkpoint).name if Path(checkpoint).is_dir() else checkpoint,
+        x_encoder_config_hash=config_hash(architecture_config(checkpoint).to_dict()),
+        num_frames=frames, image_size=config.x_encoder.image_size, storage_dtype=dtype,
+    )
+    return fingerprint, checkpoint, frames
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    fingerprint, checkpoint, num_frames = fingerprint_for(args.preset, args.frames, args.dtype)
+    digest = fingerprint.digest()
+    urls = resolve_shards(args.shards)
+    names = [shard_name(u) for u in urls]
+    duplicated = [n for n, c in Counter(names).items() if c > 1]
+    if duplicated:
+        raise SystemExit(f"cache-features: shards share output names {duplicated}: give shards unique file names")
+    cache = FeatureCache(args.out)
+    status = cache.status(names, digest)
+
+    foreign = cache.foreign_fingerprint(digest)
+    stale = [n for n, s in status.items() if s == "stale"]
+    print(table([[n, status[n]] for n in names], ["shard", "status"]))
+    print(f"{sum(s == 'done' for s in status.values())} done, {sum(s == 'pending' for s in status.values())} "
+          f"pending, {len(stale)} stale; fingerprint {digest}")
+    if args.dry_run:
+        if args.json:
+            print_json_result({"fingerprint": digest, "shards": status})
+        return 0
+    if (foreign or stale) and not args.overwrite:
+        print(f"cache-features: {args.out} holds features built with other settings (fingerprint "
+              f"{foreign or 'of ' + str(len(stale)) + ' shards'}, this run {digest}). Use another --out, "
+              f"or --overwrite to replace it.", file=sys.stderr)
+        return 2
+    if foreign or stale:
+        print(f"--overwrite: clearing {args.out}")
+        cache.clear()
+        status = {n: "pending" for n in names}
+
+    pending = [(u, n) for u, n in zip(urls, names) if status[n] == "pending"]
+    started = time.perf_counter()
+    committed = run_pipeline(pending, cache, checkpoint, fingerprint, num_frames, args) if pending else {}
+    elapsed = time.perf_counter() - started
+
+    shards = {n: cache.marker(n) for n in names}
+    cache.write_manifest(fingerprint, {n: m for n, m in shards.items() if m is not None})
+    return report(committed, shards, elapsed, args)
+
+
+def run_pipeline(pending, cache: FeatureCache, checkpoint: str, fingerprint: Fingerprint,
+                 num_frames: int, args) -> dict[str, dict]:
+    import ray
+
+    from pipelines.ray_runtime import gpus_available, init_ray
+
+    init_ray(args.address)
+    gpus = gpus_available()
+    actors = args.actors or max(gpus, 1)
+    items = [{"url": u, "shard": n} for u, n in pending]
+    dataset = (
+        ray.data.from_items(items, override_num_blocks=len(items))
+        .flat_map(lambda item: parse_shard(item["url"], item["shard"]))
+        # CPU tasks; Ray Data's default SPREAD scheduling fans them out over every node
+        .map(decode_sample, fn_kwargs={"image_size": fingerprint.image_size, "num_frames": num_frames},
+             num_cpus=1)
+        .map_batches(Featurizer, fn_constructor_kwargs={"checkpoint": checkpoint, "storage_dtype": fingerprint.storage_dtype},
+                     compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if gpus else 0,
+                     # The reservation keeps actors from overcommitting a node's memory, and (being
+                     # a different resource request) keeps Ray from fusing decoding into the actors,
+                     # which would serialise it behind the encoder.
+                     memory=int(args.actor_memory_gb * 2**30),
+                     batch_size=args.batch_size, batch_format="numpy")
+    )
+    return collect_and_commit(dataset, cache, fingerprint)
+
+
+def collect_and_commit(dataset, cache: FeatureCache, fingerprint: Fingerprint) -> dict[str, dict]:
+    """Group the stream by shard; commit each shard as soon as all of its rows have arrived."""
+    rows_by_shard: dict[str, list[dict]] = defaultdict(list)
+    committed: dict[str, dict] = {}
+    digest = fingerprint.digest()
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        for i in range(len(batch["key"])):
+            row = {column: values[i] for column, values in batch.items()}
+            shard = str(row["shard"])
+            rows_by_shard[shard].append(row)
+            if len(rows_by_shard[shard]) == int(row["shard_total"]):
+                rows = rows_by_shard.pop(shard)
+                committed[shard] = cache.commit_shard(
+                    shard, [cache_row(r) for r in rows if r["status"] == "ok"],
+                    [{c: str(r[c]) for c in REPORT_COLUMNS} for r in rows], digest, fingerprint.storage_dtype)
+    if rows_by_shard:
+        raise RuntimeError(f"shards ended incomplete: {sorted(rows_by_shard)}")
+    return committed
+
+
+def cache_row(row: dict) -> dict:
+    shape, flat = s_v_row(row["s_v"])
+    return {"key": str(row["key"]), "shard": str(row["shard"]), "source": str(row["source"]),
+            "task": str(row["task"]), "media_kind": str(row["media_kind"]), "query": str(row["query"]),
+            "target": str(row["target"]), "candidates": [str(c) for c in row["candidates"]],
+            "frame_times": row["frame_times"].tolist(), "s_v_shape": shape, "s_v": flat}
+
+
+def report(committed: dict[str, dict], shards: dict[str, dict | None], elapsed: float, args) -> int:
+    cached = sum(c["rows"] for c in committed.values())
+    bad = Counter()
+    for counts in committed.values():
+        bad.update(counts["bad"])
+    written = sum(c["bytes"] for c in committed.values())
+    samples_in = cached + sum(bad.values())
+    rate = samples_in / elapsed if elapsed > 0 else 0.0
+    print(f"\ncache-features: {len(committed)} shards processed, {len(shards) - len(committed)} skipped "
+          f"(already done) in {elapsed:.1f}s")
+    print(table([["samples in", samples_in], ["cached", cached], ["bad", sum(bad.values())],
+                 ["bytes written", human_count(written)], ["samples/s", f"{rate:.1f}"]], ["", "value"]))
+    if bad:
+        print(table([[reason, n] for reason, n in sorted(bad.items())], ["bad sample reason", "count"]))
+        print(f"per-sample reasons: {args.out}/<shard>.report.parquet")
+    if args.json:
+        print_json_result({"shards_processed": len(committed), "shards_skipped": len(shards) - len(committed),
+                           "samples_in": samples_in, "cached": cached, "bad": dict(bad),
+                           "bytes_written": written, "seconds": round(elapsed, 2), "cache": args.out})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""Real services for integration tests: one S3 endpoint (moto's server) and one Ray instance per
+session. The S3 variables are set before Ray starts so that every Ray worker inherits them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server on 127.0.0.1, as s3fs's own test suite runs it."""
+    port = _free_port()
+    moto = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or "moto_server"
+    process = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError("moto_server did not start")
+            time.sleep(0.2)
+    os.environ.update({
+        "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    })
+    yield endpoint
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def ray_instance(s3_endpoint, tmp_path_factory):
+    import ray
+
+    os.environ["VLJEPA_HOME"] = str(tmp_path_factory.mktemp("vljepa-home"))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def sample_data(ray_instance, tmp_path_factory):
+    """A small sample dataset (real H.264 / JPEG / PNG shards), written once."""
+    from ops.sample_data import SampleDataConfig, write_split
+
+    root = tmp_path_factory.mktemp("sample-data")
+    config = SampleDataConfig(clips_per_scene=1, images_per_scene=1, vqa_per_scene=1, samples_per_shard=24)
+    write_split(str(root), "train", config)
+    return root

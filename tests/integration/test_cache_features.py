@@ -1,0 +1,105 @@
+"""cache-features on a real Ray instance: bad input, re-runs, fingerprints, a killed driver, S3."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+import s3fs
+
+from pipelines import cache_features
+from tests.media_fixtures import GOOD_AND_BAD, write_shard
+
+
+def _run(capsys, *args) -> dict:
+    assert cache_features.main([*args, "--preset", "tiny", "--json"]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def _features(cache_dir) -> dict:
+    """key -> (target, S_V shape, S_V values) over every committed shard."""
+    out = {}
+    for path in sorted(cache_dir.glob("*.parquet")):
+        if not path.name.endswith(".report.parquet"):
+            for row in pq.read_table(path).to_pylist():
+                out[row["key"]] = (row["target"], row["s_v_shape"], row["s_v"])
+    return out
+
+
+def test_bad_samples_are_reported_and_good_ones_cached(ray_instance, sample_data, tmp_path, capsys):
+    shards = tmp_path / "shards"
+    shutil.copytree(sample_data / "train", shards)
+    write_shard(shards / "mixed-99999.tar", GOOD_AND_BAD)
+    result = _run(capsys, "--shards", str(shards), "--out", str(tmp_path / "cache"))
+    expected_bad = sum(1 for _, status in GOOD_AND_BAD.values() if status != "ok")
+    assert sum(result["bad"].values()) == expected_bad
+    assert result["bad"]["corrupt_video"] == 2 and result["bad"]["missing_text"] == 1
+    report = pq.read_table(tmp_path / "cache" / "mixed-99999.report.parquet").to_pylist()
+    assert {r["key"]: r["reason"] or "ok" for r in report} == {k: v for k, (_, v) in GOOD_AND_BAD.items()}
+    cached = pq.read_table(tmp_path / "cache" / "mixed-99999.parquet").to_pylist()
+    assert sorted(r["key"] for r in cached) == sorted(k for k, (_, v) in GOOD_AND_BAD.items() if v == "ok")
+    row = next(r for r in cached if r["key"] == "goodvideo")
+    n, d = row["s_v_shape"]
+    assert len(row["s_v"]) == n * d and row["target"] == "a red ball moves left" and len(row["frame_times"]) == 8
+
+
+def test_rerun_skips_done_shards_and_refuses_other_settings(ray_instance, sample_data, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    first = _run(capsys, "--shards", str(sample_data / "train"), "--out", str(cache))
+    assert first["shards_processed"] > 1 and first["shards_skipped"] == 0
+    second = _run(capsys, "--shards", str(sample_data / "train"), "--out", str(cache))
+    assert second["shards_processed"] == 0 and second["shards_skipped"] == first["shards_processed"]
+
+    assert cache_features.main(["--shards", str(sample_data / "train"), "--out", str(cache),
+                                "--preset", "tiny", "--frames", "4"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+    dry = _run(capsys, "--shards", str(sample_data / "train"), "--out", str(cache), "--frames", "4", "--dry-run")
+    assert set(dry["shards"].values()) == {"stale"}
+    replaced = _run(capsys, "--shards", str(sample_data / "train"), "--out", str(cache), "--frames", "4", "--overwrite")
+    assert replaced["shards_processed"] == first["shards_processed"]
+    assert json.loads((cache / "manifest.json").read_text())["fingerprint_fields"]["num_frames"] == 4
+
+
+def test_killed_driver_then_rerun_equals_an_uninterrupted_run(ray_instance, sample_data, tmp_path, capsys):
+    reference = tmp_path / "reference"
+    _run(capsys, "--shards", str(sample_data / "train"), "--out", str(reference))
+
+    interrupted = tmp_path / "interrupted"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    driver = subprocess.Popen([sys.executable, "-m", "pipelines.cache_features", "--shards", str(sample_data / "train"),
+                               "--out", str(interrupted), "--preset", "tiny", "--batch-size", "2"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not list(interrupted.glob("*.done.json")):
+        assert driver.poll() is None, "driver finished before it could be killed"
+        assert time.monotonic() < deadline, "no shard was committed in time"
+        time.sleep(0.05)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray instance it started
+    driver.wait()
+    markers = len(list(interrupted.glob("*.done.json")))
+    assert markers < len(list(reference.glob("*.done.json"))), "killed too late to test anything"
+
+    resumed = _run(capsys, "--shards", str(sample_data / "train"), "--out", str(interrupted))
+    assert resumed["shards_skipped"] >= markers
+    resumed_features = _features(interrupted)
+    assert resumed_features and resumed_features == _features(reference)
+
+
+def test_shards_from_s3_and_cache_to_s3(ray_instance, sample_data, s3_endpoint, capsys):
+    fs = s3fs.S3FileSystem()
+    fs.mkdir("vljepa-test")
+    fs.put(str(sample_data / "train") + "/", "vljepa-test/data/train/", recursive=True)
+    result = _run(capsys, "--shards", "s3://vljepa-test/data/train", "--out", "s3://vljepa-test/cache")
+    assert result["cached"] > 0 and result["bad"] == {}
+    names = {p.rsplit("/", 1)[-1] for p in fs.ls("vljepa-test/cache")}
+    assert "manifest.json" in names and any(n.endswith(".done.json") for n in names)
+    again = _run(capsys, "--shards", "s3://vljepa-test/data/train", "--out", "s3://vljepa-test/cache")
+    assert again["shards_processed"] == 0

@@ -1,0 +1,63 @@
+"""Real media for tests: H.264 clips, JPEG/PNG images, and every kind of damaged input."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+
+import numpy as np
+
+from ops.media_encode import encode_h264, encode_image
+from ops.scenes import Scene, render_clip, render_image
+from ops.shard_io import ShardWriter
+
+
+def clip_bytes(num_frames: int = 16, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    return encode_h264(render_clip(Scene("ball", "red", "moves left"), num_frames, 64, rng))
+
+
+def image_bytes(fmt: str = "jpeg", seed: int = 0) -> bytes:
+    return encode_image(render_image(Scene("cube", "blue"), 64, np.random.default_rng(seed)), fmt)
+
+
+def huge_png_header(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A valid PNG whose header claims absurd dimensions (a decompression bomb's calling card)."""
+    png = bytearray(image_bytes("png"))
+    ihdr = png[12:29]  # chunk type + 13 data bytes
+    ihdr[4:12] = struct.pack(">II", width, height)
+    png[12:29] = ihdr
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    return bytes(png)
+
+
+GOOD_AND_BAD = {
+    # key: (members, expected status or error reason)
+    "goodvideo": ({"mp4": clip_bytes(), "txt": b"a red ball moves left"}, "ok"),
+    "goodimage": ({"jpg": image_bytes("jpeg"), "txt": b"a blue cube"}, "ok"),
+    "goodpng": ({"png": image_bytes("png"), "txt": b"a blue cube"}, "ok"),
+    "goodvqa": ({"mp4": clip_bytes(seed=1), "json": json.dumps(
+        {"query": "Which way?", "answer": "left", "candidates": ["left", "right"]}).encode()}, "ok"),
+    "corruptimage": ({"jpg": b"\xff\xd8\xff\xe0not really a jpeg", "txt": b"x"}, "corrupt_image"),
+    "truncatedimage": ({"jpg": image_bytes("jpeg")[:200], "txt": b"x"}, "corrupt_image"),
+    "hugeimage": ({"png": huge_png_header(), "txt": b"x"}, "image_too_large"),
+    "emptyvideo": ({"mp4": b"", "txt": b"x"}, "empty_video"),
+    "corruptvideo": ({"mp4": b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 300, "txt": b"x"}, "corrupt_video"),
+    "truncatedvideo": ({"mp4": clip_bytes()[:700], "txt": b"x"}, "corrupt_video"),
+    "shortvideo": ({"mp4": clip_bytes(num_frames=3), "txt": b"a red ball"}, "video_too_short"),
+    "nocaption": ({"mp4": clip_bytes(seed=2)}, "missing_text"),
+    "notutf8": ({"jpg": image_bytes("jpeg"), "txt": b"caf\xe9 \xff"}, "bad_text_encoding"),
+    "nomedia": ({"txt": b"a caption without media"}, "missing_media"),
+}
+
+
+def write_shard(path, samples: dict) -> None:
+    with ShardWriter(str(path)) as writer:
+        for key, (members, _) in samples.items():
+            writer.write(key, members)
+
+
+def truncate_file(path, keep_fraction: float) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep_fraction)])
