@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 DEMO_DIR ?= demo-output
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit test-integration clean
+.PHONY: setup demo test test-unit test-integration bench clean
 
 setup:
 	@VENV=$(VENV) bash infra/setup_venv.sh
@@ -22,6 +22,10 @@ test: setup
 
 test-unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m benchmarks.decode_throughput
+	$(PY) -m benchmarks.cache_throughput
 
 test-integration: setup
 	$(PY) -m pytest tests/integration -m integration $(PYTEST_ARGS)

@@ -3,10 +3,13 @@
 Every input record becomes exactly one row that travels through all stages; a failure turns the
 row's status to "error" with a reason instead of dropping it, so each shard's report accounts
 for every sample and the writer knows when a shard is complete (`shard_total` rows seen).
+Candidate answers travel as a JSON string: a list column that is empty in some blocks would make
+Arrow infer a different type per block.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import numpy as np
@@ -19,7 +22,7 @@ from ops.shard_io import iter_samples
 
 def _row(shard: str, key: str) -> dict:
     return {"shard": shard, "key": key, "status": "ok", "reason": "", "error_message": "",
-            "media_kind": "", "media": b"", "target": "", "query": "", "candidates": [],
+            "media_kind": "", "media": b"", "target": "", "query": "", "candidates": "[]",
             "task": "", "source": ""}
 
 
@@ -45,7 +48,7 @@ def _parse(url: str, shard: str) -> Iterator[dict]:
             yield row
             continue
         row.update(media_kind=sample.media_kind, media=sample.media, target=sample.target,
-                   query=sample.query, candidates=sample.candidates, task=sample.task,
+                   query=sample.query, candidates=json.dumps(sample.candidates), task=sample.task,
                    source=sample.source)
         yield row
 

@@ -13,6 +13,7 @@ settings is refused unless --overwrite; --dry-run lists done / pending / stale s
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections import Counter, defaultdict
@@ -24,6 +25,7 @@ from ops.feature_cache import FeatureCache, Fingerprint, config_hash, s_v_row
 from ops.featurize import STORAGE_DTYPES, Featurizer
 from ops.shard_io import resolve_shards, shard_name
 from ops.stages import decode_sample, parse_shard
+from pipelines.ray_stats import stage_throughput
 from pipelines.report import human_count, print_json_result, table
 
 REPORT_COLUMNS = ("key", "status", "reason", "error_message")
@@ -129,7 +131,9 @@ def run_pipeline(pending, cache: FeatureCache, checkpoint: str, fingerprint: Fin
                      memory=int(args.actor_memory_gb * 2**30),
                      batch_size=args.batch_size, batch_format="numpy")
     )
-    return collect_and_commit(dataset, cache, fingerprint)
+    committed = collect_and_commit(dataset, cache, fingerprint)
+    committed["_stages"] = stage_throughput(dataset)
+    return committed
 
 
 def collect_and_commit(dataset, cache: FeatureCache, fingerprint: Fingerprint) -> dict[str, dict]:
@@ -156,11 +160,12 @@ def cache_row(row: dict) -> dict:
     shape, flat = s_v_row(row["s_v"])
     return {"key": str(row["key"]), "shard": str(row["shard"]), "source": str(row["source"]),
             "task": str(row["task"]), "media_kind": str(row["media_kind"]), "query": str(row["query"]),
-            "target": str(row["target"]), "candidates": [str(c) for c in row["candidates"]],
+            "target": str(row["target"]), "candidates": json.loads(str(row["candidates"])),
             "frame_times": row["frame_times"].tolist(), "s_v_shape": shape, "s_v": flat}
 
 
 def report(committed: dict[str, dict], shards: dict[str, dict | None], elapsed: float, args) -> int:
+    stages = committed.pop("_stages", [])
     cached = sum(c["rows"] for c in committed.values())
     bad = Counter()
     for counts in committed.values():
@@ -172,13 +177,17 @@ def report(committed: dict[str, dict], shards: dict[str, dict | None], elapsed: 
           f"(already done) in {elapsed:.1f}s")
     print(table([["samples in", samples_in], ["cached", cached], ["bad", sum(bad.values())],
                  ["bytes written", human_count(written)], ["samples/s", f"{rate:.1f}"]], ["", "value"]))
+    if stages:
+        print(table([[s["stage"], s["rows"], f"{s['seconds']:.1f}", f"{s['rows_per_s']:.1f}", s["task_seconds"]]
+                     for s in stages], ["stage", "rows", "seconds", "rows/s", "task-seconds"]))
     if bad:
         print(table([[reason, n] for reason, n in sorted(bad.items())], ["bad sample reason", "count"]))
         print(f"per-sample reasons: {args.out}/<shard>.report.parquet")
     if args.json:
         print_json_result({"shards_processed": len(committed), "shards_skipped": len(shards) - len(committed),
                            "samples_in": samples_in, "cached": cached, "bad": dict(bad),
-                           "bytes_written": written, "seconds": round(elapsed, 2), "cache": args.out})
+                           "bytes_written": written, "seconds": round(elapsed, 2), "cache": args.out,
+                           "stages": stages})
     return 0
 
 

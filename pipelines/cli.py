@@ -12,6 +12,7 @@ import sys
 VERBS: dict[str, tuple[str, str]] = {
     "summary": ("pipelines.summary", "parameter counts per component, from config alone"),
     "sample-data": ("pipelines.sample_data", "write the embedded sample dataset (train/ and eval/ shards)"),
+    "make-shards": ("pipelines.make_shards", "turn a folder / CSV / JSONL of your media into shards"),
     "cache-features": ("pipelines.cache_features", "decode shards and cache frozen x-encoder features (Ray Data)"),
     "demo": ("pipelines.demo", "the main job end to end on the embedded sample data"),
 }

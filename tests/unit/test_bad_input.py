@@ -1,5 +1,6 @@
 """Every class of bad input is recorded with its reason while every good sample goes through."""
 
+import json
 import numpy as np
 
 from ops.stages import decode_sample, parse_shard
@@ -28,7 +29,7 @@ def test_each_bad_sample_is_reported_and_good_ones_decode(tmp_path):
     times = rows["goodvideo"]["frame_times"]
     assert np.all(np.diff(times) > 0)  # increasing, spread over the clip
     assert rows["goodvqa"]["query"] == "Which way?" and rows["goodvqa"]["target"] == "left"
-    assert rows["goodvqa"]["candidates"] == ["left", "right"]
+    assert json.loads(rows["goodvqa"]["candidates"]) == ["left", "right"]
 
 
 def test_truncated_tar_keeps_the_samples_before_the_damage(tmp_path):

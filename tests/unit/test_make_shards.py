@@ -1,0 +1,49 @@
+import json
+
+import pyarrow.parquet as pq
+
+from ops.shard_io import iter_samples
+from pipelines import make_shards
+from tests.media_fixtures import clip_bytes, image_bytes
+
+
+def _media(tmp_path):
+    (tmp_path / "media").mkdir()
+    (tmp_path / "media" / "clip.mp4").write_bytes(clip_bytes())
+    (tmp_path / "media" / "photo.jpg").write_bytes(image_bytes())
+    return tmp_path / "media"
+
+
+def test_jsonl_manifest_becomes_shards_with_a_report(tmp_path, capsys):
+    media = _media(tmp_path)
+    manifest = tmp_path / "data.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in [
+        {"path": "media/clip.mp4", "caption": "a red ball moves left"},
+        {"path": "media/photo.jpg", "query": "What colour?", "answer": "blue", "candidates": ["red", "blue"]},
+        {"path": "media/missing.mp4", "caption": "gone"},
+    ]))
+    assert make_shards.main(["--input", str(manifest), "--out", str(tmp_path / "shards"),
+                             "--samples-per-shard", "2", "--json"]) == 0
+    counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert counts == {"shards": 2, "written": 2, "failed": 1}
+    first = list(iter_samples(str(tmp_path / "shards" / "00000.tar")))
+    assert [s.key for s in first] == ["000000000", "000000001"]
+    assert first[0].members["mp4"] == (media / "clip.mp4").read_bytes()
+    assert json.loads(first[1].members["json"])["candidates"] == ["red", "blue"]
+    report = pq.read_table(tmp_path / "shards" / "00001.parquet").to_pylist()
+    assert report[0]["status"] == "error" and "missing.mp4" in report[0]["path"]
+
+
+def test_folder_and_csv_inputs(tmp_path):
+    media = _media(tmp_path)
+    (media / "clip.txt").write_text("a red ball moves left")
+    (media / "photo.txt").write_text("a blue cube")
+    assert make_shards.main(["--input", str(media), "--out", str(tmp_path / "from-folder")]) == 0
+    keys = {s.members["txt"].decode() for s in iter_samples(str(tmp_path / "from-folder" / "00000.tar"))}
+    assert keys == {"a red ball moves left", "a blue cube"}
+
+    csv_file = tmp_path / "data.csv"
+    csv_file.write_text("path,caption,candidates\nmedia/clip.mp4,a ball,left|right\n")
+    assert make_shards.main(["--input", str(csv_file), "--out", str(tmp_path / "from-csv")]) == 0
+    (sample,) = iter_samples(str(tmp_path / "from-csv" / "00000.tar"))
+    assert json.loads(sample.members["json"])["candidates"] == ["left", "right"]
