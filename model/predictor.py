@@ -8,7 +8,8 @@ Design choices:
   visual and query tokens attend to each other both ways.
 - Sequence = [projected visual tokens ; query token embeddings], queries right-padded. PAD keys
   are masked in attention and PAD positions are left out of the mean pool, so padding changes
-  nothing. Right padding also keeps the real tokens' rotary positions fixed.
+  nothing. Rotary positions count real tokens only, so visual padding (images next to clips in
+  one batch) moves no real token either.
 - Ŝ_Y = head(masked_mean(last hidden state)); `vision_proj` maps D_v to the LLM width.
 """
 
@@ -77,10 +78,18 @@ class Predictor(nn.Module):
         s_v: torch.Tensor,
         query_ids: torch.Tensor | None = None,
         query_mask: torch.Tensor | None = None,
+        visual_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The last hidden state over [visual ; query] positions (B, N + L, H) and its mask (B, N + L)."""
+        """The last hidden state over [visual ; query] positions (B, N + L, H) and its mask (B, N + L).
+
+        visual_mask (B, N) marks real visual tokens when a batch pads S_V to a common N (images
+        hold fewer tokens than clips); padded visual tokens are masked exactly like query PADs.
+        """
         visual = self.vision_proj(s_v)  # (B, N, H)
-        mask = torch.ones(visual.shape[:2], dtype=torch.long, device=visual.device)  # (B, N)
+        if visual_mask is None:
+            mask = torch.ones(visual.shape[:2], dtype=torch.long, device=visual.device)  # (B, N)
+        else:
+            mask = visual_mask.to(device=visual.device, dtype=torch.long)
         tokens = visual
         if query_ids is not None and query_ids.shape[1] > 0:
             if query_mask is None:
@@ -88,7 +97,9 @@ class Predictor(nn.Module):
             query = self.llm.embed_tokens(query_ids).to(visual.dtype)  # (B, L, H)
             tokens = torch.cat([visual, query], dim=1)  # (B, N + L, H)
             mask = torch.cat([mask, query_mask.to(mask.dtype)], dim=1)
-        hidden = self.llm(inputs_embeds=tokens, attention_mask=mask).last_hidden_state
+        # Rotary positions count real tokens only, so padding (visual or query) moves no real token.
+        positions = (mask.cumsum(dim=1) - 1).clamp_min(0)
+        hidden = self.llm(inputs_embeds=tokens, attention_mask=mask, position_ids=positions).last_hidden_state
         return hidden, mask
 
     def forward(
@@ -96,7 +107,8 @@ class Predictor(nn.Module):
         s_v: torch.Tensor,
         query_ids: torch.Tensor | None = None,
         query_mask: torch.Tensor | None = None,
+        visual_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """s_v (B, N, D_v); query_ids / query_mask (B, L), right-padded, or None -> Ŝ_Y (B, E)."""
-        hidden, mask = self.encode_sequence(s_v, query_ids, query_mask)
+        hidden, mask = self.encode_sequence(s_v, query_ids, query_mask, visual_mask)
         return self.head(masked_mean(hidden, mask))  # (B, E)

@@ -56,9 +56,10 @@ class VLJepa(nn.Module):
         s_v: torch.Tensor,
         query_ids: torch.Tensor | None = None,
         query_mask: torch.Tensor | None = None,
+        visual_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """S_V (B, N, D_v) and an optional query (B, L) -> Ŝ_Y (B, E), not normalised."""
-        return self.predictor(s_v, query_ids, query_mask)
+        return self.predictor(s_v, query_ids, query_mask, visual_mask)
 
     def encode_target(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Target tokens (B, L) -> S_Y (B, E), not normalised."""
@@ -71,9 +72,11 @@ class VLJepa(nn.Module):
         target_mask: torch.Tensor,
         query_ids: torch.Tensor | None = None,
         query_mask: torch.Tensor | None = None,
+        visual_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One training forward: (Ŝ_Y, S_Y), each (B, E). Features are cached, so it starts at S_V."""
-        return self.predict(s_v, query_ids, query_mask), self.encode_target(target_ids, target_mask)
+        return (self.predict(s_v, query_ids, query_mask, visual_mask),
+                self.encode_target(target_ids, target_mask))
 
     def scale(self) -> torch.Tensor:
         """The logit scale exp(logit_scale), clamped so logits stay bounded."""
@@ -96,13 +99,16 @@ class VLJepa(nn.Module):
         return F.normalize(self.encode_target(ids.to(device), mask.to(device)).float(), dim=-1)
 
     @torch.no_grad()
-    def embed_visual(self, s_v: torch.Tensor, queries: list[str] | None = None) -> torch.Tensor:
-        """S_V (B, N, D_v) and optional per-sample queries -> L2-normalised Ŝ_Y (B, E)."""
+    def embed_visual(self, s_v: torch.Tensor, queries: list[str] | None = None,
+                     visual_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """S_V (B, N, D_v) and optional per-sample queries -> L2-normalised Ŝ_Y (B, E).
+        An empty query string means "no query" (query-free, as in pretraining)."""
         query_ids = query_mask = None
-        if queries is not None:
+        if queries is not None and any(queries):
             query_ids, query_mask = self.tokenize_queries(queries)
             query_ids, query_mask = query_ids.to(s_v.device), query_mask.to(s_v.device)
-        return F.normalize(self.predict(s_v, query_ids, query_mask).float(), dim=-1)
+            query_mask = query_mask * torch.tensor([bool(q) for q in queries], device=s_v.device)[:, None]
+        return F.normalize(self.predict(s_v, query_ids, query_mask, visual_mask).float(), dim=-1)
 
     @staticmethod
     def _require(tokenizer, side: str) -> PreTrainedTokenizerBase:

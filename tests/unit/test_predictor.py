@@ -72,3 +72,18 @@ def test_predictor_keeps_the_requested_llama_layers(tmp_path):
 
     with pytest.raises(ValueError, match="cannot keep layers"):
         Predictor.from_pretrained(str(tmp_path), layer_start=4, num_layers=3, vision_dim=16, embed_dim=24)
+
+
+def test_padded_visual_tokens_change_nothing(tiny_model):
+    """An image's S_V padded to a clip's length, with its visual mask, predicts what it did alone."""
+    size = tiny_model.config.x_encoder.image_size
+    image_s_v = tiny_model.encode_visual(torch.randn(1, 3, size, size))  # (1, 16, D)
+    padded = torch.cat([image_s_v, torch.randn(1, 48, image_s_v.shape[-1])], dim=1)
+    visual_mask = torch.cat([torch.ones(1, 16), torch.zeros(1, 48)], dim=1)
+    ids, mask = tiny_model.tokenize_queries(["what is it?"])
+    with torch.no_grad():
+        alone = tiny_model.predict(image_s_v, ids, mask)
+        masked = tiny_model.predict(padded, ids, mask, visual_mask)
+        unmasked = tiny_model.predict(padded, ids, mask)
+    torch.testing.assert_close(alone, masked, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(alone, unmasked, atol=1e-4)
