@@ -15,6 +15,12 @@ from torch import nn
 from transformers import VJEPA2Config, VJEPA2Model
 
 
+class _EncoderOnlyVJEPA2(VJEPA2Model):
+    """VJEPA2Model that expects no JEPA-predictor weights: exported models carry the encoder only."""
+
+    _keys_to_ignore_on_load_missing = [r"^predictor\."]
+
+
 class XEncoder(nn.Module):
     def __init__(self, vjepa: VJEPA2Model):
         super().__init__()
@@ -25,7 +31,7 @@ class XEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, checkpoint: str, **kwargs) -> "XEncoder":
-        return cls(VJEPA2Model.from_pretrained(checkpoint, **kwargs))
+        return cls(_EncoderOnlyVJEPA2.from_pretrained(checkpoint, **kwargs))
 
     @classmethod
     def from_config(cls, config: VJEPA2Config) -> "XEncoder":

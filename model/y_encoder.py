@@ -20,6 +20,10 @@ from model.pooling import masked_mean
 class YEncoder(nn.Module):
     def __init__(self, text_model: PreTrainedModel, embed_dim: int):
         super().__init__()
+        if getattr(text_model, "pooler", None) is not None:
+            # BERT-style [CLS] pooler: unused by the masked mean, and a trainable parameter without
+            # gradients breaks DDP's reduction. Dropping it also keeps it out of the optimizer.
+            text_model.pooler = None
         self.text_model = text_model
         self.head = nn.Linear(text_model.config.hidden_size, embed_dim)
         init_isometry_(self.head)

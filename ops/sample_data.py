@@ -32,8 +32,8 @@ VQA_QUESTIONS = {
 @dataclass(frozen=True, kw_only=True)
 class SampleDataConfig:
     seed: int = 0
-    clips_per_scene: int = 6  # training clips per seen (shape, colour, motion)
-    eval_clips_per_scene: int = 2
+    clips_per_scene: int = 24  # training clips per seen (shape, colour, motion)
+    eval_clips_per_scene: int = 4
     images_per_scene: int = 4  # training images per (shape, colour)
     vqa_per_scene: int = 2
     num_frames: int = 16  # frames per clip (8 fps: two-second clips)

@@ -14,6 +14,9 @@ VERBS: dict[str, tuple[str, str]] = {
     "sample-data": ("pipelines.sample_data", "write the embedded sample dataset (train/ and eval/ shards)"),
     "make-shards": ("pipelines.make_shards", "turn a folder / CSV / JSONL of your media into shards"),
     "cache-features": ("pipelines.cache_features", "decode shards and cache frozen x-encoder features (Ray Data)"),
+    "train": ("pipelines.train", "optimise predictor + y-encoder on Ray Train, tracked in MLflow"),
+    "evaluate": ("pipelines.evaluate", "zero-shot classification, retrieval and VQA against chance"),
+    "export": ("pipelines.export", "a self-contained model directory from a run or a preset"),
     "demo": ("pipelines.demo", "the main job end to end on the embedded sample data"),
 }
 

@@ -74,3 +74,17 @@ def sample_data(ray_instance, tmp_path_factory):
     config = SampleDataConfig(clips_per_scene=1, images_per_scene=1, vqa_per_scene=1, samples_per_shard=24)
     write_split(str(root), "train", config)
     return root
+
+
+@pytest.fixture(scope="session")
+def caches(sample_data, tmp_path_factory):
+    """Feature caches of the small sample data: train, and the held-out eval split."""
+    from ops.sample_data import SampleDataConfig, write_split
+    from pipelines import cache_features
+
+    root = tmp_path_factory.mktemp("caches")
+    write_split(str(sample_data), "eval", SampleDataConfig(eval_clips_per_scene=1, samples_per_shard=24))
+    for split in ("train", "eval"):
+        assert cache_features.main(["--shards", str(sample_data / split), "--out", str(root / split),
+                                    "--preset", "tiny"]) == 0
+    return root

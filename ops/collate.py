@@ -1,0 +1,68 @@
+"""Cached rows -> model-ready tensors: S_V padded with a visual mask, tokenised targets and queries.
+
+Runs inside the training workers' batch pipeline (`iter_torch_batches(collate_fn=...)`), so
+tokenisation overlaps the previous step instead of blocking it.
+
+Which rows carry a query (paper §3.2): none in query-free pretraining; in SFT a VQA or
+classification row carries its own question, a captioning row the stage's captioning prompt, and
+a replayed pretraining row none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from model.tokenize import tokenize
+
+
+def pad_visual(features: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """[(N_i, D)] -> S_V (B, max N, D) float32 and visual_mask (B, max N)."""
+    longest = max(f.shape[0] for f in features)
+    dim = features[0].shape[1]
+    s_v = torch.zeros(len(features), longest, dim, dtype=torch.float32)
+    mask = torch.zeros(len(features), longest, dtype=torch.long)
+    for i, f in enumerate(features):
+        s_v[i, : f.shape[0]] = torch.from_numpy(np.asarray(f, dtype=np.float32))
+        mask[i, : f.shape[0]] = 1
+    return s_v, mask
+
+
+def row_features(shapes, flats) -> list[np.ndarray]:
+    return [np.asarray(flat).reshape(tuple(int(x) for x in shape)) for shape, flat in zip(shapes, flats)]
+
+
+def query_for(task: str, query: str, caption_prompt: str, replay: bool) -> str:
+    if replay:
+        return ""
+    if task in ("vqa", "classification") and query:
+        return query
+    return caption_prompt
+
+
+@dataclass
+class Collate:
+    target_tokenizer: PreTrainedTokenizerBase
+    query_tokenizer: PreTrainedTokenizerBase
+    max_target_tokens: int
+    max_query_tokens: int
+    use_query: bool
+    caption_prompt: str = ""
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        s_v, visual_mask = pad_visual(row_features(batch["s_v_shape"], batch["s_v"]))
+        target_ids, target_mask = tokenize(self.target_tokenizer, [str(t) for t in batch["target"]], self.max_target_tokens)
+        out = {"s_v": s_v, "visual_mask": visual_mask, "target_ids": target_ids, "target_mask": target_mask}
+        if self.use_query:
+            replay = batch.get("replay", np.zeros(len(s_v), dtype=bool))
+            queries = [query_for(str(t), str(q), self.caption_prompt, bool(r))
+                       for t, q, r in zip(batch["task"], batch["query"], replay)]
+            if any(queries):
+                ids, mask = tokenize(self.query_tokenizer, [q or "" for q in queries], self.max_query_tokens)
+                # a row without a query keeps no query token at all (not even [CLS] / BOS)
+                mask = mask * torch.tensor([bool(q) for q in queries], dtype=mask.dtype)[:, None]
+                out["query_ids"], out["query_mask"] = ids, mask
+        return out

@@ -1,0 +1,51 @@
+"""`vljepa evaluate --model MODEL --cache CACHE [--json]`: zero-shot classification, text-to-video
+retrieval and discriminative VQA on a held-out feature cache, printed against chance.
+
+MODEL is an exported model directory or an MLflow model URI (models:/vljepa/1, runs:/ID/model).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from model.export import load_model, read_manifest
+from ops.evaluation import evaluate, load_rows
+from pipelines.mlflow_model import resolve_model_dir
+from pipelines.report import print_json_result, table
+
+
+def results_table(result: dict) -> str:
+    rows = []
+    if "classification" in result:
+        c = result["classification"]
+        rows += [["classification top-1", f"{c['top1']:.3f}", f"{c['chance_top1']:.3f}"],
+                 ["classification top-5", f"{c['top5']:.3f}", f"{min(1.0, 5 * c['chance_top1']):.3f}"]]
+    if "retrieval" in result:
+        r = result["retrieval"]
+        rows += [["retrieval R@1", f"{r['r1']:.3f}", f"{r['chance_r1']:.3f}"],
+                 ["retrieval R@5", f"{r['r5']:.3f}", ""], ["retrieval R@10", f"{r['r10']:.3f}", ""]]
+    if "vqa" in result:
+        rows.append(["VQA accuracy", f"{result['vqa']['accuracy']:.3f}", f"{result['vqa']['chance']:.3f}"])
+    return table(rows, ["metric", "value", "chance"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vljepa evaluate", description=__doc__)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--cache", required=True, help="held-out feature cache")
+    parser.add_argument("--max-samples", type=int, default=None)
+    parser.add_argument("--prompt", default=None, help="captioning query (default: the model's own)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    model_dir = resolve_model_dir(args.model)
+    prompt = args.prompt if args.prompt is not None else read_manifest(model_dir)["metadata"].get("caption_prompt", "")
+    result = evaluate(load_model(model_dir), load_rows(args.cache, args.max_samples), prompt)
+    print(f"evaluate: {result['num_samples']} samples from {args.cache}")
+    print(results_table(result))
+    if args.json:
+        print_json_result(result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""The exported model as an MLflow model: logged with the run, registered, and resolvable back to
+a model directory from `models:/NAME/VERSION` or `runs:/RUN_ID/model` URIs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import mlflow.pyfunc
+
+ARTIFACT_KEY = "vljepa_model"
+
+
+class VLJepaPyfunc(mlflow.pyfunc.PythonModel):
+    """pyfunc flavour: texts in, shared-space embeddings out (the y-encoder side).
+    The full model (visual side too) is in the artifacts, loaded with `model.export.load_model`."""
+
+    def load_context(self, context):
+        from model.export import load_model
+
+        self.model = load_model(context.artifacts[ARTIFACT_KEY]).eval()
+
+    def predict(self, context, model_input, params=None):
+        texts = list(model_input["text"]) if hasattr(model_input, "columns") else list(model_input)
+        return self.model.embed_texts(texts).numpy()
+
+
+def log_and_register(model_dir: Path, registered_name: str | None) -> str | None:
+    """Log the model into the active run; register it when a name is given. Returns 'NAME/VERSION'."""
+    info = mlflow.pyfunc.log_model(
+        name="model", python_model=VLJepaPyfunc(), artifacts={ARTIFACT_KEY: str(model_dir)},
+        pip_requirements=["vl-jepa"],  # the project itself (pins live in its pyproject / constraints)
+    )
+    if not registered_name:
+        return None
+    version = mlflow.register_model(info.model_uri, registered_name)
+    return f"{registered_name}/{version.version}"
+
+
+def resolve_model_dir(source: str) -> Path:
+    """A model directory, or an MLflow model URI (models:/..., runs:/...) downloaded to one."""
+    is_uri = source.startswith(("models:/", "runs:/", "mlflow-artifacts:/")) or (
+        "://" in source and not source.startswith("file://"))
+    if not is_uri:
+        path = Path(source.removeprefix("file://"))
+        if not (path / "vljepa.json").exists():
+            raise ValueError(f"{source} is not an exported VL-JEPA model directory (no vljepa.json)")
+        return path
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
+    found = sorted(local.rglob("vljepa.json"))
+    if not found:
+        raise ValueError(f"{source} holds no VL-JEPA model (no vljepa.json among its artifacts)")
+    return found[0].parent

@@ -1,0 +1,190 @@
+"""`vljepa train --stage STAGE --cache CACHE --out RUN`: optimise predictor + y-encoder on Ray Train.
+
+    RUN/ray/train/checkpoint_*     Ray Train checkpoints (or under --storage, e.g. s3://)
+    RUN/mlflow.db                  MLflow store, unless MLFLOW_TRACKING_URI is set
+    RUN/mlartifacts/               MLflow artifacts of that store
+    RUN/model/                     the exported final model (also logged and registered in MLflow)
+    RUN/train_config.json          the resolved config
+
+A stopped or crashed run continues with `--resume` (same RUN): training resumes from the last
+checkpoint and logs into the same MLflow run. Worker failures inside a run are retried up to
+--max-failures times, each from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ops.training_rows import select_rows
+from pipelines.report import print_json_result
+from pipelines.train_config import STAGES, TrainConfig
+
+TRAIN_COLUMNS = ["s_v", "s_v_shape", "target", "query", "task", "media_kind"]
+
+
+def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
+    """The run's config, and the options that steer this invocation (--resume, --address, --json)."""
+    parser = argparse.ArgumentParser(prog="vljepa train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    # what to train on
+    parser.add_argument("--stage", required=True, choices=sorted(STAGES))
+    parser.add_argument("--cache", required=True, help="feature cache (local or s3://)")
+    parser.add_argument("--out", required=True, help="run directory")
+    parser.add_argument("--preset", default="minilm")
+    parser.add_argument("--init-model", default=None, help="exported model to start from (a previous stage's RUN/model)")
+    parser.add_argument("--replay-cache", default=None, help="sft: pretraining cache to replay")
+    parser.add_argument("--replay-weight", type=float, default=0.0, help="sft: share of replayed rows")
+    # schedule
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=32, help="per worker")
+    parser.add_argument("--grad-accum", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=None, help="base lr (default: the stage's)")
+    parser.add_argument("--warmup-steps", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    # scale and faults
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads-per-worker", type=int, default=0, help="CPU training: torch threads (0: cores / workers)")
+    parser.add_argument("--checkpoint-every", type=int, default=50)
+    parser.add_argument("--log-every", type=int, default=10)
+    parser.add_argument("--max-failures", type=int, default=2)
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--address", default=None, help="Ray cluster (default: RAY_ADDRESS or local)")
+    # evaluation and tracking
+    parser.add_argument("--eval-cache", default=None)
+    parser.add_argument("--eval-every", type=int, default=0)
+    parser.add_argument("--experiment", default="vljepa")
+    parser.add_argument("--registered-model", default="vljepa", help="MLflow registry name ('' to skip)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    config = TrainConfig(
+        stage=args.stage, cache=args.cache, out=str(Path(args.out).resolve()), preset=args.preset,
+        init_model=args.init_model, steps=args.steps, workers=args.workers, batch_size=args.batch_size,
+        grad_accum=args.grad_accum, lr=args.lr, threads_per_worker=args.threads_per_worker, warmup_steps=args.warmup_steps, seed=args.seed,
+        checkpoint_every=args.checkpoint_every, log_every=args.log_every, eval_cache=args.eval_cache, eval_every=args.eval_every,
+        replay_cache=args.replay_cache, replay_weight=args.replay_weight, max_failures=args.max_failures,
+        experiment=args.experiment, registered_model=args.registered_model or None,
+    )
+    config.validate()
+    return config, args
+
+
+def read_cache(url: str, spec, replay: bool):
+    import pyarrow.fs
+    import ray
+
+    from ops.feature_cache import FeatureCache
+
+    cache = FeatureCache(url)
+    files = cache.shard_files()
+    if not files:
+        raise ValueError(f"{url} holds no feature cache (no manifest.json with shards): run cache-features first")
+    filesystem = None if cache.is_local else pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(cache.fs))
+    dataset = ray.data.read_parquet(files, filesystem=filesystem, columns=TRAIN_COLUMNS)
+    tasks = ["caption"] if replay else list(spec.tasks)
+    return dataset.map_batches(select_rows, batch_format="pyarrow",
+                               fn_kwargs={"media_kinds": list(spec.media_kinds), "tasks": tasks, "replay": replay})
+
+
+def build_dataset(config: TrainConfig):
+    dataset = read_cache(config.cache, config.spec, replay=False)
+    if config.replay_cache and config.replay_weight > 0:
+        replay = read_cache(config.replay_cache, config.spec, replay=True)
+        main_rows, replay_rows = dataset.count(), replay.count()
+        # replayed share w of the mix: replay_rows * f = w / (1 - w) * main_rows
+        fraction = config.replay_weight / (1 - config.replay_weight) * main_rows / max(replay_rows, 1)
+        if fraction < 1:
+            replay = replay.random_sample(fraction, seed=config.seed)
+        elif fraction > 1:
+            print(f"train: only {replay_rows} replay rows for a {config.replay_weight:.0%} share; using all of them")
+        dataset = dataset.union(replay)
+    return dataset
+
+
+def run(config: TrainConfig, resume: bool = False, address: str | None = None) -> dict:
+    import mlflow
+    import ray.train
+    from ray.data import ExecutionOptions
+    from ray.train.torch import TorchTrainer
+
+    from pipelines.ray_runtime import gpus_available, init_ray
+    from pipelines.tracking import flatten, start_or_resume_run, tracking_uri_for, using_tracking_uri
+    from pipelines.train_loop import train_loop_per_worker
+
+    out = Path(config.out)
+    storage = out / "ray"
+    if storage.exists() and not resume:
+        raise SystemExit(f"train: {out} already holds a run; pass --resume to continue it, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    config.tracking_uri = tracking_uri_for(str(out), config.tracking_uri)
+    with using_tracking_uri(config.tracking_uri):
+        config.mlflow_run_id = start_or_resume_run(str(out), config.tracking_uri, config.experiment,
+                                                   run_name=f"{config.stage}-{out.name}")
+        public = config.to_dict()
+        (out / "train_config.json").write_text(json.dumps(public, indent=2, sort_keys=True))
+        with mlflow.start_run(run_id=config.mlflow_run_id):
+            existing = mlflow.get_run(config.mlflow_run_id).data.params
+            # a resumed run keeps its original params (MLflow params are write-once)
+            mlflow.log_params({k: v for k, v in flatten(public).items() if k not in existing})
+    print(f"train: stage {config.stage}, {config.steps} steps, {config.workers} worker(s) x batch {config.batch_size}")
+    print(f"train: MLflow run {config.mlflow_run_id} in {config.tracking_uri}")
+
+    init_ray(address)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=public,
+        scaling_config=ray.train.ScalingConfig(num_workers=config.workers, use_gpu=gpus_available() > 0),
+        run_config=ray.train.RunConfig(
+            storage_path=str(storage), name="train",
+            failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.keep_checkpoints),
+        ),
+        datasets={"train": build_dataset(config)},
+        # a fixed order: with the seeded local shuffle, a run (and a resumed run) replays exactly
+        dataset_config=ray.train.DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError("training produced no checkpoint")
+    return finish(config, result.checkpoint, result.metrics or {})
+
+
+def finish(config: TrainConfig, checkpoint, metrics: dict) -> dict:
+    """Export the final model, log it to MLflow and register it."""
+    import mlflow
+
+    from pipelines.export import export_checkpoint
+    from pipelines.mlflow_model import log_and_register
+
+    model_dir = Path(config.out) / "model"
+    export_checkpoint(config, checkpoint, model_dir)
+    from pipelines.tracking import using_tracking_uri
+
+    with using_tracking_uri(config.tracking_uri), mlflow.start_run(run_id=config.mlflow_run_id):
+        registered = log_and_register(model_dir, config.registered_model)
+    summary = {"run": config.out, "model": str(model_dir), "mlflow_run_id": config.mlflow_run_id,
+               "tracking_uri": config.tracking_uri, "registered_model": registered,
+               "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
+    print(f"train: model exported to {model_dir}" + (f", registered as {registered}" if registered else ""))
+    ui_hint = config.tracking_uri if config.tracking_uri.startswith("sqlite") else None
+    if ui_hint:
+        print(f"train: browse it with  mlflow ui --backend-store-uri {ui_hint}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config, options = parse_args(argv)
+    except ValueError as exc:
+        print(f"train: {exc}", file=sys.stderr)
+        return 2
+    summary = run(config, resume=options.resume, address=options.address)
+    if options.json:
+        print_json_result(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""Typed training configs: the stages of paper §3.2 and one run's full settings.
+
+    pretrain-image   1 frame, query-free, image-caption rows       warmup, then constant lr
+    pretrain-video   clips (8 then 32 frames: one cache each), query-free, video captions
+    sft              query-conditioned: VQA / classification rows with their question, captioning
+                     rows with the captioning prompt, plus a replay share of pretraining rows
+                     (query-free) mixed by weight; warmup, then cosine annealing
+Each stage can start from a previous stage's exported model (`init_model`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+CAPTION_PROMPT = "Describe what happens in the video."
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageSpec:
+    name: str
+    media_kinds: tuple[str, ...]  # which cached rows train this stage
+    tasks: tuple[str, ...]
+    use_query: bool
+    caption_prompt: str  # the query captioning rows get ("" = none)
+    schedule: str  # "constant" (after warmup) or "cosine"
+    default_lr: float
+
+
+STAGES = {
+    "pretrain-image": StageSpec(name="pretrain-image", media_kinds=("image",), tasks=("caption",), use_query=False,
+                                caption_prompt="", schedule="constant", default_lr=5e-5),
+    "pretrain-video": StageSpec(name="pretrain-video", media_kinds=("video",), tasks=("caption",), use_query=False,
+                                caption_prompt="", schedule="constant", default_lr=5e-5),
+    "sft": StageSpec(name="sft", media_kinds=("image", "video"), tasks=("caption", "vqa", "classification"),
+                     use_query=True, caption_prompt=CAPTION_PROMPT, schedule="cosine", default_lr=5e-5),
+}
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    stage: str
+    cache: str
+    out: str  # the run directory: checkpoints, MLflow store (by default), exported model
+    preset: str = "minilm"
+    init_model: str | None = None  # an exported model to start from (a previous stage's)
+    steps: int = 200
+    workers: int = 1
+    # torch threads per worker; 0: the node's cores / workers. Ray starts 1-CPU workers with
+    # OMP_NUM_THREADS=1, which on a CPU node would leave most cores idle.
+    threads_per_worker: int = 0
+    batch_size: int = 32  # per worker; InfoNCE sees workers x batch_size samples
+    grad_accum: int = 1
+    lr: float | None = None  # None: the stage's default
+    warmup_steps: int = 20
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    seed: int = 0
+    shuffle_buffer: int = 256
+    log_every: int = 10
+    checkpoint_every: int = 50
+    keep_checkpoints: int = 2
+    eval_cache: str | None = None
+    eval_every: int = 0  # 0: only at the end
+    eval_max_samples: int = 2000
+    replay_cache: str | None = None  # sft: pretraining rows to replay
+    replay_weight: float = 0.0  # sft: target share of replayed rows
+    max_failures: int = 2
+    tracking_uri: str | None = None  # None: sqlite under the run directory
+    experiment: str = "vljepa"
+    mlflow_run_id: str | None = None  # filled in by the driver
+    registered_model: str | None = "vljepa"
+
+    @property
+    def spec(self) -> StageSpec:
+        return STAGES[self.stage]
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else self.spec.default_lr
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        return cls(**data)
+
+    def validate(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"unknown stage {self.stage!r}; choose one of {', '.join(STAGES)}")
+        if self.steps < 1 or self.batch_size < 2 or self.workers < 1 or self.grad_accum < 1:
+            raise ValueError("steps and workers must be >= 1, batch size >= 2 (InfoNCE needs negatives)")
+        if self.replay_weight and not self.replay_cache:
+            raise ValueError("--replay-weight needs --replay-cache")
+        if not 0.0 <= self.replay_weight < 1.0:
+            raise ValueError("--replay-weight must be in [0, 1)")

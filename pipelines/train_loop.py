@@ -1,0 +1,185 @@
+"""The Ray Train worker loop: predictor + y-encoder on cached S_V, bi-directional InfoNCE.
+
+Design choices:
+- Streaming: each worker iterates its shard of the cache (`get_dataset_shard`), collating and
+  tokenising in the batch pipeline; nothing loads the dataset whole.
+- One global InfoNCE batch: features are all-gathered across workers (model.loss), DDP averages.
+- Checkpoints hold the trainable weights, optimizer, scheduler, step and the data position
+  (epoch, batches consumed in it); a restarted worker group resumes exactly there. The data
+  order is a function of the seed and the epoch, so resuming replays the same order.
+- Only rank 0 talks to MLflow; every rank reports to Ray Train together (a barrier).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import ray.train
+import ray.train.torch
+import torch
+
+from model.build import build_vljepa
+from model.export import load_model
+from model.loss import InfoNCELoss
+from model.optim import build_optimizer
+from model.presets import get_preset
+from model.vljepa import VLJepa
+from ops.collate import Collate
+from ops.evaluation import evaluate, load_rows
+from pipelines.train_config import TrainConfig
+
+STATE_FILE = "state.pt"
+
+
+def initial_model(config: TrainConfig) -> VLJepa:
+    if config.init_model:
+        return load_model(config.init_model)
+    return build_vljepa(get_preset(config.preset))
+
+
+def trainable_state(model: VLJepa) -> dict[str, torch.Tensor]:
+    return {name: p.detach().cpu() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(model: VLJepa, state: dict[str, torch.Tensor]) -> None:
+    expected = {name for name, p in model.named_parameters() if p.requires_grad}
+    if set(state) != expected:
+        raise ValueError(f"checkpoint does not match the model: missing {sorted(expected - set(state))[:5]}, "
+                         f"unexpected {sorted(set(state) - expected)[:5]}")
+    model.load_state_dict(state, strict=False)
+
+
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """Linear warmup, then constant (pretraining) or cosine annealing to zero (SFT)."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    if config.spec.schedule == "constant":
+        return 1.0
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def flat_metrics(result: dict, prefix: str = "eval") -> dict[str, float]:
+    flat = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            flat.update(flat_metrics(value, f"{prefix}.{key}"))
+        elif isinstance(value, (int, float)):
+            flat[f"{prefix}.{key}"] = float(value)
+    return flat
+
+
+def train_loop_per_worker(config_dict: dict) -> None:
+    config = TrainConfig.from_dict(config_dict)
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    pid_dir = Path(config.out) / "pids"
+    pid_dir.mkdir(parents=True, exist_ok=True)
+    (pid_dir / f"rank{rank}.pid").write_text(str(os.getpid()))  # lets operators (and tests) find workers
+
+    torch.manual_seed(config.seed)
+    device = ray.train.torch.get_device()
+    if device.type == "cpu":
+        torch.set_num_threads(config.threads_per_worker or max(1, (os.cpu_count() or 1) // world))
+    model = initial_model(config)
+    optimizer = build_optimizer(model, config.learning_rate, config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
+    step, epoch, consumed = 0, 0, 0
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state = torch.load(Path(directory) / STATE_FILE, weights_only=False)
+        load_trainable_state(model, state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, epoch, consumed = state["step"], state["epoch"], state["consumed"]
+        torch.set_rng_state(state["rng"])
+
+    model.to(device)
+    ddp_model = ray.train.torch.prepare_model(model, move_to_device=False) if world > 1 else model
+    loss_fn = InfoNCELoss()
+    collate = Collate(
+        target_tokenizer=model.target_tokenizer, query_tokenizer=model.query_tokenizer,
+        max_target_tokens=model.config.y_encoder.max_tokens, max_query_tokens=model.config.predictor.max_query_tokens,
+        use_query=config.spec.use_query, caption_prompt=config.spec.caption_prompt,
+    )
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+    eval_rows = None
+    if rank == 0:
+        mlflow.set_tracking_uri(config.tracking_uri)
+        mlflow.start_run(run_id=config.mlflow_run_id, log_system_metrics=True)
+        if config.eval_cache:
+            eval_rows = load_rows(config.eval_cache, config.eval_max_samples)
+
+    shard = ray.train.get_dataset_shard("train")
+    window_start, window_samples = time.perf_counter(), 0
+    metrics: dict[str, float] = {}
+    model.train()
+    while step < config.steps:
+        batches = shard.iter_torch_batches(
+            batch_size=config.batch_size, collate_fn=collate, drop_last=True, prefetch_batches=2,
+            local_shuffle_buffer_size=config.shuffle_buffer, local_shuffle_seed=config.seed * 1000 + epoch,
+        )
+        seen_in_epoch = 0
+        for batch in batches:
+            seen_in_epoch += 1
+            if seen_in_epoch <= consumed:
+                continue  # resuming: these batches were trained on before the restart
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            with autocast:
+                predicted, target = ddp_model(**batch)
+                loss = loss_fn(predicted, target, model.scale())
+            (loss / config.grad_accum).backward()
+            window_samples += batch["s_v"].shape[0] * world
+            consumed = seen_in_epoch
+            if seen_in_epoch % config.grad_accum:
+                continue
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                [p for p in model.parameters() if p.requires_grad], config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+
+            if rank == 0 and (step % config.log_every == 0 or step == config.steps):
+                elapsed = time.perf_counter() - window_start
+                metrics = {"loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0],
+                           "temperature": float(1.0 / model.scale().detach()), "grad_norm": float(grad_norm),
+                           "samples_per_s": window_samples / max(elapsed, 1e-9), "epoch": epoch}
+                mlflow.log_metrics(metrics, step=step)
+                window_start, window_samples = time.perf_counter(), 0
+            if rank == 0 and eval_rows and (
+                    (config.eval_every and step % config.eval_every == 0) or step == config.steps):
+                evaluation = flat_metrics(evaluate(model, eval_rows, config.spec.caption_prompt))
+                mlflow.log_metrics(evaluation, step=step)
+                metrics.update(evaluation)
+                model.train()
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                report(model, optimizer, scheduler, step, epoch, consumed, metrics, rank)
+            if step >= config.steps:
+                break
+        else:
+            epoch, consumed = epoch + 1, 0
+            if seen_in_epoch == 0:
+                raise ValueError("the training data yields no full batch: lower --batch-size or add data")
+    if rank == 0:
+        mlflow.end_run()
+
+
+def report(model, optimizer, scheduler, step, epoch, consumed, metrics, rank) -> None:
+    payload = {"step": step, **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
+    if rank != 0:
+        ray.train.report(payload)
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        torch.save({"model": trainable_state(model), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
+                    "consumed": consumed, "rng": torch.get_rng_state()}, Path(directory) / STATE_FILE)
+        ray.train.report(payload, checkpoint=ray.train.Checkpoint.from_directory(directory))

@@ -1,0 +1,105 @@
+"""vljepa train / evaluate / export on a real Ray instance, with MLflow on SQLite."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import signal
+import time
+
+import mlflow
+import pytest
+import torch
+
+from model.export import load_model
+from pipelines import evaluate, export, train
+from pipelines.mlflow_model import resolve_model_dir
+
+TRAIN = ["--stage", "sft", "--preset", "tiny", "--batch-size", "8", "--lr", "1e-3", "--warmup-steps", "2",
+         "--log-every", "1", "--registered-model", ""]
+
+
+def _train(capsys, caches, out, *extra) -> dict:
+    assert train.main([*TRAIN, "--cache", str(caches / "train"), "--out", str(out), "--json", *extra]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def _history(run_dir, metric="loss") -> list[tuple[int, float]]:
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlflow.db'}")
+    run_id = (run_dir / "mlflow_run_id.txt").read_text().strip()
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, metric))
+
+
+def test_train_tracks_evaluates_exports_and_registers(ray_instance, caches, tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    summary = _train(capsys, caches, run, "--steps", "6", "--checkpoint-every", "3",
+                     "--eval-cache", str(caches / "eval"), "--registered-model", "vljepa-test")
+    assert summary["registered_model"] == "vljepa-test/1"
+    assert summary["tracking_uri"] == f"sqlite:///{run / 'mlflow.db'}"
+
+    client = mlflow.MlflowClient(tracking_uri=summary["tracking_uri"])
+    logged = client.get_run(summary["mlflow_run_id"]).data
+    assert logged.params["stage"] == "sft" and logged.params["batch_size"] == "8"
+    assert [step for step, _ in _history(run)] == [1, 2, 3, 4, 5, 6]
+    assert {"lr", "temperature", "samples_per_s", "eval.classification.top1", "eval.vqa.accuracy"} <= set(logged.metrics)
+
+    # the exported directory, the registry and `export --run` all give the same model
+    exported = load_model(run / "model")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", summary["tracking_uri"])
+    registered = load_model(resolve_model_dir("models:/vljepa-test/1"))
+    assert export.main(["--run", str(run), "--out", str(tmp_path / "again")]) == 0
+    again = load_model(tmp_path / "again")
+    texts = ["a red ball moves left", "a blue cube"]
+    for other in (registered, again):
+        torch.testing.assert_close(other.embed_texts(texts), exported.embed_texts(texts))
+
+    capsys.readouterr()
+    assert evaluate.main(["--model", "models:/vljepa-test/1", "--cache", str(caches / "eval"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result) >= {"classification", "retrieval", "vqa", "num_samples"}
+    for value in (result["classification"]["top1"], result["retrieval"]["r1"], result["vqa"]["accuracy"]):
+        assert 0.0 <= value <= 1.0
+
+
+def test_same_seed_same_loss_curve(ray_instance, caches, tmp_path, capsys):
+    for name in ("a", "b"):
+        _train(capsys, caches, tmp_path / name, "--steps", "5", "--checkpoint-every", "5")
+    assert _history(tmp_path / "a") == _history(tmp_path / "b")
+
+
+def test_resume_continues_the_same_run(ray_instance, caches, tmp_path, capsys):
+    run = tmp_path / "run"
+    first = _train(capsys, caches, run, "--steps", "4", "--checkpoint-every", "2")
+    with pytest.raises(SystemExit, match="--resume"):
+        train.main([*TRAIN, "--cache", str(caches / "train"), "--out", str(run), "--steps", "8"])
+    second = _train(capsys, caches, run, "--steps", "8", "--checkpoint-every", "2", "--resume")
+    assert first["tracking_uri"] == second["tracking_uri"] == f"sqlite:///{run / 'mlflow.db'}"
+    assert second["mlflow_run_id"] == first["mlflow_run_id"]
+    steps = [step for step, _ in _history(run)]
+    assert steps == list(range(1, 9))  # 1..4 from the first call, 5..8 after resuming
+
+
+def test_killed_worker_recovers_from_its_checkpoint(ray_instance, caches, tmp_path, capsys):
+    run = tmp_path / "run"
+    steps = 40
+    args = [*TRAIN, "--cache", str(caches / "train"), "--out", str(run), "--steps", str(steps),
+            "--checkpoint-every", "4", "--max-failures", "2", "--json"]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(train.main, args)
+        pid_file, deadline = run / "pids" / "rank0.pid", time.monotonic() + 240
+        while not (list((run / "ray").rglob("state.pt")) if (run / "ray").exists() else []):
+            assert not running.done(), running.exception() or "finished before the kill"
+            assert time.monotonic() < deadline, "no checkpoint in time"
+            time.sleep(0.1)
+        victim = int(pid_file.read_text())
+        os.kill(victim, signal.SIGKILL)
+        assert running.result(timeout=300) == 0
+    assert int(pid_file.read_text()) != victim  # a new worker took over
+    history = _history(run)
+    steps_logged = sorted({step for step, _ in history})
+    assert steps_logged == list(range(1, steps + 1))  # the curve continues to the requested end
+    resumed = [step for step, _ in history]
+    assert len(resumed) > steps  # steps after the last checkpoint were trained (and logged) twice
+    final = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert final["metrics"]["step"] == steps

@@ -1,0 +1,33 @@
+import json
+
+import pytest
+import torch
+
+from model.export import load_model, read_manifest, save_model
+
+
+def test_export_round_trip_reproduces_every_output(tiny_model, tiny_config, tmp_path):
+    with torch.no_grad():  # make the heads differ from any fresh initialisation
+        tiny_model.predictor.head.weight.add_(0.5)
+        tiny_model.y_encoder.head.bias.add_(0.25)
+        tiny_model.logit_scale.fill_(3.0)
+    save_model(tiny_model, tmp_path / "model", metadata={"caption_prompt": "Describe."})
+    loaded = load_model(tmp_path / "model").eval()
+    tiny_model.eval()
+
+    size = tiny_config.x_encoder.image_size
+    frames = torch.randn(2, 4, 3, size, size)
+    s_v = tiny_model.encode_visual(frames)
+    torch.testing.assert_close(loaded.encode_visual(frames), s_v)
+    torch.testing.assert_close(loaded.embed_visual(s_v, ["what?", "where?"]), tiny_model.embed_visual(s_v, ["what?", "where?"]))
+    torch.testing.assert_close(loaded.embed_texts(["a red ball"]), tiny_model.embed_texts(["a red ball"]))
+    assert loaded.logit_scale.item() == pytest.approx(3.0)
+    manifest = read_manifest(tmp_path / "model")
+    assert manifest["metadata"]["caption_prompt"] == "Describe."
+    assert manifest["config"]["predictor"]["checkpoint"] == "predictor"  # relative: the directory moves freely
+    assert not any("/" in json.dumps(manifest["config"][c]["checkpoint"]) for c in ("x_encoder", "y_encoder"))
+
+
+def test_loading_something_else_fails_clearly(tmp_path):
+    with pytest.raises(ValueError, match="not an exported VL-JEPA model"):
+        load_model(tmp_path)
