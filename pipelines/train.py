@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     parser.add_argument("--seed", type=int, default=0)
     # scale and faults
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--cpus-per-worker", type=float, default=None,
+                        help="CPUs each worker reserves (default: 1, or less on a small CPU cluster so the "
+                             "data pipeline keeps a CPU)")
     parser.add_argument("--threads-per-worker", type=int, default=0, help="CPU training: torch threads (0: cores / workers)")
     parser.add_argument("--checkpoint-every", type=int, default=50)
     parser.add_argument("--log-every", type=int, default=10)
@@ -62,7 +65,8 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     config = TrainConfig(
         stage=args.stage, cache=args.cache, out=str(Path(args.out).resolve()), preset=args.preset,
         init_model=args.init_model, steps=args.steps, workers=args.workers, batch_size=args.batch_size,
-        grad_accum=args.grad_accum, lr=args.lr, threads_per_worker=args.threads_per_worker, warmup_steps=args.warmup_steps, seed=args.seed,
+        grad_accum=args.grad_accum, lr=args.lr, threads_per_worker=args.threads_per_worker,
+        cpus_per_worker=args.cpus_per_worker, warmup_steps=args.warmup_steps, seed=args.seed,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, eval_cache=args.eval_cache, eval_every=args.eval_every,
         replay_cache=args.replay_cache, replay_weight=args.replay_weight, max_failures=args.max_failures,
         experiment=args.experiment, registered_model=args.registered_model or None,
@@ -103,6 +107,15 @@ def build_dataset(config: TrainConfig):
     return dataset
 
 
+def worker_cpus(workers: int, cluster_cpus: float, use_gpu: bool) -> float:
+    """CPUs per training worker. Ray Data's read and filter tasks stream the cache while training
+    runs; if the workers reserved every CPU those tasks could never start and training would wait
+    forever. So on a CPU cluster too small for one CPU each plus one spare, workers share."""
+    if use_gpu or cluster_cpus - workers >= 1:
+        return 1.0
+    return max(0.1, (cluster_cpus - 1) / workers)
+
+
 def run(config: TrainConfig, resume: bool = False, address: str | None = None) -> dict:
     import mlflow
     import ray.train
@@ -132,10 +145,13 @@ def run(config: TrainConfig, resume: bool = False, address: str | None = None) -
     print(f"train: MLflow run {config.mlflow_run_id} in {config.tracking_uri}")
 
     init_ray(address)
+    use_gpu = gpus_available() > 0
+    cpus = config.cpus_per_worker or worker_cpus(config.workers, ray.cluster_resources().get("CPU", 1), use_gpu)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=public,
-        scaling_config=ray.train.ScalingConfig(num_workers=config.workers, use_gpu=gpus_available() > 0),
+        scaling_config=ray.train.ScalingConfig(num_workers=config.workers, use_gpu=use_gpu,
+                                               resources_per_worker={"CPU": cpus}),
         run_config=ray.train.RunConfig(
             storage_path=str(storage), name="train",
             failure_config=ray.train.FailureConfig(max_failures=config.max_failures),

@@ -49,6 +49,7 @@ class TrainConfig:
     # torch threads per worker; 0: the node's cores / workers. Ray starts 1-CPU workers with
     # OMP_NUM_THREADS=1, which on a CPU node would leave most cores idle.
     threads_per_worker: int = 0
+    cpus_per_worker: float | None = None  # None: see pipelines.train.worker_cpus
     batch_size: int = 32  # per worker; InfoNCE sees workers x batch_size samples
     grad_accum: int = 1
     lr: float | None = None  # None: the stage's default

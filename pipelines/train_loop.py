@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -152,7 +153,8 @@ def train_loop_per_worker(config_dict: dict) -> None:
                 elapsed = time.perf_counter() - window_start
                 metrics = {"loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0],
                            "temperature": float(1.0 / model.scale().detach()), "grad_norm": float(grad_norm),
-                           "samples_per_s": window_samples / max(elapsed, 1e-9), "epoch": epoch}
+                           "samples_per_s": window_samples / max(elapsed, 1e-9), "epoch": epoch,
+                           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
                 mlflow.log_metrics(metrics, step=step)
                 window_start, window_samples = time.perf_counter(), 0
             if rank == 0 and eval_rows and (

@@ -1,0 +1,25 @@
+"""`make demo`'s own schedule on the sample data: the trained model learns, the untrained does not.
+
+This runs the whole demo (sample data -> cache -> evaluate untrained -> train -> evaluate) through
+`pipelines.demo.main`, so it also keeps the demo working at every commit.
+"""
+
+import json
+
+from pipelines import demo
+
+
+def test_demo_schedule_beats_chance_threefold_on_held_out_combinations(ray_instance, tmp_path):
+    assert demo.main(["--out", str(tmp_path / "demo")]) == 0
+    results = json.loads((tmp_path / "demo" / "results.json").read_text())
+    untrained, trained = results["untrained"], results["trained"]
+    print(json.dumps(results, indent=2))
+
+    chance_top1 = trained["classification"]["chance_top1"]
+    chance_r1 = trained["retrieval"]["chance_r1"]
+    assert trained["classification"]["top1"] >= 3 * chance_top1
+    assert trained["retrieval"]["r1"] >= 3 * chance_r1
+    # untrained: the predictor is random, so it sits near chance
+    assert untrained["classification"]["top1"] < 2.5 * chance_top1
+    assert untrained["retrieval"]["r1"] < 2.5 * chance_r1
+    assert (tmp_path / "demo" / "run" / "model" / "vljepa.json").exists()
