@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 
 from model.pooling import masked_mean
+
+
+# Encoders whose constructor takes add_pooling_layer (a [CLS] pooler the masked mean never uses).
+POOLER_MODEL_TYPES = {"bert", "roberta", "xlm-roberta", "mpnet"}
 
 
 class YEncoder(nn.Module):
@@ -30,6 +34,8 @@ class YEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, checkpoint: str, *, embed_dim: int, **kwargs) -> "YEncoder":
+        if AutoConfig.from_pretrained(checkpoint).model_type in POOLER_MODEL_TYPES:
+            kwargs.setdefault("add_pooling_layer", False)  # never used; exported models carry none
         return cls(AutoModel.from_pretrained(checkpoint, **kwargs), embed_dim)
 
     @classmethod

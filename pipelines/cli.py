@@ -17,6 +17,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "train": ("pipelines.train", "optimise predictor + y-encoder on Ray Train, tracked in MLflow"),
     "evaluate": ("pipelines.evaluate", "zero-shot classification, retrieval and VQA against chance"),
     "export": ("pipelines.export", "a self-contained model directory from a run or a preset"),
+    "serve": ("pipelines.serve", "the inference graph on Ray Serve over HTTP"),
     "demo": ("pipelines.demo", "the main job end to end on the embedded sample data"),
 }
 

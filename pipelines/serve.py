@@ -1,0 +1,83 @@
+"""`vljepa serve --model MODEL [--host 127.0.0.1] [--port 8000]`: the inference graph on Ray Serve.
+
+    HTTP -> Ingress (FastAPI: validation, auth, size limit)
+              -> VisualPredictor (x-encoder + predictor, @serve.batch)
+              -> TextEncoder     (y-encoder, @serve.batch, LRU label cache)
+              -> RetrievalIndex  (one replica: the video index)
+
+MODEL is an exported model directory or an MLflow model URI. Binds 127.0.0.1 unless told
+otherwise: put an authenticating reverse proxy (TLS, rate limits) in front before exposing it,
+and set a token (VLJEPA_SERVE_TOKEN or --token-file). `build_app(args)` is the import path for
+`serve run` / `serve deploy` with infra/serve_config.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from pathlib import Path
+
+from pipelines.mlflow_model import resolve_model_dir
+from pipelines.serve_deployments import RetrievalIndex, TextEncoder, VisualPredictor
+from pipelines.serve_ingress import Ingress, ServeSettings
+
+
+def build_app(args: dict):
+    """Serve application builder: args {model, token?, token_file?, max_request_mb?, num_cpus?, num_gpus?}."""
+    model_dir = str(resolve_model_dir(args["model"]))
+    token = args.get("token") or os.environ.get("VLJEPA_SERVE_TOKEN")
+    if args.get("token_file"):
+        token = Path(args["token_file"]).read_text().strip()
+    settings = ServeSettings(model_dir=model_dir, token=token or None,
+                             max_request_bytes=int(float(args.get("max_request_mb", 64)) * 2**20))
+    cpus = float(args.get("num_cpus", 1))
+    visual = VisualPredictor.options(ray_actor_options={"num_cpus": cpus, "num_gpus": float(args.get("num_gpus", 0))})
+    text = TextEncoder.options(ray_actor_options={"num_cpus": cpus})
+    index = RetrievalIndex.options(ray_actor_options={"num_cpus": 0})
+    return Ingress.options(ray_actor_options={"num_cpus": 0}).bind(
+        visual.bind(model_dir), text.bind(model_dir), index.bind(), settings)
+
+
+def start(args: dict, host: str = "127.0.0.1", port: int = 8000, name: str = "vljepa"):
+    """Deploy the application on the current Ray instance; returns once it is ready."""
+    from ray import serve
+
+    serve.start(http_options={"host": host, "port": port})
+    return serve.run(build_app(args), name=name, route_prefix="/", blocking=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vljepa serve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="exported model directory or models:/NAME/VERSION")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--token-file", default=None, help="file holding the bearer token")
+    parser.add_argument("--max-request-mb", type=float, default=64)
+    parser.add_argument("--num-gpus", type=float, default=None, help="GPUs per visual replica (default: 1 if any)")
+    parser.add_argument("--address", default=None)
+    args = parser.parse_args(argv)
+
+    from ray import serve
+
+    from pipelines.ray_runtime import gpus_available, init_ray
+
+    init_ray(args.address)
+    num_gpus = args.num_gpus if args.num_gpus is not None else (1 if gpus_available() else 0)
+    start({"model": args.model, "token_file": args.token_file, "max_request_mb": args.max_request_mb,
+           "num_gpus": num_gpus}, host=args.host, port=args.port)
+    print(f"serving on http://{args.host}:{args.port}  (OpenAPI: /docs, /openapi.json); Ctrl-C stops", flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    serve.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""The model-side Ray Serve deployments of the inference graph.
+
+    VisualPredictor   x-encoder + predictor: frames (+ query) -> Ŝ_Y, dynamically batched
+    TextEncoder       y-encoder: texts -> S_Y, dynamically batched, LRU cache for label texts
+    RetrievalIndex    one replica holding the video index (id -> Ŝ_Y): add / list / delete / search
+
+Each loads the exported model once in `__init__` (one GPU per visual replica when present).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from ray import serve
+
+from model.export import load_model, read_manifest
+from ops.media_input import frames_to_input
+
+
+# max_ongoing_requests >= max_batch_size, or Serve never lets a batch fill up.
+@serve.deployment(max_ongoing_requests=32)
+class VisualPredictor:
+    def __init__(self, model_dir: str):
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = load_model(model_dir).eval().to(self.device)
+        self.caption_prompt = read_manifest(model_dir)["metadata"].get("caption_prompt", "")
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
+    async def predict(self, requests: list[tuple[np.ndarray, str | None]]) -> list[np.ndarray]:
+        """[(frames (T, S, S, 3) uint8, query or None for the model's captioning prompt)] -> Ŝ_Y."""
+        out: list[np.ndarray | None] = [None] * len(requests)
+        by_length: dict[int, list[int]] = {}
+        for i, (frames, _) in enumerate(requests):
+            by_length.setdefault(frames.shape[0], []).append(i)
+        for rows in by_length.values():  # images and clips encode separately, in one call each
+            frames = torch.stack([frames_to_input(requests[i][0]) for i in rows]).to(self.device)
+            queries = [requests[i][1] if requests[i][1] is not None else self.caption_prompt for i in rows]
+            s_v = self.model.encode_visual(frames)
+            for i, embedding in zip(rows, self.model.embed_visual(s_v, queries).cpu().numpy()):
+                out[i] = embedding
+        return out
+
+    async def predict_cached(self, s_v: np.ndarray) -> np.ndarray:
+        """A cached S_V (N, D) -> Ŝ_Y with the captioning prompt (index building)."""
+        tensor = torch.from_numpy(np.asarray(s_v, dtype=np.float32))[None].to(self.device)
+        return self.model.embed_visual(tensor, [self.caption_prompt])[0].cpu().numpy()
+
+
+@serve.deployment(max_ongoing_requests=128)
+class TextEncoder:
+    def __init__(self, model_dir: str, label_cache_size: int = 4096):
+        self.model = load_model(model_dir).eval()
+        self.labels: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.label_cache_size = label_cache_size
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
+    async def embed(self, texts: list[str]) -> list[np.ndarray]:
+        return list(self.model.embed_texts(texts).numpy())
+
+    async def embed_many(self, texts: list[str], cache: bool = False) -> np.ndarray:
+        """(K, E) for texts; with cache=True (candidate labels) repeated texts skip the encoder."""
+        import asyncio
+
+        if not cache:
+            return np.stack(await asyncio.gather(*(self.embed(t) for t in texts)))
+        missing = [t for t in dict.fromkeys(texts) if t not in self.labels]
+        for text, embedding in zip(missing, await asyncio.gather(*(self.embed(t) for t in missing))):
+            self.labels[text] = embedding
+        for text in texts:
+            self.labels.move_to_end(text)
+        result = np.stack([self.labels[t] for t in texts])
+        while len(self.labels) > self.label_cache_size:
+            self.labels.popitem(last=False)
+        return result
+
+
+@serve.deployment(num_replicas=1, max_ongoing_requests=256)  # one replica: the index is state, and every add must be seen
+class RetrievalIndex:
+    def __init__(self):
+        self.items: dict[str, dict] = {}
+
+    def add(self, item_id: str, embedding: np.ndarray, meta: dict) -> dict:
+        self.items[item_id] = {"embedding": np.asarray(embedding, dtype=np.float32), "meta": meta}
+        return {"id": item_id, **meta}
+
+    def list(self) -> list[dict]:
+        return [{"id": item_id, **item["meta"]} for item_id, item in self.items.items()]
+
+    def delete(self, item_id: str) -> bool:
+        return self.items.pop(item_id, None) is not None
+
+    def search(self, query: np.ndarray, k: int) -> list[dict]:
+        if not self.items:
+            return []
+        ids = list(self.items)
+        matrix = np.stack([self.items[i]["embedding"] for i in ids])
+        scores = matrix @ np.asarray(query, dtype=np.float32)
+        order = np.argsort(-scores)[:k]
+        return [{"id": ids[i], "score": float(scores[i]), **self.items[ids[i]]["meta"]} for i in order]

@@ -1,0 +1,250 @@
+"""The HTTP ingress of the inference graph (FastAPI on Ray Serve), calling the model deployments
+through DeploymentHandles.
+
+Requests carry media either as a multipart upload (field `media`, other fields as form fields,
+lists as JSON strings) or as JSON with `media_b64`. Every bad input is a 4xx with a message:
+the body size is checked before anything is read or decoded (413), non-media bytes are 415,
+undecodable or absurd media 422, malformed JSON or wrong types 400/422, too many or no
+candidates 422, a query over the token limit 422. With a token configured, every endpoint but
+/healthz needs `Authorization: Bearer <token>` (401).
+
+No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations (Request)
+at runtime, and string annotations do not survive Serve's class-based ingress wrapping.
+"""
+
+
+import base64
+import binascii
+import hmac
+import json
+from dataclasses import dataclass
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from model.export import read_manifest
+from model.tokenize import count_tokens, load_tokenizer
+from ops.errors import SampleError
+from ops.media_input import UnsupportedMedia, decode_media
+
+
+@dataclass(kw_only=True)
+class ServeSettings:
+    model_dir: str
+    token: str | None = None
+    max_request_bytes: int = 64 * 2**20
+    max_candidates: int = 256
+    max_texts: int = 256
+    max_query_tokens: int = 512
+
+
+MEDIA_BODY = {"requestBody": {"content": {
+    "multipart/form-data": {"schema": {"type": "object", "properties": {"media": {"type": "string", "format": "binary"}}}},
+    "application/json": {"schema": {"type": "object", "properties": {"media_b64": {"type": "string"}}}},
+}}}
+
+app = FastAPI(title="VL-JEPA", description="Predicted-embedding vision-language model: embed, classify, "
+                                           "answer, retrieve.", version="1")
+
+
+# Helpers sit above the ingress class: @serve.ingress captures the class when it is defined.
+
+async def _parse_multipart(raw: bytes, content_type: str, limit: int) -> dict:
+    """Parse an already size-checked multipart body: fields as str, the media file as bytes."""
+    from starlette.datastructures import Headers, UploadFile
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
+    async def stream():
+        yield raw
+
+    try:
+        form = await MultiPartParser(Headers({"content-type": content_type}), stream(), max_part_size=limit).parse()
+    except MultiPartException as exc:
+        raise HTTPException(400, f"malformed multipart body: {exc.message}") from None
+    parsed = {}
+    for key, value in form.multi_items():
+        parsed[key] = await value.read() if isinstance(value, UploadFile) else value
+    return parsed
+
+
+def _maybe_json(value):
+    """Form fields carry lists as JSON strings; plain strings stay strings."""
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise HTTPException(400, "a form field that starts with '[' or '{' must be valid JSON") from None
+    return value
+
+
+@serve.deployment(max_ongoing_requests=256)  # it mostly awaits the model deployments
+@serve.ingress(app)
+class Ingress:
+    def __init__(self, visual: DeploymentHandle, text: DeploymentHandle, index: DeploymentHandle,
+                 settings: ServeSettings):
+        self.visual, self.text, self.index, self.settings = visual, text, index, settings
+        config = read_manifest(settings.model_dir)["config"]
+        self.image_size = config["x_encoder"]["image_size"]
+        self.num_frames = config["x_encoder"]["num_frames"]
+        self.query_tokenizer = load_tokenizer(f"{settings.model_dir}/predictor")
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def authorize(self, request: Request) -> None:
+        if not self.settings.token:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, supplied = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.encode(), self.settings.token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    async def body(self, request: Request) -> bytes:
+        limit = self.settings.max_request_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise HTTPException(413, f"request body of {declared} bytes exceeds the {limit}-byte limit")
+        chunks, size = [], 0
+        async for chunk in request.stream():  # also caps bodies sent without a length
+            size += len(chunk)
+            if size > limit:
+                raise HTTPException(413, f"request body exceeds the {limit}-byte limit")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def fields(self, request: Request, want_media: bool) -> tuple[bytes | None, dict]:
+        self.authorize(request)
+        raw = await self.body(request)
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            form = await _parse_multipart(raw, content_type, self.settings.max_request_bytes)
+            media = form.pop("media", None)
+            fields = {k: _maybe_json(v) for k, v in form.items()}
+        else:
+            try:
+                fields = json.loads(raw or b"{}")
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise HTTPException(400, f"malformed JSON body: {exc}") from None
+            if not isinstance(fields, dict):
+                raise HTTPException(400, "the JSON body must be an object")
+            media = None
+            if "media_b64" in fields:
+                try:
+                    media = base64.b64decode(str(fields.pop("media_b64")), validate=True)
+                except (binascii.Error, ValueError):
+                    raise HTTPException(400, "media_b64 is not valid base64") from None
+        if want_media and not media:
+            raise HTTPException(422, "no media: send a multipart field 'media' or JSON 'media_b64'")
+        return media, fields
+
+    def frames(self, media: bytes) -> tuple[str, np.ndarray]:
+        try:
+            return decode_media(media, self.image_size, self.num_frames)
+        except UnsupportedMedia as exc:
+            raise HTTPException(415, str(exc)) from None
+        except SampleError as exc:
+            raise HTTPException(422, f"{exc.reason}: {exc.message}") from None
+
+    def text_field(self, fields: dict, name: str, required: bool = True) -> str | None:
+        value = fields.get(name)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise HTTPException(422, f"'{name}' must be a non-empty string")
+        return value
+
+    def query_field(self, fields: dict, name: str, required: bool) -> str | None:
+        query = self.text_field(fields, name, required)
+        if query is not None and count_tokens(self.query_tokenizer, query) > self.settings.max_query_tokens:
+            raise HTTPException(422, f"'{name}' is longer than {self.settings.max_query_tokens} tokens")
+        return query
+
+    def list_field(self, fields: dict, name: str, limit: int) -> list[str]:
+        value = fields.get(name)
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise HTTPException(422, f"'{name}' must be a list of non-empty strings")
+        if not value:
+            raise HTTPException(422, f"'{name}' is empty")
+        if len(value) > limit:
+            raise HTTPException(422, f"'{name}' has {len(value)} entries; at most {limit} are allowed")
+        return value
+
+    async def rank(self, embedding: np.ndarray, texts: list[str]) -> list[dict]:
+        candidates = await self.text.embed_many.remote(texts, cache=True)
+        scores = candidates @ embedding
+        return [{"text": texts[i], "score": float(scores[i])} for i in np.argsort(-scores)]
+
+    # -- endpoints -------------------------------------------------------------------------------
+    @app.get("/healthz")
+    async def healthz(self) -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(self, request: Request) -> dict:
+        self.authorize(request)
+        await self.text.embed_many.remote(["ready"])
+        return {"status": "ready"}
+
+    @app.post("/v1/embed/text")
+    async def embed_text(self, request: Request) -> dict:
+        _, fields = await self.fields(request, want_media=False)
+        texts = self.list_field(fields, "texts", self.settings.max_texts)
+        return {"embeddings": (await self.text.embed_many.remote(texts)).tolist()}
+
+    @app.post("/v1/embed/media", openapi_extra=MEDIA_BODY)
+    async def embed_media(self, request: Request) -> dict:
+        media, fields = await self.fields(request, want_media=True)
+        query = self.query_field(fields, "query", required=False)
+        kind, frames = self.frames(media)
+        embedding = await self.visual.predict.remote((frames, query))
+        return {"kind": kind, "embedding": embedding.tolist()}
+
+    @app.post("/v1/classify", openapi_extra=MEDIA_BODY)
+    async def classify(self, request: Request) -> dict:
+        media, fields = await self.fields(request, want_media=True)
+        labels = self.list_field(fields, "labels", self.settings.max_candidates)
+        query = self.query_field(fields, "query", required=False)
+        _, frames = self.frames(media)
+        embedding = await self.visual.predict.remote((frames, query))
+        ranking = await self.rank(embedding, labels)
+        return {"label": ranking[0]["text"], "ranking": [{"label": r["text"], "score": r["score"]} for r in ranking]}
+
+    @app.post("/v1/vqa", openapi_extra=MEDIA_BODY)
+    async def vqa(self, request: Request) -> dict:
+        media, fields = await self.fields(request, want_media=True)
+        question = self.query_field(fields, "question", required=True)
+        candidates = self.list_field(fields, "candidates", self.settings.max_candidates)
+        _, frames = self.frames(media)
+        embedding = await self.visual.predict.remote((frames, question))
+        ranking = await self.rank(embedding, candidates)
+        return {"answer": ranking[0]["text"], "ranking": [{"answer": r["text"], "score": r["score"]} for r in ranking]}
+
+    @app.post("/v1/index/items", openapi_extra=MEDIA_BODY)
+    async def add_item(self, request: Request) -> dict:
+        media, fields = await self.fields(request, want_media=True)
+        item_id = self.text_field(fields, "id")
+        kind, frames = self.frames(media)
+        embedding = await self.visual.predict.remote((frames, None))
+        return await self.index.add.remote(item_id, embedding, {"kind": kind})
+
+    @app.get("/v1/index/items")
+    async def list_items(self, request: Request) -> dict:
+        self.authorize(request)
+        return {"items": await self.index.list.remote()}
+
+    @app.delete("/v1/index/items/{item_id}")
+    async def delete_item(self, item_id: str, request: Request) -> dict:
+        self.authorize(request)
+        if not await self.index.delete.remote(item_id):
+            raise HTTPException(404, f"no item {item_id!r} in the index")
+        return {"deleted": item_id}
+
+    @app.post("/v1/retrieve")
+    async def retrieve(self, request: Request) -> dict:
+        _, fields = await self.fields(request, want_media=False)
+        query = self.text_field(fields, "query")
+        k = fields.get("k", 10)
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
+            raise HTTPException(422, "'k' must be an integer from 1 to 1000")
+        embedding = (await self.text.embed_many.remote([query]))[0]
+        return {"results": await self.index.search.remote(embedding, k)}

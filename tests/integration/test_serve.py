@@ -1,0 +1,156 @@
+"""The inference graph on real Ray Serve over HTTP on 127.0.0.1: every endpoint, every class of
+bad input, auth on and off, and results equal to the model's direct calls."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import time
+
+import pytest
+import requests
+import torch
+
+from model.export import load_model
+from model.tasks import rank
+from ops.media_input import decode_media, frames_to_input
+from pipelines import export
+from tests.media_fixtures import clip_bytes, huge_png_header, image_bytes
+
+TOKEN = "s3cret-token"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(ray_instance, tmp_path_factory):
+    from ray import serve
+
+    from pipelines.serve import build_app
+
+    model_dir = tmp_path_factory.mktemp("served") / "model"
+    assert export.main(["--preset", "minilm", "--out", str(model_dir)]) == 0
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app({"model": str(model_dir), "num_cpus": 0, "max_request_mb": 1}), name="open", route_prefix="/")
+    token_file = model_dir.parent / "token"
+    token_file.write_text(TOKEN)
+    serve.run(build_app({"model": str(model_dir), "num_cpus": 0, "token_file": str(token_file)}),
+              name="secure", route_prefix="/secure")
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while requests.get(f"{base}/healthz", timeout=5).status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    yield base, load_model(model_dir).eval()
+    serve.delete("open")
+    serve.delete("secure")
+    serve.shutdown()
+
+
+def _post(url, media=None, timeout=60, **fields):
+    files = {"media": ("upload.bin", media)} if media is not None else None
+    data = {k: json.dumps(v) if isinstance(v, list) else str(v) for k, v in fields.items()}
+    return requests.post(url, files=files, data=data if files else None,
+                         json=None if files else fields, timeout=timeout)
+
+
+def _direct(model, media: bytes, query: str | None):
+    _, frames = decode_media(media, model.config.x_encoder.image_size, model.config.x_encoder.num_frames)
+    s_v = model.encode_visual(frames_to_input(frames)[None])
+    return model.embed_visual(s_v, [query if query is not None else ""])[0]
+
+
+def test_classify_and_vqa_equal_direct_model_calls(served):
+    base, model = served
+    clip = clip_bytes()
+    labels = ["a red ball moves left", "a blue cube moves up", "a green triangle moves down"]
+    response = _post(f"{base}/v1/classify", clip, labels=labels)
+    assert response.status_code == 200, response.text
+    expected = rank(_direct(model, clip, None)[None], model.embed_texts(labels))
+    assert [r["label"] for r in response.json()["ranking"]] == [labels[i] for i in expected.indices[0].tolist()]
+    assert response.json()["ranking"][0]["score"] == pytest.approx(float(expected.scores[0, 0]), abs=1e-4)
+
+    question, candidates = "Which way does the object move?", ["left", "right", "up", "down"]
+    answered = requests.post(f"{base}/v1/vqa", json={"media_b64": base64.b64encode(clip).decode(),
+                                                     "question": question, "candidates": candidates}, timeout=60)
+    assert answered.status_code == 200, answered.text
+    expected = rank(_direct(model, clip, question)[None], model.embed_texts(candidates))
+    assert answered.json()["answer"] == candidates[int(expected.indices[0, 0])]
+
+
+def test_embeddings_and_retrieval_index(served):
+    base, model = served
+    texts = ["a red ball", "a blue cube"]
+    embedded = _post(f"{base}/v1/embed/text", texts=texts).json()["embeddings"]
+    torch.testing.assert_close(torch.tensor(embedded), model.embed_texts(texts), atol=1e-5, rtol=1e-5)
+    media = _post(f"{base}/v1/embed/media", image_bytes("png"), query="What is shown?").json()
+    assert media["kind"] == "image" and len(media["embedding"]) == model.config.embed_dim
+
+    for item_id, data in (("clip-a", clip_bytes(seed=1)), ("clip-b", clip_bytes(seed=2)), ("photo", image_bytes())):
+        assert _post(f"{base}/v1/index/items", data, id=item_id).status_code == 200
+    assert {i["id"] for i in requests.get(f"{base}/v1/index/items", timeout=30).json()["items"]} == {"clip-a", "clip-b", "photo"}
+    found = _post(f"{base}/v1/retrieve", query="a red ball moves left", k=2).json()["results"]
+    assert len(found) == 2 and found[0]["score"] >= found[1]["score"]
+    assert requests.delete(f"{base}/v1/index/items/photo", timeout=30).status_code == 200
+    assert requests.delete(f"{base}/v1/index/items/photo", timeout=30).status_code == 404
+    assert len(requests.get(f"{base}/v1/index/items", timeout=30).json()["items"]) == 2
+
+
+@pytest.mark.parametrize("case, status", [
+    ("non_media", 415), ("truncated_video", 422), ("huge_image", 422), ("oversize", 413),
+    ("no_labels", 422), ("too_many_labels", 422), ("long_query", 422), ("bad_json", 400),
+    ("wrong_type", 422), ("no_media", 422), ("bad_base64", 400),
+])
+def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(served, case, status):
+    base, _ = served
+    url = f"{base}/v1/classify"
+    labels = ["a", "b"]
+    if case == "non_media":
+        response = _post(url, b"just some text, not media", labels=labels)
+    elif case == "truncated_video":
+        response = _post(url, clip_bytes()[:700], labels=labels)
+    elif case == "huge_image":
+        response = _post(url, huge_png_header(), labels=labels)
+    elif case == "oversize":
+        response = _post(url, b"\xff\xd8\xff" + b"0" * (2 * 2**20), labels=labels)  # the test app allows 1 MiB
+    elif case == "no_labels":
+        response = _post(url, image_bytes(), labels=[])
+    elif case == "too_many_labels":
+        response = _post(url, image_bytes(), labels=[f"l{i}" for i in range(300)])
+    elif case == "long_query":
+        response = _post(url, image_bytes(), labels=labels, query="word " * 600)
+    elif case == "bad_json":
+        response = requests.post(url, data=b"{not json", headers={"content-type": "application/json"}, timeout=30)
+    elif case == "wrong_type":
+        response = requests.post(url, json={"media_b64": base64.b64encode(image_bytes()).decode(), "labels": "a"}, timeout=30)
+    elif case == "no_media":
+        response = requests.post(url, json={"labels": labels}, timeout=30)
+    else:
+        response = requests.post(url, json={"media_b64": "***", "labels": labels}, timeout=30)
+    assert response.status_code == status, response.text
+    assert response.json()["detail"]
+    assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
+    assert _post(url, image_bytes(), labels=labels).status_code == 200
+
+
+def test_token_protects_everything_but_health(served):
+    base, _ = served
+    secure = f"{base}/secure"
+    assert requests.get(f"{secure}/healthz", timeout=10).status_code == 200
+    assert requests.get(f"{secure}/readyz", timeout=30).status_code == 401
+    assert _post(f"{secure}/v1/embed/text", texts=["a"]).status_code == 401
+    wrong = requests.post(f"{secure}/v1/embed/text", json={"texts": ["a"]}, timeout=30,
+                          headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    right = requests.post(f"{secure}/v1/embed/text", json={"texts": ["a"]}, timeout=30,
+                          headers={"Authorization": f"Bearer {TOKEN}"})
+    assert right.status_code == 200
+    assert requests.get(f"{base}/readyz", timeout=30).status_code == 200  # the open app needs none
+    schema = requests.get(f"{base}/openapi.json", timeout=10).json()
+    assert {"/v1/classify", "/v1/vqa", "/v1/retrieve", "/v1/index/items"} <= set(schema["paths"])
