@@ -26,6 +26,8 @@ test-unit: setup
 bench: setup
 	$(PY) -m benchmarks.decode_throughput
 	$(PY) -m benchmarks.cache_throughput
+	$(PY) -m benchmarks.train_throughput
+	$(PY) -m benchmarks.serve_throughput
 
 test-integration: setup
 	$(PY) -m pytest tests/integration -m integration $(PYTEST_ARGS)

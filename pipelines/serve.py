@@ -25,7 +25,8 @@ from pipelines.serve_ingress import Ingress, ServeSettings
 
 
 def build_app(args: dict):
-    """Serve application builder: args {model, token?, token_file?, max_request_mb?, num_cpus?, num_gpus?}."""
+    """Serve application builder: args {model, token?, token_file?, max_request_mb?, num_cpus?, num_gpus?,
+    max_batch_size? (visual requests per batch; 1 disables dynamic batching)}."""
     model_dir = str(resolve_model_dir(args["model"]))
     token = args.get("token") or os.environ.get("VLJEPA_SERVE_TOKEN")
     if args.get("token_file"):
@@ -36,8 +37,9 @@ def build_app(args: dict):
     visual = VisualPredictor.options(ray_actor_options={"num_cpus": cpus, "num_gpus": float(args.get("num_gpus", 0))})
     text = TextEncoder.options(ray_actor_options={"num_cpus": cpus})
     index = RetrievalIndex.options(ray_actor_options={"num_cpus": 0})
+    max_batch_size = int(args.get("max_batch_size", 16))
     return Ingress.options(ray_actor_options={"num_cpus": 0}).bind(
-        visual.bind(model_dir), text.bind(model_dir), index.bind(), settings)
+        visual.bind(model_dir, max_batch_size), text.bind(model_dir), index.bind(), settings)
 
 
 def start(args: dict, host: str = "127.0.0.1", port: int = 8000, name: str = "vljepa"):

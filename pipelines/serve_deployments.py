@@ -22,10 +22,11 @@ from ops.media_input import frames_to_input
 # max_ongoing_requests >= max_batch_size, or Serve never lets a batch fill up.
 @serve.deployment(max_ongoing_requests=32)
 class VisualPredictor:
-    def __init__(self, model_dir: str):
+    def __init__(self, model_dir: str, max_batch_size: int = 16):
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = load_model(model_dir).eval().to(self.device)
         self.caption_prompt = read_manifest(model_dir)["metadata"].get("caption_prompt", "")
+        self.predict.set_max_batch_size(max_batch_size)  # 1 turns dynamic batching off
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def predict(self, requests: list[tuple[np.ndarray, str | None]]) -> list[np.ndarray]:

@@ -13,6 +13,7 @@ at runtime, and string annotations do not survive Serve's class-based ingress wr
 """
 
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -137,9 +138,10 @@ class Ingress:
             raise HTTPException(422, "no media: send a multipart field 'media' or JSON 'media_b64'")
         return media, fields
 
-    def frames(self, media: bytes) -> tuple[str, np.ndarray]:
+    async def frames(self, media: bytes) -> tuple[str, np.ndarray]:
+        """Decode off the event loop: a blocking decode here would serialise every request."""
         try:
-            return decode_media(media, self.image_size, self.num_frames)
+            return await asyncio.to_thread(decode_media, media, self.image_size, self.num_frames)
         except UnsupportedMedia as exc:
             raise HTTPException(415, str(exc)) from None
         except SampleError as exc:
@@ -195,7 +197,7 @@ class Ingress:
     async def embed_media(self, request: Request) -> dict:
         media, fields = await self.fields(request, want_media=True)
         query = self.query_field(fields, "query", required=False)
-        kind, frames = self.frames(media)
+        kind, frames = await self.frames(media)
         embedding = await self.visual.predict.remote((frames, query))
         return {"kind": kind, "embedding": embedding.tolist()}
 
@@ -204,7 +206,7 @@ class Ingress:
         media, fields = await self.fields(request, want_media=True)
         labels = self.list_field(fields, "labels", self.settings.max_candidates)
         query = self.query_field(fields, "query", required=False)
-        _, frames = self.frames(media)
+        _, frames = await self.frames(media)
         embedding = await self.visual.predict.remote((frames, query))
         ranking = await self.rank(embedding, labels)
         return {"label": ranking[0]["text"], "ranking": [{"label": r["text"], "score": r["score"]} for r in ranking]}
@@ -214,7 +216,7 @@ class Ingress:
         media, fields = await self.fields(request, want_media=True)
         question = self.query_field(fields, "question", required=True)
         candidates = self.list_field(fields, "candidates", self.settings.max_candidates)
-        _, frames = self.frames(media)
+        _, frames = await self.frames(media)
         embedding = await self.visual.predict.remote((frames, question))
         ranking = await self.rank(embedding, candidates)
         return {"answer": ranking[0]["text"], "ranking": [{"answer": r["text"], "score": r["score"]} for r in ranking]}
@@ -223,7 +225,7 @@ class Ingress:
     async def add_item(self, request: Request) -> dict:
         media, fields = await self.fields(request, want_media=True)
         item_id = self.text_field(fields, "id")
-        kind, frames = self.frames(media)
+        kind, frames = await self.frames(media)
         embedding = await self.visual.predict.remote((frames, None))
         return await self.index.add.remote(item_id, embedding, {"kind": kind})
 
