@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from model.x_encoder import XEncoder
-from ops.preprocess import VJEPA2_MEAN, VJEPA2_STD
+from ops.preprocess import uint8_frames_to_input
 
 STORAGE_DTYPES = {"float16": np.float16, "float32": np.float32}
 
@@ -23,14 +23,11 @@ class Featurizer:
         self.compute_dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         self.storage_dtype = STORAGE_DTYPES[storage_dtype]
         self.encoder = XEncoder.from_pretrained(checkpoint, dtype=self.compute_dtype).to(self.device)
-        self.mean = torch.tensor(VJEPA2_MEAN, device=self.device).view(1, 1, 3, 1, 1)
-        self.std = torch.tensor(VJEPA2_STD, device=self.device).view(1, 1, 3, 1, 1)
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """frames (B, T, S, S, 3) uint8 -> S_V (B, N, D) in the storage dtype."""
         video = torch.from_numpy(frames).to(self.device, non_blocking=True)
-        video = video.permute(0, 1, 4, 2, 3).float().div_(255.0)  # (B, T, 3, S, S)
-        video = ((video - self.mean) / self.std).to(self.compute_dtype)
+        video = uint8_frames_to_input(video).to(self.compute_dtype)  # (B, T, 3, S, S), on the device
         with torch.inference_mode():
             s_v = self.encoder(video)
         return s_v.float().cpu().numpy().astype(self.storage_dtype)

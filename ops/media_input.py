@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ops.decode import decode_image, decode_video
-from ops.preprocess import VJEPA2_MEAN, VJEPA2_STD
+from ops.preprocess import uint8_frames_to_input
 
 
 class UnsupportedMedia(ValueError):
@@ -38,7 +38,4 @@ def decode_media(data: bytes, image_size: int, num_frames: int) -> tuple[str, np
 
 def frames_to_input(frames: np.ndarray) -> torch.Tensor:
     """(T, S, S, 3) uint8 -> (T, 3, S, S) float32 normalised, the x-encoder's input."""
-    video = torch.from_numpy(np.array(frames, copy=True)).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(VJEPA2_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(VJEPA2_STD).view(1, 3, 1, 1)
-    return (video - mean) / std
+    return uint8_frames_to_input(torch.from_numpy(np.array(frames, copy=True)))

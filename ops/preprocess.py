@@ -38,10 +38,18 @@ def resize_and_crop(frames: np.ndarray, size: int) -> torch.Tensor:
 
 
 def normalise(video: torch.Tensor) -> torch.Tensor:
-    """(T, 3, H, W) in [0, 1] -> V-JEPA 2's normalised input."""
-    mean = torch.tensor(VJEPA2_MEAN, dtype=video.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(VJEPA2_STD, dtype=video.dtype).view(1, 3, 1, 1)
+    """(..., 3, H, W) in [0, 1], on any device -> V-JEPA 2's normalised input.
+
+    The one place this happens: caching (on the encoder's device), serving and the tests all call
+    it, so cached and served features cannot drift apart."""
+    mean = torch.tensor(VJEPA2_MEAN, dtype=video.dtype, device=video.device).view(3, 1, 1)
+    std = torch.tensor(VJEPA2_STD, dtype=video.dtype, device=video.device).view(3, 1, 1)
     return (video - mean) / std
+
+
+def uint8_frames_to_input(frames: torch.Tensor) -> torch.Tensor:
+    """(..., H, W, 3) uint8 frames (as decoded) -> (..., 3, H, W) float normalised."""
+    return normalise(frames.movedim(-1, -3).float().div_(255.0))
 
 
 def preprocess_frames(frames: np.ndarray, size: int) -> torch.Tensor:

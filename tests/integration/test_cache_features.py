@@ -11,7 +11,6 @@ import sys
 import time
 
 import pyarrow.parquet as pq
-import pytest
 import s3fs
 
 from pipelines import cache_features

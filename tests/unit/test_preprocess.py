@@ -27,3 +27,13 @@ def test_normalisation_uses_vjepa2_statistics():
     out = preprocess_frames(grey, 8)
     expected = (1.0 - torch.tensor(VJEPA2_MEAN)) / torch.tensor((0.229, 0.224, 0.225))
     torch.testing.assert_close(out[0, :, 0, 0], expected)
+
+
+def test_uint8_frames_normalise_the_same_at_any_rank():
+    from ops.preprocess import normalise, uint8_frames_to_input
+
+    frames = torch.randint(0, 256, (2, 3, 8, 8, 3), dtype=torch.uint8)  # (B, T, H, W, 3)
+    batched = uint8_frames_to_input(frames)
+    assert batched.shape == (2, 3, 3, 8, 8)
+    single = normalise(frames[1].permute(0, 3, 1, 2).float() / 255.0)
+    torch.testing.assert_close(batched[1], single)

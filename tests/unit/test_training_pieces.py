@@ -3,7 +3,6 @@ import math
 import numpy as np
 import pyarrow as pa
 import pytest
-import torch
 
 from ops.collate import Collate, pad_visual, query_for
 from ops.training_rows import select_rows
