@@ -26,12 +26,12 @@ from pipelines.serve_ingress import Ingress, ServeSettings
 
 def build_app(args: dict):
     """Serve application builder: args {model, token?, token_file?, max_request_mb?, num_cpus?, num_gpus?,
-    max_batch_size? (visual requests per batch; 1 disables dynamic batching)}."""
+    max_batch_size? (visual requests per batch; 1 disables dynamic batching), index_cache?}."""
     model_dir = str(resolve_model_dir(args["model"]))
     token = args.get("token") or os.environ.get("VLJEPA_SERVE_TOKEN")
     if args.get("token_file"):
         token = Path(args["token_file"]).read_text().strip()
-    settings = ServeSettings(model_dir=model_dir, token=token or None,
+    settings = ServeSettings(model_dir=model_dir, token=token or None, index_cache=args.get("index_cache"),
                              max_request_bytes=int(float(args.get("max_request_mb", 64)) * 2**20))
     cpus = float(args.get("num_cpus", 1))
     visual = VisualPredictor.options(ray_actor_options={"num_cpus": cpus, "num_gpus": float(args.get("num_gpus", 0))})
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--token-file", default=None, help="file holding the bearer token")
     parser.add_argument("--max-request-mb", type=float, default=64)
+    parser.add_argument("--index-cache", default=None, help="feature cache whose captioned videos fill the retrieval index")
     parser.add_argument("--num-gpus", type=float, default=None, help="GPUs per visual replica (default: 1 if any)")
     parser.add_argument("--address", default=None)
     args = parser.parse_args(argv)
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     init_ray(args.address)
     num_gpus = args.num_gpus if args.num_gpus is not None else (1 if gpus_available() else 0)
     start({"model": args.model, "token_file": args.token_file, "max_request_mb": args.max_request_mb,
-           "num_gpus": num_gpus}, host=args.host, port=args.port)
+           "num_gpus": num_gpus, "index_cache": args.index_cache}, host=args.host, port=args.port)
     print(f"serving on http://{args.host}:{args.port}  (OpenAPI: /docs, /openapi.json); Ctrl-C stops", flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

@@ -39,6 +39,7 @@ class ServeSettings:
     max_candidates: int = 256
     max_texts: int = 256
     max_query_tokens: int = 512
+    index_cache: str | None = None  # a feature cache whose captioned videos fill the index at startup
 
 
 MEDIA_BODY = {"requestBody": {"content": {
@@ -83,13 +84,30 @@ def _maybe_json(value):
 @serve.deployment(max_ongoing_requests=256)  # it mostly awaits the model deployments
 @serve.ingress(app)
 class Ingress:
-    def __init__(self, visual: DeploymentHandle, text: DeploymentHandle, index: DeploymentHandle,
-                 settings: ServeSettings):
+    # async: Serve awaits it, and filling the index from a cache awaits the model deployments
+    async def __init__(self, visual: DeploymentHandle, text: DeploymentHandle, index: DeploymentHandle,
+                       settings: ServeSettings):
         self.visual, self.text, self.index, self.settings = visual, text, index, settings
         config = read_manifest(settings.model_dir)["config"]
         self.image_size = config["x_encoder"]["image_size"]
         self.num_frames = config["x_encoder"]["num_frames"]
         self.query_tokenizer = load_tokenizer(f"{settings.model_dir}/predictor")
+        if settings.index_cache:
+            await self.index_from_cache(settings.index_cache)
+
+    async def index_from_cache(self, cache: str) -> None:
+        """Add every captioned video of a feature cache (its cached S_V, the captioning prompt).
+        Idempotent across ingress replicas: ids are `shard/key`."""
+        from ops.collate import row_features
+        from ops.evaluation import load_rows
+
+        rows = [r for r in load_rows(cache) if r["media_kind"] == "video" and r["task"] == "caption"]
+        features = row_features([r["s_v_shape"] for r in rows], [r["s_v"] for r in rows])
+        embeddings = await asyncio.gather(*(self.visual.predict_cached.remote(f) for f in features))
+        await asyncio.gather(*(
+            self.index.add.remote(f"{row['shard']}/{row['key']}", embedding,
+                                  {"kind": "video", "caption": row["target"], "source": cache})
+            for row, embedding in zip(rows, embeddings)))
 
     # -- plumbing ------------------------------------------------------------------------------
     def authorize(self, request: Request) -> None:

@@ -28,7 +28,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served(ray_instance, tmp_path_factory):
+def served(ray_instance, caches, tmp_path_factory):
     from ray import serve
 
     from pipelines.serve import build_app
@@ -40,8 +40,8 @@ def served(ray_instance, tmp_path_factory):
     serve.run(build_app({"model": str(model_dir), "num_cpus": 0, "max_request_mb": 1}), name="open", route_prefix="/")
     token_file = model_dir.parent / "token"
     token_file.write_text(TOKEN)
-    serve.run(build_app({"model": str(model_dir), "num_cpus": 0, "token_file": str(token_file)}),
-              name="secure", route_prefix="/secure")
+    serve.run(build_app({"model": str(model_dir), "num_cpus": 0, "token_file": str(token_file),
+                         "index_cache": str(caches / "eval")}), name="secure", route_prefix="/secure")
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while requests.get(f"{base}/healthz", timeout=5).status_code != 200:
@@ -154,3 +154,21 @@ def test_token_protects_everything_but_health(served):
     assert requests.get(f"{base}/readyz", timeout=30).status_code == 200  # the open app needs none
     schema = requests.get(f"{base}/openapi.json", timeout=10).json()
     assert {"/v1/classify", "/v1/vqa", "/v1/retrieve", "/v1/index/items"} <= set(schema["paths"])
+
+
+def test_index_built_from_a_feature_cache_ranks_like_the_model(served, caches):
+    from ops.collate import pad_visual, row_features
+    from ops.evaluation import load_rows
+
+    base, model = served
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    rows = [r for r in load_rows(str(caches / "eval")) if r["media_kind"] == "video" and r["task"] == "caption"]
+    items = requests.get(f"{base}/secure/v1/index/items", headers=auth, timeout=30).json()["items"]
+    assert {i["id"] for i in items} == {f"{r['shard']}/{r['key']}" for r in rows}
+
+    query = rows[0]["target"]
+    found = requests.post(f"{base}/secure/v1/retrieve", json={"query": query, "k": 3}, headers=auth, timeout=30).json()
+    s_v, mask = pad_visual(row_features([r["s_v_shape"] for r in rows], [r["s_v"] for r in rows]))
+    videos = model.embed_visual(s_v, [""] * len(rows), mask)  # the exported preset's captioning prompt is ""
+    expected = rank(model.embed_texts([query]), videos)
+    assert [r["id"] for r in found["results"]] == [f"{rows[i]['shard']}/{rows[i]['key']}" for i in expected.indices[0, :3].tolist()]
