@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import tempfile
 import threading
@@ -24,6 +23,7 @@ from model.export import load_model
 from model.tasks import rank
 from ops.media_input import decode_media, frames_to_input
 from pipelines import export
+from pipelines.net import free_loopback_port
 from tests.media_fixtures import clip_bytes
 
 LABELS = [f"a {c} {s} moves left" for c in ("red", "blue") for s in ("ball", "cube", "triangle", "cone")]
@@ -81,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         model_dir = f"{root}/model"
         export.main(["--preset", "minilm", "--out", model_dir])
         floor = direct_floor(model_dir, clip, repeats=32)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = free_loopback_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         results = {}
         for name, batch in (("batched", 16), ("unbatched", 1)):

@@ -15,9 +15,7 @@ import torch
 from model.build import build_vljepa
 from model.export import save_model
 from model.presets import PRESETS, get_preset
-from pipelines.train_config import TrainConfig
-
-STATE_FILE = "state.pt"
+from pipelines.train_config import STATE_FILE, TrainConfig
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path:

@@ -189,10 +189,17 @@ class Ingress:
             raise HTTPException(422, f"'{name}' has {len(value)} entries; at most {limit} are allowed")
         return value
 
-    async def rank(self, embedding: np.ndarray, texts: list[str]) -> list[dict]:
+    async def predict(self, media: bytes, query: str | None) -> tuple[str, np.ndarray]:
+        """Decode, then Ŝ_Y from the visual deployment: (media kind, embedding)."""
+        kind, frames = await self.frames(media)
+        return kind, await self.visual.predict.remote((frames, query))
+
+    async def ranked(self, embedding: np.ndarray, texts: list[str], name: str) -> dict:
+        """{name: best, "ranking": [{name: text, "score": s}, ...]} for candidate texts, best first."""
         candidates = await self.text.embed_many.remote(texts, cache=True)
         scores = candidates @ embedding
-        return [{"text": texts[i], "score": float(scores[i])} for i in np.argsort(-scores)]
+        ranking = [{name: texts[i], "score": float(scores[i])} for i in np.argsort(-scores)]
+        return {name: ranking[0][name], "ranking": ranking}
 
     # -- endpoints -------------------------------------------------------------------------------
     @app.get("/healthz")
@@ -214,37 +221,29 @@ class Ingress:
     @app.post("/v1/embed/media", openapi_extra=MEDIA_BODY)
     async def embed_media(self, request: Request) -> dict:
         media, fields = await self.fields(request, want_media=True)
-        query = self.query_field(fields, "query", required=False)
-        kind, frames = await self.frames(media)
-        embedding = await self.visual.predict.remote((frames, query))
+        kind, embedding = await self.predict(media, self.query_field(fields, "query", required=False))
         return {"kind": kind, "embedding": embedding.tolist()}
 
     @app.post("/v1/classify", openapi_extra=MEDIA_BODY)
     async def classify(self, request: Request) -> dict:
         media, fields = await self.fields(request, want_media=True)
         labels = self.list_field(fields, "labels", self.settings.max_candidates)
-        query = self.query_field(fields, "query", required=False)
-        _, frames = await self.frames(media)
-        embedding = await self.visual.predict.remote((frames, query))
-        ranking = await self.rank(embedding, labels)
-        return {"label": ranking[0]["text"], "ranking": [{"label": r["text"], "score": r["score"]} for r in ranking]}
+        _, embedding = await self.predict(media, self.query_field(fields, "query", required=False))
+        return await self.ranked(embedding, labels, "label")
 
     @app.post("/v1/vqa", openapi_extra=MEDIA_BODY)
     async def vqa(self, request: Request) -> dict:
         media, fields = await self.fields(request, want_media=True)
         question = self.query_field(fields, "question", required=True)
         candidates = self.list_field(fields, "candidates", self.settings.max_candidates)
-        _, frames = await self.frames(media)
-        embedding = await self.visual.predict.remote((frames, question))
-        ranking = await self.rank(embedding, candidates)
-        return {"answer": ranking[0]["text"], "ranking": [{"answer": r["text"], "score": r["score"]} for r in ranking]}
+        _, embedding = await self.predict(media, question)
+        return await self.ranked(embedding, candidates, "answer")
 
     @app.post("/v1/index/items", openapi_extra=MEDIA_BODY)
     async def add_item(self, request: Request) -> dict:
         media, fields = await self.fields(request, want_media=True)
         item_id = self.text_field(fields, "id")
-        kind, frames = await self.frames(media)
-        embedding = await self.visual.predict.remote((frames, None))
+        kind, embedding = await self.predict(media, None)
         return await self.index.add.remote(item_id, embedding, {"kind": kind})
 
     @app.get("/v1/index/items")

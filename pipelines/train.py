@@ -123,7 +123,12 @@ def run(config: TrainConfig, resume: bool = False, address: str | None = None) -
     from ray.train.torch import TorchTrainer
 
     from pipelines.ray_runtime import gpus_available, init_ray
-    from pipelines.tracking import flatten, start_or_resume_run, tracking_uri_for, using_tracking_uri
+    from pipelines.tracking import (
+        flatten,
+        start_or_resume_run,
+        tracking_uri_for,
+        using_tracking_uri,
+    )
     from pipelines.train_loop import train_loop_per_worker
 
     out = Path(config.out)

@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 
 CAPTION_PROMPT = "Describe what happens in the video."
+STATE_FILE = "state.pt"  # inside every Ray Train checkpoint directory
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -32,9 +32,7 @@ from model.presets import get_preset
 from model.vljepa import VLJepa
 from ops.collate import Collate
 from ops.evaluation import evaluate, load_rows
-from pipelines.train_config import TrainConfig
-
-STATE_FILE = "state.pt"
+from pipelines.train_config import STATE_FILE, TrainConfig
 
 
 def initial_model(config: TrainConfig) -> VLJepa:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
 import pytest
+
+from pipelines.net import free_loopback_port
 
 pytestmark = pytest.mark.integration
 
@@ -22,16 +23,11 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """moto's S3 server on 127.0.0.1, as s3fs's own test suite runs it."""
-    port = _free_port()
+    port = free_loopback_port()
     moto = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or "moto_server"
     process = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import time
 
 import pytest
@@ -16,15 +15,11 @@ from model.export import load_model
 from model.tasks import rank
 from ops.media_input import decode_media, frames_to_input
 from pipelines import export
+from pipelines.net import free_loopback_port
 from tests.media_fixtures import clip_bytes, huge_png_header, image_bytes
 
 TOKEN = "s3cret-token"
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +30,7 @@ def served(ray_instance, caches, tmp_path_factory):
 
     model_dir = tmp_path_factory.mktemp("served") / "model"
     assert export.main(["--preset", "minilm", "--out", str(model_dir)]) == 0
-    port = _free_port()
+    port = free_loopback_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app({"model": str(model_dir), "num_cpus": 0, "max_request_mb": 1}), name="open", route_prefix="/")
     token_file = model_dir.parent / "token"
