@@ -14,6 +14,7 @@ from pathlib import Path
 from model.config import PredictorConfig, VLJepaConfig, XEncoderConfig, YEncoderConfig
 from model.hub_configs import EMBEDDINGGEMMA_300M, LLAMA_3_2_1B, VJEPA2_VITL_FPC64_256
 from model.tiny_checkpoints import ensure_tiny_checkpoints, minilm_dir
+from model.y_decoder import YDecoderConfig
 
 
 def paper() -> VLJepaConfig:
@@ -61,3 +62,16 @@ def get_preset(name: str, checkpoints_dir: Path | None = None) -> VLJepaConfig:
     if name == "paper":
         return paper()
     return PRESETS[name](checkpoints_dir)
+
+
+def y_decoder_preset(model_config: VLJepaConfig, checkpoints_dir: Path | None = None) -> YDecoderConfig:
+    """The Y-decoder for a model: its LM starts from a checkpoint of the predictor's family.
+
+    paper: the first 4 layers of Llama-3.2-1B (a light decoder next to the 1.6B model; its
+    tokenizer and LM head come with it). Offline presets: the tiny Llama checkpoint, all layers.
+    """
+    if model_config.name == "paper":
+        return YDecoderConfig(checkpoint=LLAMA_3_2_1B, embed_dim=model_config.embed_dim, num_layers=4,
+                              mapper_hidden=2048, max_tokens=64)
+    paths = ensure_tiny_checkpoints(checkpoints_dir)
+    return YDecoderConfig(checkpoint=str(paths.llama), embed_dim=model_config.embed_dim)

@@ -6,7 +6,10 @@
   4. `vljepa export --preset` + `vljepa evaluate`: the untrained model, which sits at chance;
   5. `vljepa train --stage sft` on Ray Train, tracked in MLflow (SQLite under the run);
   6. `vljepa evaluate` of the trained model on held-out combinations, against chance;
-  7. Ray Serve on 127.0.0.1: a classify and a VQA request over HTTP with held-out media, then stop.
+  7. `vljepa train-decoder`: the Y-decoder, text-only, then fine-tuned on predicted embeddings;
+     CIDEr of held-out captions decoded from Ŝ_Y, against the true S_Y (ceiling) and random (floor);
+  8. `vljepa stream`: selective decoding of a long held-out stream, events against the annotations;
+  9. Ray Serve on 127.0.0.1: a classify, a VQA and a caption request over HTTP, then stop.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import json
 import shutil
 from pathlib import Path
 
-from pipelines import cache_features, evaluate, export, sample_data, summary, train
+from pipelines import cache_features, evaluate, export, sample_data, stream, summary, train, train_decoder
 from pipelines.report import table
 
 # The demo's training schedule: one SFT run (captions with the captioning prompt, VQA with its
@@ -26,6 +29,10 @@ from pipelines.report import table
 # is tuned for 24k-sample batches; the y-encoder still gets x0.05 of it.
 DEMO_TRAIN_ARGS = ["--stage", "sft", "--steps", "300", "--lr", "1e-3", "--batch-size", "32",
                    "--warmup-steps", "20", "--checkpoint-every", "100", "--eval-every", "100"]
+# The Y-decoder: text-only on noisy S_Y of the training captions, then a short fine-tune on the
+# trained predictor's Ŝ_Y of the training clips (the two-step recipe of the issue).
+DEMO_DECODER_TEXT_ARGS = ["--mode", "text", "--steps", "200", "--lr", "1e-3", "--checkpoint-every", "100"]
+DEMO_DECODER_TUNE_ARGS = ["--mode", "predicted", "--steps", "150", "--lr", "5e-4", "--checkpoint-every", "150"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -92,7 +99,9 @@ def serve_requests(model_dir: Path, eval_shards: Path) -> None:
                                data={"question": meta["query"], "candidates": json.dumps(meta["candidates"])},
                                timeout=120).json()
         print(f"POST /v1/vqa       {meta['query']!r} -> {answer['answer']!r} (truth: {meta['answer']!r})")
-        print("captioning requests arrive with the y-decoder (next stage)")
+        caption = requests.post(f"{base}/v1/caption", files={"media": ("clip.mp4", clip.members["mp4"])},
+                                timeout=120).json()
+        print(f"POST /v1/caption   -> {caption['text']!r} (truth: {clip.members['txt'].decode()!r})")
     finally:
         serve.shutdown()
     print(f"served on {base}; stopped")
@@ -134,11 +143,38 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(comparison(untrained, trained))
     (out / "results.json").write_text(json.dumps({"untrained": untrained, "trained": trained}, indent=2))
-    banner("7. serving the trained model on Ray Serve (127.0.0.1): classify and VQA over HTTP")
-    serve_requests(Path(result["model"]), data / "eval")
+    banner("7. the Y-decoder on Ray Train: text-only, then fine-tuned on predicted embeddings")
+    for name in ("decoder-text", "decoder"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    common = ["--model", result["model"], "--cache", str(caches / "train"), "--seed", str(args.seed)]
+    text_only = last_json(train_decoder.main, [*DEMO_DECODER_TEXT_ARGS, *common, "--out", str(out / "decoder-text"),
+                                               "--registered-model", ""])
+    decoder = last_json(train_decoder.main, [*DEMO_DECODER_TUNE_ARGS, *common, "--out", str(out / "decoder"),
+                                             "--init-decoder", text_only["model"], "--eval-cache", str(caches / "eval")])
+    captioning = {k.removeprefix("eval."): v for k, v in decoder["metrics"].items() if k.startswith("eval.cider")}
+    print()
+    print(table([["CIDEr, decoded from predicted Ŝ_Y", f"{captioning['cider_predicted']:.2f}"],
+                 ["CIDEr, decoded from true S_Y (ceiling)", f"{captioning['cider_true']:.2f}"],
+                 ["CIDEr, decoded from random (floor)", f"{captioning['cider_random']:.2f}"]],
+                ["held-out captions", "value"]))
+    (out / "results.json").write_text(json.dumps({"untrained": untrained, "trained": trained,
+                                                  "captioning": captioning}, indent=2))
+
+    banner("8. selective decoding of a long held-out stream (decode only where the meaning changes)")
+    annotations = json.loads((data / "streams" / "eval-stream.json").read_text())["annotations"]
+    streamed = last_json(stream.main, ["--model", decoder["model"], "--video", str(data / "streams" / "eval-stream.mp4"),
+                                       "--segments", str(len(annotations))])
+    print(f"{len(annotations)} annotated events, {streamed['windows']} windows (one forward pass each), "
+          f"{len(streamed['events'])} decodes; first annotations: "
+          + "; ".join(f"{a['time']:.1f}s {a['caption']!r}" for a in annotations[:3]))
+
+    banner("9. serving on Ray Serve (127.0.0.1): classify, VQA and caption over HTTP")
+    serve_requests(Path(decoder["model"]), data / "eval")
 
     print(f"\ndemo finished.\n  data:          {data}\n  feature cache: {caches}\n  model:         {result['model']}"
-          f"  (registered in MLflow as {result['registered_model']})\n  MLflow store:  {result['tracking_uri']}"
+          f"  (registered in MLflow as {result['registered_model']})\n  with decoder:  {decoder['model']}"
+          f"  (registered as {decoder['registered_model']})\n  MLflow stores: {result['tracking_uri']}"
+          f"\n                 {decoder['tracking_uri']}"
           f"\n  MLflow UI:     .venv/bin/mlflow ui --backend-store-uri {result['tracking_uri']}")
     return 0
 

@@ -1,6 +1,7 @@
 """`vljepa export (--run RUN | --preset P) --out MODEL`: a self-contained model directory.
 
---run takes a training run's latest checkpoint; --preset an untrained preset, so serving and
+--run takes a training run's latest checkpoint (a `train` run: the model; a `train-decoder`
+run: its model with the decoder in y_decoder/); --preset an untrained preset, so serving and
 evaluation can be tried without training.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 import torch
@@ -15,21 +17,40 @@ import torch
 from model.build import build_vljepa
 from model.export import save_model
 from model.presets import PRESETS, get_preset
+from pipelines.decoder_config import RUN_KIND, DecoderTrainConfig
 from pipelines.train_config import STATE_FILE, TrainConfig
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path:
-    candidates = [p.parent for p in (Path(run_dir) / "ray").rglob(STATE_FILE)]
+def latest_checkpoint(run_dir: str | Path, storage: str | None = None) -> Path:
+    """The run's highest-step checkpoint as a local directory (fetched first when --storage was S3)."""
+    import fsspec
+
+    root = storage or str(Path(run_dir) / "ray")
+    fs, path = fsspec.core.url_to_fs(root)
+    candidates = [p.rsplit("/", 1)[0] for p in fs.glob(f"{path.rstrip('/')}/**/{STATE_FILE}")]
     if not candidates:
-        raise ValueError(f"{run_dir} holds no training checkpoint")
-    return max(candidates, key=lambda p: torch.load(p / STATE_FILE, weights_only=False)["step"])
+        raise ValueError(f"{run_dir} holds no training checkpoint (looked under {root})")
+
+    def step(directory: str) -> int:
+        with fs.open(f"{directory}/{STATE_FILE}", "rb") as handle:
+            return torch.load(handle, weights_only=False)["step"]
+
+    best = max(candidates, key=step)
+    if "file" in fs.protocol:
+        return Path(best)
+    local = Path(tempfile.mkdtemp(prefix="vljepa-checkpoint-"))
+    fs.get(f"{best}/{STATE_FILE}", str(local / STATE_FILE))
+    return local
 
 
 def export_checkpoint(config: TrainConfig, checkpoint, out_dir: Path) -> Path:
     from pipelines.train_loop import initial_model, load_trainable_state
 
-    directory = checkpoint if isinstance(checkpoint, Path) else Path(checkpoint.path)
-    state = torch.load(directory / STATE_FILE, weights_only=False)
+    if isinstance(checkpoint, Path):
+        state = torch.load(checkpoint / STATE_FILE, weights_only=False)
+    else:  # a ray.train.Checkpoint, possibly on S3: fetched to a local directory
+        with checkpoint.as_directory() as directory:
+            state = torch.load(Path(directory) / STATE_FILE, weights_only=False)
     model = initial_model(config)
     load_trainable_state(model, state["model"])
     metadata = {"stage": config.stage, "steps": state["step"], "caption_prompt": config.spec.caption_prompt,
@@ -45,9 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.run:
-        config = TrainConfig.from_dict(json.loads((Path(args.run) / "train_config.json").read_text()))
-        checkpoint = latest_checkpoint(args.run)
-        export_checkpoint(config, checkpoint, Path(args.out))
+        saved = json.loads((Path(args.run) / "train_config.json").read_text())
+        checkpoint = latest_checkpoint(args.run, saved.get("storage"))
+        if saved.get("run_kind") == RUN_KIND:
+            from pipelines.train_decoder import export_decoder_checkpoint
+
+            export_decoder_checkpoint(DecoderTrainConfig.from_dict(saved), checkpoint, Path(args.out))
+        else:
+            export_checkpoint(TrainConfig.from_dict(saved), checkpoint, Path(args.out))
         print(f"export: {checkpoint} -> {args.out}")
     else:
         save_model(build_vljepa(get_preset(args.preset)), args.out, metadata={"preset": args.preset, "steps": 0,

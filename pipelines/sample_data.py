@@ -1,15 +1,22 @@
 """`vljepa sample-data --out DIR [--seed S]`: write the embedded sample dataset (train/ and eval/).
 
-Real media: H.264 clips encoded with libx264, JPEG and PNG images, webdataset tar shards.
+Real media: H.264 clips encoded with libx264, JPEG and PNG images, webdataset tar shards; and
+streams/eval-stream.mp4 with streams/eval-stream.json: a long video of held-out events back to
+back with its (start, end, caption) annotations, for `vljepa stream` and the selective-decoding
+benchmark.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+
+import fsspec
 
 from tqdm import tqdm
 
+from ops.long_stream import LongStreamConfig, make_long_stream
 from ops.sample_data import SampleDataConfig, count_samples, write_split
 from pipelines.report import print_json_result
 
@@ -21,6 +28,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # size knobs
     parser.add_argument("--clips-per-scene", type=int, default=SampleDataConfig.clips_per_scene)
     parser.add_argument("--samples-per-shard", type=int, default=SampleDataConfig.samples_per_shard)
+    parser.add_argument("--stream-events", type=int, default=LongStreamConfig.num_events,
+                        help="events in streams/eval-stream.mp4 (0: no stream)")
     parser.add_argument("--json", action="store_true")
     return parser.parse_args(argv)
 
@@ -38,6 +47,16 @@ def main(argv: list[str] | None = None) -> int:
             urls = write_split(out, split, config, progress=bar.update)
         result[split] = {"samples": total, "shards": len(urls)}
         print(f"{split}: {total} samples in {len(urls)} shards under {out}/{split}")
+    if args.stream_events:
+        video, annotations = make_long_stream(LongStreamConfig(seed=args.seed, num_events=args.stream_events))
+        fs, streams_dir = fsspec.core.url_to_fs(f"{out}/streams")
+        fs.makedirs(streams_dir, exist_ok=True)
+        with fsspec.open(f"{out}/streams/eval-stream.mp4", "wb") as handle:
+            handle.write(video)
+        with fsspec.open(f"{out}/streams/eval-stream.json", "w") as handle:
+            json.dump({"video": "eval-stream.mp4", "annotations": annotations}, handle, indent=1)
+        result["stream"] = {"events": len(annotations), "seconds": annotations[-1]["end"]}
+        print(f"stream: {len(annotations)} annotated events, {annotations[-1]['end']:.0f} s, in {out}/streams/")
     result["seconds"] = round(time.perf_counter() - started, 2)
     if args.json:
         print_json_result(result)

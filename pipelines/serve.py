@@ -4,6 +4,7 @@
               -> VisualPredictor (x-encoder + predictor, @serve.batch)
               -> TextEncoder     (y-encoder, @serve.batch, LRU label cache)
               -> RetrievalIndex  (one replica: the video index)
+              -> TextDecoder     (Y-decoder, @serve.batch; when the model has one: caption, stream)
 
 MODEL is an exported model directory or an MLflow model URI. Binds 127.0.0.1 unless told
 otherwise: put an authenticating reverse proxy (TLS, rate limits) in front before exposing it,
@@ -20,7 +21,8 @@ import threading
 from pathlib import Path
 
 from pipelines.mlflow_model import resolve_model_dir
-from pipelines.serve_deployments import RetrievalIndex, TextEncoder, VisualPredictor
+from model.y_decoder_export import decoder_dir_of
+from pipelines.serve_deployments import RetrievalIndex, TextDecoder, TextEncoder, VisualPredictor
 from pipelines.serve_ingress import Ingress, ServeSettings
 
 
@@ -38,8 +40,12 @@ def build_app(args: dict):
     text = TextEncoder.options(ray_actor_options={"num_cpus": cpus})
     index = RetrievalIndex.options(ray_actor_options={"num_cpus": 0})
     max_batch_size = int(args.get("max_batch_size", 16))
+    decoder = None
+    if decoder_dir_of(model_dir) is not None:
+        decoder = TextDecoder.options(ray_actor_options={"num_cpus": cpus, "num_gpus": float(args.get("decoder_num_gpus", 0))}
+                                      ).bind(model_dir)
     return Ingress.options(ray_actor_options={"num_cpus": 0}).bind(
-        visual.bind(model_dir, max_batch_size), text.bind(model_dir), index.bind(), settings)
+        visual.bind(model_dir, max_batch_size), text.bind(model_dir), index.bind(), settings, decoder)
 
 
 def start(args: dict, host: str = "127.0.0.1", port: int = 8000, name: str = "vljepa"):

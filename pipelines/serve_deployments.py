@@ -100,3 +100,27 @@ class RetrievalIndex:
         scores = matrix @ np.asarray(query, dtype=np.float32)
         order = np.argsort(-scores)[:k]
         return [{"id": ids[i], "score": float(scores[i]), **self.items[ids[i]]["meta"]} for i in order]
+
+
+@serve.deployment(max_ongoing_requests=64)
+class TextDecoder:
+    """The Y-decoder: Ŝ_Y -> text, dynamically batched (requests with the same beam width decode together)."""
+
+    def __init__(self, model_dir: str):
+        from model.y_decoder_export import load_y_decoder
+
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.decoder = load_y_decoder(model_dir).eval().to(self.device)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
+    async def decode(self, requests: list[tuple[np.ndarray, int]]) -> list[str]:
+        """[(unit embedding (E,), beams)] -> texts."""
+        out: list[str | None] = [None] * len(requests)
+        by_beams: dict[int, list[int]] = {}
+        for i, (_, beams) in enumerate(requests):
+            by_beams.setdefault(beams, []).append(i)
+        for beams, rows in by_beams.items():
+            embeddings = torch.from_numpy(np.stack([requests[i][0] for i in rows]).astype(np.float32))
+            for i, text in zip(rows, self.decoder.generate(embeddings, num_beams=beams)):
+                out[i] = text
+        return out

@@ -28,7 +28,10 @@ from ray.serve.handle import DeploymentHandle
 from model.export import read_manifest
 from model.tokenize import count_tokens, load_tokenizer
 from ops.errors import SampleError
-from ops.media_input import UnsupportedMedia, decode_media
+from ops.media_input import UnsupportedMedia, decode_media, sniff
+from ops.selective_decoding import STRATEGIES, DecodePlan, plan_segments
+from ops.segmentation import segment_embeddings
+from ops.stream_windows import WindowSpec, iter_windows
 
 
 @dataclass(kw_only=True)
@@ -40,6 +43,8 @@ class ServeSettings:
     max_texts: int = 256
     max_query_tokens: int = 512
     index_cache: str | None = None  # a feature cache whose captioned videos fill the index at startup
+    max_beams: int = 8
+    max_stream_windows: int = 4096  # a stream request embeds at most this many windows
 
 
 MEDIA_BODY = {"requestBody": {"content": {
@@ -86,8 +91,9 @@ def _maybe_json(value):
 class Ingress:
     # async: Serve awaits it, and filling the index from a cache awaits the model deployments
     async def __init__(self, visual: DeploymentHandle, text: DeploymentHandle, index: DeploymentHandle,
-                       settings: ServeSettings):
+                       settings: ServeSettings, decoder: DeploymentHandle | None = None):
         self.visual, self.text, self.index, self.settings = visual, text, index, settings
+        self.decoder = decoder  # None: the model has no Y-decoder, so no captions or streams
         config = read_manifest(settings.model_dir)["config"]
         self.image_size = config["x_encoder"]["image_size"]
         self.num_frames = config["x_encoder"]["num_frames"]
@@ -201,6 +207,59 @@ class Ingress:
         ranking = [{name: texts[i], "score": float(scores[i])} for i in np.argsort(-scores)]
         return {name: ranking[0][name], "ranking": ranking}
 
+    def require_decoder(self) -> DeploymentHandle:
+        if self.decoder is None:
+            raise HTTPException(501, "this model has no Y-decoder: serve the RUN/model of `vljepa train-decoder`")
+        return self.decoder
+
+    def int_field(self, fields: dict, name: str, default: int, low: int, high: int) -> int:
+        value = fields.get(name, default)
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)  # form fields arrive as strings
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise HTTPException(422, f"'{name}' must be an integer from {low} to {high}")
+        return value
+
+    def float_field(self, fields: dict, name: str, default: float, low: float, high: float) -> float:
+        value = fields.get(name, default)
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise HTTPException(422, f"'{name}' must be a number") from None
+        if not low <= value <= high:
+            raise HTTPException(422, f"'{name}' must be between {low} and {high}")
+        return value
+
+    def stream_plan(self, fields: dict) -> tuple[WindowSpec, DecodePlan]:
+        spec = WindowSpec(window_s=self.float_field(fields, "window", 2.0, 0.1, 60.0),
+                          stride_s=self.float_field(fields, "stride", 0.5, 0.05, 60.0),
+                          num_frames=self.num_frames, image_size=self.image_size)
+        strategy = fields.get("strategy", "adaptive")
+        if strategy not in STRATEGIES:
+            raise HTTPException(422, f"'strategy' must be one of {', '.join(STRATEGIES)}")
+        segments = fields.get("segments")
+        plan = DecodePlan(strategy=strategy, pooled=fields.get("pool", True) not in (False, "false", "0"),
+                          segments=None if segments is None else self.int_field(fields, "segments", 1, 1, 10_000),
+                          seconds_per_decode=self.float_field(fields, "seconds_per_decode", 4.0, 0.1, 3600.0),
+                          threshold=self.float_field(fields, "threshold", 0.1, 0.0, 4.0))
+        return spec, plan
+
+    async def stream_windows(self, media: bytes, spec: WindowSpec) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Decode the video's windows off the event loop; 415 / 422 for what is not a usable video."""
+        try:
+            if sniff(media) != "video":
+                raise HTTPException(415, "a stream must be a video (MP4, WebM, MKV, AVI)")
+        except UnsupportedMedia as exc:
+            raise HTTPException(415, str(exc)) from None
+        try:
+            chunks = await asyncio.to_thread(lambda: list(iter_windows(media, spec)))
+        except SampleError as exc:
+            raise HTTPException(422, f"{exc.reason}: {exc.message}") from None
+        if sum(len(times) for times, _ in chunks) > self.settings.max_stream_windows:
+            raise HTTPException(422, f"the video gives more than {self.settings.max_stream_windows} windows: "
+                                     "raise --stride or send a shorter video")
+        return chunks
+
     # -- endpoints -------------------------------------------------------------------------------
     @app.get("/healthz")
     async def healthz(self) -> dict:
@@ -267,3 +326,30 @@ class Ingress:
             raise HTTPException(422, "'k' must be an integer from 1 to 1000")
         embedding = (await self.text.embed_many.remote([query]))[0]
         return {"results": await self.index.search.remote(embedding, k)}
+
+    @app.post("/v1/caption", openapi_extra=MEDIA_BODY)
+    async def caption(self, request: Request) -> dict:
+        media, fields = await self.fields(request, want_media=True)  # authorises first
+        decoder = self.require_decoder()
+        beams = self.int_field(fields, "beams", 1, 1, self.settings.max_beams)
+        kind, embedding = await self.predict(media, self.query_field(fields, "query", required=False))
+        return {"kind": kind, "text": await decoder.decode.remote((embedding, beams))}
+
+    @app.post("/v1/stream", openapi_extra=MEDIA_BODY)
+    async def stream(self, request: Request) -> dict:
+        """A long video -> {"windows", "events": [{"time", "text", "start", "end"}]}: selective decoding."""
+        media, fields = await self.fields(request, want_media=True)
+        decoder = self.require_decoder()
+        spec, plan = self.stream_plan(fields)
+        query = self.query_field(fields, "query", required=False)
+        chunks = await self.stream_windows(media, spec)
+        times = np.concatenate([t for t, _ in chunks])
+        embeddings = np.stack(await asyncio.gather(*(  # every window at once: the visual deployment batches them
+            self.visual.predict.remote((window, query)) for _, frames in chunks for window in frames)))
+        segments = await asyncio.to_thread(plan_segments, embeddings, times, spec, plan)
+        chosen = segment_embeddings(embeddings, segments, plan.pooled)
+        texts = await asyncio.gather(*(decoder.decode.remote((e, 1)) for e in chosen))
+        return {"windows": len(times), "events": [
+            {"time": round(float(times[s.midpoint]), 3), "text": text,
+             "start": round(float(times[s.start]), 3), "end": round(float(times[s.end - 1]), 3)}
+            for s, text in zip(segments, texts)]}

@@ -14,7 +14,6 @@ checkpoint and logs into the same MLflow run. Worker failures inside a run are r
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -53,6 +52,10 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     parser.add_argument("--checkpoint-every", type=int, default=50)
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--max-failures", type=int, default=2)
+    parser.add_argument("--storage", default=None,
+                        help="checkpoint storage: s3://bucket/prefix or a shared path (multi-node); default RUN/ray")
+    parser.add_argument("--placement-strategy", choices=["PACK", "SPREAD", "STRICT_SPREAD"], default="PACK",
+                        help="SPREAD: one worker per node where possible")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--address", default=None, help="Ray cluster (default: RAY_ADDRESS or local)")
     # evaluation and tracking
@@ -70,12 +73,14 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, eval_cache=args.eval_cache, eval_every=args.eval_every,
         replay_cache=args.replay_cache, replay_weight=args.replay_weight, max_failures=args.max_failures,
         experiment=args.experiment, registered_model=args.registered_model or None,
+        storage=args.storage, placement_strategy=args.placement_strategy,
     )
     config.validate()
     return config, args
 
 
-def read_cache(url: str, spec, replay: bool):
+def read_cache(url: str, media_kinds: list[str], tasks: list[str], replay: bool, columns: list[str] = TRAIN_COLUMNS):
+    """A cache's rows of the given media kinds and tasks as a streaming Ray Dataset."""
     import pyarrow.fs
     import ray
 
@@ -86,16 +91,16 @@ def read_cache(url: str, spec, replay: bool):
     if not files:
         raise ValueError(f"{url} holds no feature cache (no manifest.json with shards): run cache-features first")
     filesystem = None if cache.is_local else pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(cache.fs))
-    dataset = ray.data.read_parquet(files, filesystem=filesystem, columns=TRAIN_COLUMNS)
-    tasks = ["caption"] if replay else list(spec.tasks)
+    dataset = ray.data.read_parquet(files, filesystem=filesystem, columns=columns)
     return dataset.map_batches(select_rows, batch_format="pyarrow",
-                               fn_kwargs={"media_kinds": list(spec.media_kinds), "tasks": tasks, "replay": replay})
+                               fn_kwargs={"media_kinds": media_kinds, "tasks": tasks, "replay": replay})
 
 
 def build_dataset(config: TrainConfig):
-    dataset = read_cache(config.cache, config.spec, replay=False)
+    kinds = list(config.spec.media_kinds)
+    dataset = read_cache(config.cache, kinds, list(config.spec.tasks), replay=False)
     if config.replay_cache and config.replay_weight > 0:
-        replay = read_cache(config.replay_cache, config.spec, replay=True)
+        replay = read_cache(config.replay_cache, kinds, ["caption"], replay=True)
         main_rows, replay_rows = dataset.count(), replay.count()
         # replayed share w of the mix: replay_rows * f = w / (1 - w) * main_rows
         fraction = config.replay_weight / (1 - config.replay_weight) * main_rows / max(replay_rows, 1)
@@ -107,68 +112,13 @@ def build_dataset(config: TrainConfig):
     return dataset
 
 
-def worker_cpus(workers: int, cluster_cpus: float, use_gpu: bool) -> float:
-    """CPUs per training worker. Ray Data's read and filter tasks stream the cache while training
-    runs; if the workers reserved every CPU those tasks could never start and training would wait
-    forever. So on a CPU cluster too small for one CPU each plus one spare, workers share."""
-    if use_gpu or cluster_cpus - workers >= 1:
-        return 1.0
-    return max(0.1, (cluster_cpus - 1) / workers)
-
-
 def run(config: TrainConfig, resume: bool = False, address: str | None = None) -> dict:
-    import mlflow
-    import ray.train
-    from ray.data import ExecutionOptions
-    from ray.train.torch import TorchTrainer
-
-    from pipelines.ray_runtime import gpus_available, init_ray
-    from pipelines.tracking import (
-        flatten,
-        start_or_resume_run,
-        tracking_uri_for,
-        using_tracking_uri,
-    )
+    from pipelines.train_driver import fit, open_tracking
     from pipelines.train_loop import train_loop_per_worker
 
-    out = Path(config.out)
-    storage = out / "ray"
-    if storage.exists() and not resume:
-        raise SystemExit(f"train: {out} already holds a run; pass --resume to continue it, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    config.tracking_uri = tracking_uri_for(str(out), config.tracking_uri)
-    with using_tracking_uri(config.tracking_uri):
-        config.mlflow_run_id = start_or_resume_run(str(out), config.tracking_uri, config.experiment,
-                                                   run_name=f"{config.stage}-{out.name}")
-        public = config.to_dict()
-        (out / "train_config.json").write_text(json.dumps(public, indent=2, sort_keys=True))
-        with mlflow.start_run(run_id=config.mlflow_run_id):
-            existing = mlflow.get_run(config.mlflow_run_id).data.params
-            # a resumed run keeps its original params (MLflow params are write-once)
-            mlflow.log_params({k: v for k, v in flatten(public).items() if k not in existing})
+    open_tracking(config, run_name=f"{config.stage}-{Path(config.out).name}", resume=resume)
     print(f"train: stage {config.stage}, {config.steps} steps, {config.workers} worker(s) x batch {config.batch_size}")
-    print(f"train: MLflow run {config.mlflow_run_id} in {config.tracking_uri}")
-
-    init_ray(address)
-    use_gpu = gpus_available() > 0
-    cpus = config.cpus_per_worker or worker_cpus(config.workers, ray.cluster_resources().get("CPU", 1), use_gpu)
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=public,
-        scaling_config=ray.train.ScalingConfig(num_workers=config.workers, use_gpu=use_gpu,
-                                               resources_per_worker={"CPU": cpus}),
-        run_config=ray.train.RunConfig(
-            storage_path=str(storage), name="train",
-            failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.keep_checkpoints),
-        ),
-        datasets={"train": build_dataset(config)},
-        # a fixed order: with the seeded local shuffle, a run (and a resumed run) replays exactly
-        dataset_config=ray.train.DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
-    )
-    result = trainer.fit()
-    if result.checkpoint is None:
-        raise RuntimeError("training produced no checkpoint")
+    result = fit(train_loop_per_worker, config, {"train": build_dataset(config)}, address)
     return finish(config, result.checkpoint, result.metrics or {})
 
 

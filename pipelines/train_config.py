@@ -50,7 +50,7 @@ class TrainConfig:
     # torch threads per worker; 0: the node's cores / workers. Ray starts 1-CPU workers with
     # OMP_NUM_THREADS=1, which on a CPU node would leave most cores idle.
     threads_per_worker: int = 0
-    cpus_per_worker: float | None = None  # None: see pipelines.train.worker_cpus
+    cpus_per_worker: float | None = None  # None: see pipelines.train_driver.worker_cpus
     batch_size: int = 32  # per worker; InfoNCE sees workers x batch_size samples
     grad_accum: int = 1
     lr: float | None = None  # None: the stage's default
@@ -68,6 +68,8 @@ class TrainConfig:
     replay_cache: str | None = None  # sft: pretraining rows to replay
     replay_weight: float = 0.0  # sft: target share of replayed rows
     max_failures: int = 2
+    storage: str | None = None  # checkpoints: s3://... or a shared path; None: RUN/ray
+    placement_strategy: str = "PACK"  # SPREAD puts the workers on different nodes
     tracking_uri: str | None = None  # None: sqlite under the run directory
     experiment: str = "vljepa"
     mlflow_run_id: str | None = None  # filled in by the driver

@@ -13,15 +13,11 @@ Design choices:
 from __future__ import annotations
 
 import math
-import os
 import resource
-import tempfile
 import time
-from pathlib import Path
 
 import mlflow
 import ray.train
-import ray.train.torch
 import torch
 
 from model.build import build_vljepa
@@ -32,7 +28,8 @@ from model.presets import get_preset
 from model.vljepa import VLJepa
 from ops.collate import Collate
 from ops.evaluation import evaluate, load_rows
-from pipelines.train_config import STATE_FILE, TrainConfig
+from pipelines.train_config import TrainConfig
+from pipelines.train_worker import report_state, restore_state, setup_worker, start_tracking, stop_tracking
 
 
 def initial_model(config: TrainConfig) -> VLJepa:
@@ -75,25 +72,14 @@ def flat_metrics(result: dict, prefix: str = "eval") -> dict[str, float]:
 
 def train_loop_per_worker(config_dict: dict) -> None:
     config = TrainConfig.from_dict(config_dict)
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    pid_dir = Path(config.out) / "pids"
-    pid_dir.mkdir(parents=True, exist_ok=True)
-    (pid_dir / f"rank{rank}.pid").write_text(str(os.getpid()))  # lets operators (and tests) find workers
-
-    torch.manual_seed(config.seed)
-    device = ray.train.torch.get_device()
-    if device.type == "cpu":
-        torch.set_num_threads(config.threads_per_worker or max(1, (os.cpu_count() or 1) // world))
+    rank, world, device = setup_worker(config.out, config.seed, config.threads_per_worker)
     model = initial_model(config)
     optimizer = build_optimizer(model, config.learning_rate, config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
     step, epoch, consumed = 0, 0, 0
 
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            state = torch.load(Path(directory) / STATE_FILE, weights_only=False)
+    state = restore_state()
+    if state is not None:
         load_trainable_state(model, state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -110,12 +96,8 @@ def train_loop_per_worker(config_dict: dict) -> None:
     )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
-    eval_rows = None
-    if rank == 0:
-        mlflow.set_tracking_uri(config.tracking_uri)
-        mlflow.start_run(run_id=config.mlflow_run_id, log_system_metrics=True)
-        if config.eval_cache:
-            eval_rows = load_rows(config.eval_cache, config.eval_max_samples)
+    start_tracking(rank, config.tracking_uri, config.mlflow_run_id)
+    eval_rows = load_rows(config.eval_cache, config.eval_max_samples) if rank == 0 and config.eval_cache else None
 
     shard = ray.train.get_dataset_shard("train")
     window_start, window_samples = time.perf_counter(), 0
@@ -162,24 +144,14 @@ def train_loop_per_worker(config_dict: dict) -> None:
                 metrics.update(evaluation)
                 model.train()
             if step % config.checkpoint_every == 0 or step == config.steps:
-                report(model, optimizer, scheduler, step, epoch, consumed, metrics, rank)
+                report_state({"model": trainable_state(model), "optimizer": optimizer.state_dict(),
+                              "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
+                              "consumed": consumed, "rng": torch.get_rng_state()}, metrics, rank)
             if step >= config.steps:
                 break
         else:
             epoch, consumed = epoch + 1, 0
             if seen_in_epoch == 0:
                 raise ValueError("the training data yields no full batch: lower --batch-size or add data")
-    if rank == 0:
-        mlflow.end_run()
+    stop_tracking(rank)
 
-
-def report(model, optimizer, scheduler, step, epoch, consumed, metrics, rank) -> None:
-    payload = {"step": step, **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
-    if rank != 0:
-        ray.train.report(payload)
-        return
-    with tempfile.TemporaryDirectory() as directory:
-        torch.save({"model": trainable_state(model), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
-                    "consumed": consumed, "rng": torch.get_rng_state()}, Path(directory) / STATE_FILE)
-        ray.train.report(payload, checkpoint=ray.train.Checkpoint.from_directory(directory))

@@ -44,3 +44,33 @@ def minilm_model(minilm_config):
 
     torch.manual_seed(0)
     return build_vljepa(minilm_config).eval()
+
+
+CAPTIONS = ["a red ball moves left", "a blue cube moves up", "a green triangle moves down", "a yellow ball"]
+
+
+@pytest.fixture(scope="session")
+def captioning_model_dir(minilm_config, tmp_path_factory):
+    """An exported minilm model with a Y-decoder fitted (noise-free) to the y-encoder's S_Y of
+    CAPTIONS: small enough to train in seconds, trained enough that decoding is meaningful."""
+    from model.build import build_vljepa
+    from model.export import save_model
+    from model.presets import y_decoder_preset
+    from model.y_decoder import YDecoder
+    from model.y_decoder_export import save_y_decoder
+
+    torch.manual_seed(0)
+    model = build_vljepa(minilm_config).eval()
+    out = tmp_path_factory.mktemp("captioning") / "model"
+    save_model(model, out, metadata={"preset": "minilm", "steps": 0, "caption_prompt": ""})
+    decoder = YDecoder.from_pretrained(y_decoder_preset(minilm_config))
+    embeddings = model.embed_texts(CAPTIONS)
+    ids, mask = decoder.tokenize_targets(CAPTIONS)
+    optimizer = torch.optim.AdamW(decoder.parameters(), lr=3e-3)
+    for _ in range(80):
+        loss = decoder(embeddings, ids, mask)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    save_y_decoder(decoder.eval(), out / "y_decoder")
+    return out

@@ -1,6 +1,7 @@
 """`make demo`'s own schedule on the sample data: the trained model learns, the untrained does not.
 
-This runs the whole demo (sample data -> cache -> evaluate untrained -> train -> evaluate) through
+This runs the whole demo (sample data -> cache -> evaluate untrained -> train -> evaluate -> decoder
+-> stream -> serve) through
 `pipelines.demo.main`, so it also keeps the demo working at every commit.
 """
 
@@ -23,3 +24,7 @@ def test_demo_schedule_beats_chance_threefold_on_held_out_combinations(ray_insta
     assert untrained["classification"]["top1"] < 2.5 * chance_top1
     assert untrained["retrieval"]["r1"] < 2.5 * chance_r1
     assert (tmp_path / "demo" / "run" / "model" / "vljepa.json").exists()
+    # captions decoded from predicted embeddings beat decoding random embeddings on held-out clips
+    captioning = results["captioning"]
+    assert captioning["cider_true"] > captioning["cider_predicted"] > 1.3 * captioning["cider_random"]
+    assert (tmp_path / "demo" / "decoder" / "model" / "y_decoder" / "y_decoder.json").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import time
 
 import pytest
@@ -14,7 +15,6 @@ import torch
 from model.export import load_model
 from model.tasks import rank
 from ops.media_input import decode_media, frames_to_input
-from pipelines import export
 from pipelines.net import free_loopback_port
 from tests.media_fixtures import clip_bytes, huge_png_header, image_bytes
 
@@ -23,19 +23,22 @@ TOKEN = "s3cret-token"
 
 
 @pytest.fixture(scope="module")
-def served(ray_instance, caches, tmp_path_factory):
+def served(ray_instance, caches, captioning_model_dir, tmp_path_factory):
+    """Two applications over the same VL-JEPA weights: "open" (no token, 1 MB limit) with a
+    Y-decoder, "secure" (token, index from the eval cache) without one."""
     from ray import serve
 
     from pipelines.serve import build_app
 
-    model_dir = tmp_path_factory.mktemp("served") / "model"
-    assert export.main(["--preset", "minilm", "--out", str(model_dir)]) == 0
+    model_dir = captioning_model_dir
+    plain_dir = tmp_path_factory.mktemp("served") / "model"
+    shutil.copytree(model_dir, plain_dir, ignore=shutil.ignore_patterns("y_decoder"))
     port = free_loopback_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app({"model": str(model_dir), "num_cpus": 0, "max_request_mb": 1}), name="open", route_prefix="/")
-    token_file = model_dir.parent / "token"
+    token_file = plain_dir.parent / "token"
     token_file.write_text(TOKEN)
-    serve.run(build_app({"model": str(model_dir), "num_cpus": 0, "token_file": str(token_file),
+    serve.run(build_app({"model": str(plain_dir), "num_cpus": 0, "token_file": str(token_file),
                          "index_cache": str(caches / "eval")}), name="secure", route_prefix="/secure")
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -167,3 +170,53 @@ def test_index_built_from_a_feature_cache_ranks_like_the_model(served, caches):
     videos = model.embed_visual(s_v, [""] * len(rows), mask)  # the exported preset's captioning prompt is ""
     expected = rank(model.embed_texts([query]), videos)
     assert [r["id"] for r in found["results"]] == [f"{rows[i]['shard']}/{rows[i]['key']}" for i in expected.indices[0, :3].tolist()]
+
+
+def test_caption_and_stream_equal_direct_decoding(served, captioning_model_dir):
+    from model.y_decoder_export import load_y_decoder
+    from ops.long_stream import LongStreamConfig, make_long_stream
+    from ops.selective_decoding import DecodePlan, stream_events
+    from ops.stream_windows import WindowSpec
+
+    base, model = served
+    decoder = load_y_decoder(captioning_model_dir).eval()
+    clip = clip_bytes()
+    response = _post(f"{base}/v1/caption", clip)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"kind": "video", "text": decoder.generate(_direct(model, clip, None)[None])[0]}
+    beams = _post(f"{base}/v1/caption", image_bytes(), beams=3, query="What is it?")
+    assert beams.status_code == 200 and beams.json()["kind"] == "image"
+
+    video, _ = make_long_stream(LongStreamConfig(num_events=3, min_seconds=3.0, max_seconds=4.0, frame_size=64))
+    streamed = _post(f"{base}/v1/stream", video, segments=3, strategy="adaptive", timeout=120)
+    assert streamed.status_code == 200, streamed.text
+    spec = WindowSpec(num_frames=model.config.x_encoder.num_frames, image_size=model.config.x_encoder.image_size)
+    direct = stream_events(model, decoder, video, spec, DecodePlan(segments=3), query="")
+    assert streamed.json()["windows"] == direct["windows"]
+    assert [e["start"] for e in streamed.json()["events"]] == [e["start"] for e in direct["events"]]
+    assert [e["text"] for e in streamed.json()["events"]] == [e["text"] for e in direct["events"]]
+
+
+@pytest.mark.parametrize("fields, media, status", [
+    ({}, "image", 415),  # a still image is not a stream
+    ({"strategy": "psychic"}, "video", 422),
+    ({"segments": 0}, "video", 422),
+    ({"window": "wide"}, "video", 422),
+    ({}, "truncated", 422),
+])
+def test_bad_stream_requests_get_a_4xx(served, fields, media, status):
+    base, _ = served
+    payload = {"image": image_bytes(), "video": clip_bytes(), "truncated": clip_bytes()[:400]}[media]
+    response = _post(f"{base}/v1/stream", payload, **fields)
+    assert response.status_code == status, response.text
+    assert _post(f"{base}/v1/caption", payload, beams=99).status_code == 422
+    assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
+
+
+def test_a_model_without_decoder_says_so(served):
+    base, _ = served
+    response = _post(f"{base}/secure/v1/caption", clip_bytes())
+    assert response.status_code == 401  # auth first
+    response = requests.post(f"{base}/secure/v1/caption", timeout=30, headers={"Authorization": f"Bearer {TOKEN}"},
+                             json={"media_b64": base64.b64encode(clip_bytes()).decode()})
+    assert response.status_code == 501 and "train-decoder" in response.json()["detail"]

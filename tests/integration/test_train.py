@@ -107,7 +107,7 @@ def test_killed_worker_recovers_from_its_checkpoint(ray_instance, caches, tmp_pa
 
 def test_two_workers_on_a_small_cpu_cluster_share_the_cores(ray_instance, caches, tmp_path, capsys):
     """2 workers on the 2-CPU test cluster: without leaving a CPU to Ray Data, this hangs."""
-    from pipelines.train import worker_cpus
+    from pipelines.train_driver import worker_cpus
 
     assert worker_cpus(2, 2, use_gpu=False) == pytest.approx(0.5)
     assert worker_cpus(2, 16, use_gpu=False) == 1.0 and worker_cpus(8, 8, use_gpu=True) == 1.0

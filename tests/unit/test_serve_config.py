@@ -14,7 +14,7 @@ def test_serve_config_is_valid_and_names_real_code():
     module, _, attribute = app.import_path.partition(":")
     assert module == "pipelines.serve" and callable(getattr(serve, attribute))
     names = {d.name for d in app.deployments}
-    assert names == {"Ingress", "VisualPredictor", "TextEncoder", "RetrievalIndex"}
+    assert names == {"Ingress", "VisualPredictor", "TextEncoder", "TextDecoder", "RetrievalIndex"}
     by_name = {d.name: d for d in app.deployments}
     assert by_name["RetrievalIndex"].num_replicas == 1  # the index is state
     # a batch can only fill if a replica accepts at least that many requests at once

@@ -1,0 +1,69 @@
+"""A long video -> sliding windows of sampled frames, each with its centre time.
+
+Each window of `window_s` seconds, every `stride_s` seconds, gets `num_frames` frames sampled
+uniformly inside it (the training clips' sampling), resized and centre-cropped like training.
+Frames are decoded in chunks of windows so memory stays bounded on long videos.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ops.decode import to_uint8
+from ops.errors import CORRUPT_VIDEO, EMPTY_VIDEO, VIDEO_TOO_SHORT, SampleError
+from ops.preprocess import resize_and_crop, uniform_frame_indices
+
+
+@dataclass(frozen=True, kw_only=True)
+class WindowSpec:
+    window_s: float = 2.0
+    stride_s: float = 0.5
+    num_frames: int = 8
+    image_size: int = 64
+
+    def validate(self) -> None:
+        if self.window_s <= 0 or self.stride_s <= 0:
+            raise ValueError("--window and --stride must be positive seconds")
+
+
+def window_starts(num_available: int, fps: float, spec: WindowSpec) -> list[tuple[int, int]]:
+    """[(first frame, one past the last frame)] of each window; a video shorter than one window
+    is one window over all of it."""
+    length = max(1, round(spec.window_s * fps))
+    stride = max(1, round(spec.stride_s * fps))
+    if num_available <= length:
+        return [(0, num_available)]
+    return [(start, start + length) for start in range(0, num_available - length + 1, stride)]
+
+
+def iter_windows(data: bytes, spec: WindowSpec, chunk: int = 32) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """-> (centre times (W,), frames (W, T, S, S, 3) uint8) per chunk of up to `chunk` windows."""
+    import decord
+
+    if not data:
+        raise SampleError(EMPTY_VIDEO, "the video is empty")
+    try:
+        reader = decord.VideoReader(io.BytesIO(data), num_threads=1)
+        available, fps = len(reader), reader.get_avg_fps() or 1.0
+    except Exception as exc:  # decord raises its own error types for every kind of damage
+        raise SampleError(CORRUPT_VIDEO, f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    windows = window_starts(available, fps, spec)
+    if windows[0][1] - windows[0][0] < spec.num_frames:
+        raise SampleError(VIDEO_TOO_SHORT, f"video has {available} frames, fewer than the {spec.num_frames} a window needs")
+    for first in range(0, len(windows), chunk):
+        group = windows[first : first + chunk]
+        indices = [start + uniform_frame_indices(end - start, spec.num_frames) for start, end in group]
+        needed = np.unique(np.concatenate(indices))
+        try:
+            decoded = reader.get_batch(list(needed)).asnumpy()  # (F, H, W, 3)
+        except Exception as exc:
+            raise SampleError(CORRUPT_VIDEO, f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        frames = to_uint8(resize_and_crop(decoded, spec.image_size))  # each frame once, however many windows share it
+        position = {int(f): i for i, f in enumerate(needed)}
+        batch = np.stack([frames[[position[int(i)] for i in idx]] for idx in indices])
+        times = np.array([(start + end) / 2 / fps for start, end in group], dtype=np.float32)
+        yield times, batch

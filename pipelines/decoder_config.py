@@ -1,0 +1,66 @@
+"""Typed config of one Y-decoder training run (`vljepa train-decoder`).
+
+    mode "text"       text-only: the y-encoder's S_Y of the cache's captions, plus noise (default)
+    mode "predicted"  fine-tune: the predictor's Ŝ_Y of the cached clips (captioning prompt), plus noise;
+                      start it from a text-only run's decoder with --init-decoder
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+MODES = ("text", "predicted")
+RUN_KIND = "y-decoder"  # marks a run directory's train_config.json as a decoder run
+
+
+@dataclass(kw_only=True)
+class DecoderTrainConfig:
+    model: str  # the exported VL-JEPA model whose embeddings the decoder reads
+    cache: str  # its captions (and, for mode "predicted", cached S_V)
+    out: str
+    run_kind: str = RUN_KIND
+    mode: str = "text"
+    init_decoder: str | None = None  # a decoder (or a model directory holding one) to continue from
+    decoder_checkpoint: str | None = None  # the LM to start from; None: the model preset's default
+    prefix_length: int = 4
+    noise_norm: float = 0.3
+    steps: int = 300
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 20
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    seed: int = 0
+    workers: int = 1
+    threads_per_worker: int = 0
+    cpus_per_worker: float | None = None
+    shuffle_buffer: int = 256
+    log_every: int = 10
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    eval_cache: str | None = None
+    eval_max_samples: int = 200
+    num_beams: int = 1
+    max_failures: int = 2
+    storage: str | None = None  # checkpoints: s3://... or a shared path; None: RUN/ray
+    placement_strategy: str = "PACK"  # SPREAD puts the workers on different nodes
+    tracking_uri: str | None = None
+    experiment: str = "vljepa-decoder"
+    mlflow_run_id: str | None = None
+    registered_model: str | None = "vljepa-captioner"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DecoderTrainConfig":
+        return cls(**data)
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.steps < 1 or self.batch_size < 1 or self.workers < 1:
+            raise ValueError("steps, batch size and workers must be >= 1")
+        if self.noise_norm < 0:
+            raise ValueError("--noise-norm must be >= 0")

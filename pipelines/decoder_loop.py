@@ -1,0 +1,141 @@
+"""The Ray Train worker loop of the Y-decoder: caption texts (or cached clips) -> embeddings ->
+noisy embeddings -> teacher-forced cross-entropy of the caption.
+
+Design choices:
+- The VL-JEPA model is frozen here and only supplies embeddings; the whole decoder (mapper + LM)
+  trains. In text mode a caption's S_Y is computed once per worker and memoised: captions repeat
+  across epochs, and the noise (the part that changes) is added afterwards.
+- Same streaming, checkpoint (with data position), restart and MLflow rules as the main loop.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import mlflow
+import ray.train
+import torch
+import torch.nn.functional as F
+
+from model.config import VLJepaConfig
+from model.export import load_model, read_manifest
+from model.presets import y_decoder_preset
+from model.vljepa import VLJepa
+from model.y_decoder import YDecoder, add_embedding_noise
+from model.y_decoder_export import load_y_decoder
+from ops.caption_eval import caption_quality
+from ops.collate import pad_visual, row_features
+from ops.evaluation import load_rows
+from pipelines.decoder_config import DecoderTrainConfig
+from pipelines.train_worker import report_state, restore_state, setup_worker, start_tracking, stop_tracking
+
+
+def initial_decoder(config: DecoderTrainConfig, model_config: VLJepaConfig) -> YDecoder:
+    if config.init_decoder:
+        return load_y_decoder(config.init_decoder)
+    preset = y_decoder_preset(model_config)
+    if config.decoder_checkpoint:
+        preset.checkpoint, preset.num_layers = config.decoder_checkpoint, None
+    preset.prefix_length, preset.noise_norm = config.prefix_length, config.noise_norm
+    return YDecoder.from_pretrained(preset)
+
+
+def lr_factor(step: int, config: DecoderTrainConfig) -> float:
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class EmbeddingSource:
+    """Batch rows -> unit embeddings: S_Y of the captions (memoised) or Ŝ_Y of the cached clips."""
+
+    def __init__(self, model: VLJepa, mode: str, caption_prompt: str):
+        self.model, self.mode, self.caption_prompt = model, mode, caption_prompt
+        self.memo: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def __call__(self, batch: dict, device: torch.device) -> torch.Tensor:
+        texts = [str(t) for t in batch["target"]]
+        if self.mode == "predicted":
+            s_v, visual_mask = pad_visual(row_features(batch["s_v_shape"], batch["s_v"]))
+            return self.model.embed_visual(s_v.to(device), [self.caption_prompt] * len(texts), visual_mask.to(device))
+        missing = [t for t in dict.fromkeys(texts) if t not in self.memo]
+        if missing:
+            for text, embedding in zip(missing, self.model.embed_texts(missing)):
+                self.memo[text] = embedding
+        return torch.stack([self.memo[t] for t in texts]).to(device)
+
+
+def decoder_loop_per_worker(config_dict: dict) -> None:
+    config = DecoderTrainConfig.from_dict(config_dict)
+    rank, world, device = setup_worker(config.out, config.seed, config.threads_per_worker)
+    model = load_model(config.model).eval().requires_grad_(False).to(device)
+    caption_prompt = read_manifest(config.model)["metadata"].get("caption_prompt", "")
+    decoder = initial_decoder(config, model.config)
+    decoder.config.noise_norm = config.noise_norm
+    optimizer = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
+    step, epoch, consumed = 0, 0, 0
+    state = restore_state()
+    if state is not None:
+        decoder.load_state_dict(state["decoder"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, epoch, consumed = state["step"], state["epoch"], state["consumed"]
+        torch.set_rng_state(state["rng"])
+    decoder.to(device)
+    ddp_decoder = ray.train.torch.prepare_model(decoder, move_to_device=False) if world > 1 else decoder
+    embeddings_of = EmbeddingSource(model, config.mode, caption_prompt)
+
+    start_tracking(rank, config.tracking_uri, config.mlflow_run_id)
+    shard = ray.train.get_dataset_shard("train")
+    window_start, window_samples, metrics = time.perf_counter(), 0, {}
+    decoder.train()
+    while step < config.steps:
+        seen_in_epoch = 0
+        for batch in shard.iter_batches(batch_size=config.batch_size, batch_format="numpy", drop_last=True,
+                                        local_shuffle_buffer_size=config.shuffle_buffer,
+                                        local_shuffle_seed=config.seed * 1000 + epoch):
+            seen_in_epoch += 1
+            if seen_in_epoch <= consumed:
+                continue  # resuming: trained on before the restart
+            clean = F.normalize(embeddings_of(batch, device).float(), dim=-1)
+            noisy = add_embedding_noise(clean, config.noise_norm)
+            ids, mask = decoder.tokenize_targets([str(t) for t in batch["target"]])
+            loss = ddp_decoder(noisy, ids.to(device), mask.to(device))
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(decoder.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step, consumed = step + 1, seen_in_epoch
+            window_samples += len(ids) * world
+            if rank == 0 and (step % config.log_every == 0 or step == config.steps):
+                elapsed = time.perf_counter() - window_start
+                metrics = {"loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+                           "samples_per_s": window_samples / max(elapsed, 1e-9), "epoch": epoch}
+                mlflow.log_metrics(metrics, step=step)
+                window_start, window_samples = time.perf_counter(), 0
+            if rank == 0 and step == config.steps and config.eval_cache:
+                quality = caption_quality(model, decoder, load_rows(config.eval_cache, config.eval_max_samples),
+                                          caption_prompt, num_beams=config.num_beams, seed=config.seed)
+                scores = {f"eval.{k}": v for k, v in quality.items() if k.startswith("cider")}
+                mlflow.log_metrics(scores, step=step)
+                metrics.update(scores)
+                print(f"train-decoder: CIDEr {scores} on {quality['num_samples']} held-out captions; "
+                      f"e.g. {quality['examples']}")
+                decoder.train()
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                report_state({"decoder": {k: v.detach().cpu() for k, v in decoder.state_dict().items()},
+                              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                              "step": step, "epoch": epoch, "consumed": consumed, "rng": torch.get_rng_state()},
+                             metrics, rank)
+            if step >= config.steps:
+                break
+        else:
+            epoch, consumed = epoch + 1, 0
+            if seen_in_epoch == 0:
+                raise ValueError("the cache yields no full batch of captions: lower --batch-size or add data")
+    stop_tracking(rank)

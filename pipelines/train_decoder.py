@@ -1,0 +1,153 @@
+"""`vljepa train-decoder --model MODEL --cache CACHE --out RUN`: train the Y-decoder on Ray Train.
+
+The Y-decoder turns shared-space embeddings into text (captioning, selective decoding). It is
+trained apart from VL-JEPA, text-only by default: on the y-encoder's embeddings of the cache's
+captions with noise added (--mode text), optionally fine-tuned on the predictor's Ŝ_Y of the
+cached clips (--mode predicted --init-decoder RUN/model).
+
+    RUN/ray/train/checkpoint_*   Ray Train checkpoints (decoder, optimizer, step, data position)
+    RUN/mlflow.db                MLflow store, unless MLFLOW_TRACKING_URI is set
+    RUN/model/                   MODEL with the trained decoder in model/y_decoder/: what
+                                 `vljepa caption`, `vljepa stream` and `vljepa serve` load
+                                 (also logged to MLflow and registered)
+
+With --eval-cache the run ends by scoring CIDEr on held-out captions: decoded from Ŝ_Y, from the
+true S_Y (the ceiling) and from random embeddings (the floor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from model.config import VLJepaConfig
+from model.export import read_manifest
+from model.y_decoder_export import DECODER_SUBDIR, save_y_decoder
+from pipelines.decoder_config import MODES, DecoderTrainConfig
+from pipelines.report import print_json_result
+from pipelines.train_config import STATE_FILE
+
+
+def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Namespace]:
+    parser = argparse.ArgumentParser(prog="vljepa train-decoder", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    # what to train on
+    parser.add_argument("--model", required=True, help="exported VL-JEPA model directory or MLflow model URI")
+    parser.add_argument("--cache", required=True, help="feature cache with captions (local or s3://)")
+    parser.add_argument("--out", required=True, help="run directory")
+    parser.add_argument("--mode", choices=MODES, default="text")
+    parser.add_argument("--init-decoder", default=None, help="decoder to continue from (a run's RUN/model)")
+    parser.add_argument("--decoder-checkpoint", default=None, help="causal LM to start from (default: the preset's)")
+    parser.add_argument("--noise-norm", type=float, default=0.3, help="norm of the training noise on unit embeddings")
+    parser.add_argument("--prefix-length", type=int, default=4)
+    # schedule
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=64, help="per worker")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup-steps", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    # scale and faults
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--cpus-per-worker", type=float, default=None)
+    parser.add_argument("--checkpoint-every", type=int, default=100)
+    parser.add_argument("--max-failures", type=int, default=2)
+    parser.add_argument("--storage", default=None, help="checkpoint storage: s3://bucket/prefix or a shared path")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--address", default=None, help="Ray cluster (default: RAY_ADDRESS or local)")
+    # evaluation and tracking
+    parser.add_argument("--eval-cache", default=None, help="held-out cache to score CIDEr on at the end")
+    parser.add_argument("--num-beams", type=int, default=1, help="decoding for the evaluation: 1 greedy, >1 beam")
+    parser.add_argument("--experiment", default="vljepa-decoder")
+    parser.add_argument("--registered-model", default="vljepa-captioner", help="MLflow registry name ('' to skip)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    from pipelines.mlflow_model import resolve_model_dir
+
+    config = DecoderTrainConfig(
+        model=str(resolve_model_dir(args.model).resolve()), cache=args.cache, out=str(Path(args.out).resolve()),
+        mode=args.mode, init_decoder=args.init_decoder, decoder_checkpoint=args.decoder_checkpoint,
+        prefix_length=args.prefix_length, noise_norm=args.noise_norm, steps=args.steps, batch_size=args.batch_size,
+        lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed, workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker, checkpoint_every=args.checkpoint_every,
+        max_failures=args.max_failures, eval_cache=args.eval_cache, num_beams=args.num_beams,
+        experiment=args.experiment, registered_model=args.registered_model or None, storage=args.storage,
+    )
+    config.validate()
+    return config, args
+
+
+def build_dataset(config: DecoderTrainConfig):
+    from pipelines.train import read_cache
+
+    columns = ["target", "task", "media_kind"] + (["s_v", "s_v_shape"] if config.mode == "predicted" else [])
+    return read_cache(config.cache, ["image", "video"], ["caption"], replay=False, columns=columns)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)  # the VL-JEPA weights are shared, not duplicated, on one filesystem
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def export_decoder_checkpoint(config: DecoderTrainConfig, checkpoint_dir: Path, out_dir: Path) -> Path:
+    """RUN/model: the VL-JEPA model directory plus the checkpoint's decoder in y_decoder/."""
+    from pipelines.decoder_loop import initial_decoder
+
+    state = torch.load(Path(checkpoint_dir) / STATE_FILE, weights_only=False)
+    model_config = VLJepaConfig.from_dict(read_manifest(config.model)["config"])
+    decoder = initial_decoder(config, model_config)
+    decoder.load_state_dict(state["decoder"])
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(config.model, staging, copy_function=_link_or_copy,
+                    ignore=shutil.ignore_patterns(DECODER_SUBDIR))
+    save_y_decoder(decoder, staging / DECODER_SUBDIR,
+                   metadata={"mode": config.mode, "steps": state["step"], "cache": config.cache,
+                             "noise_norm": config.noise_norm, "model": config.model})
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.rename(out_dir)  # a half-written model directory is never left under the final name
+    return out_dir
+
+
+def run(config: DecoderTrainConfig, resume: bool = False, address: str | None = None) -> dict:
+    import mlflow
+
+    from pipelines.decoder_loop import decoder_loop_per_worker
+    from pipelines.mlflow_model import log_and_register
+    from pipelines.train_driver import fit, open_tracking
+    from pipelines.tracking import using_tracking_uri
+
+    open_tracking(config, run_name=f"y-decoder-{config.mode}-{Path(config.out).name}", resume=resume)
+    print(f"train-decoder: mode {config.mode}, {config.steps} steps, {config.workers} worker(s) x batch {config.batch_size}")
+    result = fit(decoder_loop_per_worker, config, {"train": build_dataset(config)}, address)
+    with result.checkpoint.as_directory() as checkpoint_dir:
+        model_dir = export_decoder_checkpoint(config, Path(checkpoint_dir), Path(config.out) / "model")
+    with using_tracking_uri(config.tracking_uri), mlflow.start_run(run_id=config.mlflow_run_id):
+        registered = log_and_register(model_dir, config.registered_model)
+    print(f"train-decoder: model with decoder exported to {model_dir}" + (f", registered as {registered}" if registered else ""))
+    metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
+    return {"run": config.out, "model": str(model_dir), "mlflow_run_id": config.mlflow_run_id,
+            "tracking_uri": config.tracking_uri, "registered_model": registered, "metrics": metrics}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config, options = parse_args(argv)
+    except ValueError as exc:
+        print(f"train-decoder: {exc}", file=sys.stderr)
+        return 2
+    summary = run(config, resume=options.resume, address=options.address)
+    if options.json:
+        print_json_result(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""What every Ray Train driver of this project shares: the MLflow run of a run directory, and the
+TorchTrainer with its storage, failure and checkpoint policy.
+
+A run config (TrainConfig, DecoderTrainConfig) carries: out, storage, placement_strategy,
+tracking_uri, experiment, mlflow_run_id, workers, cpus_per_worker, max_failures,
+keep_checkpoints and to_dict().
+
+Checkpoints go to `storage` when set (`s3://bucket/prefix` or a shared filesystem path: what a
+multi-node cluster needs, since every node writes there), else RUN/ray on local disk.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def open_tracking(config, run_name: str, resume: bool) -> dict:
+    """Create (or, on resume, reopen) the run's MLflow run and log the resolved config as params.
+    Fills in config.tracking_uri and config.mlflow_run_id; returns the config as a dict."""
+    import mlflow
+
+    from pipelines.tracking import flatten, start_or_resume_run, tracking_uri_for, using_tracking_uri
+
+    out = Path(config.out)
+    if (out / "train_config.json").exists() and not resume:
+        raise SystemExit(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    config.tracking_uri = tracking_uri_for(str(out), config.tracking_uri)
+    with using_tracking_uri(config.tracking_uri):
+        config.mlflow_run_id = start_or_resume_run(str(out), config.tracking_uri, config.experiment, run_name)
+        public = config.to_dict()
+        (out / "train_config.json").write_text(json.dumps(public, indent=2, sort_keys=True))
+        with mlflow.start_run(run_id=config.mlflow_run_id):
+            existing = mlflow.get_run(config.mlflow_run_id).data.params
+            # a resumed run keeps its original params (MLflow params are write-once)
+            mlflow.log_params({k: v for k, v in flatten(public).items() if k not in existing})
+    print(f"MLflow run {config.mlflow_run_id} in {config.tracking_uri}")
+    return public
+
+
+def worker_cpus(workers: int, cluster_cpus: float, use_gpu: bool) -> float:
+    """CPUs per training worker. Ray Data's read and filter tasks stream the cache while training
+    runs; if the workers reserved every CPU those tasks could never start and training would wait
+    forever. So on a CPU cluster too small for one CPU each plus one spare, workers share."""
+    if use_gpu or cluster_cpus - workers >= 1:
+        return 1.0
+    return max(0.1, (cluster_cpus - 1) / workers)
+
+
+def storage_of(config) -> tuple[str, object | None]:
+    """(storage_path, storage_filesystem) for RunConfig. S3 goes through s3fs, which honours
+    AWS_ENDPOINT_URL and the rest of the environment the way the feature cache does."""
+    if config.storage and config.storage.startswith("s3://"):
+        import pyarrow.fs
+        import s3fs
+
+        handler = pyarrow.fs.FSSpecHandler(s3fs.S3FileSystem())
+        return config.storage.removeprefix("s3://"), pyarrow.fs.PyFileSystem(handler)
+    return config.storage or str(Path(config.out) / "ray"), None
+
+
+def fit(loop, config, datasets: dict, address: str | None):
+    """Run `loop` on config.workers Ray Train workers; returns the Result (its last checkpoint)."""
+    import ray
+    import ray.train
+    from ray.data import ExecutionOptions
+    from ray.train.torch import TorchTrainer
+
+    from pipelines.ray_runtime import gpus_available, init_ray
+
+    init_ray(address)
+    use_gpu = gpus_available() > 0
+    cpus = config.cpus_per_worker or worker_cpus(config.workers, ray.cluster_resources().get("CPU", 1), use_gpu)
+    storage_path, storage_filesystem = storage_of(config)
+    trainer = TorchTrainer(
+        loop,
+        train_loop_config=config.to_dict(),
+        scaling_config=ray.train.ScalingConfig(num_workers=config.workers, use_gpu=use_gpu,
+                                               resources_per_worker={"CPU": cpus},
+                                               placement_strategy=config.placement_strategy),
+        run_config=ray.train.RunConfig(
+            storage_path=storage_path, storage_filesystem=storage_filesystem, name="train",
+            failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.keep_checkpoints),
+        ),
+        datasets=datasets,
+        # a fixed order: with the seeded local shuffle, a run (and a resumed run) replays exactly
+        dataset_config=ray.train.DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError("training produced no checkpoint")
+    return result

@@ -1,0 +1,69 @@
+"""What every Ray Train worker loop of this project shares: process setup, MLflow on rank 0,
+restoring a checkpoint, and reporting one.
+
+A checkpoint is one `STATE_FILE` (torch.save of a dict: trainable weights, optimizer, scheduler,
+step, data position, RNG); the loops decide what goes in it, this module how it travels.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import ray
+import ray.train
+import ray.train.torch
+import torch
+
+from pipelines.train_config import STATE_FILE
+
+
+def setup_worker(out: str, seed: int, threads_per_worker: int) -> tuple[int, int, torch.device]:
+    """Seed, pick the device and CPU threads, record this worker's pid; -> (rank, world, device)."""
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    pid_dir = Path(out) / "pids"
+    pid_dir.mkdir(parents=True, exist_ok=True)
+    (pid_dir / f"rank{rank}.pid").write_text(str(os.getpid()))  # lets operators (and tests) find workers
+    with open(pid_dir / "starts.log", "a") as log:  # one line per worker start: restarts and placement
+        log.write(f"{time.time():.3f} rank={rank} pid={os.getpid()} node={ray.get_runtime_context().get_node_id()}\n")
+    torch.manual_seed(seed)
+    device = ray.train.torch.get_device()
+    if device.type == "cpu":
+        torch.set_num_threads(threads_per_worker or max(1, (os.cpu_count() or 1) // world))
+    return rank, world, device
+
+
+def start_tracking(rank: int, tracking_uri: str, run_id: str) -> None:
+    """Only rank 0 logs, into the run the driver created (a restart continues it)."""
+    if rank == 0:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.start_run(run_id=run_id, log_system_metrics=True)
+
+
+def stop_tracking(rank: int) -> None:
+    if rank == 0:
+        mlflow.end_run()
+
+
+def restore_state() -> dict | None:
+    """The state of the last checkpoint Ray Train hands this worker group, or None on a fresh start."""
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as directory:
+        return torch.load(Path(directory) / STATE_FILE, weights_only=False)
+
+
+def report_state(state: dict, metrics: dict, rank: int) -> None:
+    """Every rank reports (a barrier); rank 0 attaches the checkpoint."""
+    payload = {"step": state["step"], **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
+    if rank != 0:
+        ray.train.report(payload)
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        torch.save(state, Path(directory) / STATE_FILE)
+        ray.train.report(payload, checkpoint=ray.train.Checkpoint.from_directory(directory))

@@ -1,0 +1,107 @@
+"""`vljepa caption` and `vljepa stream` on real H.264 media, and the sliding windows under them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from model.export import load_model
+from model.y_decoder_export import load_y_decoder
+from ops.errors import SampleError
+from ops.long_stream import LongStreamConfig, make_long_stream
+from ops.stream_windows import WindowSpec, iter_windows, window_starts
+from pipelines import caption, cli, stream
+from tests.media_fixtures import clip_bytes, image_bytes
+
+STREAM = LongStreamConfig(num_events=4, min_seconds=3.0, max_seconds=5.0, frame_size=64)
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory):
+    video, annotations = make_long_stream(STREAM)
+    path = tmp_path_factory.mktemp("stream") / "stream.mp4"
+    path.write_bytes(video)
+    return path, annotations
+
+
+def test_windows_slide_over_the_whole_video(long_video):
+    path, annotations = long_video
+    spec = WindowSpec(window_s=2.0, stride_s=0.5, num_frames=8, image_size=64)
+    chunks = list(iter_windows(path.read_bytes(), spec, chunk=5))
+    times = np.concatenate([t for t, _ in chunks])
+    frames = np.concatenate([f for _, f in chunks])
+    duration = annotations[-1]["end"]
+    assert frames.shape[1:] == (8, 64, 64, 3) and frames.dtype == np.uint8
+    assert len(times) == len(window_starts(round(duration * STREAM.fps), STREAM.fps, spec))
+    assert times[0] == pytest.approx(1.0) and np.allclose(np.diff(times), 0.5)
+    assert times[-1] <= duration - 1.0 + 1e-6
+    assert not np.array_equal(frames[0], frames[-1])  # real frames from different events
+
+
+def test_bad_videos_are_refused_with_a_reason():
+    spec = WindowSpec(num_frames=8, image_size=64)
+    with pytest.raises(SampleError, match="empty"):
+        list(iter_windows(b"", spec))
+    with pytest.raises(SampleError, match="corrupt"):
+        list(iter_windows(clip_bytes()[:300], spec))
+    with pytest.raises(SampleError, match="too_short"):
+        list(iter_windows(clip_bytes(num_frames=4), spec))
+
+
+def _last_json(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_caption_cli_prints_the_decoded_text(captioning_model_dir, tmp_path, capsys):
+    media = tmp_path / "clip.mp4"
+    media.write_bytes(clip_bytes())
+    assert cli.main(["caption", "--model", str(captioning_model_dir), "--media", str(media), "--json"]) == 0
+    printed = _last_json(capsys)
+    model, decoder = load_model(captioning_model_dir).eval(), load_y_decoder(captioning_model_dir).eval()
+    from pipelines.captioner import Captioner
+
+    direct = caption.caption(Captioner(model, decoder, "", captioning_model_dir), media.read_bytes())
+    assert printed == direct and printed["kind"] == "video" and printed["text"]
+    image = tmp_path / "image.png"
+    image.write_bytes(image_bytes("png"))
+    assert caption.main(["--model", str(captioning_model_dir), "--media", str(image), "--beams", "3", "--json"]) == 0
+    assert _last_json(capsys)["kind"] == "image"
+
+
+def test_caption_cli_errors_are_clear(captioning_model_dir, minilm_config, tmp_path, capsys):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"not media at all")
+    assert caption.main(["--model", str(captioning_model_dir), "--media", str(junk)]) == 2
+    assert "not an image" in capsys.readouterr().err
+    plain = tmp_path / "plain"
+    from pipelines import export
+
+    assert export.main(["--preset", "tiny", "--out", str(plain)]) == 0
+    assert caption.main(["--model", str(plain), "--media", str(junk)]) == 2
+    assert "train-decoder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("strategy, extra", [("adaptive", ["--segments", "4"]), ("uniform", ["--segments", "4"]),
+                                             ("online", ["--threshold", "0.05"])])
+def test_stream_cli_returns_timed_events(captioning_model_dir, long_video, capsys, strategy, extra):
+    path, annotations = long_video
+    assert stream.main(["--model", str(captioning_model_dir), "--video", str(path), "--strategy", strategy,
+                        *extra, "--json"]) == 0
+    result = _last_json(capsys)
+    assert result["windows"] > 20
+    events = result["events"]
+    assert events and all(isinstance(e["text"], str) for e in events)
+    times = [e["time"] for e in events]
+    assert times == sorted(times) and 0 <= times[0] and times[-1] <= annotations[-1]["end"]
+    if strategy != "online":
+        assert len(events) == 4
+        assert all(e["start"] <= e["time"] <= e["end"] for e in events)
+
+
+def test_stream_cli_refuses_an_image(captioning_model_dir, tmp_path, capsys):
+    image = tmp_path / "image.jpg"
+    image.write_bytes(image_bytes())
+    assert stream.main(["--model", str(captioning_model_dir), "--video", str(image)]) == 2
+    assert "stream:" in capsys.readouterr().err
