@@ -16,6 +16,7 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 TORCH_INDEX=${TORCH_INDEX:-}
+EXTRAS=${EXTRAS-dev}   # optional dependency groups, comma-separated; the cluster image sets EXTRAS=server
 CPU_TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
 cd "$(dirname "$0")/.."
@@ -55,6 +56,10 @@ else
 fi
 
 echo "installing vl-jepa and its pinned dependencies into $VENV"
-"${pip[@]}" install -q -c constraints.txt -e ".[dev]"
+if [ -n "$EXTRAS" ]; then
+  "${pip[@]}" install -q -c constraints.txt -e ".[$EXTRAS]"
+else
+  "${pip[@]}" install -q -c constraints.txt -e .
+fi
 echo "$key" > "$stamp"
 echo "environment ready: $VENV"

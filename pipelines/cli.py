@@ -16,8 +16,12 @@ VERBS: dict[str, tuple[str, str]] = {
     "cache-features": ("pipelines.cache_features", "decode shards and cache frozen x-encoder features (Ray Data)"),
     "train": ("pipelines.train", "optimise predictor + y-encoder on Ray Train, tracked in MLflow"),
     "evaluate": ("pipelines.evaluate", "zero-shot classification, retrieval and VQA against chance"),
+    "train-decoder": ("pipelines.train_decoder", "train the Y-decoder (embedding -> text) on Ray Train"),
+    "caption": ("pipelines.caption", "decode a caption for one image or clip"),
+    "stream": ("pipelines.stream", "selective decoding: events of a long video, decoded only where meaning changes"),
     "export": ("pipelines.export", "a self-contained model directory from a run or a preset"),
     "serve": ("pipelines.serve", "the inference graph on Ray Serve over HTTP"),
+    "submit": ("pipelines.submit", "run any verb above as a Ray job on a cluster (status / logs / stop too)"),
     "demo": ("pipelines.demo", "the main job end to end on the embedded sample data"),
 }
 
