@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 DEMO_DIR ?= demo-output
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit test-integration bench clean
+.PHONY: setup demo test test-unit test-integration bench bench-selective clean
 
 setup:
 	@VENV=$(VENV) bash infra/setup_venv.sh
@@ -23,11 +23,17 @@ test: setup
 test-unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-bench: setup
+bench: setup bench-selective
 	$(PY) -m benchmarks.decode_throughput
 	$(PY) -m benchmarks.cache_throughput
 	$(PY) -m benchmarks.train_throughput
 	$(PY) -m benchmarks.serve_throughput
+
+# Selective decoding (paper §4.5) needs a trained model with its Y-decoder: the demo's.
+bench-selective: setup
+	@test -f $(DEMO_DIR)/decoder/model/y_decoder/y_decoder.json || $(PY) -m pipelines.demo --out $(DEMO_DIR)
+	for seed in 1 2 3; do $(PY) -m benchmarks.selective_decoding --model $(DEMO_DIR)/decoder/model --seed $$seed \
+		--out bench-out/selective-seed$$seed || exit 1; done
 
 test-integration: setup
 	$(PY) -m pytest tests/integration -m integration $(PYTEST_ARGS)
