@@ -1,17 +1,19 @@
 """Selective decoding, reproducing paper §4.5 (and the cost split of §4.4) on held-out streams.
 
-A long stream of held-out events (ops.long_stream) is embedded once: one Ŝ_Y per window, one
-forward pass each. Decoding points are then chosen by uniform sampling (the baseline) or adaptive
-Ward segmentation, each decoding either the midpoint embedding or the segment's average; the
-number of decodes sweeps from every step down to a handful. Each ground-truth annotation is
-aligned with its nearest decoded output in time and scored with CIDEr. Reported:
+Several long streams of held-out events (ops.long_stream; one seed each) are embedded once: one
+Ŝ_Y per window, one forward pass each. Decoding points are then chosen by uniform sampling (the
+baseline) or adaptive Ward segmentation, each decoding either the midpoint embedding or the
+segment's average; the average decoding rate sweeps from every step (2 Hz at a 0.5 s stride) down
+to 0.01 Hz, as in the paper. Each ground-truth annotation is aligned with its nearest decoded
+output in time and scored with CIDEr; as in the paper (218 EgoExo4D videos), the score at each
+rate is the average over the streams. Reported:
   - the Pareto curves (PNG) and the table of (decodes/s, CIDEr) per strategy;
-  - the decoding reduction: uniform's decodes at a reference rate / the fewest adaptive decodes
-    reaching at least uniform's CIDEr there (paper: ~2.85x at 1 Hz);
+  - the decoding reduction: the reference rate (1 Hz) / the lowest adaptive rate whose average
+    CIDEr reaches uniform's there (paper: ~2.85x), and the same per stream, for the spread;
   - §4.4: milliseconds per step of "encoder + predictor" vs "text decoding" (batch 1).
 Everything is logged to MLflow (SQLite under --out).
 
-    python -m benchmarks.selective_decoding --model RUN/model [--events 48] [--out bench-out/selective]
+    python -m benchmarks.selective_decoding --model RUN/model [--streams 8] [--events 48] [--out bench-out/selective]
 
 MODEL must hold a Y-decoder (the RUN/model of `vljepa train-decoder`; `make demo` writes one).
 """
@@ -33,11 +35,17 @@ from ops.selective_decoding import embed_frames, embed_stream
 from ops.stream_windows import WindowSpec, iter_windows
 from pipelines.captioner import load_captioner
 
-STRATEGIES = {"uniform": lambda e, n: uniform_segments(len(e), n), "adaptive": ward_segments}
+def strategies(smooth: int) -> dict:
+    return {"uniform": lambda e, n: uniform_segments(len(e), n), "adaptive": lambda e, n: ward_segments(e, n, smooth)}
 
 
-def sweep_counts(steps: int, smallest: int = 2, points: int = 16) -> list[int]:
-    return sorted({int(round(x)) for x in np.geomspace(smallest, steps, points)})
+def sweep_rates(highest_hz: float, lowest_hz: float = 0.01, points: int = 24) -> list[float]:
+    """Decoding rates to sweep, geometric, highest first (every step) down to the paper's 0.01 Hz."""
+    return [float(r) for r in np.geomspace(highest_hz, lowest_hz, points)]
+
+
+def decodes_at(rate_hz: float, duration_s: float, steps: int) -> int:
+    return int(min(steps, max(1, round(rate_hz * duration_s))))
 
 
 def aligned_cider(annotations: list[dict], events: list[tuple[float, str]]) -> float:
@@ -64,16 +72,30 @@ class MemoDecoder:
         return [self.memo[k] for k in keys]
 
 
+def crossing_rate(points: list[dict], target: float) -> float | None:
+    """The lowest rate at which a curve reaches `target`: its first upward crossing, read off the
+    curve linearly interpolated in log-rate (as one reads it off the plot), not the sweep grid."""
+    points = sorted(points, key=lambda p: p["rate_hz"])
+    for i, point in enumerate(points):
+        if point["cider"] >= target:
+            if i == 0:
+                return point["rate_hz"]
+            low = points[i - 1]
+            share = (target - low["cider"]) / (point["cider"] - low["cider"])
+            return float(np.exp(np.log(low["rate_hz"]) + share * (np.log(point["rate_hz"]) - np.log(low["rate_hz"]))))
+    return None
+
+
 def reduction_at(curves: dict, rate: float) -> dict:
-    """Uniform's CIDEr at `rate` (interpolated in log-rate) and the adaptive rate that first reaches it."""
-    uniform = curves["uniform/pooled"]
-    rates = np.array([p["rate_hz"] for p in uniform])
-    target = float(np.interp(np.log(rate), np.log(rates), [p["cider"] for p in uniform]))
-    result = {"reference_rate_hz": rate, "uniform_cider": target}
-    for name in ("adaptive/pooled", "adaptive/exact"):
-        reached = [p["rate_hz"] for p in curves[name] if p["cider"] >= target]
-        result[name] = {"rate_hz": min(reached) if reached else None,
-                        "reduction": rate / min(reached) if reached else None}
+    """For each decoding input (exact midpoint, pooled segment): uniform's CIDEr at `rate`
+    (interpolated in log-rate) and the lowest adaptive rate reaching it with the same input."""
+    result = {"reference_rate_hz": rate}
+    for variant in ("pooled", "exact"):
+        uniform = sorted(curves[f"uniform/{variant}"], key=lambda p: p["rate_hz"])  # np.interp: ascending
+        target = float(np.interp(np.log(rate), np.log([p["rate_hz"] for p in uniform]), [p["cider"] for p in uniform]))
+        reached = crossing_rate(curves[f"adaptive/{variant}"], target)
+        result[f"adaptive/{variant}"] = {"uniform_cider": target, "rate_hz": reached,
+                                         "reduction": rate / reached if reached else None}
     return result
 
 
@@ -94,7 +116,7 @@ def cost_split(captioner, video: bytes, spec: WindowSpec, query: str, repeats: i
     return {"encoder_predictor_ms": encode_ms, "decoder_ms": decode_ms, "decoder_over_encoder": decode_ms / encode_ms}
 
 
-def plot(curves: dict, path: Path, reference: dict) -> None:
+def plot(curves: dict, path: Path, reference: dict, streams: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,67 +130,102 @@ def plot(curves: dict, path: Path, reference: dict) -> None:
         axis.plot([p["rate_hz"] for p in points], [p["cider"] for p in points], line, color=colour, marker="o",
                   markersize=3, label=name)
     axis.axvline(reference["reference_rate_hz"], color="grey", linewidth=0.8)
-    axis.axhline(reference["uniform_cider"], color="grey", linewidth=0.8)
+    for variant, line in (("pooled", "-"), ("exact", "--")):
+        axis.axhline(reference[f"adaptive/{variant}"]["uniform_cider"], color="grey", linewidth=0.8, linestyle=line)
     axis.set_xscale("log")
     axis.set_xlabel("average decoding rate (decodes / s)")
     axis.set_ylabel("CIDEr (annotation vs nearest decode)")
-    axis.set_title("Selective decoding on held-out streams (sample data)")
+    axis.set_title(f"Selective decoding, mean of {streams} held-out streams (sample data)")
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
 
+def stream_curves(captioner, decode: MemoDecoder, seed: int, args) -> tuple[dict, dict]:
+    """One held-out stream: -> ({strategy: [{decodes, rate_hz, cider}] per swept rate}, stream facts)."""
+    video, annotations = make_long_stream(LongStreamConfig(seed=seed, num_events=args.events))
+    x_config = captioner.model.config.x_encoder
+    spec = WindowSpec(window_s=args.window, stride_s=args.stride, num_frames=x_config.num_frames,
+                      image_size=x_config.image_size)
+    started = time.perf_counter()
+    times, embeddings = embed_stream(captioner.model, video, spec, captioner.caption_prompt)
+    embed_seconds = time.perf_counter() - started
+    duration = annotations[-1]["end"]
+    curves: dict[str, list[dict]] = {}
+    for strategy, segment in strategies(args.smooth).items():
+        for pooled in (False, True):
+            name = f"{strategy}/{'pooled' if pooled else 'exact'}"
+            curves[name] = []
+            for rate in sweep_rates(1.0 / args.stride):
+                segments = segment(embeddings, decodes_at(rate, duration, len(times)))
+                texts = decode(segment_embeddings(embeddings, segments, pooled))
+                events = [(float(times[s.midpoint]), t) for s, t in zip(segments, texts)]
+                curves[name].append({"decodes": len(segments), "rate_hz": len(segments) / duration,
+                                     "cider": aligned_cider(annotations, events)})
+    facts = {"seed": seed, "events": len(annotations), "duration_s": duration, "windows": len(times),
+             "embed_seconds": round(embed_seconds, 2), "video": video, "spec": spec}
+    return curves, facts
+
+
+def average_curves(per_stream: list[dict]) -> dict:
+    """The streams' curves averaged point by point (same swept rate): the paper's average CIDEr."""
+    averaged = {}
+    for name in per_stream[0]:
+        points = zip(*(curves[name] for curves in per_stream))
+        averaged[name] = [{"decodes": float(np.mean([p["decodes"] for p in group])),
+                           "rate_hz": float(np.mean([p["rate_hz"] for p in group])),
+                           "cider": float(np.mean([p["cider"] for p in group]))} for group in points]
+    return averaged
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="model directory with a Y-decoder")
-    parser.add_argument("--events", type=int, default=48, help="events in the held-out stream")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--streams", type=int, default=12, help="held-out streams, seeds SEED, SEED+1, ...")
+    parser.add_argument("--events", type=int, default=48, help="events per stream")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the first stream")
     parser.add_argument("--window", type=float, default=2.0)
     parser.add_argument("--stride", type=float, default=0.5)
+    parser.add_argument("--smooth", type=int, default=1, help="moving-average width (steps) Ward clusters over")
     parser.add_argument("--reference-rate", type=float, default=1.0, help="uniform rate (Hz) to match")
     parser.add_argument("--out", type=Path, default=Path("bench-out/selective"))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
     captioner = load_captioner(args.model)
-    video, annotations = make_long_stream(LongStreamConfig(seed=args.seed, num_events=args.events))
-    x_config = captioner.model.config.x_encoder
-    spec = WindowSpec(window_s=args.window, stride_s=args.stride, num_frames=x_config.num_frames,
-                      image_size=x_config.image_size)
-    query = captioner.caption_prompt
-    started = time.perf_counter()
-    times, embeddings = embed_stream(captioner.model, video, spec, query)
-    embed_seconds = time.perf_counter() - started
-    duration = annotations[-1]["end"]
-    print(f"stream: {len(annotations)} events, {duration:.0f} s, {len(times)} windows embedded in {embed_seconds:.1f} s")
-
     decode = MemoDecoder(captioner.decoder)
-    curves: dict[str, list[dict]] = {}
-    for strategy, segment in STRATEGIES.items():
-        for pooled in (False, True):
-            name = f"{strategy}/{'pooled' if pooled else 'exact'}"
-            curves[name] = []
-            for count in sweep_counts(len(times)):
-                segments = segment(embeddings, count)
-                texts = decode(segment_embeddings(embeddings, segments, pooled))
-                events = [(float(times[s.midpoint]), t) for s, t in zip(segments, texts)]
-                curves[name].append({"decodes": len(segments), "rate_hz": len(segments) / duration,
-                                     "cider": aligned_cider(annotations, events)})
-            print(f"{name:16s} " + "  ".join(f"{p['rate_hz']:.2f}Hz:{p['cider']:.2f}" for p in curves[name]))
+    per_stream, streams = [], []
+    for seed in range(args.seed, args.seed + args.streams):
+        curves, facts = stream_curves(captioner, decode, seed, args)
+        per_stream.append(curves)
+        streams.append(facts)
+        reduction = reduction_at(curves, args.reference_rate)["adaptive/pooled"]["reduction"]
+        print(f"stream seed {seed}: {facts['events']} events, {facts['duration_s']:.0f} s, {facts['windows']} windows "
+              f"embedded in {facts['embed_seconds']:.1f} s; adaptive/pooled reduction at "
+              f"{args.reference_rate:g} Hz: {reduction or 0:.2f}x")
+    curves = average_curves(per_stream)
+    for name, points in curves.items():
+        print(f"{name:16s} " + "  ".join(f"{p['rate_hz']:.2f}Hz:{p['cider']:.2f}" for p in points))
 
     reference = reduction_at(curves, args.reference_rate)
-    best = max((reduction_at(curves, p["rate_hz"])["adaptive/pooled"]["reduction"] or 0.0, p["rate_hz"])
-               for p in curves["uniform/pooled"] if p["rate_hz"] >= 0.05)
-    costs = cost_split(captioner, video, spec, query)
-    result = {"events": len(annotations), "duration_s": duration, "windows": len(times),
-              "texts_decoded": decode.calls, "reference": reference,
-              "best_reduction": {"reduction": best[0], "uniform_rate_hz": best[1]},
+    costs = cost_split(captioner, streams[0]["video"], streams[0]["spec"], captioner.caption_prompt)
+    per_seed = [{"seed": f["seed"], "duration_s": f["duration_s"], "windows": f["windows"],
+                 **{name: reduction_at(c, args.reference_rate)[name]["reduction"]
+                    for name in ("adaptive/pooled", "adaptive/exact")}} for f, c in zip(streams, per_stream)]
+    result = {"streams": len(streams), "smooth": args.smooth, "events": sum(f["events"] for f in streams),
+              "duration_s": sum(f["duration_s"] for f in streams), "windows": sum(f["windows"] for f in streams),
+              "texts_decoded": decode.calls, "reference": reference, "per_stream": per_seed,
               "cost_split": costs, "curves": curves}
     png = args.out / "selective_decoding.png"
-    plot(curves, png, reference)
+    plot(curves, png, reference, len(streams))
     (args.out / "selective_decoding.json").write_text(json.dumps(result, indent=1))
     log_to_mlflow(args.out, result, png)
     print(json.dumps({k: v for k, v in result.items() if k != "curves"}, indent=1))
+    for variant in ("pooled", "exact"):
+        entry = reference[f"adaptive/{variant}"]
+        reached = f"{entry['rate_hz']:.2f} Hz: {entry['reduction']:.2f}x fewer decodes" if entry["rate_hz"] else "never"
+        print(f"{variant:6s}: uniform at {args.reference_rate:g} Hz scores CIDEr {entry['uniform_cider']:.2f} "
+              f"(mean of {len(streams)} streams); adaptive reaches it at {reached}")
     print(f"plot: {png}")
     return 0
 
@@ -182,13 +239,15 @@ def log_to_mlflow(out: Path, result: dict, png: Path) -> None:
         mlflow.set_experiment("vljepa-benchmarks")
         with mlflow.start_run(run_name="selective-decoding"):
             reference = result["reference"]
-            mlflow.log_metrics({"uniform_cider_at_reference": reference["uniform_cider"],
-                                "adaptive_reduction_at_reference": reference["adaptive/pooled"]["reduction"] or 0.0,
-                                "best_reduction": result["best_reduction"]["reduction"],
+            mlflow.log_params({"streams": result["streams"], "events": result["events"], "smooth": result["smooth"]})
+            mlflow.log_metrics({**{f"uniform_cider_at_reference.{v}": reference[f"adaptive/{v}"]["uniform_cider"]
+                                   for v in ("pooled", "exact")},
+                                **{f"adaptive_reduction_at_reference.{v}": reference[f"adaptive/{v}"]["reduction"] or 0.0
+                                   for v in ("pooled", "exact")},
                                 **{f"cost.{k}": v for k, v in result["cost_split"].items()}})
             for name, points in result["curves"].items():
                 for p in points:
-                    mlflow.log_metric(f"cider.{name.replace('/', '.')}", p["cider"], step=p["decodes"])
+                    mlflow.log_metric(f"cider.{name.replace('/', '.')}", p["cider"], step=int(round(1000 * p["rate_hz"])))
             mlflow.log_artifact(str(png))
 
 

@@ -32,8 +32,23 @@ def uniform_segments(num_steps: int, num_segments: int) -> list[Segment]:
     return [Segment(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def ward_segments(embeddings: np.ndarray, num_segments: int) -> list[Segment]:
-    """(T, E) -> N contiguous segments by Ward clustering restricted to temporal neighbours."""
+def smooth_stream(embeddings: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average over `width` steps (shrinking at the ends); width 1 is the identity."""
+    if width <= 1:
+        return embeddings
+    sums = np.cumsum(np.pad(embeddings, ((1, 0), (0, 0))), axis=0)
+    steps, half = embeddings.shape[0], width // 2
+    lo = np.clip(np.arange(steps) - half, 0, steps)
+    hi = np.clip(np.arange(steps) - half + width, 0, steps)
+    return (sums[hi] - sums[lo]) / (hi - lo)[:, None]
+
+
+def ward_segments(embeddings: np.ndarray, num_segments: int, smooth: int = 1) -> list[Segment]:
+    """(T, E) -> N contiguous segments by Ward clustering restricted to temporal neighbours.
+
+    `smooth` > 1 clusters a moving average of the stream (the paper's "simple smoothing"), so a
+    single noisy prediction does not become a segment of its own.
+    """
     from scipy.sparse import diags
     from sklearn.cluster import AgglomerativeClustering
 
@@ -44,7 +59,7 @@ def ward_segments(embeddings: np.ndarray, num_segments: int) -> list[Segment]:
         return [Segment(0, steps)]
     chain = diags([np.ones(steps - 1), np.ones(steps - 1)], [-1, 1], shape=(steps, steps))  # t ~ t +/- 1
     labels = AgglomerativeClustering(n_clusters=num_segments, linkage="ward",
-                                     connectivity=chain).fit_predict(np.asarray(embeddings, dtype=np.float64))
+                                     connectivity=chain).fit_predict(smooth_stream(np.asarray(embeddings, dtype=np.float64), smooth))
     cuts = [0] + [t for t in range(1, steps) if labels[t] != labels[t - 1]] + [steps]
     return [Segment(a, b) for a, b in zip(cuts[:-1], cuts[1:])]  # contiguous: connectivity is a chain
 

@@ -28,12 +28,15 @@ class DecodePlan:
     pooled: bool = True  # decode the segment's average embedding (else its midpoint's)
     threshold: float = 0.1  # online: local variance that marks a change of meaning
     online_window: int = 4  # online: steps in the local window
+    smooth: int = 1  # adaptive: moving-average width (steps) the clustering sees; 1 = none
 
     def validate(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if self.segments is not None and self.segments < 1:
             raise ValueError("--segments must be >= 1")
+        if self.smooth < 1:
+            raise ValueError("--smooth must be >= 1")
 
 
 @torch.no_grad()
@@ -60,7 +63,7 @@ def plan_segments(embeddings: np.ndarray, times: np.ndarray, spec: WindowSpec, p
     count = plan.segments or max(1, round(duration / plan.seconds_per_decode))
     if plan.strategy == "uniform":
         return uniform_segments(len(embeddings), count)
-    return ward_segments(embeddings, count)
+    return ward_segments(embeddings, count, plan.smooth)
 
 
 def decode_events(decoder: YDecoder, embeddings: np.ndarray, times: np.ndarray, segments: list[Segment],

@@ -42,11 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pool", action="store_true", help="decode the midpoint embedding, not the segment average")
     parser.add_argument("--threshold", type=float, default=0.1, help="online: local variance that marks a change")
     parser.add_argument("--online-window", type=int, default=4, help="online: steps in the local window")
+    parser.add_argument("--smooth", type=int, default=1, help="adaptive: cluster a moving average over this many steps")
     parser.add_argument("--beams", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     plan = DecodePlan(strategy=args.strategy, segments=args.segments, seconds_per_decode=args.seconds_per_decode,
-                      pooled=not args.no_pool, threshold=args.threshold, online_window=args.online_window)
+                      pooled=not args.no_pool, threshold=args.threshold, online_window=args.online_window,
+                      smooth=args.smooth)
     try:
         plan.validate()
         captioner = load_captioner(args.model, args.decoder)

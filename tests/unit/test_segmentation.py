@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ops.segmentation import Segment, online_segments, segment_embeddings, uniform_segments, ward_segments
+from ops.segmentation import (Segment, online_segments, segment_embeddings, smooth_stream, uniform_segments,
+                              ward_segments)
 
 LENGTHS = [30, 6, 14, 50]  # events of very different lengths: what a fixed rate handles badly
 
@@ -58,3 +59,20 @@ def test_pooled_embedding_is_the_normalised_segment_mean():
     assert np.allclose(pooled[0], expected / np.linalg.norm(expected))
     exact = segment_embeddings(stream, segments, pooled=False)
     assert np.allclose(exact[1], stream[32] / np.linalg.norm(stream[32]))
+
+
+def test_smoothing_is_a_centred_moving_average():
+    stream = np.arange(12, dtype=float).reshape(6, 2)
+    smoothed = smooth_stream(stream, 3)
+    assert np.allclose(smoothed[2], stream[1:4].mean(axis=0))
+    assert np.allclose(smoothed[0], stream[:2].mean(axis=0))  # shrinks at the ends
+    assert np.allclose(smoothed[-1], stream[-2:].mean(axis=0))
+    assert smooth_stream(stream, 1) is stream
+
+
+def test_smoothing_keeps_an_outlier_window_from_becoming_a_segment():
+    stream = piecewise_stream(noise=0.02)
+    stream[10] = -stream[10] * 3  # one wild prediction inside the first event
+    truth = list(np.cumsum(LENGTHS)[:-1])
+    assert boundaries(ward_segments(stream, len(LENGTHS))) != truth  # plain Ward spends a segment on it
+    assert boundaries(ward_segments(stream, len(LENGTHS), smooth=5)) == truth

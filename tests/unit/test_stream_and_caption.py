@@ -84,6 +84,7 @@ def test_caption_cli_errors_are_clear(captioning_model_dir, minilm_config, tmp_p
 
 
 @pytest.mark.parametrize("strategy, extra", [("adaptive", ["--segments", "4"]), ("uniform", ["--segments", "4"]),
+                                             ("adaptive", ["--segments", "4", "--smooth", "3"]),
                                              ("online", ["--threshold", "0.05"])])
 def test_stream_cli_returns_timed_events(captioning_model_dir, long_video, capsys, strategy, extra):
     path, annotations = long_video
@@ -98,6 +99,12 @@ def test_stream_cli_returns_timed_events(captioning_model_dir, long_video, capsy
     if strategy != "online":
         assert len(events) == 4
         assert all(e["start"] <= e["time"] <= e["end"] for e in events)
+
+
+def test_stream_cli_refuses_a_bad_smoothing_width(captioning_model_dir, long_video, capsys):
+    path, _ = long_video
+    assert stream.main(["--model", str(captioning_model_dir), "--video", str(path), "--smooth", "0"]) == 2
+    assert "--smooth must be >= 1" in capsys.readouterr().err
 
 
 def test_stream_cli_refuses_an_image(captioning_model_dir, tmp_path, capsys):
