@@ -1,8 +1,12 @@
 """Decode + frame-sample throughput: the Ray Data stage on all cores vs a bare decord loop.
 
-Both decode the same H.264 clips into the same sampled, resized, centre-cropped frames. The bare
-loop runs in one process with no Ray at all; the Ray stage is the pipeline's own parse + decode
-(`ops.stages`), one task per shard, on every core. Prints clips/s for each and
+All decode the same H.264 clips into the same sampled, resized, centre-cropped frames:
+  bare      one loop in one process, one thread, no Ray calls;
+  parallel  `cores` such loops in separate processes (multiprocessing, no Ray): how far this
+            machine's cores scale by themselves;
+  ray       the pipeline's own parse + decode (`ops.stages`) as a Ray Data pipeline, one task per
+            shard, on every core, with the pipeline's Ray Data settings.
+The three alternate for --rounds rounds (medians reported). Prints clips/s for each and
 
     efficiency = ray_clips_per_s / (cores x bare_clips_per_s)      (target >= 0.8)
 
@@ -14,8 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
+from multiprocessing import get_context
 
 import numpy as np
 
@@ -56,30 +62,36 @@ def bare_loop(urls: list[str], image_size: int, num_frames: int) -> tuple[int, f
     return clips, time.perf_counter() - started
 
 
-def ray_stage(urls: list[str], image_size: int, num_frames: int, cores: int) -> tuple[int, float]:
+def _bare_worker(job: tuple[list[str], int, int]) -> tuple[int, float]:
+    return bare_loop(*job)
+
+
+def parallel_bare(pool, urls: list[str], image_size: int, num_frames: int, cores: int) -> tuple[int, float]:
+    """`cores` bare loops in separate processes, no Ray: what this machine's cores give in parallel."""
+    started = time.perf_counter()
+    results = pool.map(_bare_worker, [(urls[i::cores], image_size, num_frames) for i in range(cores)])
+    return sum(clips for clips, _ in results), time.perf_counter() - started
+
+
+def ray_stage(urls: list[str], image_size: int, num_frames: int):
+    """The pipeline's parse + decode stage as a Ray Data pipeline; -> run(urls) -> (clips, seconds)."""
     import ray
 
-    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
-    try:
-        items = [{"url": u, "shard": str(i)} for i, u in enumerate(urls)]
+    def stage(items):
+        return (ray.data.from_items(items, override_num_blocks=len(items))
+                .flat_map(lambda item: parse_shard(item["url"], item["shard"]))
+                .map(decode_sample, fn_kwargs={"image_size": image_size, "num_frames": num_frames})
+                # keep only the status: like the bare loop, measure decoding, not shipping every
+                # decoded clip to this driver (in the pipeline frames go on to the encoder actors)
+                .map(lambda row: {"ok": row["status"] == "ok", "frames": len(row["frames"])}))
 
-        def stage(batch):
-            return (ray.data.from_items(batch, override_num_blocks=len(batch))
-                    .flat_map(lambda item: parse_shard(item["url"], item["shard"]))
-                    .map(decode_sample, fn_kwargs={"image_size": image_size, "num_frames": num_frames})
-                    # keep only the status: like the bare loop, measure decoding, not shipping every
-                    # decoded clip to this driver (in the pipeline frames go on to the encoder actors)
-                    .map(lambda row: {"ok": row["status"] == "ok", "frames": len(row["frames"])}))
-
-        # warm-up, not timed: start the workers and pay their imports (torch, decord) once
-        for _ in stage(items[:cores]).iter_rows():
-            pass
+    def run(subset: list[str]) -> tuple[int, float]:
         started = time.perf_counter()
-        dataset = stage(items)
-        clips = sum(1 for row in dataset.iter_rows() if row["ok"])
+        clips = sum(1 for row in stage([{"url": u, "shard": str(i)} for i, u in enumerate(subset)]).iter_rows()
+                    if row["ok"])
         return clips, time.perf_counter() - started
-    finally:
-        ray.shutdown()
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,20 +103,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=16, help="frames sampled per clip")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--cores", type=int, default=os.cpu_count())
+    parser.add_argument("--no-progress", action="store_true", help="Ray Data progress bars off")
+    parser.add_argument("--warmup-rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating bare / Ray measurements (medians)")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory() as root:
-        urls = write_clips(root, args.shards, args.clips_per_shard, args.source_frames, args.source_size)
-        bare_clips, bare_seconds = bare_loop(urls, args.image_size, args.frames)
-        ray_clips, ray_seconds = ray_stage(urls, args.image_size, args.frames, args.cores)
-    assert bare_clips == ray_clips, (bare_clips, ray_clips)
-    bare_rate, ray_rate = bare_clips / bare_seconds, ray_clips / ray_seconds
-    result = {"clips": bare_clips, "cores": args.cores, "bare_clips_per_s": round(bare_rate, 1),
+    import ray
+
+    from pipelines.ray_runtime import init_ray
+
+    init_ray(num_cpus=args.cores, log_to_driver=False)  # with the pipeline's own Ray Data settings
+    ray.data.DataContext.get_current().enable_progress_bars = not args.no_progress
+    rates: dict[str, list[float]] = {"bare": [], "parallel": [], "ray": []}
+    try:
+        with tempfile.TemporaryDirectory() as root, get_context("spawn").Pool(args.cores) as pool:
+            urls = write_clips(root, args.shards, args.clips_per_shard, args.source_frames, args.source_size)
+            run_ray = ray_stage(urls, args.image_size, args.frames)
+            for _ in range(args.warmup_rounds):  # not timed: start the workers, pay their imports once
+                run_ray(urls[: args.cores])
+                parallel_bare(pool, urls[: args.cores], args.image_size, args.frames, args.cores)
+            # alternate the three, and take medians: the machine's own noise (~10%) hits all alike
+            for _ in range(args.rounds):
+                for name, run in (("bare", lambda: bare_loop(urls, args.image_size, args.frames)),
+                                  ("parallel", lambda: parallel_bare(pool, urls, args.image_size, args.frames, args.cores)),
+                                  ("ray", lambda: run_ray(urls))):
+                    clips, seconds = run()
+                    assert clips == len(urls) * args.clips_per_shard, (name, clips)
+                    rates[name].append(clips / seconds)
+    finally:
+        ray.shutdown()
+    bare_rate, parallel_rate, ray_rate = (statistics.median(rates[k]) for k in ("bare", "parallel", "ray"))
+    result = {"clips": clips, "cores": args.cores, "rounds": args.rounds,
+              "bare_clips_per_s": round(bare_rate, 1), "parallel_bare_clips_per_s": round(parallel_rate, 1),
               "ray_clips_per_s": round(ray_rate, 1), "speedup": round(ray_rate / bare_rate, 2),
-              "efficiency": round(ray_rate / (args.cores * bare_rate), 2)}
+              "efficiency": round(ray_rate / (args.cores * bare_rate), 2),
+              "parallel_bare_efficiency": round(parallel_rate / (args.cores * bare_rate), 2),
+              "ray_over_parallel_bare": round(ray_rate / parallel_rate, 2),
+              "efficiency_per_round": [round(r / (args.cores * b), 2) for b, r in zip(rates["bare"], rates["ray"])]}
     print(f"bare decord loop, 1 process : {bare_rate:7.1f} clips/s")
-    print(f"Ray Data stage, {args.cores} cores    : {ray_rate:7.1f} clips/s  "
-          f"(x{result['speedup']}, efficiency {result['efficiency']} of {args.cores} x bare)")
+    print(f"{args.cores} bare loops in parallel : {parallel_rate:7.1f} clips/s  (efficiency "
+          f"{result['parallel_bare_efficiency']}: what the cores give with no Ray at all)")
+    print(f"Ray Data stage, {args.cores} cores    : {ray_rate:7.1f} clips/s  (x{result['speedup']}, efficiency "
+          f"{result['efficiency']} of {args.cores} x bare; {result['ray_over_parallel_bare']} of the parallel loops)")
     print(json.dumps(result))
     return 0
 

@@ -36,7 +36,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXCLUDES = [".venv", ".git", "demo-output", "bench-out", "**/__pycache__", "*.egg-info", ".pytest_cache", "mlruns"]
 # Variables a pipeline reads that are forwarded when set here (secrets travel only this way, never in files).
 FORWARDED_ENV = ["MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                 "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "HF_TOKEN", "VLJEPA_HOME"]
+                 "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "HF_TOKEN", "VLJEPA_HOME",
+                 "VLJEPA_DATA_OP_RESERVATION"]
 SUBMITTABLE = sorted(set(VERBS) - {"submit", "demo"})
 EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 130}
 

@@ -118,7 +118,7 @@ def run(config: TrainConfig, resume: bool = False, address: str | None = None) -
 
     open_tracking(config, run_name=f"{config.stage}-{Path(config.out).name}", resume=resume)
     print(f"train: stage {config.stage}, {config.steps} steps, {config.workers} worker(s) x batch {config.batch_size}")
-    result = fit(train_loop_per_worker, config, {"train": build_dataset(config)}, address)
+    result = fit(train_loop_per_worker, config, lambda: {"train": build_dataset(config)}, address)
     return finish(config, result.checkpoint, result.metrics or {})
 
 

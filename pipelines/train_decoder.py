@@ -126,7 +126,7 @@ def run(config: DecoderTrainConfig, resume: bool = False, address: str | None = 
 
     open_tracking(config, run_name=f"y-decoder-{config.mode}-{Path(config.out).name}", resume=resume)
     print(f"train-decoder: mode {config.mode}, {config.steps} steps, {config.workers} worker(s) x batch {config.batch_size}")
-    result = fit(decoder_loop_per_worker, config, {"train": build_dataset(config)}, address)
+    result = fit(decoder_loop_per_worker, config, lambda: {"train": build_dataset(config)}, address)
     with result.checkpoint.as_directory() as checkpoint_dir:
         model_dir = export_decoder_checkpoint(config, Path(checkpoint_dir), Path(config.out) / "model")
     with using_tracking_uri(config.tracking_uri), mlflow.start_run(run_id=config.mlflow_run_id):

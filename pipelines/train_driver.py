@@ -60,8 +60,12 @@ def storage_of(config) -> tuple[str, object | None]:
     return config.storage or str(Path(config.out) / "ray"), None
 
 
-def fit(loop, config, datasets: dict, address: str | None):
-    """Run `loop` on config.workers Ray Train workers; returns the Result (its last checkpoint)."""
+def fit(loop, config, build_datasets, address: str | None):
+    """Run `loop` on config.workers Ray Train workers; returns the Result (its last checkpoint).
+
+    `build_datasets()` -> {name: Dataset}, called once Ray is up (on `address`, with the
+    project's Ray Data settings): building them first would start a local Ray of Ray Data's own.
+    """
     import ray
     import ray.train
     from ray.data import ExecutionOptions
@@ -70,6 +74,7 @@ def fit(loop, config, datasets: dict, address: str | None):
     from pipelines.ray_runtime import gpus_available, init_ray
 
     init_ray(address)
+    datasets = build_datasets()
     use_gpu = gpus_available() > 0
     cpus = config.cpus_per_worker or worker_cpus(config.workers, ray.cluster_resources().get("CPU", 1), use_gpu)
     storage_path, storage_filesystem = storage_of(config)
