@@ -143,7 +143,7 @@ def plot(curves: dict, path: Path, reference: dict, streams: int) -> None:
 
 def stream_curves(captioner, decode: MemoDecoder, seed: int, args) -> tuple[dict, dict]:
     """One held-out stream: -> ({strategy: [{decodes, rate_hz, cider}] per swept rate}, stream facts)."""
-    video, annotations = make_long_stream(LongStreamConfig(seed=seed, num_events=args.events))
+    video, annotations = make_long_stream(LongStreamConfig(seed=seed, num_events=args.events, split=args.split))
     x_config = captioner.model.config.x_encoder
     spec = WindowSpec(window_s=args.window, stride_s=args.stride, num_frames=x_config.num_frames,
                       image_size=x_config.image_size)
@@ -184,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, default=12, help="held-out streams, seeds SEED, SEED+1, ...")
     parser.add_argument("--events", type=int, default=48, help="events per stream")
     parser.add_argument("--seed", type=int, default=1, help="seed of the first stream")
+    parser.add_argument("--split", choices=["eval", "train"], default="eval",
+                        help="eval: held-out combinations (the measurement); train: seen ones (a diagnostic: "
+                             "what better predictions give)")
     parser.add_argument("--window", type=float, default=2.0)
     parser.add_argument("--stride", type=float, default=0.5)
     parser.add_argument("--smooth", type=int, default=1, help="moving-average width (steps) Ward clusters over")
@@ -212,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     per_seed = [{"seed": f["seed"], "duration_s": f["duration_s"], "windows": f["windows"],
                  **{name: reduction_at(c, args.reference_rate)[name]["reduction"]
                     for name in ("adaptive/pooled", "adaptive/exact")}} for f, c in zip(streams, per_stream)]
-    result = {"streams": len(streams), "smooth": args.smooth, "events": sum(f["events"] for f in streams),
+    result = {"streams": len(streams), "split": args.split, "smooth": args.smooth, "events": sum(f["events"] for f in streams),
               "duration_s": sum(f["duration_s"] for f in streams), "windows": sum(f["windows"] for f in streams),
               "texts_decoded": decode.calls, "reference": reference, "per_stream": per_seed,
               "cost_split": costs, "curves": curves}
@@ -239,7 +242,7 @@ def log_to_mlflow(out: Path, result: dict, png: Path) -> None:
         mlflow.set_experiment("vljepa-benchmarks")
         with mlflow.start_run(run_name="selective-decoding"):
             reference = result["reference"]
-            mlflow.log_params({"streams": result["streams"], "events": result["events"], "smooth": result["smooth"]})
+            mlflow.log_params({k: result[k] for k in ("streams", "events", "split", "smooth")})
             mlflow.log_metrics({**{f"uniform_cider_at_reference.{v}": reference[f"adaptive/{v}"]["uniform_cider"]
                                    for v in ("pooled", "exact")},
                                 **{f"adaptive_reduction_at_reference.{v}": reference[f"adaptive/{v}"]["reduction"] or 0.0
