@@ -58,8 +58,11 @@ def run(cluster: Cluster, shards: str, out_dir: Path) -> int:
     cluster.add_node(num_cpus=2)  # a replacement node joins, as an autoscaler would provide
     thread.join(timeout=600)
     starts = (run / "pids" / "starts.log").read_text().splitlines()
-    print(json.dumps({"rc": outcome.get("rc"), "starts": starts, "killed_node": killed_node, "killed_at": killed_at,
-                      "cached_shards": len(list((out_dir / "cache").glob("*.parquet")))}))
+    result = json.dumps({"rc": outcome.get("rc"), "starts": starts, "killed_node": killed_node, "killed_at": killed_at,
+                         "cached_shards": len(list((out_dir / "cache").glob("*.parquet")))})
+    # a file, not stdout: Ray's raylet warnings reach stdout asynchronously, after any last line
+    (out_dir / "result.json").write_text(result)
+    print(result)
     return 0
 
 

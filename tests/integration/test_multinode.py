@@ -19,7 +19,7 @@ def test_training_survives_losing_a_node(sample_data, tmp_path):
                            str(tmp_path)], capture_output=True, text=True, env=env, timeout=900,
                           cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-4000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads((tmp_path / "result.json").read_text())
     assert result["rc"] == 0 and result["cached_shards"] > 0
 
     starts = [dict(field.split("=") for field in line.split()[1:]) | {"time": float(line.split()[0])}
