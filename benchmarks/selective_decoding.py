@@ -13,7 +13,7 @@ rate is the average over the streams. Reported:
   - §4.4: milliseconds per step of "encoder + predictor" vs "text decoding" (batch 1).
 Everything is logged to MLflow (SQLite under --out).
 
-    python -m benchmarks.selective_decoding --model RUN/model [--streams 8] [--events 48] [--out bench-out/selective]
+    python -m benchmarks.selective_decoding --model RUN/model [--streams 12] [--events 48] [--smooth K] [--split eval|train] [--out bench-out/selective]
 
 MODEL must hold a Y-decoder (the RUN/model of `vljepa train-decoder`; `make demo` writes one).
 """
@@ -34,6 +34,7 @@ from ops.segmentation import segment_embeddings, uniform_segments, ward_segments
 from ops.selective_decoding import embed_frames, embed_stream
 from ops.stream_windows import WindowSpec, iter_windows
 from pipelines.captioner import load_captioner
+
 
 def strategies(smooth: int) -> dict:
     return {"uniform": lambda e, n: uniform_segments(len(e), n), "adaptive": lambda e, n: ward_segments(e, n, smooth)}

@@ -10,8 +10,8 @@ import ray.data
 
 # Ray Data's per-operator resource reservation (on by default) sets aside a share of the cluster
 # for every operator's minimum; on a small cluster that caps the CPU decode stage at half the
-# cores while the rest sits idle (measured: 2-core decode efficiency 0.55 -> 0.94, feature
-# caching +13%; docs/benchmarks.md). Object-store backpressure still bounds memory without it.
+# cores while the rest sits idle (measured on 2 cores: decode efficiency 0.52-0.65 -> 0.73-0.88,
+# feature caching +13%; docs/benchmarks.md). Object-store backpressure still bounds memory without it.
 # VLJEPA_DATA_OP_RESERVATION=1 restores Ray's default.
 RESERVATION_ENV = "VLJEPA_DATA_OP_RESERVATION"
 

@@ -30,13 +30,14 @@ def test_windows_slide_over_the_whole_video(long_video):
     path, annotations = long_video
     spec = WindowSpec(window_s=2.0, stride_s=0.5, num_frames=8, image_size=64)
     chunks = list(iter_windows(path.read_bytes(), spec, chunk=5))
-    times = np.concatenate([t for t, _ in chunks])
+    # positions in the video (seconds of media time), not wall-clock timings
+    centres_s = np.concatenate([t for t, _ in chunks])
     frames = np.concatenate([f for _, f in chunks])
-    duration = annotations[-1]["end"]
+    video_length_s = annotations[-1]["end"]
     assert frames.shape[1:] == (8, 64, 64, 3) and frames.dtype == np.uint8
-    assert len(times) == len(window_starts(round(duration * STREAM.fps), STREAM.fps, spec))
-    assert times[0] == pytest.approx(1.0) and np.allclose(np.diff(times), 0.5)
-    assert times[-1] <= duration - 1.0 + 1e-6
+    assert len(centres_s) == len(window_starts(round(video_length_s * STREAM.fps), STREAM.fps, spec))
+    assert centres_s[0] == pytest.approx(1.0) and np.allclose(np.diff(centres_s), 0.5)  # first centre, stride
+    assert centres_s[-1] <= video_length_s - 1.0 + 1e-6  # the last window ends inside the video
     assert not np.array_equal(frames[0], frames[-1])  # real frames from different events
 
 
