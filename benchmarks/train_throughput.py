@@ -1,7 +1,8 @@
 """Training throughput through Ray Train vs a bare torch loop, scaling 1 -> 2 workers, and peak
 worker memory as the cache grows 10x (it must stay flat: the cache streams, it is never loaded).
 
-Same model (minilm preset), same cached batches, same batch size, same torch threads:
+Same model (minilm preset), same cached batches, same batch size, same torch threads, the same
+step (train mode, InfoNCE, the shared clip + AdamW + schedule update of model.optim.apply_update):
   bare      one process: rows read with pyarrow once, collated, trained; no Ray at all
   ray x1    `vljepa train` with 1 worker (samples/s as the loop reports it, warm-up windows dropped)
   spare     bare and ray x1 again with one torch thread fewer than cores: Ray's processes get a core
@@ -30,13 +31,15 @@ import torch
 
 from model.build import build_vljepa
 from model.loss import InfoNCELoss
-from model.optim import build_optimizer
+from model.optim import apply_update, build_optimizer
 from model.presets import get_preset
 from ops.collate import Collate
 from ops.evaluation import load_rows
 from ops.feature_cache import FeatureCache
 from ops.sample_data import SampleDataConfig, write_split
 from pipelines import cache_features, train
+from pipelines.train_config import TrainConfig
+from pipelines.train_loop import lr_factor
 
 BATCH = 32
 WARMUP_WINDOWS = 2  # logging windows dropped from Ray's numbers (worker start, first epoch)
@@ -46,8 +49,10 @@ def bare_loop(cache: str, steps: int, threads: int) -> float:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     rows = [r for r in load_rows(cache) if r["media_kind"] == "video" and r["task"] == "caption"]
-    model = build_vljepa(get_preset("minilm"))
-    optimizer = build_optimizer(model, 1e-3)
+    model = build_vljepa(get_preset("minilm")).train()  # dropout on, as in the Ray loop
+    config = TrainConfig(stage="pretrain-video", cache=cache, out="", steps=steps, lr=1e-3)
+    optimizer = build_optimizer(model, config.learning_rate, config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
     collate = Collate(model.target_tokenizer, model.query_tokenizer, 256, 512, use_query=False)
     columns = ["s_v", "s_v_shape", "target", "query", "task"]
     batches = []
@@ -62,8 +67,7 @@ def bare_loop(cache: str, steps: int, threads: int) -> float:
             tensors = collate(batch)  # collation counted, as Ray's loop counts it
             predicted, target = model(**tensors)
             InfoNCELoss()(predicted, target, model.scale()).backward()
-            optimizer.step()
-            optimizer.zero_grad()
+            apply_update(optimizer, scheduler, config.grad_clip)  # the Ray loop's update, clipping included
             done += 1
             if done == steps:
                 break

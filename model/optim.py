@@ -42,3 +42,16 @@ def build_optimizer(model: VLJepa, base_lr: float, weight_decay: float = 0.05,
                     betas: tuple[float, float] = (0.9, 0.98)) -> torch.optim.AdamW:
     # betas (0.9, 0.98): the usual choice for contrastive training at large batch (CLIP, open_clip)
     return torch.optim.AdamW(param_groups(model, base_lr, weight_decay), lr=base_lr, betas=betas)
+
+
+def apply_update(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+                 grad_clip: float) -> torch.Tensor:
+    """One update as every trainer here runs it (and the training benchmark's bare loop, so the
+    comparison is of the same step): clip the global gradient norm over the optimizer's
+    parameters, step, advance the schedule, clear the gradients. Returns the pre-clip norm."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm

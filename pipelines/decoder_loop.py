@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from model.config import VLJepaConfig
 from model.export import load_model, read_manifest
+from model.optim import apply_update
 from model.presets import y_decoder_preset
 from model.vljepa import VLJepa
 from model.y_decoder import YDecoder, add_embedding_noise
@@ -106,10 +107,7 @@ def decoder_loop_per_worker(config_dict: dict) -> None:
             ids, mask = decoder.tokenize_targets([str(t) for t in batch["target"]])
             loss = ddp_decoder(noisy, ids.to(device), mask.to(device))
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(decoder.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            grad_norm = apply_update(optimizer, scheduler, config.grad_clip)
             step, consumed = step + 1, seen_in_epoch
             window_samples += len(ids) * world
             if rank == 0 and (step % config.log_every == 0 or step == config.steps):

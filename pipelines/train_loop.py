@@ -23,7 +23,7 @@ import torch
 from model.build import build_vljepa
 from model.export import load_model
 from model.loss import InfoNCELoss
-from model.optim import build_optimizer
+from model.optim import apply_update, build_optimizer
 from model.presets import get_preset
 from model.vljepa import VLJepa
 from ops.collate import Collate
@@ -122,11 +122,7 @@ def train_loop_per_worker(config_dict: dict) -> None:
             consumed = seen_in_epoch
             if seen_in_epoch % config.grad_accum:
                 continue
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                [p for p in model.parameters() if p.requires_grad], config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            grad_norm = apply_update(optimizer, scheduler, config.grad_clip)
             step += 1
 
             if rank == 0 and (step % config.log_every == 0 or step == config.steps):

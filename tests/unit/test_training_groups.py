@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from model.loss import InfoNCELoss
-from model.optim import build_optimizer
+from model.optim import apply_update, build_optimizer
 
 
 def test_x_encoder_is_frozen_and_outside_the_optimizer(tiny_model, tiny_config):
@@ -40,3 +40,23 @@ def test_y_encoder_learning_rate_multiplier(tiny_model):
         in_y = [id(p) in y_params for p in group["params"]]
         assert all(in_y) if name.startswith("y_encoder") else not any(in_y)
     assert by_name["predictor_no_decay"]["weight_decay"] == 0.0
+
+
+def test_apply_update_clips_steps_schedules_and_clears(tiny_model, tiny_config):
+    optimizer = build_optimizer(tiny_model, base_lr=1e-2)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 ** (step + 1))
+    size = tiny_config.x_encoder.image_size
+    s_v = tiny_model.encode_visual(torch.randn(3, 4, 3, size, size))
+    target_ids, target_mask = tiny_model.tokenize_targets(["a", "b c", "d e f"])
+    predicted, target = tiny_model(s_v, target_ids, target_mask)
+    (1e3 * InfoNCELoss()(predicted, target, tiny_model.scale())).backward()  # a norm far above the clip
+    trainable = [p for p in tiny_model.parameters() if p.requires_grad]
+    before = [p.detach().clone() for p in trainable]
+    lr_before = scheduler.get_last_lr()[0]
+
+    norm = apply_update(optimizer, scheduler, grad_clip=1.0)
+
+    assert float(norm) > 1.0  # the pre-clip norm is returned
+    assert any(not torch.equal(b, p) for b, p in zip(before, trainable))  # the step happened
+    assert scheduler.get_last_lr()[0] == pytest.approx(lr_before / 2)  # the schedule advanced
+    assert all(p.grad is None for p in trainable)  # gradients cleared
