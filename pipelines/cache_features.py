@@ -26,7 +26,7 @@ from ops.featurize import STORAGE_DTYPES, Featurizer
 from ops.shard_io import resolve_shards, shard_name
 from ops.stages import decode_sample, parse_shard
 from pipelines.ray_stats import stage_throughput
-from pipelines.report import human_count, print_json_result, table
+from pipelines.report import human_count, print_json_result, run_as_process, table
 
 REPORT_COLUMNS = ("key", "status", "reason", "error_message")
 
@@ -192,4 +192,4 @@ def report(committed: dict[str, dict], shards: dict[str, dict | None], elapsed: 
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_as_process(main))

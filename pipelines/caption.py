@@ -15,7 +15,7 @@ import torch
 from ops.errors import SampleError
 from ops.media_input import decode_media, frames_to_input
 from pipelines.captioner import load_captioner
-from pipelines.report import print_json_result
+from pipelines.report import print_json_result, run_as_process
 
 
 @torch.no_grad()
@@ -53,4 +53,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_as_process(main))

@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from pipelines.report import json_line_after_ray
+
 # verb -> (module, one-line description). Only verbs that exist are listed.
 VERBS: dict[str, tuple[str, str]] = {
     "summary": ("pipelines.summary", "parameter counts per component, from config alone"),
@@ -34,6 +36,9 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """argv None: this is the process's entry point (the `vljepa` script, `python -m pipelines.cli`);
+    a list: called in-process (tests, notebooks), which keeps Ray connected afterwards."""
+    as_process = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
@@ -43,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vljepa: unknown verb {verb!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(VERBS[verb][0])
-    return module.main(rest) or 0
+    if not as_process:
+        return module.main(rest) or 0
+    with json_line_after_ray():  # the --json line stays last even when Ray logs arrive late
+        return module.main(rest) or 0
 
 
 if __name__ == "__main__":

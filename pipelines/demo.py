@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 
 from pipelines import cache_features, evaluate, export, sample_data, stream, summary, train, train_decoder
-from pipelines.report import table
+from pipelines.report import json_printed_now, table
 
 # The demo's training schedule: one SFT run (captions with the captioning prompt, VQA with its
 # question, images and clips) on a single CPU worker. The lr is far above the paper's 5e-5, which
@@ -52,7 +52,7 @@ def banner(text: str) -> None:
 def last_json(verb_main, args: list[str]) -> dict:
     """Run a verb with --json, echo its output, return its JSON result."""
     captured = io.StringIO()
-    with contextlib.redirect_stdout(captured):
+    with contextlib.redirect_stdout(captured), json_printed_now():
         assert verb_main([*args, "--json"]) == 0
     lines = captured.getvalue().rstrip().splitlines()
     print("\n".join(lines[:-1]), flush=True)

@@ -11,7 +11,7 @@ import argparse
 from model.export import load_model, read_manifest
 from ops.evaluation import evaluate, load_rows
 from pipelines.mlflow_model import resolve_model_dir
-from pipelines.report import print_json_result, table
+from pipelines.report import print_json_result, run_as_process, table
 
 
 def results_table(result: dict) -> str:
@@ -48,4 +48,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_as_process(main))

@@ -11,7 +11,7 @@ import argparse
 from tqdm import tqdm
 
 from ops.make_shards import read_entries, write_shards
-from pipelines.report import print_json_result
+from pipelines.report import print_json_result, run_as_process
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,4 +35,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_as_process(main))

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
+
+# While a process entry point runs (`vljepa <verb>`, `python -m pipelines.<verb>`), the --json
+# result is held here and printed after Ray is disconnected; see json_line_after_ray.
+_held: list[dict] | None = None
 
 
 def human_count(n: int) -> str:
@@ -21,5 +27,51 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 def print_json_result(result: dict) -> None:
     """The contract of `--json`: one JSON object alone on the last line of stdout."""
+    if _held is not None:
+        _held[:] = [result]  # printed by json_line_after_ray, once nothing else can print
+        return
     sys.stdout.flush()
     print(json.dumps(result, sort_keys=True), flush=True)
+
+
+def _disconnect_ray() -> None:
+    ray = sys.modules.get("ray")  # a verb that never imported Ray has nothing to disconnect
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()  # stops and joins the thread that forwards worker / raylet logs
+
+
+@contextlib.contextmanager
+def json_line_after_ray() -> Iterator[None]:
+    """Hold the verb's --json line until Ray is disconnected, then print it. Ray forwards worker
+    and raylet logs to the driver's stdout from a background thread, so a line (say, a raylet
+    warning about a lost node) could otherwise land after the JSON and break the last-line
+    contract; a multi-node run did exactly that. Only for process entry points: disconnecting
+    ends the process's Ray session."""
+    global _held
+    _held = []
+    try:
+        yield
+        held = _held
+    finally:
+        _held = None
+    if held:
+        _disconnect_ray()
+        print_json_result(held[-1])
+
+
+@contextlib.contextmanager
+def json_printed_now() -> Iterator[None]:
+    """For a verb run in-process by another (the demo reads each verb's --json line as it comes):
+    print its result at once, even inside json_line_after_ray."""
+    global _held
+    saved, _held = _held, None
+    try:
+        yield
+    finally:
+        _held = saved
+
+
+def run_as_process(main: Callable[[], int | None]) -> int:
+    """`python -m pipelines.<verb>`: the verb's main with the --json contract kept (see above)."""
+    with json_line_after_ray():
+        return main() or 0

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from ops.long_stream import LongStreamConfig, make_long_stream
 from ops.sample_data import SampleDataConfig, count_samples, write_split
-from pipelines.report import print_json_result
+from pipelines.report import print_json_result, run_as_process
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -64,4 +64,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_as_process(main))

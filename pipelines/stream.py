@@ -22,7 +22,7 @@ from ops.errors import SampleError
 from ops.selective_decoding import STRATEGIES, DecodePlan, stream_events
 from ops.stream_windows import WindowSpec
 from pipelines.captioner import load_captioner
-from pipelines.report import print_json_result, table
+from pipelines.report import print_json_result, run_as_process, table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,4 +73,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_as_process(main))

@@ -10,7 +10,7 @@ import argparse
 from model.build import build_skeleton
 from model.parameters import component_counts
 from model.presets import PRESETS, get_preset
-from pipelines.report import human_count, print_json_result, table
+from pipelines.report import human_count, print_json_result, run_as_process, table
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,4 +38,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_as_process(main))

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from ops.training_rows import select_rows
-from pipelines.report import print_json_result
+from pipelines.report import print_json_result, run_as_process
 from pipelines.train_config import STAGES, TrainConfig
 
 TRAIN_COLUMNS = ["s_v", "s_v_shape", "target", "query", "task", "media_kind"]
@@ -158,4 +158,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_as_process(main))

@@ -29,7 +29,7 @@ from model.config import VLJepaConfig
 from model.export import read_manifest
 from model.y_decoder_export import DECODER_SUBDIR, save_y_decoder
 from pipelines.decoder_config import MODES, DecoderTrainConfig
-from pipelines.report import print_json_result
+from pipelines.report import print_json_result, run_as_process
 from pipelines.train_config import STATE_FILE
 
 
@@ -150,4 +150,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_as_process(main))

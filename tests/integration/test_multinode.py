@@ -25,7 +25,7 @@ def test_training_survives_losing_a_node(sample_data, tmp_path):
     starts = [dict(field.split("=") for field in line.split()[1:]) | {"time": float(line.split()[0])}
               for line in result["starts"]]
     first = starts[:2]
-    assert {s["node"] for s in first} == {s["node"] for s in first} and len({s["node"] for s in first}) == 2
+    assert len({s["node"] for s in first}) == 2  # STRICT_SPREAD: the two workers on two nodes
     assert result["killed_node"] in {s["node"] for s in first}  # a worker really ran on the killed node
     restarted = [s for s in starts if s["time"] > result["killed_at"]]
     assert len(restarted) >= 2 and result["killed_node"] not in {s["node"] for s in restarted}
