@@ -13,7 +13,8 @@ rate is the average over the streams. Reported:
   - §4.4: milliseconds per step of "encoder + predictor" vs "text decoding" (batch 1).
 Everything is logged to MLflow (SQLite under --out).
 
-    python -m benchmarks.selective_decoding --model RUN/model [--streams 12] [--events 48] [--smooth K] [--split eval|train] [--out bench-out/selective]
+    python -m benchmarks.selective_decoding --model RUN/model [--streams 12] [--events 48] [--smooth K] [--split eval|train]
+        [--durations uniform|loguniform --min-seconds S --max-seconds S] [--out bench-out/selective]
 
 MODEL must hold a Y-decoder (the RUN/model of `vljepa train-decoder`; `make demo` writes one).
 """
@@ -144,7 +145,9 @@ def plot(curves: dict, path: Path, reference: dict, streams: int) -> None:
 
 def stream_curves(captioner, decode: MemoDecoder, seed: int, args) -> tuple[dict, dict]:
     """One held-out stream: -> ({strategy: [{decodes, rate_hz, cider}] per swept rate}, stream facts)."""
-    video, annotations = make_long_stream(LongStreamConfig(seed=seed, num_events=args.events, split=args.split))
+    video, annotations = make_long_stream(LongStreamConfig(
+        seed=seed, num_events=args.events, split=args.split, durations=args.durations,
+        min_seconds=args.min_seconds, max_seconds=args.max_seconds))
     x_config = captioner.model.config.x_encoder
     spec = WindowSpec(window_s=args.window, stride_s=args.stride, num_frames=x_config.num_frames,
                       image_size=x_config.image_size)
@@ -188,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=["eval", "train"], default="eval",
                         help="eval: held-out combinations (the measurement); train: seen ones (a diagnostic: "
                              "what better predictions give)")
+    parser.add_argument("--durations", choices=["uniform", "loguniform"], default="uniform",
+                        help="how event lengths are drawn (ops.long_stream): uniform in seconds, or uniform in "
+                             "log-seconds (many short events, a few long ones)")
+    parser.add_argument("--min-seconds", type=float, default=LongStreamConfig.min_seconds, help="shortest event")
+    parser.add_argument("--max-seconds", type=float, default=LongStreamConfig.max_seconds, help="longest event")
     parser.add_argument("--window", type=float, default=2.0)
     parser.add_argument("--stride", type=float, default=0.5)
     parser.add_argument("--smooth", type=int, default=1, help="moving-average width (steps) Ward clusters over")
@@ -216,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     per_seed = [{"seed": f["seed"], "duration_s": f["duration_s"], "windows": f["windows"],
                  **{name: reduction_at(c, args.reference_rate)[name]["reduction"]
                     for name in ("adaptive/pooled", "adaptive/exact")}} for f, c in zip(streams, per_stream)]
-    result = {"streams": len(streams), "split": args.split, "smooth": args.smooth, "events": sum(f["events"] for f in streams),
+    result = {"streams": len(streams), "split": args.split, "smooth": args.smooth,
+              "durations": f"{args.durations} {args.min_seconds:g}-{args.max_seconds:g} s",
+              "events": sum(f["events"] for f in streams),
               "duration_s": sum(f["duration_s"] for f in streams), "windows": sum(f["windows"] for f in streams),
               "texts_decoded": decode.calls, "reference": reference, "per_stream": per_seed,
               "cost_split": costs, "curves": curves}
@@ -243,7 +253,7 @@ def log_to_mlflow(out: Path, result: dict, png: Path) -> None:
         mlflow.set_experiment("vljepa-benchmarks")
         with mlflow.start_run(run_name="selective-decoding"):
             reference = result["reference"]
-            mlflow.log_params({k: result[k] for k in ("streams", "events", "split", "smooth")})
+            mlflow.log_params({k: result[k] for k in ("streams", "events", "split", "smooth", "durations")})
             mlflow.log_metrics({**{f"uniform_cider_at_reference.{v}": reference[f"adaptive/{v}"]["uniform_cider"]
                                    for v in ("pooled", "exact")},
                                 **{f"adaptive_reduction_at_reference.{v}": reference[f"adaptive/{v}"]["reduction"] or 0.0

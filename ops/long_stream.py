@@ -26,6 +26,21 @@ class LongStreamConfig:
     fps: int = 8
     frame_size: int = 96
     split: str = "eval"  # eval: held-out combinations; train: seen ones
+    # how event lengths are drawn between min and max: "uniform" in seconds, or "loguniform"
+    # (uniform in log-seconds: many short events and a few long ones, the uneven pace of real
+    # activity, where bursts of short actions sit between long stretches of one activity)
+    durations: str = "uniform"
+
+    def __post_init__(self) -> None:
+        if self.durations not in ("uniform", "loguniform"):
+            raise ValueError(f"durations must be 'uniform' or 'loguniform', not {self.durations!r}")
+        if not 0 < self.min_seconds <= self.max_seconds:
+            raise ValueError(f"need 0 < min_seconds <= max_seconds, got {self.min_seconds}, {self.max_seconds}")
+
+    def event_seconds(self, rng: np.random.Generator) -> float:
+        if self.durations == "loguniform":
+            return float(np.exp(rng.uniform(np.log(self.min_seconds), np.log(self.max_seconds))))
+        return float(rng.uniform(self.min_seconds, self.max_seconds))
 
 
 def make_long_stream(config: LongStreamConfig) -> tuple[bytes, list[dict]]:
@@ -37,7 +52,7 @@ def make_long_stream(config: LongStreamConfig) -> tuple[bytes, list[dict]]:
     for _ in range(config.num_events):
         choices = [s for s in scenes if s != previous]  # consecutive events always differ
         scene = choices[rng.integers(len(choices))]
-        frames = int(round(rng.uniform(config.min_seconds, config.max_seconds) * config.fps))
+        frames = int(round(config.event_seconds(rng) * config.fps))
         clips.append(render_clip(scene, frames, config.frame_size, rng))
         start, end = clock, clock + frames / config.fps
         annotations.append({"start": round(start, 3), "end": round(end, 3), "time": round((start + end) / 2, 3),

@@ -26,6 +26,22 @@ def long_video(tmp_path_factory):
     return path, annotations
 
 
+def test_event_lengths_uniform_or_loguniform():
+    rng = np.random.default_rng(0)
+    uniform = LongStreamConfig(min_seconds=2.0, max_seconds=20.0)
+    loguniform = LongStreamConfig(min_seconds=2.0, max_seconds=20.0, durations="loguniform")
+    drawn = {c.durations: np.array([c.event_seconds(rng) for _ in range(4000)]) for c in (uniform, loguniform)}
+    for lengths in drawn.values():
+        assert lengths.min() >= 2.0 and lengths.max() <= 20.0
+    # uniform: median at the midpoint (11 s); log-uniform: at the geometric mean (6.3 s), most events short
+    assert np.median(drawn["uniform"]) == pytest.approx(11.0, abs=0.5)
+    assert np.median(drawn["loguniform"]) == pytest.approx(np.sqrt(2.0 * 20.0), abs=0.4)
+    with pytest.raises(ValueError, match="durations"):
+        LongStreamConfig(durations="normal")
+    with pytest.raises(ValueError, match="min_seconds"):
+        LongStreamConfig(min_seconds=5.0, max_seconds=2.0)
+
+
 def test_windows_slide_over_the_whole_video(long_video):
     path, annotations = long_video
     spec = WindowSpec(window_s=2.0, stride_s=0.5, num_frames=8, image_size=64)
