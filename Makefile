@@ -34,6 +34,8 @@ bench-selective: setup
 	@test -f $(DEMO_DIR)/decoder/model/y_decoder/y_decoder.json || $(PY) -m pipelines.demo --out $(DEMO_DIR)
 	for smooth in 1 5; do $(PY) -m benchmarks.selective_decoding --model $(DEMO_DIR)/decoder/model --streams 12 \
 		--smooth $$smooth --out bench-out/selective-smooth$$smooth || exit 1; done
+	$(PY) -m benchmarks.selective_decoding --model $(DEMO_DIR)/decoder/model --streams 12 --smooth 5 \
+		--durations loguniform --min-seconds 2 --max-seconds 16 --out bench-out/selective-loguniform
 
 test-integration: setup
 	$(PY) -m pytest tests/integration -m integration $(PYTEST_ARGS)
