@@ -20,15 +20,20 @@ from model.tokenize import tokenize
 
 
 def pad_visual(features: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """[(N_i, D)] -> S_V (B, max N, D) float32 and visual_mask (B, max N)."""
+    """[(N_i, D)] -> S_V (B, max N, D) float32 and visual_mask (B, max N).
+
+    Padded in numpy, then wrapped without a copy: this runs in Ray Data's prefetch thread, and a
+    large torch op there (zeros, copy) would start a second OpenMP thread pool in the training
+    process; with more pool threads than cores, libgomp stops spin-waiting and every parallel op
+    of the training step pays a slow wake-up (measured: steps ~1.3x slower; docs/benchmarks.md)."""
     longest = max(f.shape[0] for f in features)
     dim = features[0].shape[1]
-    s_v = torch.zeros(len(features), longest, dim, dtype=torch.float32)
-    mask = torch.zeros(len(features), longest, dtype=torch.long)
+    s_v = np.zeros((len(features), longest, dim), dtype=np.float32)
+    mask = np.zeros((len(features), longest), dtype=np.int64)
     for i, f in enumerate(features):
-        s_v[i, : f.shape[0]] = torch.from_numpy(np.asarray(f, dtype=np.float32))
+        s_v[i, : f.shape[0]] = f
         mask[i, : f.shape[0]] = 1
-    return s_v, mask
+    return torch.from_numpy(s_v), torch.from_numpy(mask)
 
 
 def row_features(shapes, flats) -> list[np.ndarray]:
@@ -63,6 +68,7 @@ class Collate:
             if any(queries):
                 ids, mask = tokenize(self.query_tokenizer, [q or "" for q in queries], self.max_query_tokens)
                 # a row without a query keeps no query token at all (not even [CLS] / BOS)
-                mask = mask * torch.tensor([bool(q) for q in queries], dtype=mask.dtype)[:, None]
+                keep = np.array([bool(q) for q in queries], dtype=np.int64)[:, None]
+                mask = torch.from_numpy(mask.numpy() * keep)  # numpy: no torch op in this thread (see pad_visual)
                 out["query_ids"], out["query_mask"] = ids, mask
         return out
