@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from pipelines.report import json_line_after_ray
+from pipelines.report import run_as_process
 
 # verb -> (module, one-line description). Only verbs that exist are listed.
 VERBS: dict[str, tuple[str, str]] = {
@@ -48,10 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vljepa: unknown verb {verb!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(VERBS[verb][0])
-    if not as_process:
-        return module.main(rest) or 0
-    with json_line_after_ray():  # the --json line stays last even when Ray logs arrive late
-        return module.main(rest) or 0
+    if as_process:  # the --json line stays last even when Ray logs arrive late
+        return run_as_process(lambda: module.main(rest))
+    return module.main(rest) or 0
 
 
 if __name__ == "__main__":

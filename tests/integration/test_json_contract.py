@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_script(mode: str, tmp_path: Path) -> list[str]:
+def run_script(mode: str) -> list[str]:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     done = subprocess.run([sys.executable, "-m", "tests.integration.late_log_script", mode], capture_output=True,
                           text=True, env=env, timeout=180, cwd=ROOT)
@@ -23,8 +23,8 @@ def run_script(mode: str, tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("mode", ["plain", "held"])
-def test_json_line_stays_last_while_ray_forwards_logs(mode, tmp_path):
-    lines = run_script(mode, tmp_path)
+def test_json_line_stays_last_while_ray_forwards_logs(mode):
+    lines = run_script(mode)
     chatty = [i for i, line in enumerate(lines) if "chatty line" in line]
     result = [i for i, line in enumerate(lines) if line.startswith('{"mode"')]
     assert chatty and len(result) == 1  # the actor's output really reaches the driver's stdout
