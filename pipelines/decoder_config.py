@@ -36,6 +36,7 @@ class DecoderTrainConfig:
     threads_per_worker: int = 0
     cpus_per_worker: float | None = None
     shuffle_buffer: int = 256
+    epochs_per_pass: int = 1  # epochs one Ray Data execution streams (pipelines.training_data)
     log_every: int = 10
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
@@ -62,5 +63,7 @@ class DecoderTrainConfig:
             raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.steps < 1 or self.batch_size < 1 or self.workers < 1:
             raise ValueError("steps, batch size and workers must be >= 1")
+        if self.epochs_per_pass < 1:
+            raise ValueError("epochs per pass must be >= 1")
         if self.noise_norm < 0:
             raise ValueError("--noise-norm must be >= 0")

@@ -29,7 +29,8 @@ from ops.caption_eval import caption_quality
 from ops.collate import pad_visual, row_features
 from ops.evaluation import load_rows
 from pipelines.decoder_config import DecoderTrainConfig
-from pipelines.train_worker import report_state, restore_state, setup_worker, start_tracking, stop_tracking
+from pipelines.train_worker import (batches_from, report_state, restore_state, setup_worker, start_tracking,
+                                    stop_tracking)
 
 
 def initial_decoder(config: DecoderTrainConfig, model_config: VLJepaConfig) -> YDecoder:
@@ -78,13 +79,13 @@ def decoder_loop_per_worker(config_dict: dict) -> None:
     decoder.config.noise_norm = config.noise_norm
     optimizer = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
-    step, epoch, consumed = 0, 0, 0
+    step, data_pass, consumed = 0, 0, 0
     state = restore_state()
     if state is not None:
         decoder.load_state_dict(state["decoder"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        step, epoch, consumed = state["step"], state["epoch"], state["consumed"]
+        step, data_pass, consumed = state["step"], state["pass"], state["consumed"]
         torch.set_rng_state(state["rng"])
     decoder.to(device)
     ddp_decoder = ray.train.torch.prepare_model(decoder, move_to_device=False) if world > 1 else decoder
@@ -94,46 +95,44 @@ def decoder_loop_per_worker(config_dict: dict) -> None:
     shard = ray.train.get_dataset_shard("train")
     window_start, window_samples, metrics = time.perf_counter(), 0, {}
     decoder.train()
-    while step < config.steps:
-        seen_in_epoch = 0
-        for batch in shard.iter_batches(batch_size=config.batch_size, batch_format="numpy", drop_last=True,
-                                        local_shuffle_buffer_size=config.shuffle_buffer,
-                                        local_shuffle_seed=config.seed * 1000 + epoch):
-            seen_in_epoch += 1
-            if seen_in_epoch <= consumed:
-                continue  # resuming: trained on before the restart
-            clean = F.normalize(embeddings_of(batch, device).float(), dim=-1)
-            noisy = add_embedding_noise(clean, config.noise_norm)
-            ids, mask = decoder.tokenize_targets([str(t) for t in batch["target"]])
-            loss = ddp_decoder(noisy, ids.to(device), mask.to(device))
-            loss.backward()
-            grad_norm = apply_update(optimizer, scheduler, config.grad_clip)
-            step, consumed = step + 1, seen_in_epoch
-            window_samples += len(ids) * world
-            if rank == 0 and (step % config.log_every == 0 or step == config.steps):
-                elapsed = time.perf_counter() - window_start
-                metrics = {"loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
-                           "samples_per_s": window_samples / max(elapsed, 1e-9), "epoch": epoch}
-                mlflow.log_metrics(metrics, step=step)
-                window_start, window_samples = time.perf_counter(), 0
-            if rank == 0 and step == config.steps and config.eval_cache:
-                quality = caption_quality(model, decoder, load_rows(config.eval_cache, config.eval_max_samples),
-                                          caption_prompt, num_beams=config.num_beams, seed=config.seed)
-                scores = {f"eval.{k}": v for k, v in quality.items() if k.startswith("cider")}
-                mlflow.log_metrics(scores, step=step)
-                metrics.update(scores)
-                print(f"train-decoder: CIDEr {scores} on {quality['num_samples']} held-out captions; "
-                      f"e.g. {quality['examples']}")
-                decoder.train()
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                report_state({"decoder": {k: v.detach().cpu() for k, v in decoder.state_dict().items()},
-                              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                              "step": step, "epoch": epoch, "consumed": consumed, "rng": torch.get_rng_state()},
-                             metrics, rank)
-            if step >= config.steps:
-                break
-        else:
-            epoch, consumed = epoch + 1, 0
-            if seen_in_epoch == 0:
-                raise ValueError("the cache yields no full batch of captions: lower --batch-size or add data")
+
+    def make_batches(data_pass: int):
+        return shard.iter_batches(batch_size=config.batch_size, batch_format="numpy", drop_last=True,
+                                  local_shuffle_buffer_size=config.shuffle_buffer,
+                                  local_shuffle_seed=config.seed * 1000 + data_pass)
+
+    batches = batches_from(make_batches, data_pass, consumed,
+                           "the cache yields no full batch of captions: lower --batch-size or add data")
+    for data_pass, consumed, batch in (batches if step < config.steps else ()):
+        epoch = data_pass * config.epochs_per_pass + int(batch["epoch"].max())
+        clean = F.normalize(embeddings_of(batch, device).float(), dim=-1)
+        noisy = add_embedding_noise(clean, config.noise_norm)
+        ids, mask = decoder.tokenize_targets([str(t) for t in batch["target"]])
+        loss = ddp_decoder(noisy, ids.to(device), mask.to(device))
+        loss.backward()
+        grad_norm = apply_update(optimizer, scheduler, config.grad_clip)
+        step += 1
+        window_samples += len(ids) * world
+        if rank == 0 and (step % config.log_every == 0 or step == config.steps):
+            elapsed = time.perf_counter() - window_start
+            metrics = {"loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+                       "samples_per_s": window_samples / max(elapsed, 1e-9), "epoch": epoch}
+            mlflow.log_metrics(metrics, step=step)
+            window_start, window_samples = time.perf_counter(), 0
+        if rank == 0 and step == config.steps and config.eval_cache:
+            quality = caption_quality(model, decoder, load_rows(config.eval_cache, config.eval_max_samples),
+                                      caption_prompt, num_beams=config.num_beams, seed=config.seed)
+            scores = {f"eval.{k}": v for k, v in quality.items() if k.startswith("cider")}
+            mlflow.log_metrics(scores, step=step)
+            metrics.update(scores)
+            print(f"train-decoder: CIDEr {scores} on {quality['num_samples']} held-out captions; "
+                  f"e.g. {quality['examples']}")
+            decoder.train()
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            report_state({"decoder": {k: v.detach().cpu() for k, v in decoder.state_dict().items()},
+                          "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                          "step": step, "pass": data_pass, "epoch": epoch, "consumed": consumed, "rng": torch.get_rng_state()},
+                         metrics, rank)
+        if step >= config.steps:
+            break
     stop_tracking(rank)

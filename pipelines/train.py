@@ -17,11 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ops.training_rows import select_rows
 from pipelines.report import print_json_result, run_as_process
 from pipelines.train_config import STAGES, TrainConfig
-
-TRAIN_COLUMNS = ["s_v", "s_v_shape", "target", "query", "task", "media_kind"]
 
 
 def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
@@ -43,6 +40,8 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     parser.add_argument("--lr", type=float, default=None, help="base lr (default: the stage's)")
     parser.add_argument("--warmup-steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs-per-pass", type=int, default=1,
+                        help="epochs one Ray Data execution streams (see pipelines/training_data.py)")
     # scale and faults
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--cpus-per-worker", type=float, default=None,
@@ -70,7 +69,8 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
         init_model=args.init_model, steps=args.steps, workers=args.workers, batch_size=args.batch_size,
         grad_accum=args.grad_accum, lr=args.lr, threads_per_worker=args.threads_per_worker,
         cpus_per_worker=args.cpus_per_worker, warmup_steps=args.warmup_steps, seed=args.seed,
-        checkpoint_every=args.checkpoint_every, log_every=args.log_every, eval_cache=args.eval_cache, eval_every=args.eval_every,
+        epochs_per_pass=args.epochs_per_pass, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+        eval_cache=args.eval_cache, eval_every=args.eval_every,
         replay_cache=args.replay_cache, replay_weight=args.replay_weight, max_failures=args.max_failures,
         experiment=args.experiment, registered_model=args.registered_model or None,
         storage=args.storage, placement_strategy=args.placement_strategy,
@@ -79,46 +79,14 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     return config, args
 
 
-def read_cache(url: str, media_kinds: list[str], tasks: list[str], replay: bool, columns: list[str] = TRAIN_COLUMNS):
-    """A cache's rows of the given media kinds and tasks as a streaming Ray Dataset."""
-    import pyarrow.fs
-    import ray
-
-    from ops.feature_cache import FeatureCache
-
-    cache = FeatureCache(url)
-    files = cache.shard_files()
-    if not files:
-        raise ValueError(f"{url} holds no feature cache (no manifest.json with shards): run cache-features first")
-    filesystem = None if cache.is_local else pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(cache.fs))
-    dataset = ray.data.read_parquet(files, filesystem=filesystem, columns=columns)
-    return dataset.map_batches(select_rows, batch_format="pyarrow",
-                               fn_kwargs={"media_kinds": media_kinds, "tasks": tasks, "replay": replay})
-
-
-def build_dataset(config: TrainConfig):
-    kinds = list(config.spec.media_kinds)
-    dataset = read_cache(config.cache, kinds, list(config.spec.tasks), replay=False)
-    if config.replay_cache and config.replay_weight > 0:
-        replay = read_cache(config.replay_cache, kinds, ["caption"], replay=True)
-        main_rows, replay_rows = dataset.count(), replay.count()
-        # replayed share w of the mix: replay_rows * f = w / (1 - w) * main_rows
-        fraction = config.replay_weight / (1 - config.replay_weight) * main_rows / max(replay_rows, 1)
-        if fraction < 1:
-            replay = replay.random_sample(fraction, seed=config.seed)
-        elif fraction > 1:
-            print(f"train: only {replay_rows} replay rows for a {config.replay_weight:.0%} share; using all of them")
-        dataset = dataset.union(replay)
-    return dataset
-
-
 def run(config: TrainConfig, resume: bool = False, address: str | None = None) -> dict:
     from pipelines.train_driver import fit, open_tracking
     from pipelines.train_loop import train_loop_per_worker
+    from pipelines.training_data import build_train_dataset
 
     open_tracking(config, run_name=f"{config.stage}-{Path(config.out).name}", resume=resume)
     print(f"train: stage {config.stage}, {config.steps} steps, {config.workers} worker(s) x batch {config.batch_size}")
-    result = fit(train_loop_per_worker, config, lambda: {"train": build_dataset(config)}, address)
+    result = fit(train_loop_per_worker, config, lambda: {"train": build_train_dataset(config)}, address)
     return finish(config, result.checkpoint, result.metrics or {})
 
 

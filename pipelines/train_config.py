@@ -59,6 +59,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     shuffle_buffer: int = 256
+    epochs_per_pass: int = 1  # epochs one Ray Data execution streams (pipelines.training_data)
     log_every: int = 10
     checkpoint_every: int = 50
     keep_checkpoints: int = 2
@@ -95,6 +96,8 @@ class TrainConfig:
             raise ValueError(f"unknown stage {self.stage!r}; choose one of {', '.join(STAGES)}")
         if self.steps < 1 or self.batch_size < 2 or self.workers < 1 or self.grad_accum < 1:
             raise ValueError("steps and workers must be >= 1, batch size >= 2 (InfoNCE needs negatives)")
+        if self.epochs_per_pass < 1:
+            raise ValueError("--epochs-per-pass must be >= 1")
         if self.replay_weight and not self.replay_cache:
             raise ValueError("--replay-weight needs --replay-cache")
         if not 0.0 <= self.replay_weight < 1.0:

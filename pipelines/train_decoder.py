@@ -82,13 +82,6 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
     return config, args
 
 
-def build_dataset(config: DecoderTrainConfig):
-    from pipelines.train import read_cache
-
-    columns = ["target", "task", "media_kind"] + (["s_v", "s_v_shape"] if config.mode == "predicted" else [])
-    return read_cache(config.cache, ["image", "video"], ["caption"], replay=False, columns=columns)
-
-
 def _link_or_copy(source: str, target: str) -> None:
     try:
         os.link(source, target)  # the VL-JEPA weights are shared, not duplicated, on one filesystem
@@ -123,10 +116,12 @@ def run(config: DecoderTrainConfig, resume: bool = False, address: str | None = 
     from pipelines.mlflow_model import log_and_register
     from pipelines.train_driver import fit, open_tracking
     from pipelines.tracking import using_tracking_uri
+    from pipelines.training_data import build_decoder_dataset
+
 
     open_tracking(config, run_name=f"y-decoder-{config.mode}-{Path(config.out).name}", resume=resume)
     print(f"train-decoder: mode {config.mode}, {config.steps} steps, {config.workers} worker(s) x batch {config.batch_size}")
-    result = fit(decoder_loop_per_worker, config, lambda: {"train": build_dataset(config)}, address)
+    result = fit(decoder_loop_per_worker, config, lambda: {"train": build_decoder_dataset(config)}, address)
     with result.checkpoint.as_directory() as checkpoint_dir:
         model_dir = export_decoder_checkpoint(config, Path(checkpoint_dir), Path(config.out) / "model")
     with using_tracking_uri(config.tracking_uri), mlflow.start_run(run_id=config.mlflow_run_id):

@@ -4,9 +4,10 @@ Design choices:
 - Streaming: each worker iterates its shard of the cache (`get_dataset_shard`), collating and
   tokenising in the batch pipeline; nothing loads the dataset whole.
 - One global InfoNCE batch: features are all-gathered across workers (model.loss), DDP averages.
-- Checkpoints hold the trainable weights, optimizer, scheduler, step and the data position
-  (epoch, batches consumed in it); a restarted worker group resumes exactly there. The data
-  order is a function of the seed and the epoch, so resuming replays the same order.
+- The data streams in passes of several epochs (pipelines.training_data): one Ray Data execution
+  per pass, not per epoch. Checkpoints hold the trainable weights, optimizer, scheduler, step
+  and the data position (pass, batches consumed in it); a restarted worker group resumes exactly
+  there. The data order is a function of the seed and the pass, so resuming replays the same order.
 - Only rank 0 talks to MLflow; every rank reports to Ray Train together (a barrier).
 """
 
@@ -15,8 +16,10 @@ from __future__ import annotations
 import math
 import resource
 import time
+from dataclasses import dataclass
 
 import mlflow
+import numpy as np
 import ray.train
 import torch
 
@@ -29,7 +32,8 @@ from model.vljepa import VLJepa
 from ops.collate import Collate
 from ops.evaluation import evaluate, load_rows
 from pipelines.train_config import TrainConfig
-from pipelines.train_worker import report_state, restore_state, setup_worker, start_tracking, stop_tracking
+from pipelines.train_worker import (batches_from, report_state, restore_state, setup_worker, start_tracking,
+                                    stop_tracking)
 
 
 def initial_model(config: TrainConfig) -> VLJepa:
@@ -70,20 +74,30 @@ def flat_metrics(result: dict, prefix: str = "eval") -> dict[str, float]:
     return flat
 
 
+@dataclass
+class WithEpoch:
+    """Collation that also hands over each row's epoch (the loop logs it; the model never sees it)."""
+
+    collate: Collate
+
+    def __call__(self, batch: dict) -> dict[str, torch.Tensor]:
+        return {**self.collate(batch), "epoch": torch.from_numpy(np.asarray(batch["epoch"], dtype=np.int64))}
+
+
 def train_loop_per_worker(config_dict: dict) -> None:
     config = TrainConfig.from_dict(config_dict)
     rank, world, device = setup_worker(config.out, config.seed, config.threads_per_worker)
     model = initial_model(config)
     optimizer = build_optimizer(model, config.learning_rate, config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
-    step, epoch, consumed = 0, 0, 0
+    step, data_pass, consumed = 0, 0, 0
 
     state = restore_state()
     if state is not None:
         load_trainable_state(model, state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        step, epoch, consumed = state["step"], state["epoch"], state["consumed"]
+        step, data_pass, consumed = state["step"], state["pass"], state["consumed"]
         torch.set_rng_state(state["rng"])
 
     model.to(device)
@@ -100,54 +114,50 @@ def train_loop_per_worker(config_dict: dict) -> None:
     eval_rows = load_rows(config.eval_cache, config.eval_max_samples) if rank == 0 and config.eval_cache else None
 
     shard = ray.train.get_dataset_shard("train")
+    collate_with_epoch = WithEpoch(collate)
+
+    def make_batches(data_pass: int):
+        return shard.iter_torch_batches(
+            batch_size=config.batch_size, collate_fn=collate_with_epoch, drop_last=True, prefetch_batches=2,
+            local_shuffle_buffer_size=config.shuffle_buffer, local_shuffle_seed=config.seed * 1000 + data_pass)
+
     window_start, window_samples = time.perf_counter(), 0
     metrics: dict[str, float] = {}
     model.train()
-    while step < config.steps:
-        batches = shard.iter_torch_batches(
-            batch_size=config.batch_size, collate_fn=collate, drop_last=True, prefetch_batches=2,
-            local_shuffle_buffer_size=config.shuffle_buffer, local_shuffle_seed=config.seed * 1000 + epoch,
-        )
-        seen_in_epoch = 0
-        for batch in batches:
-            seen_in_epoch += 1
-            if seen_in_epoch <= consumed:
-                continue  # resuming: these batches were trained on before the restart
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            with autocast:
-                predicted, target = ddp_model(**batch)
-                loss = loss_fn(predicted, target, model.scale())
-            (loss / config.grad_accum).backward()
-            window_samples += batch["s_v"].shape[0] * world
-            consumed = seen_in_epoch
-            if seen_in_epoch % config.grad_accum:
-                continue
-            grad_norm = apply_update(optimizer, scheduler, config.grad_clip)
-            step += 1
+    batches = batches_from(make_batches, data_pass, consumed,
+                           "the training data yields no full batch: lower --batch-size or add data")
+    for data_pass, consumed, batch in (batches if step < config.steps else ()):
+        epoch = data_pass * config.epochs_per_pass + int(batch.pop("epoch").max())
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with autocast:
+            predicted, target = ddp_model(**batch)
+            loss = loss_fn(predicted, target, model.scale())
+        (loss / config.grad_accum).backward()
+        window_samples += batch["s_v"].shape[0] * world
+        if consumed % config.grad_accum:
+            continue
+        grad_norm = apply_update(optimizer, scheduler, config.grad_clip)
+        step += 1
 
-            if rank == 0 and (step % config.log_every == 0 or step == config.steps):
-                elapsed = time.perf_counter() - window_start
-                metrics = {"loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0],
-                           "temperature": float(1.0 / model.scale().detach()), "grad_norm": float(grad_norm),
-                           "samples_per_s": window_samples / max(elapsed, 1e-9), "epoch": epoch,
-                           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-                mlflow.log_metrics(metrics, step=step)
-                window_start, window_samples = time.perf_counter(), 0
-            if rank == 0 and eval_rows and (
-                    (config.eval_every and step % config.eval_every == 0) or step == config.steps):
-                evaluation = flat_metrics(evaluate(model, eval_rows, config.spec.caption_prompt))
-                mlflow.log_metrics(evaluation, step=step)
-                metrics.update(evaluation)
-                model.train()
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                report_state({"model": trainable_state(model), "optimizer": optimizer.state_dict(),
-                              "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
-                              "consumed": consumed, "rng": torch.get_rng_state()}, metrics, rank)
-            if step >= config.steps:
-                break
-        else:
-            epoch, consumed = epoch + 1, 0
-            if seen_in_epoch == 0:
-                raise ValueError("the training data yields no full batch: lower --batch-size or add data")
+        if rank == 0 and (step % config.log_every == 0 or step == config.steps):
+            elapsed = time.perf_counter() - window_start
+            metrics = {"loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0],
+                       "temperature": float(1.0 / model.scale().detach()), "grad_norm": float(grad_norm),
+                       "samples_per_s": window_samples / max(elapsed, 1e-9), "epoch": epoch,
+                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            mlflow.log_metrics(metrics, step=step)
+            window_start, window_samples = time.perf_counter(), 0
+        if rank == 0 and eval_rows and (
+                (config.eval_every and step % config.eval_every == 0) or step == config.steps):
+            evaluation = flat_metrics(evaluate(model, eval_rows, config.spec.caption_prompt))
+            mlflow.log_metrics(evaluation, step=step)
+            metrics.update(evaluation)
+            model.train()
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            report_state({"model": trainable_state(model), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict(), "step": step, "pass": data_pass, "epoch": epoch,
+                          "consumed": consumed, "rng": torch.get_rng_state()}, metrics, rank)
+        if step >= config.steps:
+            break
     stop_tracking(rank)
 

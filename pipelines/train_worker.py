@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import mlflow
@@ -67,3 +68,22 @@ def report_state(state: dict, metrics: dict, rank: int) -> None:
     with tempfile.TemporaryDirectory() as directory:
         torch.save(state, Path(directory) / STATE_FILE)
         ray.train.report(payload, checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+
+def batches_from(make_batches: Callable[[int], Iterable], data_pass: int, consumed: int,
+                 empty_message: str) -> Iterator[tuple[int, int, object]]:
+    """(pass, batches consumed in it, batch), from a saved position on, pass after pass, forever.
+
+    `make_batches(pass)` iterates one pass of this worker's shard (a fixed order given the pass:
+    the local shuffle is seeded by it), so a restarted worker skips exactly what it had trained on.
+    """
+    while True:
+        seen = 0
+        for batch in make_batches(data_pass):
+            seen += 1
+            if seen <= consumed:
+                continue  # resuming: trained on before the restart
+            yield data_pass, seen, batch
+        if seen == 0:
+            raise ValueError(empty_message)
+        data_pass, consumed = data_pass + 1, 0

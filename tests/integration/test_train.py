@@ -114,3 +114,33 @@ def test_two_workers_on_a_small_cpu_cluster_share_the_cores(ray_instance, caches
     summary = _train(capsys, caches, tmp_path / "run", "--steps", "3", "--checkpoint-every", "3", "--workers", "2")
     assert summary["metrics"]["step"] == 3
     assert len(list((tmp_path / "run" / "pids").glob("rank*.pid"))) == 2
+
+
+def column(dataset, name: str) -> list:
+    """One column of a whole (small) dataset; a file with none of the stage's rows gives an empty
+    block without columns, which holds nothing to check."""
+    import ray
+
+    tables = (ray.get(ref) for ref in dataset.to_arrow_refs())
+    return [value for table in tables if table.num_rows for value in table[name].to_pylist()]
+
+
+def test_a_pass_streams_its_epochs_and_the_replay_share(ray_instance, caches):
+    """The training dataset on Ray Data: a pass of 2 epochs holds every stage row twice, tagged
+    with its epoch; an SFT mix subsamples the replayed pretraining rows to their weight."""
+    from ops.cache_files import CacheSource
+    from pipelines.train_config import TrainConfig
+    from pipelines.training_data import TRAIN_COLUMNS, build_train_dataset, count_rows, read_pass
+
+    cache = str(caches / "train")
+    videos = CacheSource(cache, ("video",), ("caption",))
+    one_epoch = count_rows(videos)
+    assert one_epoch > 0
+    epochs = sorted(column(read_pass([videos], TRAIN_COLUMNS, epochs=2, seed=0), "epoch"))
+    assert epochs == [0] * one_epoch + [1] * one_epoch
+
+    config = TrainConfig(stage="sft", cache=cache, out="", replay_cache=cache, replay_weight=0.25)
+    replayed = column(build_train_dataset(config), "replay")
+    sft_rows = count_rows(CacheSource(cache, ("image", "video"), ("caption", "vqa", "classification")))
+    assert len(replayed) - sum(replayed) == sft_rows  # every SFT row, once
+    assert 0.1 < sum(replayed) / len(replayed) < 0.4  # ~25% replayed (a seeded draw per file)

@@ -1,0 +1,80 @@
+"""Stream a feature cache's Parquet files as a training stage's rows, one or more epochs per pass.
+
+Why not `ray.data.read_parquet`: Ray Train re-executes the dataset at every epoch (a pass), and
+read_parquet's execution re-lists its files and restarts its read operator each time: ~1-2 s per
+epoch (measured on the demo cache, 27 steps per epoch on 2 cores: every logging window with an
+epoch boundary trained at ~70 samples/s instead of ~130; the restart was most of Ray Train's
+overhead there). Here the dataset is a list of (cache, shard, epoch) items, each epoch in a seeded
+file order of its own, and a map task reads each file with pyarrow, record batch by record batch
+(bounded memory): a restart costs ~0.2 s.
+
+Ray-free: the items and the reader are plain Python, tested without a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ops.feature_cache import FeatureCache
+from ops.training_rows import select_rows
+
+FILTER_COLUMNS = ["media_kind", "task"]
+
+
+@dataclass(frozen=True)
+class CacheSource:
+    """One cache a stage reads: which rows of it, and which share of them (replayed pretraining
+    data is subsampled to its mixing weight; `keep` 1.0 reads every selected row)."""
+
+    url: str
+    media_kinds: tuple[str, ...]
+    tasks: tuple[str, ...]
+    replay: bool = False
+    keep: float = 1.0
+
+
+def pass_items(sources: list[CacheSource], epochs: int, seed: int) -> list[dict]:
+    """The files of one pass: every source's shards once per epoch, each epoch in a seeded order
+    of its own (so epochs differ beyond what the local shuffle buffer mixes)."""
+    files = [(index, shard) for index, source in enumerate(sources)
+             for shard in sorted((FeatureCache(source.url).manifest() or {"shards": {}})["shards"])]
+    items = []
+    for epoch in range(epochs):
+        order = np.random.default_rng([seed, epoch]).permutation(len(files))
+        items += [{"source": int(files[i][0]), "shard": files[i][1], "epoch": epoch} for i in order]
+    return items
+
+
+@dataclass(frozen=True)
+class CacheFileReader:
+    """`map_batches` callable: a batch of pass items -> the selected rows of their files, one
+    Arrow table per record batch, with `replay` and `epoch` columns added."""
+
+    sources: tuple[CacheSource, ...]
+    columns: tuple[str, ...]
+    seed: int = 0
+    record_batch_rows: int = 256
+
+    def __call__(self, items: dict[str, np.ndarray]) -> Iterator[pa.Table]:
+        for source_index, shard, epoch in zip(items["source"], items["shard"], items["epoch"]):
+            yield from self.read_file(int(source_index), str(shard), int(epoch))
+
+    def read_file(self, source_index: int, shard: str, epoch: int) -> Iterator[pa.Table]:
+        source = self.sources[source_index]
+        cache = FeatureCache(source.url)
+        columns = list(dict.fromkeys([*self.columns, *FILTER_COLUMNS]))
+        # a seeded draw per (epoch, file): the replayed subset is the same in a resumed run
+        sampler = np.random.default_rng([self.seed, epoch, source_index, *shard.encode()])
+        with cache.fs.open(cache.path(f"{shard}.parquet"), "rb") as handle:
+            for record_batch in pq.ParquetFile(handle).iter_batches(batch_size=self.record_batch_rows, columns=columns):
+                table = select_rows(pa.Table.from_batches([record_batch]), list(source.media_kinds),
+                                    list(source.tasks), source.replay)
+                if source.keep < 1.0:
+                    table = table.filter(pa.array(sampler.random(table.num_rows) < source.keep))
+                if table.num_rows:
+                    yield table.append_column("epoch", pa.array(np.full(table.num_rows, epoch, dtype=np.int64)))

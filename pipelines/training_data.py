@@ -1,0 +1,68 @@
+"""The training datasets: a feature cache streamed through Ray Data, a pass at a time.
+
+Each Ray Train worker iterates its streaming split of a pass (one Ray Data execution; by default
+one epoch); the dataset is never loaded whole (a map task reads one file record batch by record
+batch). Why not `read_parquet`: see ops.cache_files.
+
+Epochs per pass (`--epochs-per-pass`, default 1): a longer pass saves the restart between epochs
+(~0.2 s), but Ray Data reads a pass ahead as fast as it can, and on a CPU node where the step's
+OpenMP threads hold every core that read-ahead stalls the step for far longer than it saves
+(measured on 2 cores, demo cache: 3 epochs per pass cost 2-3 logging windows at ~25 samples/s
+at each pass start, against ~120). Raise it where the readers have spare cores (GPU nodes).
+"""
+
+from __future__ import annotations
+
+from ops.cache_files import CacheFileReader, CacheSource, pass_items
+from ops.feature_cache import FeatureCache
+
+TRAIN_COLUMNS = ("s_v", "s_v_shape", "target", "query", "task", "media_kind")
+MAX_READ_BLOCKS = 1000  # read tasks per pass; beyond this a task reads several files in turn
+
+
+def read_pass(sources: list[CacheSource], columns: tuple[str, ...], epochs: int, seed: int):
+    """One pass over `sources` as a streaming Ray Dataset: `epochs` epochs, each in its own seeded
+    file order, rows with `replay` and `epoch` columns."""
+    import ray
+
+    for source in sources:
+        if not FeatureCache(source.url).shard_files():
+            raise ValueError(f"{source.url} holds no feature cache (no manifest.json with shards): "
+                             "run cache-features first")
+    items = pass_items(sources, epochs, seed)
+    reader = CacheFileReader(tuple(sources), tuple(columns), seed)
+    blocks = min(len(items), MAX_READ_BLOCKS)
+    # batch_size=None: a task reads the items of its block, one file after another
+    return ray.data.from_items(items, override_num_blocks=blocks).map_batches(
+        reader, batch_size=None, batch_format="numpy")
+
+
+def count_rows(source: CacheSource) -> int:
+    """Rows of the source a stage would read (one epoch); reads only the two filter columns."""
+    return read_pass([source], ("media_kind", "task"), epochs=1, seed=0).count()
+
+
+def stage_sources(config) -> list[CacheSource]:
+    """A TrainConfig's caches: its stage's rows, plus replayed pretraining rows mixed by weight."""
+    kinds = tuple(config.spec.media_kinds)
+    main = CacheSource(config.cache, kinds, tuple(config.spec.tasks))
+    if not (config.replay_cache and config.replay_weight > 0):
+        return [main]
+    replay = CacheSource(config.replay_cache, kinds, ("caption",), replay=True)
+    main_rows, replay_rows = count_rows(main), count_rows(replay)
+    # replayed share w of the mix: replay_rows * f = w / (1 - w) * main_rows
+    fraction = config.replay_weight / (1 - config.replay_weight) * main_rows / max(replay_rows, 1)
+    if fraction > 1:
+        print(f"train: only {replay_rows} replay rows for a {config.replay_weight:.0%} share; using all of them")
+    return [main, CacheSource(replay.url, kinds, ("caption",), replay=True, keep=min(1.0, fraction))]
+
+
+def build_train_dataset(config):
+    return read_pass(stage_sources(config), TRAIN_COLUMNS, config.epochs_per_pass, config.seed)
+
+
+def build_decoder_dataset(config):
+    """Every cached caption (image and video); S_V too when the decoder learns from Ŝ_Y."""
+    columns = ("target", "task", "media_kind") + (("s_v", "s_v_shape") if config.mode == "predicted" else ())
+    source = CacheSource(config.cache, ("image", "video"), ("caption",))
+    return read_pass([source], columns, config.epochs_per_pass, config.seed)
