@@ -4,8 +4,8 @@ Design choices:
 - Streaming: each worker iterates its shard of the cache (`get_dataset_shard`), collating and
   tokenising in the batch pipeline; nothing loads the dataset whole.
 - One global InfoNCE batch: features are all-gathered across workers (model.loss), DDP averages.
-- The data streams in passes of several epochs (pipelines.training_data): one Ray Data execution
-  per pass, not per epoch. Checkpoints hold the trainable weights, optimizer, scheduler, step
+- The data streams in passes (pipelines.training_data): one Ray Data execution each, one epoch
+  by default (--epochs-per-pass). Checkpoints hold the trainable weights, optimizer, scheduler, step
   and the data position (pass, batches consumed in it); a restarted worker group resumes exactly
   there. The data order is a function of the seed and the pass, so resuming replays the same order.
 - Only rank 0 talks to MLflow; every rank reports to Ray Train together (a barrier).
