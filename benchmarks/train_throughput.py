@@ -3,7 +3,8 @@ worker memory as the cache grows 10x (it must stay flat: the cache streams, it i
 
 Same model (minilm preset), same cached batches, same batch size, same torch threads, the same
 step (train mode, InfoNCE, the shared clip + AdamW + schedule update of model.optim.apply_update):
-  bare      one process: rows read with pyarrow once, collated, trained; no Ray at all
+  bare      one process: rows read with pyarrow once, collated, trained; no Ray at all (run
+            before and after ray x1; the ratios use their mean)
   ray x1    `vljepa train` with 1 worker (samples/s as the loop reports it, warm-up windows dropped)
   spare     bare and ray x1 again with one torch thread fewer than cores: Ray's processes get a core
   ray x2    the same with 2 workers on the same machine (global samples/s)
@@ -111,8 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.redirect_stdout(io.StringIO()):
             cache_features.main(["--shards", f"{root}/train", "--out", f"{root}/cache", "--preset", "minilm"])
         cache = f"{root}/cache"
-        bare = bare_loop(cache, args.steps, threads=cores)
+        # the bare loop before and after the Ray run, the ratio against their mean: this VM's speed
+        # drifts by several percent over minutes (single bare runs of 129-138 samples/s)
+        bare_runs = [bare_loop(cache, args.steps, threads=cores)]
         one = ray_run(cache, Path(root) / "run1", args.steps, workers=1)
+        bare_runs.append(bare_loop(cache, args.steps, threads=cores))
+        bare = statistics.mean(bare_runs)
         # the same with one torch thread on each side: Ray's own processes get the spare core(s),
         # as they do on a GPU node, where the step does not occupy every CPU
         bare_spare = bare_loop(cache, args.steps, threads=max(1, cores - 1))
@@ -120,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         two = ray_run(cache, Path(root) / "run2", args.steps, workers=2)
         big = ray_run(tenfold(cache, f"{root}/cache10"), Path(root) / "run10", args.steps, workers=1)
     result = {
-        "cores": cores, "bare_samples_per_s": round(bare, 1),
+        "cores": cores, "bare_samples_per_s": round(bare, 1), "bare_runs": [round(b, 1) for b in bare_runs],
         "ray_1_worker_samples_per_s": round(one["samples_per_s"], 1),
         "ray_overhead": round(1 - one["samples_per_s"] / bare, 3),
         "bare_spare_core_samples_per_s": round(bare_spare, 1),
@@ -132,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         "ray_overhead_10x_cache": round(1 - big["samples_per_s"] / bare, 3),
         "peak_rss_mb_1x_cache": one["peak_rss_mb"], "peak_rss_mb_10x_cache": big["peak_rss_mb"],
     }
-    print(f"bare torch loop           : {bare:7.1f} samples/s")
+    print(f"bare torch loop           : {bare:7.1f} samples/s  (mean of {', '.join(f'{b:.1f}' for b in bare_runs)})")
     print(f"Ray Train, 1 worker       : {one['samples_per_s']:7.1f} samples/s  (overhead {result['ray_overhead']:.1%})")
     print(f"bare, a core left spare   : {bare_spare:7.1f} samples/s  ({max(1, cores - 1)} torch thread(s))")
     print(f"Ray Train, 1 worker, same : {one_spare['samples_per_s']:7.1f} samples/s  (overhead "

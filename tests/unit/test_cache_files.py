@@ -78,3 +78,13 @@ def test_a_missing_shard_file_is_an_error_not_an_empty_epoch(tmp_path):
     source = CacheSource(url, ("video",), ("caption",))
     with pytest.raises(FileNotFoundError):
         list(CacheFileReader((source,), ("target",))(as_batch(pass_items([source], epochs=1, seed=0))))
+
+
+def test_read_tasks_group_files_but_keep_every_cpu_busy():
+    from pipelines.training_data import MAX_READ_BLOCKS, read_blocks
+
+    assert read_blocks(17, cluster_cpus=2) == 3  # the demo cache: a few tasks, not one per file
+    assert read_blocks(200, cluster_cpus=64) == 64  # a big cluster: a task per CPU
+    assert read_blocks(3, cluster_cpus=64) == 3  # never more tasks than files
+    assert read_blocks(10**6, cluster_cpus=16) == MAX_READ_BLOCKS
+    assert read_blocks(0, cluster_cpus=2) == 1
