@@ -131,8 +131,8 @@ def decoder_loop_per_worker(config_dict: dict) -> None:
         if step % config.checkpoint_every == 0 or step == config.steps:
             report_state({"decoder": {k: v.detach().cpu() for k, v in decoder.state_dict().items()},
                           "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                          "step": step, "pass": data_pass, "epoch": epoch, "consumed": consumed, "rng": torch.get_rng_state()},
-                         metrics, rank)
+                          "step": step, "pass": data_pass, "epoch": epoch, "consumed": consumed,
+                          "rng": torch.get_rng_state()}, metrics, rank)
         if step >= config.steps:
             break
     stop_tracking(rank)

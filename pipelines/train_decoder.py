@@ -118,7 +118,6 @@ def run(config: DecoderTrainConfig, resume: bool = False, address: str | None = 
     from pipelines.tracking import using_tracking_uri
     from pipelines.training_data import build_decoder_dataset
 
-
     open_tracking(config, run_name=f"y-decoder-{config.mode}-{Path(config.out).name}", resume=resume)
     print(f"train-decoder: mode {config.mode}, {config.steps} steps, {config.workers} worker(s) x batch {config.batch_size}")
     result = fit(decoder_loop_per_worker, config, lambda: {"train": build_decoder_dataset(config)}, address)
