@@ -41,8 +41,13 @@ class CacheSource:
 def pass_items(sources: list[CacheSource], epochs: int, seed: int) -> list[dict]:
     """The files of one pass: every source's shards once per epoch, each epoch in a seeded order
     of its own (so epochs differ beyond what the local shuffle buffer mixes)."""
-    files = [(index, shard) for index, source in enumerate(sources)
-             for shard in sorted((FeatureCache(source.url).manifest() or {"shards": {}})["shards"])]
+    files = []
+    for index, source in enumerate(sources):
+        shards = FeatureCache(source.url).shard_names()
+        if not shards:
+            raise ValueError(f"{source.url} holds no feature cache (no manifest.json with shards): "
+                             "run cache-features first")
+        files += [(index, shard) for shard in shards]
     items = []
     for epoch in range(epochs):
         order = np.random.default_rng([seed, epoch]).permutation(len(files))

@@ -147,9 +147,12 @@ class FeatureCache:
         self.write_bytes("manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode())
 
     # -- reading ---------------------------------------------------------------------------
-    def shard_files(self) -> list[str]:
+    def shard_names(self) -> list[str]:
         manifest = self.manifest() or {"shards": {}}
-        return [self.path(f"{shard}.parquet") for shard in sorted(manifest["shards"])]
+        return sorted(manifest["shards"])
+
+    def shard_files(self) -> list[str]:
+        return [self.path(f"{shard}.parquet") for shard in self.shard_names()]
 
     def read_shard(self, shard: str) -> pa.Table:
         with self.fs.open(self.path(f"{shard}.parquet"), "rb") as handle:

@@ -13,8 +13,9 @@ at each pass start, against ~120). Raise it where the readers have spare cores (
 
 from __future__ import annotations
 
+import dataclasses
+
 from ops.cache_files import CacheFileReader, CacheSource, pass_items
-from ops.feature_cache import FeatureCache
 
 TRAIN_COLUMNS = ("s_v", "s_v_shape", "target", "query", "task", "media_kind")
 MAX_READ_BLOCKS = 1000  # read tasks per pass, at most
@@ -34,11 +35,7 @@ def read_pass(sources: list[CacheSource], columns: tuple[str, ...], epochs: int,
     file order, rows with `replay` and `epoch` columns."""
     import ray
 
-    for source in sources:
-        if not FeatureCache(source.url).shard_files():
-            raise ValueError(f"{source.url} holds no feature cache (no manifest.json with shards): "
-                             "run cache-features first")
-    items = pass_items(sources, epochs, seed)
+    items = pass_items(sources, epochs, seed)  # raises if a source holds no feature cache
     reader = CacheFileReader(tuple(sources), tuple(columns), seed)
     blocks = read_blocks(len(items), ray.cluster_resources().get("CPU", 1))
     # batch_size=None: a task reads the items of its block, one file after another
@@ -63,7 +60,7 @@ def stage_sources(config) -> list[CacheSource]:
     fraction = config.replay_weight / (1 - config.replay_weight) * main_rows / max(replay_rows, 1)
     if fraction > 1:
         print(f"train: only {replay_rows} replay rows for a {config.replay_weight:.0%} share; using all of them")
-    return [main, CacheSource(replay.url, kinds, ("caption",), replay=True, keep=min(1.0, fraction))]
+    return [main, dataclasses.replace(replay, keep=min(1.0, fraction))]
 
 
 def build_train_dataset(config):

@@ -88,3 +88,8 @@ def test_read_tasks_group_files_but_keep_every_cpu_busy():
     assert read_blocks(3, cluster_cpus=64) == 3  # never more tasks than files
     assert read_blocks(10**6, cluster_cpus=16) == MAX_READ_BLOCKS
     assert read_blocks(0, cluster_cpus=2) == 1
+
+
+def test_a_directory_without_a_cache_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="holds no feature cache"):
+        pass_items([CacheSource(str(tmp_path), ("video",), ("caption",))], epochs=1, seed=0)
