@@ -4,7 +4,15 @@ call as the floor. Bounded: a fixed number of requests per level, 127.0.0.1 only
 Each request is a real classify call: an H.264 clip (multipart) and 8 candidate labels, through
 the HTTP ingress, the visual deployment (batched up to 16, or 1) and the text deployment.
 
+Where the CPU goes: at concurrency 32 the CPU seconds of every process (proxy, ingress, visual,
+text, the load generator, Ray's own) are read before and after, per request. With the model's own
+batching gain measured in-process (per-clip forward at batch 1 vs 16, one thread as in a replica),
+that gives the most batching can buy on this machine (Amdahl):
+
+    bound = unbatched CPU per request / (same - model at batch 1 + model per clip at batch 16)
+
     python -m benchmarks.serve_throughput [--requests-per-level 64]
+    RAY_SERVE_THROUGHPUT_OPTIMIZED=0 python -m benchmarks.serve_throughput   # Ray Serve's default mode
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psutil
 import requests
+import torch
 
 from model.export import load_model
 from model.tasks import rank
@@ -42,6 +52,52 @@ def direct_floor(model_dir: str, clip: bytes, repeats: int) -> dict:
         rank(model.embed_visual(s_v, [""]), labels)
         latencies.append(time.perf_counter() - started)
     return {"throughput": len(latencies) / sum(latencies), "p50_ms": 1000 * statistics.median(latencies)}
+
+
+def model_batching(model_dir: str, clip: bytes, batch: int = 16, repeats: int = 8) -> dict:
+    """The visual deployment's forward per clip at batch 1 vs `batch`, one thread (a replica's)."""
+    model = load_model(model_dir).eval()
+    size, frames_n = model.config.x_encoder.image_size, model.config.x_encoder.num_frames
+    one = frames_to_input(decode_media(clip, size, frames_n)[1])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        per_clip = {}
+        for n in (1, batch):
+            frames = torch.stack([one] * n)
+            model.embed_visual(model.encode_visual(frames), [""] * n)  # warm-up
+            started = time.perf_counter()
+            for _ in range(repeats):
+                model.embed_visual(model.encode_visual(frames), [""] * n)
+            per_clip[n] = 1000 * (time.perf_counter() - started) / repeats / n
+    finally:
+        torch.set_num_threads(threads)
+    return {"batch1_ms": per_clip[1], f"batch{batch}_ms": per_clip[batch], "per_clip_ms": per_clip}
+
+
+ROLES = (("ProxyActor", "proxy"), (":Ingress", "ingress"), (":VisualPredictor", "visual"),
+         (":TextEncoder", "text"))
+
+
+def cpu_seconds_by_role() -> dict[str, float]:
+    """CPU seconds so far of every process on this machine, summed per serving role."""
+    totals: dict[str, float] = {}
+    me = psutil.Process().pid
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            times = process.cpu_times()
+            title = " ".join(process.info["cmdline"] or [])
+        except (psutil.Error, OSError):
+            continue
+        role = "load generator" if process.info["pid"] == me else (
+            next((name for marker, name in ROLES if marker in title), "ray system" if "ray" in title else "other"))
+        totals[role] = totals.get(role, 0.0) + times.user + times.system
+    return totals
+
+
+def cpu_per_request(before: dict[str, float], after: dict[str, float], requests_n: int) -> dict[str, float]:
+    return {role: round(1000 * (after[role] - before.get(role, 0.0)) / requests_n, 2)
+            for role in after if after[role] - before.get(role, 0.0) > 0}
 
 
 def load(url: str, clip: bytes, concurrency: int, total: int) -> dict:
@@ -70,9 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests-per-level", type=int, default=64)
     args = parser.parse_args(argv)
 
+    from pipelines.ray_runtime import SERVE_THROUGHPUT_ENV, init_ray, prefer_serve_throughput_mode
+
+    optimized = prefer_serve_throughput_mode()  # as `vljepa serve` runs; =0 in the environment: Ray's default
     from ray import serve
 
-    from pipelines.ray_runtime import init_ray
     from pipelines.serve import build_app
 
     init_ray()
@@ -81,18 +139,23 @@ def main(argv: list[str] | None = None) -> int:
         model_dir = f"{root}/model"
         export.main(["--preset", "minilm", "--out", model_dir])
         floor = direct_floor(model_dir, clip, repeats=32)
+        batching = model_batching(model_dir, clip)
         port = free_loopback_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        results = {}
+        results, cpu = {}, {}
         for name, batch in (("batched", 16), ("unbatched", 1)):
             serve.run(build_app({"model": model_dir, "num_cpus": 0, "max_batch_size": batch}), name=name,
                       route_prefix=f"/{name}")
             url = f"http://127.0.0.1:{port}/{name}/v1/classify"
             load(url, clip, 4, 8)  # warm-up: replicas, first batches, label cache
-            results[name] = [load(url, clip, c, max(args.requests_per_level, c)) for c in (1, 8, 32)]
+            results[name] = [load(url, clip, c, max(args.requests_per_level, c)) for c in (1, 8)]
+            before = cpu_seconds_by_role()
+            results[name].append(load(url, clip, 32, max(args.requests_per_level, 32)))
+            cpu[name] = cpu_per_request(before, cpu_seconds_by_role(), results[name][-1]["requests"])
             serve.delete(name)
         serve.shutdown()
 
+    print(f"Serve mode: {'throughput-optimized' if optimized else 'Ray default'} ({SERVE_THROUGHPUT_ENV})")
     print(f"direct model call (floor): {floor['throughput']:6.1f} req/s, p50 {floor['p50_ms']:.1f} ms")
     print(f"{'mode':<10} {'conc':>4} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'5xx':>4}")
     for name, rows in results.items():
@@ -100,7 +163,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<10} {r['concurrency']:>4} {r['throughput']:7.1f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['errors_5xx']:>4}")
     at32 = results["batched"][-1]["throughput"] / results["unbatched"][-1]["throughput"]
     print(f"batched / unbatched throughput at concurrency 32: x{at32:.2f}")
-    print(json.dumps({"floor": floor, **results, "batching_gain_at_32": round(at32, 2)}))
+    roles = sorted({role for per in cpu.values() for role in per}, key=lambda r: -cpu["unbatched"].get(r, 0))
+    print("CPU ms per request at concurrency 32 (all processes on this machine):")
+    totals = {name: sum(per.values()) for name, per in cpu.items()}
+    for role in roles:
+        print(f"  {role:<15} " + "  ".join(f"{name} {cpu[name].get(role, 0.0):6.2f}" for name in cpu))
+    print(f"  {'total':<15} " + "  ".join(f"{name} {totals[name]:6.2f}" for name in cpu))
+    unbatched_total = totals["unbatched"]
+    bound = unbatched_total / (unbatched_total - batching["batch1_ms"] + batching["batch16_ms"])
+    print(f"model forward per clip, one thread: batch 1 {batching['batch1_ms']:.2f} ms, batch 16 "
+          f"{batching['batch16_ms']:.2f} ms (x{batching['batch1_ms'] / batching['batch16_ms']:.1f}); "
+          f"batching's gain at concurrency 32 if it sped up the forward pass alone: x{bound:.2f}")
+    print(json.dumps({"serve_throughput_optimized": optimized, "floor": floor, **results,
+                      "batching_gain_at_32": round(at32, 2),
+                      "cpu_ms_per_request_at_32": cpu, "model_batching": batching,
+                      "batching_bound_at_32": round(bound, 2)}))
     return 0
 
 

@@ -22,6 +22,7 @@ import shutil
 from pathlib import Path
 
 from pipelines import cache_features, evaluate, export, sample_data, stream, summary, train, train_decoder
+from pipelines.ray_runtime import prefer_serve_throughput_mode
 from pipelines.report import json_printed_now, table
 
 # The demo's training schedule: one SFT run (captions with the captioning prompt, VQA with its
@@ -109,6 +110,7 @@ def serve_requests(model_dir: Path, eval_shards: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    prefer_serve_throughput_mode()  # before the demo's Ray instance starts: step 9 serves in that mode
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     data, caches, run = out / "data", out / "cache", out / "run"

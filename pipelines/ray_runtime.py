@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import ray
 import ray.data
@@ -14,6 +15,30 @@ import ray.data
 # feature caching +13%; docs/benchmarks.md). Object-store backpressure still bounds memory without it.
 # VLJEPA_DATA_OP_RESERVATION=1 restores Ray's default.
 RESERVATION_ENV = "VLJEPA_DATA_OP_RESERVATION"
+
+
+# Ray Serve's throughput-optimized mode (Ray >= 2.55: gRPC between replicas, the ingress replica
+# answering HTTP itself, request-path logs buffered, user code on the replica's own loop) cut the
+# CPU of a classify request by a fifth and raised throughput 10-30% here (docs/benchmarks.md).
+# Serve reads it once, when ray.serve is imported, in every process: so it must be in the
+# environment before that import and before a local instance starts (its processes inherit it).
+# A cluster sets it in its own environment (infra/k8s/rayservice.yaml). =0 keeps Ray's default.
+SERVE_THROUGHPUT_ENV = "RAY_SERVE_THROUGHPUT_OPTIMIZED"
+# In that mode a stopping ingress replica drains for at least 30 s, so that an external load
+# balancer in front of the replicas notices; a local instance has none (Serve's proxy is the front
+# door), and Ctrl-C on `vljepa serve` took 40 s instead of 9. A cluster keeps Ray's 30 s.
+SERVE_DRAIN_ENV = "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"
+
+
+def prefer_serve_throughput_mode() -> bool:
+    """Before starting a local instance for serving: the throughput-optimized mode (with a short
+    drain) unless the environment already decides. Too late once ray.serve is imported or Ray
+    runs (then the environment stands). -> whether this process runs Serve in that mode."""
+    if "ray.serve" not in sys.modules and not ray.is_initialized():
+        os.environ.setdefault(SERVE_THROUGHPUT_ENV, "1")
+        if os.environ[SERVE_THROUGHPUT_ENV] == "1":
+            os.environ.setdefault(SERVE_DRAIN_ENV, "2")
+    return os.environ.get(SERVE_THROUGHPUT_ENV, "0") == "1"
 
 
 def configure_ray_data() -> None:

@@ -22,13 +22,15 @@ from pathlib import Path
 
 from pipelines.mlflow_model import resolve_model_dir
 from model.y_decoder_export import decoder_dir_of
-from pipelines.serve_deployments import RetrievalIndex, TextDecoder, TextEncoder, VisualPredictor
-from pipelines.serve_ingress import Ingress, ServeSettings
 
 
 def build_app(args: dict):
     """Serve application builder: args {model, token?, token_file?, max_request_mb?, num_cpus?, num_gpus?,
     max_batch_size? (visual requests per batch; 1 disables dynamic batching), index_cache?}."""
+    # imported here: ray.serve reads its mode from the environment at import (`main` sets it first)
+    from pipelines.serve_deployments import RetrievalIndex, TextDecoder, TextEncoder, VisualPredictor
+    from pipelines.serve_ingress import Ingress, ServeSettings
+
     model_dir = str(resolve_model_dir(args["model"]))
     token = args.get("token") or os.environ.get("VLJEPA_SERVE_TOKEN")
     if args.get("token_file"):
@@ -69,15 +71,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", default=None)
     args = parser.parse_args(argv)
 
-    from ray import serve
+    from pipelines.ray_runtime import SERVE_THROUGHPUT_ENV, gpus_available, init_ray, prefer_serve_throughput_mode
 
-    from pipelines.ray_runtime import gpus_available, init_ray
+    # a local instance gets the throughput-optimized mode; a cluster keeps its own environment's
+    local = not (args.address or os.environ.get("RAY_ADDRESS"))
+    optimized = prefer_serve_throughput_mode() if local else os.environ.get(SERVE_THROUGHPUT_ENV) == "1"
+    from ray import serve
 
     init_ray(args.address)
     num_gpus = args.num_gpus if args.num_gpus is not None else (1 if gpus_available() else 0)
     start({"model": args.model, "token_file": args.token_file, "max_request_mb": args.max_request_mb,
            "num_gpus": num_gpus, "index_cache": args.index_cache}, host=args.host, port=args.port)
-    print(f"serving on http://{args.host}:{args.port}  (OpenAPI: /docs, /openapi.json); Ctrl-C stops", flush=True)
+    mode = "throughput-optimized" if optimized else "Ray's default"
+    print(f"serving on http://{args.host}:{args.port}  (OpenAPI: /docs, /openapi.json; Serve mode: {mode}, "
+          f"{SERVE_THROUGHPUT_ENV}); Ctrl-C stops", flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:

@@ -10,6 +10,12 @@ import torch
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
 
+from pipelines.ray_runtime import prefer_serve_throughput_mode  # noqa: E402
+
+# Serve as `vljepa serve` does by default, chosen before any test imports ray.serve or starts Ray:
+# every process reads it once.
+prefer_serve_throughput_mode()
+
 
 @pytest.fixture(scope="session")
 def checkpoints_dir(tmp_path_factory):

@@ -118,6 +118,9 @@ def test_rayservice_serves_the_serve_config():
         [ServeDeploySchema.model_validate(local).applications[0].model_dump(exclude_unset=True)]
     env = {e["name"] for c in containers(doc) for e in c.get("env", [])}
     assert "VLJEPA_SERVE_TOKEN" in env  # the HTTP API is token-protected in the cluster
+    for container in containers(doc):  # one Serve mode in every Ray process: each reads it at start
+        values = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert values.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") == "1", container["name"]
 
 
 def test_mlflow_server_uses_a_database_and_s3_artifacts():
