@@ -5,6 +5,10 @@
     tiny    random-init tiny VJEPA2 / Llama / Gemma3-text checkpoints: tests, fully offline.
     minilm  tiny vision side + the real pretrained all-MiniLM-L6-v2 as y-encoder: real text
             semantics offline; the default of `make demo`.
+    paper-random
+            the paper's architecture and sizes with random weights (and MiniLM's tokenizer):
+            paper-scale compute and memory offline, for throughput measurements where the hub is
+            out of reach. Learns nothing useful without training; ~6 GB of checkpoints, written once.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from pathlib import Path
 
 from model.config import PredictorConfig, VLJepaConfig, XEncoderConfig, YEncoderConfig
 from model.hub_configs import EMBEDDINGGEMMA_300M, LLAMA_3_2_1B, VJEPA2_VITL_FPC64_256
-from model.tiny_checkpoints import ensure_tiny_checkpoints, minilm_dir
+from model.tiny_checkpoints import ensure_paper_shaped_checkpoints, ensure_tiny_checkpoints, minilm_dir
 from model.y_decoder import YDecoderConfig
 
 
@@ -53,7 +57,22 @@ def minilm(checkpoints_dir: Path | None = None) -> VLJepaConfig:
     )
 
 
-PRESETS = {"paper": paper, "tiny": tiny, "minilm": minilm}
+def paper_random(checkpoints_dir: Path | None = None) -> VLJepaConfig:
+    paths = ensure_paper_shaped_checkpoints(checkpoints_dir)
+    real = paper()
+    return VLJepaConfig(
+        name="paper-random",
+        x_encoder=XEncoderConfig(checkpoint=str(paths.vjepa2), image_size=real.x_encoder.image_size,
+                                 num_frames=real.x_encoder.num_frames),
+        predictor=PredictorConfig(checkpoint=str(paths.llama), layer_start=real.predictor.layer_start,
+                                  num_layers=real.predictor.num_layers,
+                                  max_query_tokens=real.predictor.max_query_tokens),
+        y_encoder=YEncoderConfig(checkpoint=str(paths.gemma3), max_tokens=real.y_encoder.max_tokens),
+        embed_dim=real.embed_dim,
+    )
+
+
+PRESETS = {"paper": paper, "tiny": tiny, "minilm": minilm, "paper-random": paper_random}
 
 
 def get_preset(name: str, checkpoints_dir: Path | None = None) -> VLJepaConfig:
@@ -68,10 +87,13 @@ def y_decoder_preset(model_config: VLJepaConfig, checkpoints_dir: Path | None = 
     """The Y-decoder for a model: its LM starts from a checkpoint of the predictor's family.
 
     paper: the first 4 layers of Llama-3.2-1B (a light decoder next to the 1.6B model; its
-    tokenizer and LM head come with it). Offline presets: the tiny Llama checkpoint, all layers.
+    tokenizer and LM head come with it); paper-random: the same from its random Llama. Offline
+    presets: the tiny Llama checkpoint, all layers.
     """
-    if model_config.name == "paper":
-        return YDecoderConfig(checkpoint=LLAMA_3_2_1B, embed_dim=model_config.embed_dim, num_layers=4,
+    if model_config.name in ("paper", "paper-random"):
+        checkpoint = LLAMA_3_2_1B if model_config.name == "paper" else str(
+            ensure_paper_shaped_checkpoints(checkpoints_dir).llama)
+        return YDecoderConfig(checkpoint=checkpoint, embed_dim=model_config.embed_dim, num_layers=4,
                               mapper_hidden=2048, max_tokens=64)
     paths = ensure_tiny_checkpoints(checkpoints_dir)
     return YDecoderConfig(checkpoint=str(paths.llama), embed_dim=model_config.embed_dim)

@@ -75,6 +75,38 @@ def tiny_gemma3_config(vocab_size: int, pad_id: int, bos_id: int, eos_id: int) -
     )
 
 
+def paper_shaped_configs(vocab_size: int, pad_id: int, bos_id: int, eos_id: int) -> dict:
+    """The paper's three architectures (model/hub_configs.py) with the offline tokenizer's ids and
+    vocabulary: every layer as in the real checkpoints, only the token tables sized to MiniLM's."""
+    from model.hub_configs import EMBEDDINGGEMMA_300M, LLAMA_3_2_1B, VJEPA2_VITL_FPC64_256, architecture_config
+
+    ids = dict(vocab_size=vocab_size, pad_token_id=pad_id, bos_token_id=bos_id, eos_token_id=eos_id)
+    llama, gemma = architecture_config(LLAMA_3_2_1B), architecture_config(EMBEDDINGGEMMA_300M)
+    for config in (llama, gemma):
+        for key, value in ids.items():
+            setattr(config, key, value)
+    return {"vjepa2": architecture_config(VJEPA2_VITL_FPC64_256), "llama": llama, "gemma3": gemma}
+
+
+def ensure_paper_shaped_checkpoints(root: Path | None = None) -> TinyCheckpoints:
+    """Random-init checkpoints of the paper's architectures (~1.6B parameters, ~6 GB on disk),
+    written once like the tiny ones: paper-scale compute and memory with no hub, for measuring
+    throughput where the real weights cannot be downloaded (the `paper-random` preset)."""
+    root = Path(root) if root is not None else default_checkpoints_dir()
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
+    configs = paper_shaped_configs(len(tokenizer), tokenizer.pad_token_id, tokenizer.cls_token_id,
+                                   tokenizer.sep_token_id)
+    paths = TinyCheckpoints(
+        vjepa2=root / f"paper-random-vjepa2-{TINY_VERSION}",
+        llama=root / f"paper-random-llama-{TINY_VERSION}",
+        gemma3=root / f"paper-random-gemma3-{TINY_VERSION}",
+    )
+    _write_once(paths.vjepa2, lambda: VJEPA2Model(configs["vjepa2"]), None)
+    _write_once(paths.llama, lambda: LlamaForCausalLM(configs["llama"]), tokenizer)
+    _write_once(paths.gemma3, lambda: Gemma3TextModel(configs["gemma3"]), tokenizer)
+    return paths
+
+
 def ensure_tiny_checkpoints(root: Path | None = None) -> TinyCheckpoints:
     """Write the tiny checkpoints under `root` unless they are already there; return their paths."""
     root = Path(root) if root is not None else default_checkpoints_dir()

@@ -45,3 +45,24 @@ def test_paper_parameter_counts_match_the_paper():
     assert predictor["frozen"] == 128256 * 2048  # Llama's token embeddings, frozen
     assert 295e6 < y["total"] < 310e6 and y["frozen"] == 0
     assert counts["total"]["total"] == x["total"] + predictor["total"] + y["total"] + 1  # + logit scale
+
+
+def test_paper_random_has_every_layer_of_the_papers_checkpoints():
+    from transformers import AutoModel
+
+    from model.hub_configs import EMBEDDINGGEMMA_300M, LLAMA_3_2_1B, VJEPA2_VITL_FPC64_256, architecture_config
+    from model.tiny_checkpoints import paper_shaped_configs
+
+    shaped = paper_shaped_configs(vocab_size=30522, pad_id=0, bos_id=101, eos_id=102)
+
+    def layer_parameters(config) -> int:  # everything but the token table, which follows the tokenizer
+        with torch.device("meta"):
+            model = AutoModel.from_config(config)
+        return sum(p.numel() for name, p in model.named_parameters() if "embed_tokens" not in name)
+
+    for name, checkpoint in (("vjepa2", VJEPA2_VITL_FPC64_256), ("llama", LLAMA_3_2_1B),
+                             ("gemma3", EMBEDDINGGEMMA_300M)):
+        real = architecture_config(checkpoint)
+        assert layer_parameters(shaped[name]) == layer_parameters(real) > 1e8, name
+    assert shaped["llama"].vocab_size == shaped["gemma3"].vocab_size == 30522
+    assert (shaped["llama"].pad_token_id, shaped["llama"].bos_token_id, shaped["llama"].eos_token_id) == (0, 101, 102)
