@@ -24,6 +24,8 @@ from transformers import (
     VJEPA2Model,
 )
 
+from model.hub_configs import EMBEDDINGGEMMA_300M, LLAMA_3_2_1B, VJEPA2_VITL_FPC64_256, architecture_config
+
 TINY_VERSION = "v1"  # bump when a tiny config below changes, so stale directories are not reused
 SEED = 1234
 
@@ -78,8 +80,6 @@ def tiny_gemma3_config(vocab_size: int, pad_id: int, bos_id: int, eos_id: int) -
 def paper_shaped_configs(vocab_size: int, pad_id: int, bos_id: int, eos_id: int) -> dict:
     """The paper's three architectures (model/hub_configs.py) with the offline tokenizer's ids and
     vocabulary: every layer as in the real checkpoints, only the token tables sized to MiniLM's."""
-    from model.hub_configs import EMBEDDINGGEMMA_300M, LLAMA_3_2_1B, VJEPA2_VITL_FPC64_256, architecture_config
-
     ids = dict(vocab_size=vocab_size, pad_token_id=pad_id, bos_token_id=bos_id, eos_token_id=eos_id)
     llama, gemma = architecture_config(LLAMA_3_2_1B), architecture_config(EMBEDDINGGEMMA_300M)
     for config in (llama, gemma):
@@ -89,7 +89,7 @@ def paper_shaped_configs(vocab_size: int, pad_id: int, bos_id: int, eos_id: int)
 
 
 def ensure_paper_shaped_checkpoints(root: Path | None = None) -> TinyCheckpoints:
-    """Random-init checkpoints of the paper's architectures (~1.6B parameters, ~6 GB on disk),
+    """Random-init checkpoints of the paper's architectures (~1.5B parameters, ~6 GB on disk),
     written once like the tiny ones: paper-scale compute and memory with no hub, for measuring
     throughput where the real weights cannot be downloaded (the `paper-random` preset)."""
     root = Path(root) if root is not None else default_checkpoints_dir()

@@ -19,7 +19,7 @@ RESERVATION_ENV = "VLJEPA_DATA_OP_RESERVATION"
 
 # Ray Serve's throughput-optimized mode (Ray >= 2.55: gRPC between replicas, the ingress replica
 # answering HTTP itself, request-path logs buffered, user code on the replica's own loop) cut the
-# CPU of a classify request by a fifth and raised throughput 10-30% here (docs/benchmarks.md).
+# CPU of a classify request by a fifth and raised throughput 12-31% here (docs/benchmarks.md).
 # Serve reads it once, when ray.serve is imported, in every process: so it must be in the
 # environment before that import and before a local instance starts (its processes inherit it).
 # A cluster sets it in its own environment (infra/k8s/rayservice.yaml). =0 keeps Ray's default.

@@ -65,4 +65,5 @@ def test_paper_random_has_every_layer_of_the_papers_checkpoints():
         real = architecture_config(checkpoint)
         assert layer_parameters(shaped[name]) == layer_parameters(real) > 1e8, name
     assert shaped["llama"].vocab_size == shaped["gemma3"].vocab_size == 30522
-    assert (shaped["llama"].pad_token_id, shaped["llama"].bos_token_id, shaped["llama"].eos_token_id) == (0, 101, 102)
+    llama = shaped["llama"]
+    assert (llama.pad_token_id, llama.bos_token_id, llama.eos_token_id) == (0, 101, 102)
