@@ -23,7 +23,7 @@ class Captioner:
 
 
 def load_captioner(source: str, decoder: str | None = None) -> Captioner:
-    from pipelines.mlflow_model import resolve_model_dir
+    from pipelines.model_source import resolve_model_dir
 
     model_dir = resolve_model_dir(source)
     decoder_path = decoder or model_dir

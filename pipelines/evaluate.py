@@ -10,7 +10,7 @@ import argparse
 
 from model.export import load_model, read_manifest
 from ops.evaluation import evaluate, load_rows
-from pipelines.mlflow_model import resolve_model_dir
+from pipelines.model_source import resolve_model_dir
 from pipelines.report import print_json_result, run_as_process, table
 
 

@@ -1,5 +1,6 @@
 """The exported model as an MLflow model: logged with the run, registered, and resolvable back to
-a model directory from `models:/NAME/VERSION` or `runs:/RUN_ID/model` URIs."""
+a model directory from `models:/NAME/VERSION` or `runs:/RUN_ID/model` URIs
+(pipelines.model_source.resolve_model_dir, which imports MLflow only for a URI)."""
 
 from __future__ import annotations
 
@@ -35,19 +36,3 @@ def log_and_register(model_dir: Path, registered_name: str | None) -> str | None
         return None
     version = mlflow.register_model(info.model_uri, registered_name)
     return f"{registered_name}/{version.version}"
-
-
-def resolve_model_dir(source: str) -> Path:
-    """A model directory, or an MLflow model URI (models:/..., runs:/...) downloaded to one."""
-    is_uri = source.startswith(("models:/", "runs:/", "mlflow-artifacts:/")) or (
-        "://" in source and not source.startswith("file://"))
-    if not is_uri:
-        path = Path(source.removeprefix("file://"))
-        if not (path / "vljepa.json").exists():
-            raise ValueError(f"{source} is not an exported VL-JEPA model directory (no vljepa.json)")
-        return path
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
-    found = sorted(local.rglob("vljepa.json"))
-    if not found:
-        raise ValueError(f"{source} holds no VL-JEPA model (no vljepa.json among its artifacts)")
-    return found[0].parent

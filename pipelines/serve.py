@@ -20,8 +20,8 @@ import signal
 import threading
 from pathlib import Path
 
-from pipelines.mlflow_model import resolve_model_dir
 from model.y_decoder_export import decoder_dir_of
+from pipelines.model_source import resolve_model_dir
 
 
 def build_app(args: dict):

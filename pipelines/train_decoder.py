@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from pipelines.mlflow_model import resolve_model_dir
+    from pipelines.model_source import resolve_model_dir
 
     config = DecoderTrainConfig(
         model=str(resolve_model_dir(args.model).resolve()), cache=args.cache, out=str(Path(args.out).resolve()),

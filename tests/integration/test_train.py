@@ -14,7 +14,7 @@ import torch
 
 from model.export import load_model
 from pipelines import evaluate, export, train
-from pipelines.mlflow_model import resolve_model_dir
+from pipelines.model_source import resolve_model_dir
 
 TRAIN = ["--stage", "sft", "--preset", "tiny", "--batch-size", "8", "--lr", "1e-3", "--warmup-steps", "2",
          "--log-every", "1", "--registered-model", ""]
