@@ -129,8 +129,8 @@ class FeatureCache:
     def commit_shard(self, shard: str, rows: list[dict], report: list[dict], fingerprint: str,
                      storage_dtype: str) -> dict:
         """Write a shard's features and report, then its marker. Returns its counts."""
-        table = pa.Table.from_pylist(rows, schema=cache_schema(storage_dtype))
-        data = _parquet_bytes(table)
+        table = rows_to_table(rows, storage_dtype)
+        data = _parquet_bytes(table, bulk_columns=("s_v",))
         self.write_bytes(f"{shard}.parquet", data)
         self.write_bytes(f"{shard}.report.parquet", _parquet_bytes(pa.Table.from_pylist(report, schema=REPORT_SCHEMA)))
         bad: dict[str, int] = {}
@@ -168,7 +168,47 @@ def s_v_from_row(shape: list[int], flat) -> np.ndarray:
     return np.asarray(flat).reshape(shape)
 
 
-def _parquet_bytes(table: pa.Table) -> bytes:
+# int32 list offsets: a chunk of the S_V column holds fewer values than this (a paper-size 8-frame
+# sample has 2^20, so a shard of thousands of them spans several chunks).
+MAX_VALUES_PER_CHUNK = 2**31 - 1
+
+
+def _s_v_column(flats: list[np.ndarray], value_type: pa.DataType) -> pa.ChunkedArray:
+    chunks, start = [], 0
+    while start < len(flats) or not chunks:
+        end, total = start, 0
+        while end < len(flats) and (end == start or total + len(flats[end]) <= MAX_VALUES_PER_CHUNK):
+            total += len(flats[end])
+            end += 1
+        part = flats[start:end]
+        offsets = np.zeros(len(part) + 1, dtype=np.int32)
+        np.cumsum([len(f) for f in part], out=offsets[1:])
+        values = np.concatenate(part) if part else np.zeros(0, dtype=value_type.to_pandas_dtype())
+        chunks.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=value_type)))
+        start = end
+    return pa.chunked_array(chunks)
+
+
+def rows_to_table(rows: list[dict], storage_dtype: str) -> pa.Table:
+    """Cache rows -> the cache table. S_V goes in as whole numpy buffers: converting it row by row
+    through Python (pa.Table.from_pylist) costs ~30 ms per paper-size sample, this ~0.1 ms."""
+    schema = cache_schema(storage_dtype)
+    columns = []
+    for field in schema:
+        if field.name == "s_v":
+            columns.append(_s_v_column([np.asarray(r["s_v"]).reshape(-1) for r in rows], field.type.value_type))
+        else:
+            columns.append(pa.array([r[field.name] for r in rows], type=field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _parquet_bytes(table: pa.Table, bulk_columns: tuple[str, ...] = ()) -> bytes:
+    """zstd Parquet. Bulk float columns (S_V) skip what only costs there: a dictionary (never
+    smaller for features) and min/max statistics (nobody filters on them), and are stored byte-
+    stream-split (zstd then finds the exponent bytes). Measured on 32 paper-size rows of random
+    features: encoding 0.43 s instead of 1.3 s with the defaults, and 10% smaller (docs/benchmarks.md)."""
+    plain = [name for name in table.column_names if name not in bulk_columns]
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
+    pq.write_table(table, buffer, compression="zstd", use_dictionary=plain, write_statistics=plain,
+                   column_encoding={f"{name}.list.element": "BYTE_STREAM_SPLIT" for name in bulk_columns} or None)
     return buffer.getvalue()

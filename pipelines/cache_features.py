@@ -17,6 +17,7 @@ import json
 import sys
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from model.hub_configs import architecture_config
@@ -29,6 +30,8 @@ from pipelines.ray_stats import stage_throughput
 from pipelines.report import human_count, print_json_result, run_as_process, table
 
 REPORT_COLUMNS = ("key", "status", "reason", "error_message")
+# Shards encoded and written at once by the driver while it keeps draining the stream.
+COMMIT_THREADS = 4
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -136,21 +139,28 @@ def run_pipeline(pending, cache: FeatureCache, checkpoint: str, fingerprint: Fin
     return committed
 
 
-def collect_and_commit(dataset, cache: FeatureCache, fingerprint: Fingerprint) -> dict[str, dict]:
-    """Group the stream by shard; commit each shard as soon as all of its rows have arrived."""
+def collect_and_commit(dataset, cache: FeatureCache, fingerprint: Fingerprint,
+                       writers: int = COMMIT_THREADS) -> dict[str, dict]:
+    """Group the stream by shard; commit each shard as soon as all of its rows have arrived.
+
+    Commits run on a few threads (Parquet encoding and the upload release the GIL) so the driver
+    keeps draining the stream meanwhile: at GPU speed a shard's encoding otherwise stalls every
+    encoder actor behind it (backpressure)."""
     rows_by_shard: dict[str, list[dict]] = defaultdict(list)
-    committed: dict[str, dict] = {}
+    pending: dict[str, Future] = {}
     digest = fingerprint.digest()
-    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-        for i in range(len(batch["key"])):
-            row = {column: values[i] for column, values in batch.items()}
-            shard = str(row["shard"])
-            rows_by_shard[shard].append(row)
-            if len(rows_by_shard[shard]) == int(row["shard_total"]):
-                rows = rows_by_shard.pop(shard)
-                committed[shard] = cache.commit_shard(
-                    shard, [cache_row(r) for r in rows if r["status"] == "ok"],
-                    [{c: str(r[c]) for c in REPORT_COLUMNS} for r in rows], digest, fingerprint.storage_dtype)
+    with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="commit") as pool:
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            for i in range(len(batch["key"])):
+                row = {column: values[i] for column, values in batch.items()}
+                shard = str(row["shard"])
+                rows_by_shard[shard].append(row)
+                if len(rows_by_shard[shard]) == int(row["shard_total"]):
+                    rows = rows_by_shard.pop(shard)
+                    pending[shard] = pool.submit(
+                        cache.commit_shard, shard, [cache_row(r) for r in rows if r["status"] == "ok"],
+                        [{c: str(r[c]) for c in REPORT_COLUMNS} for r in rows], digest, fingerprint.storage_dtype)
+    committed = {shard: future.result() for shard, future in pending.items()}  # a failed commit raises here
     if rows_by_shard:
         raise RuntimeError(f"shards ended incomplete: {sorted(rows_by_shard)}")
     return committed

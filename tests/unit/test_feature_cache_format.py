@@ -1,0 +1,52 @@
+"""The cache's Parquet layout: S_V built from whole buffers (chunked under int32 offsets), stored
+byte-stream-split with no dictionary or statistics, and read back bit for bit."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pyarrow.parquet as pq
+
+import ops.feature_cache as feature_cache
+from ops.feature_cache import _parquet_bytes, cache_schema, rows_to_table
+
+
+def make_rows(lengths: list[int], dtype=np.float16) -> list[dict]:
+    rng = np.random.default_rng(0)
+    return [{"key": f"k{i}", "shard": "s", "source": "yfcc", "task": "caption", "media_kind": "video",
+             "query": "", "target": f"caption {i}", "candidates": ["a", "b"] if i % 2 else [],
+             "frame_times": [0.0, 0.5], "s_v_shape": [n // 4, 4], "s_v": rng.standard_normal(n).astype(dtype)}
+            for i, n in enumerate(lengths)]
+
+
+def test_rows_round_trip_through_parquet_exactly():
+    rows = make_rows([64, 16, 0, 64])
+    table = rows_to_table(rows, "float16")
+    assert table.schema.equals(cache_schema("float16"))
+    back = pq.read_table(io.BytesIO(_parquet_bytes(table, bulk_columns=("s_v",))))
+    assert back.schema.equals(cache_schema("float16"))
+    for i, row in enumerate(rows):
+        assert np.array_equal(np.asarray(back["s_v"][i].values), row["s_v"])
+        assert back["candidates"][i].as_py() == row["candidates"]
+        assert back["key"][i].as_py() == row["key"]
+
+
+def test_s_v_is_split_into_chunks_under_the_offset_limit(monkeypatch):
+    monkeypatch.setattr(feature_cache, "MAX_VALUES_PER_CHUNK", 100)
+    rows = make_rows([40, 40, 40, 150, 10], dtype=np.float32)  # one row alone exceeds the limit
+    column = rows_to_table(rows, "float32")["s_v"]
+    assert [len(chunk) for chunk in column.chunks] == [2, 1, 1, 1]
+    assert all(np.array_equal(np.asarray(column[i].values), r["s_v"]) for i, r in enumerate(rows))
+    assert rows_to_table([], "float16").num_rows == 0
+
+
+def test_bulk_column_skips_dictionary_and_statistics():
+    data = _parquet_bytes(rows_to_table(make_rows([64, 64]), "float16"), bulk_columns=("s_v",))
+    group = pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0)
+    columns = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    s_v = columns["s_v.list.element"]
+    assert "BYTE_STREAM_SPLIT" in s_v.encodings and "RLE_DICTIONARY" not in s_v.encodings
+    assert s_v.statistics is None
+    assert columns["key"].statistics is not None  # the small columns keep theirs
+
