@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from model.precision import device_autocast
 from model.vljepa import VLJepa
 
 
@@ -44,3 +46,10 @@ def answer_vqa(model: VLJepa, s_v: torch.Tensor, questions: list[str], candidate
 def retrieve(model: VLJepa, video_embeddings: torch.Tensor, text_queries: list[str]) -> Ranking:
     """Normalised Ŝ_Y of a video collection (V, E) and text queries -> videos ranked per query."""
     return rank(model.embed_texts(text_queries), video_embeddings)
+
+
+def embed_clips(model: VLJepa, frames: torch.Tensor, queries: list[str], device: torch.device) -> np.ndarray:
+    """The visual replica's forward (the serving benchmark times this same call): frames
+    (B, T, C, S, S) and queries -> L2-normalised Ŝ_Y (B, E) float32. No autograd; bf16 on a GPU."""
+    with torch.inference_mode(), device_autocast(device):
+        return model.embed_visual(model.encode_visual(frames.to(device)), queries).float().cpu().numpy()

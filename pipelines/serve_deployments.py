@@ -16,6 +16,8 @@ import torch
 from ray import serve
 
 from model.export import load_model, read_manifest
+from model.precision import device_autocast
+from model.tasks import embed_clips
 from ops.media_input import frames_to_input
 
 
@@ -36,17 +38,17 @@ class VisualPredictor:
         for i, (frames, _) in enumerate(requests):
             by_length.setdefault(frames.shape[0], []).append(i)
         for rows in by_length.values():  # images and clips encode separately, in one call each
-            frames = torch.stack([frames_to_input(requests[i][0]) for i in rows]).to(self.device)
+            frames = torch.stack([frames_to_input(requests[i][0]) for i in rows])
             queries = [requests[i][1] if requests[i][1] is not None else self.caption_prompt for i in rows]
-            s_v = self.model.encode_visual(frames)
-            for i, embedding in zip(rows, self.model.embed_visual(s_v, queries).cpu().numpy()):
+            for i, embedding in zip(rows, embed_clips(self.model, frames, queries, self.device)):
                 out[i] = embedding
         return out
 
     async def predict_cached(self, s_v: np.ndarray) -> np.ndarray:
         """A cached S_V (N, D) -> Ŝ_Y with the captioning prompt (index building)."""
         tensor = torch.from_numpy(np.asarray(s_v, dtype=np.float32))[None].to(self.device)
-        return self.model.embed_visual(tensor, [self.caption_prompt])[0].cpu().numpy()
+        with torch.inference_mode(), device_autocast(self.device):
+            return self.model.embed_visual(tensor, [self.caption_prompt])[0].float().cpu().numpy()
 
 
 @serve.deployment(max_ongoing_requests=128)

@@ -27,6 +27,7 @@ from model.build import build_vljepa
 from model.export import load_model
 from model.loss import InfoNCELoss
 from model.optim import apply_update, build_optimizer
+from model.precision import device_autocast
 from model.presets import get_preset
 from model.vljepa import VLJepa
 from ops.collate import Collate
@@ -108,7 +109,7 @@ def train_loop_per_worker(config_dict: dict) -> None:
         max_target_tokens=model.config.y_encoder.max_tokens, max_query_tokens=model.config.predictor.max_query_tokens,
         use_query=config.spec.use_query, caption_prompt=config.spec.caption_prompt,
     )
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    autocast = device_autocast(device)
 
     start_tracking(rank, config.tracking_uri, config.mlflow_run_id)
     eval_rows = load_rows(config.eval_cache, config.eval_max_samples) if rank == 0 and config.eval_cache else None

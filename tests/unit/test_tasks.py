@@ -1,3 +1,4 @@
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -30,3 +31,31 @@ def test_tasks_agree_with_direct_embedding_comparisons(minilm_model):
     found = retrieve(minilm_model, videos, ["a red ball"])
     direct = minilm_model.embed_texts(["a red ball"]) @ videos.t()
     assert found.indices[0, 0].item() == direct.argmax().item()
+
+
+def test_embed_clips_is_the_direct_forward_without_autograd(minilm_model):
+    from model.tasks import embed_clips
+
+    torch.manual_seed(1)
+    size = minilm_model.config.x_encoder.image_size
+    frames = torch.randn(3, 4, 3, size, size)
+    queries = ["What is shown?", "", "what colour?"]
+    served = embed_clips(minilm_model, frames, queries, torch.device("cpu"))
+    with torch.no_grad():
+        direct = minilm_model.embed_visual(minilm_model.encode_visual(frames), queries)
+    assert served.dtype == np.float32 and served.shape == tuple(direct.shape)
+    assert np.allclose(served, direct.numpy(), atol=1e-5)
+    assert np.allclose(np.linalg.norm(served, axis=-1), 1.0, atol=1e-5)
+
+
+def test_device_autocast_is_bf16_on_a_gpu_only():
+    from model.precision import device_autocast
+
+    gpu = device_autocast(torch.device("cuda"))  # torch switches it off itself where CUDA is absent
+    assert gpu.device == "cuda" and gpu.fast_dtype == torch.bfloat16
+    assert gpu._enabled == torch.cuda.is_available()
+    assert not device_autocast(torch.device("cuda"), bf16=False)._enabled
+    cpu = device_autocast(torch.device("cpu"))
+    assert not cpu._enabled
+    with cpu:  # float32 stays float32 on a CPU
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
