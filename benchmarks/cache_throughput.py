@@ -6,7 +6,10 @@ projects the paper preset's bytes per sample from its architecture (V-JEPA 2 ViT
 same run is the raw S_V payload (tokens x width x 2 bytes): the ratio shows what Parquet and its
 metadata add or save.
 
-    python -m benchmarks.cache_throughput [--presets tiny minilm]
+    python -m benchmarks.cache_throughput [--presets tiny minilm] [--shards DIR_OR_GLOB]
+
+--shards caches those shards instead of writing the sample set (e.g. sample-data made elsewhere,
+on a GPU node whose image has no H.264 encoder).
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import tempfile
 
 from model.build import build_skeleton
 from model.presets import get_preset
-from ops.sample_data import SampleDataConfig, write_split
 from pipelines import cache_features
 
 BYTES_PER_VALUE = {"float16": 2, "float32": 4}
@@ -48,13 +50,19 @@ def run_preset(preset: str, shards: str, root: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["tiny", "minilm"])
+    parser.add_argument("--shards", default=None, help="cache these shards instead of the sample set's train split")
     args = parser.parse_args(argv)
     from pipelines.ray_runtime import init_ray
 
     init_ray()  # started before timing: every preset's number excludes Ray's start-up
     with tempfile.TemporaryDirectory() as root:
-        write_split(root, "train", SampleDataConfig())
-        results = [run_preset(p, f"{root}/train", root) for p in args.presets]
+        shards = args.shards
+        if shards is None:
+            from ops.sample_data import SampleDataConfig, write_split  # PyAV: only to make the sample set
+
+            write_split(root, "train", SampleDataConfig())
+            shards = f"{root}/train"
+        results = [run_preset(p, shards, root) for p in args.presets]
     for r in results:
         print(f"{r['preset']:>7}: {r['samples']} samples in {r['seconds']:.1f}s = {r['samples_per_s']} samples/s, "
               f"{r['bytes_per_sample']} B/sample on disk (one clip's raw S_V: {r['raw_clip_payload_bytes']} B)")

@@ -25,17 +25,17 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import psutil
 import requests
 import torch
 
 from model.export import load_model
-from model.tasks import rank
+from model.tasks import embed_clips, rank
 from ops.media_input import decode_media, frames_to_input
 from pipelines import export
 from pipelines.net import free_loopback_port
-from tests.media_fixtures import clip_bytes
 
 LABELS = [f"a {c} {s} moves left" for c in ("red", "blue") for s in ("ball", "cube", "triangle", "cone")]
 
@@ -56,8 +56,7 @@ def direct_floor(model, clip: bytes, repeats: int) -> dict:
     for _ in range(repeats):
         started = time.perf_counter()
         _, frames = decode_media(clip, size, frames_n)
-        s_v = model.encode_visual(frames_to_input(frames)[None].to(DEVICE))
-        rank(model.embed_visual(s_v, [""]).cpu(), labels)
+        rank(torch.from_numpy(embed_clips(model, frames_to_input(frames)[None], [""], DEVICE)), labels)
         latencies.append(time.perf_counter() - started)
     return {"throughput": len(latencies) / sum(latencies), "p50_ms": 1000 * statistics.median(latencies)}
 
@@ -73,11 +72,11 @@ def model_batching(model, clip: bytes, batch: int = 16, repeats: int = 8) -> dic
         per_clip = {}
         for n in (1, batch):
             frames = torch.stack([one] * n)
-            model.embed_visual(model.encode_visual(frames), [""] * n)  # warm-up
+            embed_clips(model, frames, [""] * n, DEVICE)  # warm-up
             _synchronize()
             started = time.perf_counter()
             for _ in range(repeats):
-                model.embed_visual(model.encode_visual(frames), [""] * n)
+                embed_clips(model, frames, [""] * n, DEVICE)
             _synchronize()
             per_clip[n] = 1000 * (time.perf_counter() - started) / repeats / n
     finally:
@@ -138,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="minilm", help="export this untrained preset to serve "
                         "(paper-random: the paper's sizes offline, for a GPU)")
     parser.add_argument("--model", default=None, help="serve this exported model directory instead")
+    parser.add_argument("--clip", default=None, help="send this video file (default: a generated H.264 clip)")
     args = parser.parse_args(argv)
 
     from pipelines.ray_runtime import SERVE_THROUGHPUT_ENV, init_ray, prefer_serve_throughput_mode
@@ -148,7 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.serve import build_app
 
     init_ray()
-    clip = clip_bytes()
+    if args.clip:
+        clip = Path(args.clip).read_bytes()
+    else:
+        from tests.media_fixtures import clip_bytes  # PyAV encodes it: not needed with --clip
+
+        clip = clip_bytes()
     with tempfile.TemporaryDirectory() as root:
         model_dir = args.model or f"{root}/model"
         if not args.model:
