@@ -27,6 +27,7 @@ bench: setup bench-selective
 	$(PY) -m benchmarks.decode_throughput
 	$(PY) -m benchmarks.cache_throughput
 	$(PY) -m benchmarks.train_throughput
+	$(PY) -m benchmarks.train_step
 	$(PY) -m benchmarks.serve_throughput
 
 # Selective decoding (paper §4.5) needs a trained model with its Y-decoder: the demo's.
