@@ -49,7 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dry-run", action="store_true", help="list done / pending / stale shards and stop")
     # resources
     parser.add_argument("--actors", type=int, default=None, help="x-encoder actors (default: GPUs, else 1)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16,
+                        help="clips per x-encoder call (on GPUs 64 is faster: docs/benchmarks.md)")
     parser.add_argument("--actor-memory-gb", type=float, default=1.0,
                         help="memory each x-encoder actor reserves (paper's ViT-L in bf16: use ~4)")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
