@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -149,6 +149,7 @@ def collect_and_commit(dataset, cache: FeatureCache, fingerprint: Fingerprint,
     encoder actor behind it (backpressure)."""
     rows_by_shard: dict[str, list[dict]] = defaultdict(list)
     pending: dict[str, Future] = {}
+    in_flight: deque[Future] = deque()
     digest = fingerprint.digest()
     with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="commit") as pool:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
@@ -161,6 +162,11 @@ def collect_and_commit(dataset, cache: FeatureCache, fingerprint: Fingerprint,
                     pending[shard] = pool.submit(
                         cache.commit_shard, shard, [cache_row(r) for r in rows if r["status"] == "ok"],
                         [{c: str(r[c]) for c in REPORT_COLUMNS} for r in rows], digest, fingerprint.storage_dtype)
+                    in_flight.append(pending[shard])
+                # A failed commit stops the run now, not at the end; and at most 2 x writers shards
+                # wait in memory for a writer (when writing is the slower side, the stream waits).
+                while in_flight and (in_flight[0].done() or len(in_flight) > 2 * writers):
+                    in_flight.popleft().result()
     committed = {shard: future.result() for shard, future in pending.items()}  # a failed commit raises here
     if rows_by_shard:
         raise RuntimeError(f"shards ended incomplete: {sorted(rows_by_shard)}")
