@@ -30,6 +30,13 @@ def test_training_survives_losing_a_node(sample_data, tmp_path):
     restarted = [s for s in starts if s["time"] > result["killed_at"]]
     assert len(restarted) >= 2 and result["killed_node"] not in {s["node"] for s in restarted}
 
-    checkpoints = sorted((tmp_path / "run" / "ray" / "train").glob("checkpoint_*/state.pt"))
-    final = max(torch.load(p, weights_only=False)["step"] for p in checkpoints)
-    assert final == 30  # the requested step count, reached after the failure
+    # A checkpoint whose upload the killed node was doing stays behind half-written: Ray Train never
+    # registered it (restores and the final export use registered ones only). Any unreadable
+    # checkpoint must be that one: last written before the node died.
+    steps = []
+    for path in sorted((tmp_path / "run" / "ray" / "train").glob("checkpoint_*/state.pt")):
+        try:
+            steps.append(torch.load(path, weights_only=False)["step"])
+        except RuntimeError:
+            assert path.stat().st_mtime <= result["killed_at"] + 1, f"{path} is corrupt but was written after the kill"
+    assert max(steps) == 30  # the requested step count, reached after the failure
