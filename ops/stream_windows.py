@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ops.decode import to_uint8
+from ops.decode import frames_at_size
 from ops.errors import CORRUPT_VIDEO, EMPTY_VIDEO, VIDEO_TOO_SHORT, SampleError
-from ops.preprocess import resize_and_crop, uniform_frame_indices
+from ops.preprocess import uniform_frame_indices
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,7 +62,7 @@ def iter_windows(data: bytes, spec: WindowSpec, chunk: int = 32) -> Iterator[tup
             decoded = reader.get_batch(list(needed)).asnumpy()  # (F, H, W, 3)
         except Exception as exc:
             raise SampleError(CORRUPT_VIDEO, f"{type(exc).__name__}: {str(exc)[:200]}") from None
-        frames = to_uint8(resize_and_crop(decoded, spec.image_size))  # each frame once, however many windows share it
+        frames = frames_at_size(decoded, spec.image_size)  # each frame once, however many windows share it
         position = {int(f): i for i, f in enumerate(needed)}
         batch = np.stack([frames[[position[int(i)] for i in idx]] for idx in indices])
         times = np.array([(start + end) / 2 / fps for start, end in group], dtype=np.float32)

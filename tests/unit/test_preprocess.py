@@ -37,3 +37,15 @@ def test_uint8_frames_normalise_the_same_at_any_rank():
     assert batched.shape == (2, 3, 3, 8, 8)
     single = normalise(frames[1].permute(0, 3, 1, 2).float() / 255.0)
     torch.testing.assert_close(batched[1], single)
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32, 3), (2, 32, 50, 3), (2, 45, 32, 3), (1, 60, 120, 3), (2, 20, 24, 3)])
+def test_uint8_fast_path_gives_the_float_paths_bytes(shape):
+    """Media already at the size on its shorter side is only cropped, in uint8: the same bytes as
+    the float resize-and-crop round trip (others still take it)."""
+    from ops.decode import frames_at_size, to_uint8
+
+    frames = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    fast = frames_at_size(frames, 32)
+    assert fast.shape == (shape[0], 32, 32, 3) and fast.dtype == np.uint8 and fast.flags.c_contiguous
+    np.testing.assert_array_equal(fast, to_uint8(resize_and_crop(frames, 32)))
