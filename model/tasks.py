@@ -48,8 +48,15 @@ def retrieve(model: VLJepa, video_embeddings: torch.Tensor, text_queries: list[s
     return rank(model.embed_texts(text_queries), video_embeddings)
 
 
+def embed_features(model: VLJepa, s_v: torch.Tensor, queries: list[str], device: torch.device) -> np.ndarray:
+    """S_V (B, N, D) and queries -> L2-normalised Ŝ_Y (B, E) float32, as a serving replica runs
+    it: no autograd, bf16 on a GPU."""
+    with torch.inference_mode(), device_autocast(device):
+        return model.embed_visual(s_v.to(device), queries).float().cpu().numpy()
+
+
 def embed_clips(model: VLJepa, frames: torch.Tensor, queries: list[str], device: torch.device) -> np.ndarray:
     """The visual replica's forward (the serving benchmark times this same call): frames
     (B, T, C, S, S) and queries -> L2-normalised Ŝ_Y (B, E) float32. No autograd; bf16 on a GPU."""
     with torch.inference_mode(), device_autocast(device):
-        return model.embed_visual(model.encode_visual(frames.to(device)), queries).float().cpu().numpy()
+        return embed_features(model, model.encode_visual(frames.to(device)), queries, device)

@@ -173,19 +173,22 @@ def s_v_from_row(shape: list[int], flat) -> np.ndarray:
 MAX_VALUES_PER_CHUNK = 2**31 - 1
 
 
+def _list_chunk(part: list[np.ndarray], value_type: pa.DataType) -> pa.ListArray:
+    offsets = np.zeros(len(part) + 1, dtype=np.int32)
+    np.cumsum([len(flat) for flat in part], out=offsets[1:])
+    values = np.concatenate(part) if part else np.zeros(0, dtype=value_type.to_pandas_dtype())
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=value_type))
+
+
 def _s_v_column(flats: list[np.ndarray], value_type: pa.DataType) -> pa.ChunkedArray:
-    chunks, start = [], 0
-    while start < len(flats) or not chunks:
-        end, total = start, 0
-        while end < len(flats) and (end == start or total + len(flats[end]) <= MAX_VALUES_PER_CHUNK):
-            total += len(flats[end])
-            end += 1
-        part = flats[start:end]
-        offsets = np.zeros(len(part) + 1, dtype=np.int32)
-        np.cumsum([len(f) for f in part], out=offsets[1:])
-        values = np.concatenate(part) if part else np.zeros(0, dtype=value_type.to_pandas_dtype())
-        chunks.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=value_type)))
-        start = end
+    chunks, part, total = [], [], 0
+    for flat in flats:
+        if part and total + len(flat) > MAX_VALUES_PER_CHUNK:
+            chunks.append(_list_chunk(part, value_type))
+            part, total = [], 0
+        part.append(flat)
+        total += len(flat)
+    chunks.append(_list_chunk(part, value_type))
     return pa.chunked_array(chunks)
 
 

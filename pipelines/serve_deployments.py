@@ -16,8 +16,7 @@ import torch
 from ray import serve
 
 from model.export import load_model, read_manifest
-from model.precision import device_autocast
-from model.tasks import embed_clips
+from model.tasks import embed_clips, embed_features
 from ops.media_input import frames_to_input
 
 
@@ -46,9 +45,8 @@ class VisualPredictor:
 
     async def predict_cached(self, s_v: np.ndarray) -> np.ndarray:
         """A cached S_V (N, D) -> Ŝ_Y with the captioning prompt (index building)."""
-        tensor = torch.from_numpy(np.asarray(s_v, dtype=np.float32))[None].to(self.device)
-        with torch.inference_mode(), device_autocast(self.device):
-            return self.model.embed_visual(tensor, [self.caption_prompt])[0].float().cpu().numpy()
+        tensor = torch.from_numpy(np.asarray(s_v, dtype=np.float32))[None]
+        return embed_features(self.model, tensor, [self.caption_prompt], self.device)[0]
 
 
 @serve.deployment(max_ongoing_requests=128)
