@@ -19,6 +19,7 @@ import contextlib
 import io
 import json
 import tempfile
+import time
 
 from model.build import build_skeleton
 from model.presets import get_preset
@@ -35,8 +36,10 @@ def payload_bytes(preset: str, num_frames: int, dtype: str = "float16") -> int:
 
 def run_preset(preset: str, shards: str, root: str) -> dict:
     stdout = io.StringIO()
+    cpu_before = time.process_time()  # this process is the run's driver
     with contextlib.redirect_stdout(stdout):
         cache_features.main(["--shards", shards, "--out", f"{root}/cache-{preset}", "--preset", preset, "--json"])
+    driver_cpu = time.process_time() - cpu_before
     result = json.loads(stdout.getvalue().strip().splitlines()[-1])
     frames = get_preset(preset).x_encoder.num_frames
     per_sample = result["bytes_written"] / result["cached"]
@@ -44,6 +47,8 @@ def run_preset(preset: str, shards: str, root: str) -> dict:
     return {"preset": preset, "samples": result["cached"], "seconds": result["seconds"],
             "samples_per_s": round(result["cached"] / result["seconds"], 1),
             "bytes_per_sample": round(per_sample), "raw_clip_payload_bytes": raw,
+            # what the driver spends per sample: the cap on one driver's throughput at cluster scale
+            "driver_cpu_ms_per_sample": round(1000 * driver_cpu / max(result["samples_in"], 1), 2),
             "stages": result.get("stages", [])}
 
 
@@ -65,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         results = [run_preset(p, shards, root) for p in args.presets]
     for r in results:
         print(f"{r['preset']:>7}: {r['samples']} samples in {r['seconds']:.1f}s = {r['samples_per_s']} samples/s, "
-              f"{r['bytes_per_sample']} B/sample on disk (one clip's raw S_V: {r['raw_clip_payload_bytes']} B)")
+              f"{r['bytes_per_sample']} B/sample on disk (one clip's raw S_V: {r['raw_clip_payload_bytes']} B), "
+              f"driver CPU {r['driver_cpu_ms_per_sample']} ms/sample")
     projection = {frames: payload_bytes("paper", frames) for frames in (1, 8, 32)}
     for frames, size in projection.items():
         print(f"  paper, {frames:>2} frame(s): {size / 2**20:.2f} MiB of S_V per sample (float16)")

@@ -2,7 +2,7 @@
 
 Every input record becomes exactly one row that travels through all stages; a failure turns the
 row's status to "error" with a reason instead of dropping it, so each shard's report accounts
-for every sample and the writer knows when a shard is complete (`shard_total` rows seen).
+for every sample and the commit knows when a shard is complete (`shard_total` rows seen).
 Candidate answers travel as a JSON string: a list column that is empty in some blocks would make
 Arrow infer a different type per block.
 """
@@ -27,10 +27,11 @@ def _row(shard: str, key: str) -> dict:
 
 
 def parse_shard(url: str, shard: str) -> list[dict]:
-    """All records of one shard, each a row; `shard_total` set on every row."""
+    """All records of one shard, each a row with its position in the shard (`shard_index`, the
+    order its commit restores) and the shard's row count (`shard_total`)."""
     rows = list(_parse(url, shard))
-    for row in rows:
-        row["shard_total"] = len(rows)
+    for index, row in enumerate(rows):
+        row["shard_index"], row["shard_total"] = index, len(rows)
     return rows
 
 

@@ -4,7 +4,8 @@
       -> parse      one CPU task per shard: tar members -> sample rows (bad ones flagged, kept)
       -> decode     CPU tasks: PIL / decord, uniform frame sampling, resize + centre crop
       -> featurise  actor pool: frozen x-encoder loaded once per actor, batched (GPU bf16 if any)
-      -> commit     per shard, once all its rows are in: Parquet + report, then the done marker
+      -> commit     a task per shard once all its rows are featurised: Parquet + report, then
+                    the done marker (pipelines/shard_commits.py; the driver never holds features)
 
 Re-runs skip shards already complete with the same fingerprint; a cache built with different
 settings is refused unless --overwrite; --dry-run lists done / pending / stale shards.
@@ -13,25 +14,19 @@ settings is refused unless --overwrite; --dry-run lists done / pending / stale s
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from collections import Counter, defaultdict, deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter
 from pathlib import Path
 
 from model.hub_configs import architecture_config
 from model.presets import PRESETS, get_preset
-from ops.feature_cache import FeatureCache, Fingerprint, config_hash, s_v_row
+from ops.feature_cache import FeatureCache, Fingerprint, config_hash
 from ops.featurize import STORAGE_DTYPES, Featurizer
 from ops.shard_io import resolve_shards, shard_name
 from ops.stages import decode_sample, parse_shard
 from pipelines.ray_stats import stage_throughput
 from pipelines.report import human_count, print_json_result, run_as_process, table
-
-REPORT_COLUMNS = ("key", "status", "reason", "error_message")
-# Shards encoded and written at once by the driver while it keeps draining the stream.
-COMMIT_THREADS = 4
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -116,6 +111,7 @@ def run_pipeline(pending, cache: FeatureCache, checkpoint: str, fingerprint: Fin
     import ray
 
     from pipelines.ray_runtime import gpus_available, init_ray
+    from pipelines.shard_commits import commit_stream
 
     init_ray(args.address)
     gpus = gpus_available()
@@ -135,50 +131,9 @@ def run_pipeline(pending, cache: FeatureCache, checkpoint: str, fingerprint: Fin
                      memory=int(args.actor_memory_gb * 2**30),
                      batch_size=args.batch_size, batch_format="numpy")
     )
-    committed = collect_and_commit(dataset, cache, fingerprint)
+    committed = commit_stream(dataset, cache, fingerprint.digest(), fingerprint.storage_dtype)
     committed["_stages"] = stage_throughput(dataset)
     return committed
-
-
-def collect_and_commit(dataset, cache: FeatureCache, fingerprint: Fingerprint,
-                       writers: int = COMMIT_THREADS) -> dict[str, dict]:
-    """Group the stream by shard; commit each shard as soon as all of its rows have arrived.
-
-    Commits run on a few threads (Parquet encoding and the upload release the GIL) so the driver
-    keeps draining the stream meanwhile: at GPU speed a shard's encoding otherwise stalls every
-    encoder actor behind it (backpressure)."""
-    rows_by_shard: dict[str, list[dict]] = defaultdict(list)
-    pending: dict[str, Future] = {}
-    in_flight: deque[Future] = deque()
-    digest = fingerprint.digest()
-    with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="commit") as pool:
-        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            for i in range(len(batch["key"])):
-                row = {column: values[i] for column, values in batch.items()}
-                shard = str(row["shard"])
-                rows_by_shard[shard].append(row)
-                if len(rows_by_shard[shard]) == int(row["shard_total"]):
-                    rows = rows_by_shard.pop(shard)
-                    pending[shard] = pool.submit(
-                        cache.commit_shard, shard, [cache_row(r) for r in rows if r["status"] == "ok"],
-                        [{c: str(r[c]) for c in REPORT_COLUMNS} for r in rows], digest, fingerprint.storage_dtype)
-                    in_flight.append(pending[shard])
-                # A failed commit stops the run now, not at the end; and at most 2 x writers shards
-                # wait in memory for a writer (when writing is the slower side, the stream waits).
-                while in_flight and (in_flight[0].done() or len(in_flight) > 2 * writers):
-                    in_flight.popleft().result()
-    committed = {shard: future.result() for shard, future in pending.items()}  # a failed commit raises here
-    if rows_by_shard:
-        raise RuntimeError(f"shards ended incomplete: {sorted(rows_by_shard)}")
-    return committed
-
-
-def cache_row(row: dict) -> dict:
-    shape, flat = s_v_row(row["s_v"])
-    return {"key": str(row["key"]), "shard": str(row["shard"]), "source": str(row["source"]),
-            "task": str(row["task"]), "media_kind": str(row["media_kind"]), "query": str(row["query"]),
-            "target": str(row["target"]), "candidates": json.loads(str(row["candidates"])),
-            "frame_times": row["frame_times"].tolist(), "s_v_shape": shape, "s_v": flat}
 
 
 def report(committed: dict[str, dict], shards: dict[str, dict | None], elapsed: float, args) -> int:

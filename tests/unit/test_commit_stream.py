@@ -1,5 +1,5 @@
-"""The driver's side of cache-features: rows streamed in any order are grouped by shard and each
-shard is committed once, on writer threads; a failed commit stops the run with its error."""
+"""Committing shards from the stream: the tracker that says when a shard's rows are all in (and in
+which blocks), and the commit that writes a shard from those blocks in the shard's own order."""
 
 from __future__ import annotations
 
@@ -8,58 +8,80 @@ import pyarrow.parquet as pq
 import pytest
 
 from ops.feature_cache import FeatureCache, Fingerprint
-from pipelines.cache_features import collect_and_commit
+from ops.shard_commit import commit_shard_from_batches, shard_counts
+from pipelines.shard_commits import ShardTracker
 
 FINGERPRINT = Fingerprint(x_encoder="tiny", x_encoder_config_hash="0", num_frames=2, image_size=8,
                           storage_dtype="float16")
 
 
-class Stream:
-    """The one method collect_and_commit uses of a Ray Dataset: numpy batches, here interleaved."""
-
-    def __init__(self, shards: dict[str, int], batch_rows: int = 3):
-        rows = []
-        for shard, total in shards.items():
-            for i in range(total):
-                rows.append({"shard": shard, "shard_total": total, "key": f"{shard}-{i}",
-                             "status": "ok" if i % 4 else "bad", "reason": "" if i % 4 else "decode",
-                             "error_message": "", "source": "yfcc", "task": "caption", "media_kind": "video",
-                             "query": "", "target": f"t{i}", "candidates": "[]",
-                             "frame_times": np.array([0.0, 0.5], dtype=np.float32),
-                             "s_v": np.full((4, 2), i, dtype=np.float16)})
-        rng = np.random.default_rng(0)
-        self.rows = [rows[j] for j in rng.permutation(len(rows))]
-        self.batch_rows = batch_rows
-
-    def iter_batches(self, batch_size=None, batch_format="numpy"):
-        for start in range(0, len(self.rows), self.batch_rows):
-            part = self.rows[start:start + self.batch_rows]
-            batch = {k: np.array([r[k] for r in part] + [None], dtype=object)[:-1] for k in part[0]}
-            yield batch
-
-
-def test_every_shard_is_committed_once_with_its_rows(tmp_path):
-    shards = {f"s{n}": 5 + n for n in range(9)}
-    cache = FeatureCache(str(tmp_path / "cache"))
-    committed = collect_and_commit(Stream(shards), cache, FINGERPRINT, writers=2)
-    assert set(committed) == set(shards)
+def _rows(shards: dict[str, int]) -> list[dict]:
+    rows = []
     for shard, total in shards.items():
-        table = pq.read_table(tmp_path / "cache" / f"{shard}.parquet")
-        good = [i for i in range(total) if i % 4]
-        assert sorted(table["key"].to_pylist()) == sorted(f"{shard}-{i}" for i in good)
-        assert committed[shard]["rows"] == len(good)
-        assert committed[shard]["bad"] == {"decode": total - len(good)}
-        assert (tmp_path / "cache" / f"{shard}.done.json").exists()
+        for i in range(total):
+            rows.append({"shard": shard, "shard_index": i, "shard_total": total, "key": f"{shard}-{i}",
+                         "status": "ok" if i % 4 else "error", "reason": "" if i % 4 else "decode",
+                         "error_message": "", "source": "yfcc", "task": "caption", "media_kind": "video",
+                         "query": "", "target": f"t{i}", "candidates": "[]",
+                         "frame_times": np.array([0.0, 0.5], dtype=np.float32),
+                         "s_v": np.full((4, 2), i, dtype=np.float16)})
+    return rows
 
 
-class FailingCache(FeatureCache):
-    def commit_shard(self, shard, *args, **kwargs):
-        if shard == "s0":
-            raise OSError("disk full")
-        return super().commit_shard(shard, *args, **kwargs)
+def _batches(rows: list[dict], batch_rows: int, seed: int = 0) -> list[dict]:
+    """Rows shuffled (the streaming executor's order) and cut into numpy batches."""
+    rng = np.random.default_rng(seed)
+    rows = [rows[j] for j in rng.permutation(len(rows))]
+    batches = []
+    for start in range(0, len(rows), batch_rows):
+        part = rows[start:start + batch_rows]
+        batches.append({k: np.array([r[k] for r in part] + [None], dtype=object)[:-1] for k in part[0]})
+    return batches
 
 
-def test_a_failed_commit_fails_the_run_with_its_error(tmp_path):
-    with pytest.raises(OSError, match="disk full"):
-        collect_and_commit(Stream({f"s{n}": 4 for n in range(6)}), FailingCache(str(tmp_path / "c")), FINGERPRINT)
-    assert not (tmp_path / "c" / "s0.done.json").exists()
+def test_each_shard_completes_once_with_exactly_the_blocks_holding_it():
+    shards = {f"s{n}": 5 + n for n in range(9)}
+    batches = _batches(_rows(shards), batch_rows=7)
+    tracker, completed = ShardTracker(), {}
+    for number, batch in enumerate(batches):
+        for shard, pieces in tracker.add([(f"block{number}", None)], [shard_counts(batch)]):
+            assert shard not in completed
+            # complete at its last block, not before
+            assert number == max(n for n, b in enumerate(batches) if shard in set(b["shard"]))
+            completed[shard] = [ref for ref, _ in pieces]
+    assert tracker.incomplete() == [] and set(completed) == set(shards)
+    for shard, refs in completed.items():
+        assert refs == [f"block{n}" for n, b in enumerate(batches) if shard in set(b["shard"])]
+
+
+def test_tracker_refuses_more_rows_than_the_shard_has_and_reports_the_unfinished():
+    tracker = ShardTracker()
+    assert tracker.add([("a", None)], [{"s0": (2, 3), "s1": (1, 5)}]) == []
+    assert tracker.incomplete() == ["s0", "s1"]
+    with pytest.raises(RuntimeError, match="s0: 4 rows seen, 3 expected"):
+        tracker.add([("b", None)], [{"s0": (2, 3)}])
+
+
+def test_commit_writes_the_shard_in_its_own_order_whatever_the_stream_order(tmp_path):
+    shards = {"s0": 9, "s1": 6}
+    written = []
+    for seed in (0, 1):
+        cache = FeatureCache(str(tmp_path / f"cache{seed}"))
+        counts = commit_shard_from_batches(cache, "s0", _batches(_rows(shards), 4, seed), FINGERPRINT.digest(), "float16")
+        assert counts["rows"] == 6 and counts["bad"] == {"decode": 3}
+        table = pq.read_table(tmp_path / f"cache{seed}" / "s0.parquet")
+        assert table["key"].to_pylist() == [f"s0-{i}" for i in range(9) if i % 4]
+        assert table["s_v"].to_pylist()[0] == [1.0] * 8
+        report = pq.read_table(tmp_path / f"cache{seed}" / "s0.report.parquet").to_pylist()
+        assert [r["key"] for r in report] == [f"s0-{i}" for i in range(9)]
+        assert (tmp_path / f"cache{seed}" / "s0.done.json").exists()
+        written.append((tmp_path / f"cache{seed}" / "s0.parquet").read_bytes())
+    assert written[0] == written[1]  # a re-run writes the same bytes
+
+
+def test_commit_missing_rows_raises_and_leaves_no_marker(tmp_path):
+    rows = [r for r in _rows({"s0": 6}) if r["shard_index"] != 3]
+    cache = FeatureCache(str(tmp_path / "cache"))
+    with pytest.raises(RuntimeError, match="s0: 5 rows handed to its commit, 6 expected"):
+        commit_shard_from_batches(cache, "s0", _batches(rows, 4), FINGERPRINT.digest(), "float16")
+    assert not (tmp_path / "cache" / "s0.done.json").exists()
