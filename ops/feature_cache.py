@@ -89,11 +89,38 @@ class FeatureCache:
         except FileNotFoundError:
             return None
 
+    def markers(self, shards: list[str], known: dict[str, dict] | None = None) -> dict[str, dict | None]:
+        """Every shard's marker (None: not committed), with as few requests as possible.
+
+        One listing says which markers exist (1000 names per request on S3). A marker's content
+        is taken from `known` (what this run's commits returned), else from the manifest (written
+        after every run; a complete shard's marker never changes), and only the rest are read, in
+        one batched call (concurrent on s3fs): those a killed run committed. Reading each marker
+        in turn costs a request per shard, in sequence: minutes before a re-run of a large cache
+        on an object store can start (docs/benchmarks.md)."""
+        self.fs.invalidate_cache(self.root)  # commits ran in other processes: no cached listing
+        try:
+            listed = {path.rsplit("/", 1)[-1] for path in self.fs.ls(self.root, detail=False)}
+        except FileNotFoundError:
+            return {shard: None for shard in shards}
+        known = {**(self.manifest() or {}).get("shards", {}), **(known or {})}
+        result: dict[str, dict | None] = {}
+        unread: dict[str, str] = {}  # marker file name -> shard
+        for shard in shards:
+            name = f"{shard}.done.json"
+            result[shard] = known.get(shard) if name in listed else None
+            if name in listed and shard not in known:
+                unread[name] = shard
+        if unread:
+            found = self.fs.cat([self.path(name) for name in unread], on_error="omit")
+            for path, data in found.items():
+                result[unread[path.rsplit("/", 1)[-1]]] = json.loads(data)
+        return result
+
     def status(self, shards: list[str], fingerprint: str) -> dict[str, str]:
         """shard -> "done" (complete, same fingerprint), "stale" (complete, other) or "pending"."""
         result = {}
-        for shard in shards:
-            marker = self.marker(shard)
+        for shard, marker in self.markers(shards).items():
             if marker is None:
                 result[shard] = "pending"
             else:

@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     committed = run_pipeline(pending, cache, checkpoint, fingerprint, num_frames, args) if pending else {}
     elapsed = time.perf_counter() - started
 
-    shards = {n: cache.marker(n) for n in names}
+    # this run's commits are known; the rest come from the listing and the previous manifest
+    shards = cache.markers(names, known={n: c for n, c in committed.items() if n != "_stages"})
     cache.write_manifest(fingerprint, {n: m for n, m in shards.items() if m is not None})
     return report(committed, shards, elapsed, args)
 

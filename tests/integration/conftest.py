@@ -4,15 +4,10 @@ session. The S3 variables are set before Ray starts so that every Ray worker inh
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
-from pipelines.net import free_loopback_port
+from pipelines.net import local_s3_server
 
 pytestmark = pytest.mark.integration
 
@@ -26,29 +21,9 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def s3_endpoint():
-    """moto's S3 server on 127.0.0.1, as s3fs's own test suite runs it."""
-    port = free_loopback_port()
-    moto = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or "moto_server"
-    process = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("moto_server did not start")
-            time.sleep(0.2)
-    os.environ.update({
-        "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    })
-    yield endpoint
-    process.terminate()
-    process.wait(timeout=10)
+    """moto's S3 server on 127.0.0.1 for the whole session."""
+    with local_s3_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="session")

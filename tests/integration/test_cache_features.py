@@ -125,5 +125,9 @@ def test_shards_from_s3_and_cache_to_s3(ray_instance, sample_data, s3_endpoint, 
     assert result["cached"] > 0 and result["bad"] == {}
     names = {p.rsplit("/", 1)[-1] for p in fs.ls("vljepa-test/cache")}
     assert "manifest.json" in names and any(n.endswith(".done.json") for n in names)
+    # the manifest lists every shard: the driver's listing sees the markers its commit tasks wrote
+    manifest = json.loads(fs.cat_file("vljepa-test/cache/manifest.json"))
+    assert len(manifest["shards"]) == len(fs.glob("vljepa-test/data/train/*.tar"))
+    assert sum(m["rows"] for m in manifest["shards"].values()) == result["cached"]
     again = _run(capsys, "--shards", "s3://vljepa-test/data/train", "--out", "s3://vljepa-test/cache")
     assert again["shards_processed"] == 0

@@ -50,3 +50,33 @@ def test_bulk_column_skips_dictionary_and_statistics():
     assert s_v.statistics is None
     assert columns["key"].statistics is not None  # the small columns keep theirs
 
+
+
+def test_markers_and_status_from_one_listing(tmp_path):
+    from ops.feature_cache import FeatureCache
+
+    cache = FeatureCache(str(tmp_path / "cache"))
+    assert cache.status(["a", "b"], "f1") == {"a": "pending", "b": "pending"}  # no directory yet
+    cache.commit_shard("a", make_rows([8]), [], "f1", "float16")
+    cache.commit_shard("b", make_rows([8, 8]), [], "f0", "float16")
+    (tmp_path / "cache" / "c.parquet").write_bytes(b"written, never committed")  # a killed commit
+    assert cache.status(["a", "b", "c", "d"], "f1") == {"a": "done", "b": "stale", "c": "pending", "d": "pending"}
+    markers = cache.markers(["a", "b", "c"])
+    assert markers["a"]["rows"] == 1 and markers["b"]["rows"] == 2 and markers["c"] is None
+    assert markers["a"] == cache.marker("a")
+
+
+def test_markers_listed_in_the_manifest_are_not_read_again(tmp_path):
+    from ops.feature_cache import FeatureCache, Fingerprint
+
+    fingerprint = Fingerprint(x_encoder="x", x_encoder_config_hash="0", num_frames=1, image_size=8, storage_dtype="float16")
+    cache = FeatureCache(str(tmp_path / "cache"))
+    for shard in ("a", "b"):
+        cache.commit_shard(shard, make_rows([8]), [], fingerprint.digest(), "float16")
+    cache.write_manifest(fingerprint, cache.markers(["a", "b"]))
+    (tmp_path / "cache" / "a.done.json").write_text("unreadable")  # proves the manifest's entry is used
+    cache.commit_shard("c", make_rows([8, 8, 8]), [], fingerprint.digest(), "float16")  # after the manifest
+    (tmp_path / "cache" / "b.done.json").unlink()  # a deleted marker: the shard is pending again
+    markers = cache.markers(["a", "b", "c"], known={"d": {"rows": 9}})
+    assert markers["a"]["rows"] == 1 and markers["b"] is None and markers["c"]["rows"] == 3
+    assert cache.status(["a", "b", "c"], fingerprint.digest()) == {"a": "done", "b": "pending", "c": "done"}
