@@ -23,3 +23,6 @@ CORRUPT_VIDEO = "corrupt_video"
 VIDEO_TOO_SHORT = "video_too_short"
 TRUNCATED_SHARD = "truncated_shard"
 UNREADABLE_SHARD = "unreadable_shard"
+# A well-formed tar without samples: reported as one record so the shard still gets committed
+# (done, with nothing cached) instead of being computed again by every re-run.
+EMPTY_SHARD = "empty_shard"

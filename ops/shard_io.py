@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import fsspec
 from braceexpand import braceexpand
 
-from ops.errors import TRUNCATED_SHARD, UNREADABLE_SHARD
+from ops.errors import EMPTY_SHARD, TRUNCATED_SHARD, UNREADABLE_SHARD
 
 
 @dataclass
@@ -92,6 +92,8 @@ def iter_samples(url: str) -> Iterator[RawSample]:
         return
     if current is not None:
         yield current
+    elif members_read == 0:
+        yield RawSample(key="<shard>", error=(EMPTY_SHARD, "the tar holds no files"))
 
 
 class ShardWriter:

@@ -50,3 +50,12 @@ def test_unreadable_shard_is_one_error_record(tmp_path):
     shard.write_bytes(b"this is not a tar file at all" * 40)
     rows = _run(shard)
     assert [(r["status"], r["reason"]) for r in rows] == [("error", "unreadable_shard")]
+
+
+def test_empty_shard_is_one_error_record(tmp_path):
+    import tarfile
+
+    shard = tmp_path / "00003.tar"
+    tarfile.open(shard, "w").close()  # a valid tar with no members
+    rows = _run(shard)
+    assert [(r["status"], r["reason"], r["shard_total"]) for r in rows] == [("error", "empty_shard", 1)]
