@@ -72,6 +72,8 @@ class FeatureCache:
         self.url = url.rstrip("/")
         self.fs, self.root = fsspec.core.url_to_fs(self.url)
         self.is_local = "file" in self.fs.protocol or "local" in self.fs.protocol
+        if self.is_local:
+            self.url = self.root  # absolute: commit tasks resolve it in their own working directory
 
     def path(self, name: str) -> str:
         return f"{self.root}/{name}"

@@ -80,3 +80,11 @@ def test_markers_listed_in_the_manifest_are_not_read_again(tmp_path):
     markers = cache.markers(["a", "b", "c"], known={"d": {"rows": 9}})
     assert markers["a"]["rows"] == 1 and markers["b"] is None and markers["c"]["rows"] == 3
     assert cache.status(["a", "b", "c"], fingerprint.digest()) == {"a": "done", "b": "pending", "c": "done"}
+
+
+def test_a_relative_local_cache_path_is_made_absolute(tmp_path, monkeypatch):
+    """Commit tasks rebuild the cache from its URL in their own working directory."""
+    from ops.feature_cache import FeatureCache
+
+    monkeypatch.chdir(tmp_path)
+    assert FeatureCache("relative/cache/").url == str(tmp_path / "relative" / "cache")
