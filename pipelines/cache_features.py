@@ -132,8 +132,8 @@ def run_pipeline(pending, cache: FeatureCache, checkpoint: str, fingerprint: Fin
                      memory=int(args.actor_memory_gb * 2**30),
                      batch_size=args.batch_size, batch_format="numpy")
     )
-    committed = commit_stream(dataset, cache, fingerprint.digest(), fingerprint.storage_dtype)
-    committed["_stages"] = stage_throughput(dataset)
+    committed, commit_stage = commit_stream(dataset, cache, fingerprint.digest(), fingerprint.storage_dtype)
+    committed["_stages"] = [*stage_throughput(dataset), commit_stage]
     return committed
 
 

@@ -17,6 +17,7 @@ those of an object store (s3://) run wherever Ray places them, near their blocks
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -86,15 +87,19 @@ def _count_rows(spans: list, *blocks) -> list[dict[str, tuple[int, int]]]:
     return [shard_counts(_batch(block, span, ["shard", "shard_total"])) for block, span in zip(blocks, spans)]
 
 
-def _commit(cache_url: str, shard: str, digest: str, storage_dtype: str, spans: list, *blocks) -> dict:
+def _commit(cache_url: str, shard: str, digest: str, storage_dtype: str, spans: list, *blocks) -> tuple[dict, float]:
+    """-> (the shard's counts, this task's seconds)."""
+    started = time.perf_counter()
     batches = [_batch(block, span) for block, span in zip(blocks, spans)]
-    return commit_shard_from_batches(FeatureCache(cache_url), shard, batches, digest, storage_dtype)
+    counts = commit_shard_from_batches(FeatureCache(cache_url), shard, batches, digest, storage_dtype)
+    return counts, time.perf_counter() - started
 
 
 def commit_stream(dataset, cache: FeatureCache, digest: str, storage_dtype: str,
-                  max_commits: int = MAX_COMMITS) -> dict[str, dict]:
-    """Run the dataset to the end, committing every shard on the cluster. -> shard -> its counts.
-    A failed commit stops the run with its error as soon as the driver sees it."""
+                  max_commits: int = MAX_COMMITS) -> tuple[dict[str, dict], dict]:
+    """Run the dataset to the end, committing every shard on the cluster. -> ({shard: its counts},
+    the commit stage's row for the summary's stage table). A failed commit stops the run with its
+    error as soon as the driver sees it."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -111,18 +116,24 @@ def commit_stream(dataset, cache: FeatureCache, digest: str, storage_dtype: str,
     counting: deque = deque()  # (pieces, future of their counts), in stream order
     running: dict = {}  # commit future -> shard
     committed: dict[str, dict] = {}
+    task_seconds, first_submit = 0.0, None
 
     def settle(block_until_below: int) -> None:
+        nonlocal task_seconds
         while running:
             done, _ = ray.wait(list(running), num_returns=1, timeout=None if len(running) >= block_until_below else 0)
             if not done:
                 return
-            committed[running.pop(done[0])] = ray.get(done[0])  # a failed commit raises here
+            shard = running.pop(done[0])
+            committed[shard], seconds = ray.get(done[0])  # a failed commit raises here
+            task_seconds += seconds
 
     def absorb(block_until_below: int) -> None:
+        nonlocal first_submit
         while counting and (len(counting) >= block_until_below or _ready(counting[0][1])):
             pieces, counts = counting.popleft()
             for shard, shard_pieces in tracker.add(pieces, ray.get(counts)):
+                first_submit = first_submit or time.perf_counter()
                 spans = [span for _, span in shard_pieces]
                 running[commit.remote(cache.url, shard, digest, storage_dtype, spans,
                                       *[ref for ref, _ in shard_pieces])] = shard
@@ -136,7 +147,11 @@ def commit_stream(dataset, cache: FeatureCache, digest: str, storage_dtype: str,
     settle(1)  # every commit finished
     if tracker.incomplete():
         raise RuntimeError(f"shards ended incomplete: {tracker.incomplete()}")
-    return committed
+    rows = sum(counts["rows"] + sum(counts["bad"].values()) for counts in committed.values())
+    seconds = max(time.perf_counter() - (first_submit or time.perf_counter()), 1e-9)
+    stage = {"stage": "Commit (tasks)", "rows": rows, "seconds": round(seconds, 2),
+             "rows_per_s": round(rows / seconds, 1), "task_seconds": round(task_seconds, 2)}
+    return committed, stage
 
 
 def _ready(future) -> bool:
