@@ -27,6 +27,7 @@ bench: setup bench-selective
 	$(PY) -m benchmarks.decode_throughput
 	$(PY) -m benchmarks.cache_throughput
 	$(PY) -m benchmarks.cache_status
+	$(PY) -m benchmarks.pipeline_startup
 	$(PY) -m benchmarks.train_throughput
 	$(PY) -m benchmarks.train_step
 	$(PY) -m benchmarks.serve_throughput

@@ -100,6 +100,18 @@ def test_killed_driver_then_rerun_equals_an_uninterrupted_run(ray_instance, samp
         assert (interrupted / path.name).read_bytes() == path.read_bytes(), path.name
 
 
+def test_several_shards_per_parse_task_give_the_same_cache(ray_instance, sample_data, tmp_path, capsys, monkeypatch):
+    """Past MAX_INPUT_BLOCKS shards, consecutive shards share a parse task; the cache is unchanged."""
+    reference, grouped = tmp_path / "reference", tmp_path / "grouped"
+    first = _run(capsys, "--shards", str(sample_data / "train"), "--out", str(reference))
+    monkeypatch.setattr(cache_features, "MAX_INPUT_BLOCKS", 3)
+    second = _run(capsys, "--shards", str(sample_data / "train"), "--out", str(grouped))
+    assert second["shards_processed"] == first["shards_processed"] > 3
+    assert sorted(p.name for p in grouped.iterdir()) == sorted(p.name for p in reference.iterdir())
+    for path in reference.glob("*.parquet"):
+        assert (grouped / path.name).read_bytes() == path.read_bytes(), path.name
+
+
 def test_a_failed_commit_fails_the_run_with_its_error(ray_instance, tmp_path):
     """Commits run as Ray tasks; the driver surfaces a commit's error instead of finishing."""
     rows = [{"shard": f"s{n}", "shard_index": i, "shard_total": 3, "key": f"s{n}-{i}", "status": "ok", "reason": "",
