@@ -32,6 +32,8 @@ from pipelines.report import human_count, print_json_result, run_as_process, tab
 # 50,000 blocks: 107 s, as 5,000 blocks: 10 s, on 2 cores): a large re-run starts in seconds,
 # and 4096 tasks still keep a large cluster busy.
 MAX_INPUT_BLOCKS = 4096
+# Shards listed one per line in the status table before a run; a large cache gets a summary.
+STATUS_ROWS = 40
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
     foreign = cache.foreign_fingerprint(digest)
     stale = [n for n, s in status.items() if s == "stale"]
-    print(table([[n, status[n]] for n in names], ["shard", "status"]))
+    print(status_table(names, status))
     print(f"{sum(s == 'done' for s in status.values())} done, {sum(s == 'pending' for s in status.values())} "
           f"pending, {len(stale)} stale; fingerprint {digest}")
     if args.dry_run:
@@ -110,6 +112,16 @@ def main(argv: list[str] | None = None) -> int:
     shards = cache.markers(names, known={n: c for n, c in committed.items() if n != "_stages"})
     cache.write_manifest(fingerprint, {n: m for n, m in shards.items() if m is not None})
     return report(committed, shards, elapsed, args)
+
+
+def status_table(names: list[str], status: dict[str, str], limit: int = STATUS_ROWS) -> str:
+    """Every shard's status when there are few; else the first `limit` that are not done (the
+    ones a user looks for), then how many rows were left out."""
+    if len(names) <= limit:
+        return table([[n, status[n]] for n in names], ["shard", "status"])
+    shown = [n for n in names if status[n] != "done"][:limit]
+    return (table([[n, status[n]] for n in shown], ["shard", "status"])
+            + f"\n... {len(names) - len(shown)} more shards not listed (every shard: --dry-run --json)")
 
 
 def run_pipeline(pending, cache: FeatureCache, checkpoint: str, fingerprint: Fingerprint,
