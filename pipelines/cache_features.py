@@ -29,7 +29,7 @@ from pipelines.ray_stats import stage_throughput
 from pipelines.report import human_count, print_json_result, run_as_process, table
 
 # The driver spends ~2 ms per input block before the first sample is decoded (50,000 shards as
-# 50,000 blocks: 107 s, as 5,000 blocks: 10 s, on 2 cores): a large re-run starts in seconds,
+# 50,000 blocks: 97 s to the first output, as 4096 blocks: 11 s, on 2 cores; docs/benchmarks.md): a large re-run starts in seconds,
 # and 4096 tasks still keep a large cluster busy.
 MAX_INPUT_BLOCKS = 4096
 # Shards listed one per line in the status table before a run; a large cache gets a summary.
@@ -105,13 +105,13 @@ def main(argv: list[str] | None = None) -> int:
 
     pending = [(u, n) for u, n in zip(urls, names) if status[n] == "pending"]
     started = time.perf_counter()
-    committed = run_pipeline(pending, cache, checkpoint, fingerprint, num_frames, args) if pending else {}
+    committed, stages = run_pipeline(pending, cache, checkpoint, fingerprint, num_frames, args) if pending else ({}, [])
     elapsed = time.perf_counter() - started
 
     # this run's commits are known; the rest come from the listing and the previous manifest
-    shards = cache.markers(names, known={n: c for n, c in committed.items() if n != "_stages"})
+    shards = cache.markers(names, known=committed)
     cache.write_manifest(fingerprint, {n: m for n, m in shards.items() if m is not None})
-    return report(committed, shards, elapsed, args)
+    return report(committed, stages, shards, elapsed, args)
 
 
 def status_table(names: list[str], status: dict[str, str], limit: int = STATUS_ROWS) -> str:
@@ -125,7 +125,8 @@ def status_table(names: list[str], status: dict[str, str], limit: int = STATUS_R
 
 
 def run_pipeline(pending, cache: FeatureCache, checkpoint: str, fingerprint: Fingerprint,
-                 num_frames: int, args) -> dict[str, dict]:
+                 num_frames: int, args) -> tuple[dict[str, dict], list[dict]]:
+    """-> ({shard: its counts}, the stage table's rows)."""
     import ray
 
     from pipelines.ray_runtime import gpus_available, init_ray
@@ -151,12 +152,11 @@ def run_pipeline(pending, cache: FeatureCache, checkpoint: str, fingerprint: Fin
                      batch_size=args.batch_size, batch_format="numpy")
     )
     committed, commit_stage = commit_stream(dataset, cache, fingerprint.digest(), fingerprint.storage_dtype)
-    committed["_stages"] = [*stage_throughput(dataset), commit_stage]
-    return committed
+    return committed, [*stage_throughput(dataset), commit_stage]
 
 
-def report(committed: dict[str, dict], shards: dict[str, dict | None], elapsed: float, args) -> int:
-    stages = committed.pop("_stages", [])
+def report(committed: dict[str, dict], stages: list[dict], shards: dict[str, dict | None], elapsed: float,
+           args) -> int:
     cached = sum(c["rows"] for c in committed.values())
     bad = Counter()
     for counts in committed.values():
