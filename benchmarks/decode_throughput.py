@@ -96,13 +96,15 @@ def ray_stage(urls: list[str], image_size: int, num_frames: int):
                 .flat_map(lambda item: parse_shard(item["url"], item["shard"]))
                 .map(decode_sample, fn_kwargs={"image_size": image_size, "num_frames": num_frames})
                 # keep only the status: like the bare loop, measure decoding, not shipping every
-                # decoded clip to this driver (in the pipeline frames go on to the encoder actors)
-                .map(lambda row: {"ok": row["status"] == "ok", "frames": len(row["frames"])}))
+                # decoded clip to this driver (in the pipeline frames go on to the encoder actors).
+                # A column select on the Arrow block: a row-wise map here took 4% of the workers'
+                # time turning each row, frames included, into Python objects (py-spy).
+                .map_batches(lambda block: block.select(["status"]), batch_format="pyarrow", batch_size=None))
 
     def run(subset: list[str]) -> tuple[int, float]:
         started = time.perf_counter()
         clips = sum(1 for row in stage([{"url": u, "shard": str(i)} for i, u in enumerate(subset)]).iter_rows()
-                    if row["ok"])
+                    if row["status"] == "ok")
         return clips, time.perf_counter() - started
 
     return run

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ops.decode import frames_at_size
+from ops.decode import frames_at_size, read_frames
 from ops.errors import CORRUPT_VIDEO, EMPTY_VIDEO, VIDEO_TOO_SHORT, SampleError
 from ops.preprocess import uniform_frame_indices
 
@@ -59,7 +59,7 @@ def iter_windows(data: bytes, spec: WindowSpec, chunk: int = 32) -> Iterator[tup
         indices = [start + uniform_frame_indices(end - start, spec.num_frames) for start, end in group]
         needed = np.unique(np.concatenate(indices))
         try:
-            decoded = reader.get_batch(list(needed)).asnumpy()  # (F, H, W, 3)
+            decoded = read_frames(reader, needed)  # (F, H, W, 3)
         except Exception as exc:
             raise SampleError(CORRUPT_VIDEO, f"{type(exc).__name__}: {str(exc)[:200]}") from None
         frames = frames_at_size(decoded, spec.image_size)  # each frame once, however many windows share it

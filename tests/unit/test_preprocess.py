@@ -49,3 +49,28 @@ def test_uint8_fast_path_gives_the_float_paths_bytes(shape):
     fast = frames_at_size(frames, 32)
     assert fast.shape == (shape[0], 32, 32, 3) and fast.dtype == np.uint8 and fast.flags.c_contiguous
     np.testing.assert_array_equal(fast, to_uint8(resize_and_crop(frames, 32)))
+
+
+@pytest.mark.parametrize("size", [64, 48])
+def test_decoded_frames_are_decords_pixels_and_outlive_the_reader(size):
+    """decode_video reads decord's buffer through DLPack instead of `asnumpy()`: the frames must be
+    decord's own pixels (cropped / resized as before), writable, and still valid once the reader
+    and its batch are gone and other clips have been decoded into fresh buffers."""
+    import gc
+    import io
+
+    import decord
+
+    from ops.decode import decode_video, frames_at_size
+    from tests.media_fixtures import clip_bytes
+
+    clips = [clip_bytes(num_frames=16, seed=seed) for seed in range(3)]
+    kept = [decode_video(clip, size, 8)[0] for clip in clips]
+    gc.collect()
+    decode_video(clips[0], size, 8)  # reuses whatever memory the collector freed
+    for clip, frames in zip(clips, kept):
+        reader = decord.VideoReader(io.BytesIO(clip), num_threads=1)
+        expected = reader.get_batch(list(uniform_frame_indices(len(reader), 8))).asnumpy()
+        assert frames.flags.writeable and frames.flags.c_contiguous
+        np.testing.assert_array_equal(frames, frames_at_size(expected, size))
+    assert not np.array_equal(kept[0], kept[1])  # distinct clips, not one shared buffer
