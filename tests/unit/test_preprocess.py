@@ -74,3 +74,22 @@ def test_decoded_frames_are_decords_pixels_and_outlive_the_reader(size):
         assert frames.flags.writeable and frames.flags.c_contiguous
         np.testing.assert_array_equal(frames, frames_at_size(expected, size))
     assert not np.array_equal(kept[0], kept[1])  # distinct clips, not one shared buffer
+
+
+def test_decoding_works_when_the_process_set_decords_torch_bridge():
+    """A user's code may call decord.bridge.set_bridge("torch"): get_batch then returns tensors,
+    and a good clip must still decode (not be reported as corrupt)."""
+    import decord
+
+    from ops.decode import decode_video
+    from tests.media_fixtures import clip_bytes
+
+    clip = clip_bytes(num_frames=16)
+    expected = decode_video(clip, 64, 8)[0]
+    decord.bridge.set_bridge("torch")
+    try:
+        frames = decode_video(clip, 64, 8)[0]
+    finally:
+        decord.bridge.set_bridge("native")
+    assert isinstance(frames, np.ndarray)
+    np.testing.assert_array_equal(frames, expected)
