@@ -29,8 +29,8 @@ from pipelines.ray_stats import stage_throughput
 from pipelines.report import human_count, print_json_result, run_as_process, table
 
 # The driver spends ~2 ms per input block before the first sample is decoded (50,000 shards as
-# 50,000 blocks: 97 s to the first output, as 4096 blocks: 11 s, on 2 cores; docs/benchmarks.md): a large re-run starts in seconds,
-# and 4096 tasks still keep a large cluster busy.
+# 50,000 blocks: 97 s to the first output, as 4096 blocks: 11 s, on 2 cores; docs/benchmarks.md):
+# a large re-run starts in seconds, and 4096 tasks still keep a large cluster busy.
 MAX_INPUT_BLOCKS = 4096
 # Shards listed one per line in the status table before a run; a large cache gets a summary.
 STATUS_ROWS = 40
