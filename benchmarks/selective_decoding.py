@@ -10,6 +10,10 @@ rate is the average over the streams. Reported:
   - the Pareto curves (PNG) and the table of (decodes/s, CIDEr) per strategy;
   - the decoding reduction: the reference rate (1 Hz) / the lowest adaptive rate whose average
     CIDEr reaches uniform's there (paper: ~2.85x), and the same per stream, for the spread;
+  - how sure: the reduction's 95% interval over resamplings of the streams, and adaptive minus
+    uniform CIDEr at each rate with its interval (paired per stream: both decode the same streams);
+  - the oracle segmentation: one exact decode at each annotated event's centre (what adaptive
+    decoding would give were its segments the events), the ceiling of one decode per event;
   - §4.4: milliseconds per step of "encoder + predictor" vs "text decoding" (batch 1).
 Everything is logged to MLflow (SQLite under --out).
 
@@ -29,9 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.decoding_curves import average_curves, bootstrap_reduction, paired_differences, reduction_at
 from ops.cider import cider_scores
 from ops.long_stream import LongStreamConfig, make_long_stream
-from ops.segmentation import segment_embeddings, uniform_segments, ward_segments
+from ops.segmentation import Segment, segment_embeddings, uniform_segments, ward_segments
 from ops.selective_decoding import embed_frames, embed_stream
 from ops.stream_windows import WindowSpec, iter_windows
 from pipelines.captioner import load_captioner
@@ -48,6 +53,17 @@ def sweep_rates(highest_hz: float, lowest_hz: float = 0.01, points: int = 24) ->
 
 def decodes_at(rate_hz: float, duration_s: float, steps: int) -> int:
     return int(min(steps, max(1, round(rate_hz * duration_s))))
+
+
+def oracle_point(annotations: list[dict], times: np.ndarray, embeddings: np.ndarray, decode) -> dict:
+    """One exact decode at the step nearest each annotated event's centre: the segmentation that
+    knows the events, the ceiling for one decode per event (a decode off an event's centre sees
+    a less typical stretch of it, so this also beats a finer uniform grid's nearest decode)."""
+    centres = [Segment(c, c + 1) for c in (int(np.abs(times - a["time"]).argmin()) for a in annotations)]
+    texts = decode(segment_embeddings(embeddings, centres, pooled=False))
+    events = [(float(times[s.start]), t) for s, t in zip(centres, texts)]
+    return {"decodes": len(centres), "rate_hz": len(centres) / annotations[-1]["end"],
+            "cider": aligned_cider(annotations, events)}
 
 
 def aligned_cider(annotations: list[dict], events: list[tuple[float, str]]) -> float:
@@ -74,33 +90,6 @@ class MemoDecoder:
         return [self.memo[k] for k in keys]
 
 
-def crossing_rate(points: list[dict], target: float) -> float | None:
-    """The lowest rate at which a curve reaches `target`: its first upward crossing, read off the
-    curve linearly interpolated in log-rate (as one reads it off the plot), not the sweep grid."""
-    points = sorted(points, key=lambda p: p["rate_hz"])
-    for i, point in enumerate(points):
-        if point["cider"] >= target:
-            if i == 0:
-                return point["rate_hz"]
-            low = points[i - 1]
-            share = (target - low["cider"]) / (point["cider"] - low["cider"])
-            return float(np.exp(np.log(low["rate_hz"]) + share * (np.log(point["rate_hz"]) - np.log(low["rate_hz"]))))
-    return None
-
-
-def reduction_at(curves: dict, rate: float) -> dict:
-    """For each decoding input (exact midpoint, pooled segment): uniform's CIDEr at `rate`
-    (interpolated in log-rate) and the lowest adaptive rate reaching it with the same input."""
-    result = {"reference_rate_hz": rate}
-    for variant in ("pooled", "exact"):
-        uniform = sorted(curves[f"uniform/{variant}"], key=lambda p: p["rate_hz"])  # np.interp: ascending
-        target = float(np.interp(np.log(rate), np.log([p["rate_hz"] for p in uniform]), [p["cider"] for p in uniform]))
-        reached = crossing_rate(curves[f"adaptive/{variant}"], target)
-        result[f"adaptive/{variant}"] = {"uniform_cider": target, "rate_hz": reached,
-                                         "reduction": rate / reached if reached else None}
-    return result
-
-
 def cost_split(captioner, video: bytes, spec: WindowSpec, query: str, repeats: int = 20) -> dict:
     """§4.4: per-step time of the embedding path vs one text decode, both at batch 1."""
     _, frames = next(iter_windows(video, spec, chunk=1))
@@ -118,7 +107,7 @@ def cost_split(captioner, video: bytes, spec: WindowSpec, query: str, repeats: i
     return {"encoder_predictor_ms": encode_ms, "decoder_ms": decode_ms, "decoder_over_encoder": decode_ms / encode_ms}
 
 
-def plot(curves: dict, path: Path, reference: dict, streams: int) -> None:
+def plot(curves: dict, path: Path, reference: dict, streams: int, oracle: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -131,6 +120,8 @@ def plot(curves: dict, path: Path, reference: dict, streams: int) -> None:
         colour, line = styles[name]
         axis.plot([p["rate_hz"] for p in points], [p["cider"] for p in points], line, color=colour, marker="o",
                   markersize=3, label=name)
+    axis.plot([oracle["rate_hz"]], [oracle["cider"]], "*", color="black", markersize=9,
+              label="oracle: one exact decode per event centre")
     axis.axvline(reference["reference_rate_hz"], color="grey", linewidth=0.8)
     for variant, line in (("pooled", "-"), ("exact", "--")):
         axis.axhline(reference[f"adaptive/{variant}"]["uniform_cider"], color="grey", linewidth=0.8, linestyle=line)
@@ -167,19 +158,9 @@ def stream_curves(captioner, decode: MemoDecoder, seed: int, args) -> tuple[dict
                 curves[name].append({"decodes": len(segments), "rate_hz": len(segments) / duration,
                                      "cider": aligned_cider(annotations, events)})
     facts = {"seed": seed, "events": len(annotations), "duration_s": duration, "windows": len(times),
+             "oracle": oracle_point(annotations, times, embeddings, decode),
              "embed_seconds": round(embed_seconds, 2), "video": video, "spec": spec}
     return curves, facts
-
-
-def average_curves(per_stream: list[dict]) -> dict:
-    """The streams' curves averaged point by point (same swept rate): the paper's average CIDEr."""
-    averaged = {}
-    for name in per_stream[0]:
-        points = zip(*(curves[name] for curves in per_stream))
-        averaged[name] = [{"decodes": float(np.mean([p["decodes"] for p in group])),
-                           "rate_hz": float(np.mean([p["rate_hz"] for p in group])),
-                           "cider": float(np.mean([p["cider"] for p in group]))} for group in points]
-    return averaged
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stride", type=float, default=0.5)
     parser.add_argument("--smooth", type=int, default=1, help="moving-average width (steps) Ward clusters over")
     parser.add_argument("--reference-rate", type=float, default=1.0, help="uniform rate (Hz) to match")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="resamplings of the streams for the intervals")
     parser.add_argument("--out", type=Path, default=Path("bench-out/selective"))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -220,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:16s} " + "  ".join(f"{p['rate_hz']:.2f}Hz:{p['cider']:.2f}" for p in points))
 
     reference = reduction_at(curves, args.reference_rate)
+    uncertainty = bootstrap_reduction(per_stream, args.reference_rate, draws=args.bootstrap)
+    gaps = paired_differences(per_stream, draws=args.bootstrap)
+    oracle = {key: float(np.mean([f["oracle"][key] for f in streams])) for key in ("decodes", "rate_hz", "cider")}
     costs = cost_split(captioner, streams[0]["video"], streams[0]["spec"], captioner.caption_prompt)
     per_seed = [{"seed": f["seed"], "duration_s": f["duration_s"], "windows": f["windows"],
                  **{name: reduction_at(c, args.reference_rate)[name]["reduction"]
@@ -228,20 +213,36 @@ def main(argv: list[str] | None = None) -> int:
               "durations": f"{args.durations} {args.min_seconds:g}-{args.max_seconds:g} s",
               "events": sum(f["events"] for f in streams),
               "duration_s": sum(f["duration_s"] for f in streams), "windows": sum(f["windows"] for f in streams),
-              "texts_decoded": decode.calls, "reference": reference, "per_stream": per_seed,
+              "texts_decoded": decode.calls, "reference": reference, "reduction_interval": uncertainty,
+              "oracle": oracle, "per_stream": per_seed, "adaptive_minus_uniform": gaps,
               "cost_split": costs, "curves": curves}
     png = args.out / "selective_decoding.png"
-    plot(curves, png, reference, len(streams))
+    plot(curves, png, reference, len(streams), oracle)
     (args.out / "selective_decoding.json").write_text(json.dumps(result, indent=1))
     log_to_mlflow(args.out, result, png)
-    print(json.dumps({k: v for k, v in result.items() if k != "curves"}, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("curves", "adaptive_minus_uniform")}, indent=1))
+    print_gaps(gaps)
     for variant in ("pooled", "exact"):
         entry = reference[f"adaptive/{variant}"]
         reached = f"{entry['rate_hz']:.2f} Hz: {entry['reduction']:.2f}x fewer decodes" if entry["rate_hz"] else "never"
         print(f"{variant:6s}: uniform at {args.reference_rate:g} Hz scores CIDEr {entry['uniform_cider']:.2f} "
               f"(mean of {len(streams)} streams); adaptive reaches it at {reached}")
+        interval = uncertainty[f"adaptive/{variant}"]
+        print(f"        reduction over {args.bootstrap} resamplings of the streams: median {interval['median']:.2f}x, "
+              f"95% {interval['low']:.2f}-{interval['high']:.2f}x; {100 * interval['share_reaching_paper']:.0f}% "
+              f"reach the paper's 2.85x")
+    print(f"oracle (one exact decode per event centre): CIDEr {oracle['cider']:.2f} at {oracle['rate_hz']:.2f} Hz")
     print(f"plot: {png}")
     return 0
+
+
+def print_gaps(gaps: dict, lowest_hz: float = 0.1) -> None:
+    """Adaptive minus uniform CIDEr with its 95% interval, at the rates where the curves meet."""
+    print("adaptive - uniform CIDEr (95% interval over stream resamplings):")
+    for exact, pooled in zip(gaps["adaptive-uniform/exact"], gaps["adaptive-uniform/pooled"]):
+        if exact["rate_hz"] >= lowest_hz:
+            print(f"  {exact['rate_hz']:5.2f} Hz  exact {exact['difference']:+.3f} [{exact['low']:+.3f}, {exact['high']:+.3f}]"
+                  f"  pooled {pooled['difference']:+.3f} [{pooled['low']:+.3f}, {pooled['high']:+.3f}]")
 
 
 def log_to_mlflow(out: Path, result: dict, png: Path) -> None:
@@ -258,6 +259,9 @@ def log_to_mlflow(out: Path, result: dict, png: Path) -> None:
                                    for v in ("pooled", "exact")},
                                 **{f"adaptive_reduction_at_reference.{v}": reference[f"adaptive/{v}"]["reduction"] or 0.0
                                    for v in ("pooled", "exact")},
+                                **{f"adaptive_reduction_p{q}.{v}": result["reduction_interval"][f"adaptive/{v}"][k]
+                                   for v in ("pooled", "exact") for q, k in ((2.5, "low"), (97.5, "high"))},
+                                "oracle_cider": result["oracle"]["cider"], "oracle_rate_hz": result["oracle"]["rate_hz"],
                                 **{f"cost.{k}": v for k, v in result["cost_split"].items()}})
             for name, points in result["curves"].items():
                 for p in points:
