@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -28,6 +29,21 @@ SERVE_THROUGHPUT_ENV = "RAY_SERVE_THROUGHPUT_OPTIMIZED"
 # balancer in front of the replicas notices; a local instance has none (Serve's proxy is the front
 # door), and Ctrl-C on `vljepa serve` took 40 s instead of 9. A cluster keeps Ray's 30 s.
 SERVE_DRAIN_ENV = "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"
+
+
+# Ray Train starts a detached PlacementGroupCleaner per run that asks the State API every second
+# whether the run's controller lives, to free the run's placement group should it die. The State
+# API is served by the dashboard, which a local instance here does not start (include_dashboard=
+# False: seconds of startup and a process on small machines), so every query failed with a warning:
+# 372 lines in one `make demo`. A local instance, placement groups and all, ends with its driver,
+# so the cleaner has nothing to free there: its logger is quieted in the workers of local instances
+# only. On a cluster (RAY_ADDRESS) the dashboard runs and the cleaner is left as Ray made it.
+PLACEMENT_GROUP_CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+
+
+def quiet_local_instance_workers() -> None:
+    """worker_process_setup_hook of a local instance: runs in each of its worker processes."""
+    logging.getLogger(PLACEMENT_GROUP_CLEANER_LOGGER).setLevel(logging.ERROR)
 
 
 def prefer_serve_throughput_mode() -> bool:
@@ -57,7 +73,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, log_to_dri
     if address:
         ray.init(address=address, log_to_driver=log_to_driver)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver,
+                 runtime_env={"worker_process_setup_hook": quiet_local_instance_workers})
 
 
 def gpus_available() -> int:
