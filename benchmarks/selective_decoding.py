@@ -56,9 +56,9 @@ def decodes_at(rate_hz: float, duration_s: float, steps: int) -> int:
 
 
 def oracle_point(annotations: list[dict], times: np.ndarray, embeddings: np.ndarray, decode) -> dict:
-    """One exact decode at the step nearest each annotated event's centre: the segmentation that
-    knows the events, the ceiling for one decode per event (a decode off an event's centre sees
-    a less typical stretch of it, so this also beats a finer uniform grid's nearest decode)."""
+    """One exact decode at the step nearest each annotated event's centre: what adaptive decoding
+    would give were its segments exactly the events (an event's middle is its most typical
+    stretch: measured, decodes away from it score lower). The gap to it is the segmentation's."""
     centres = [Segment(c, c + 1) for c in (int(np.abs(times - a["time"]).argmin()) for a in annotations)]
     texts = decode(segment_embeddings(embeddings, centres, pooled=False))
     events = [(float(times[s.start]), t) for s, t in zip(centres, texts)]
