@@ -41,21 +41,24 @@ def reduction_at(curves: dict, rate: float) -> dict:
     return result
 
 
+def _as_arrays(per_stream: list[dict]) -> dict[str, dict[str, np.ndarray]]:
+    """{name: {key: (streams, points)}} for decodes, rate_hz and cider: resampling as indexing."""
+    return {name: {key: np.array([[p[key] for p in curves[name]] for curves in per_stream])
+                   for key in ("decodes", "rate_hz", "cider")} for name in per_stream[0]}
+
+
+def _mean_curves(arrays: dict[str, dict[str, np.ndarray]], streams: np.ndarray) -> dict:
+    """The chosen streams' curves averaged point by point (same swept rate)."""
+    curves = {}
+    for name, columns in arrays.items():
+        means = {key: values[streams].mean(axis=0) for key, values in columns.items()}
+        curves[name] = [{key: float(mean[i]) for key, mean in means.items()} for i in range(len(means["cider"]))]
+    return curves
+
+
 def average_curves(per_stream: list[dict]) -> dict:
     """The streams' curves averaged point by point (same swept rate): the paper's average CIDEr."""
-    averaged = {}
-    for name in per_stream[0]:
-        points = zip(*(curves[name] for curves in per_stream))
-        averaged[name] = [{"decodes": float(np.mean([p["decodes"] for p in group])),
-                           "rate_hz": float(np.mean([p["rate_hz"] for p in group])),
-                           "cider": float(np.mean([p["cider"] for p in group]))} for group in points]
-    return averaged
-
-
-def _as_arrays(per_stream: list[dict]) -> dict[str, dict[str, np.ndarray]]:
-    """{name: {"rate_hz": (streams, points), "cider": (streams, points)}}: resampling as indexing."""
-    return {name: {key: np.array([[p[key] for p in curves[name]] for curves in per_stream]) for key in ("rate_hz", "cider")}
-            for name in per_stream[0]}
+    return _mean_curves(_as_arrays(per_stream), np.arange(len(per_stream)))
 
 
 def _percentiles(values: np.ndarray) -> dict:
@@ -72,9 +75,7 @@ def bootstrap_reduction(per_stream: list[dict], rate: float, draws: int = 1000, 
     reductions = {variant: [] for variant in VARIANTS}
     for _ in range(draws):
         pick = rng.integers(streams, size=streams)
-        curves = {name: [{"rate_hz": r, "cider": c} for r, c in zip(a["rate_hz"][pick].mean(0), a["cider"][pick].mean(0))]
-                  for name, a in arrays.items()}
-        result = reduction_at(curves, rate)
+        result = reduction_at(_mean_curves(arrays, pick), rate)
         for variant in VARIANTS:
             reductions[variant].append(result[f"adaptive/{variant}"]["reduction"] or 0.0)
     return {f"adaptive/{variant}": {**_percentiles(np.array(values)),
