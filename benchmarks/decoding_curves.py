@@ -1,6 +1,6 @@
 """Reading the §4.5 curves: crossings, reductions, the average over streams, and how sure we are.
 
-A curve is a list of {"decodes", "rate_hz", "cider"} points, one per swept rate; a stream's
+A curve is a list of {"decodes", "rate_hz", "cider", ...} points, one per swept rate; a stream's
 curves map "uniform/exact", "uniform/pooled", "adaptive/exact", "adaptive/pooled" to curves swept
 over the same rates. The paper's headline is read off the curves averaged over streams; the
 bootstrap here resamples the streams to say how much of that headline the choice of streams
@@ -42,9 +42,9 @@ def reduction_at(curves: dict, rate: float) -> dict:
 
 
 def _as_arrays(per_stream: list[dict]) -> dict[str, dict[str, np.ndarray]]:
-    """{name: {key: (streams, points)}} for decodes, rate_hz and cider: resampling as indexing."""
+    """{name: {key: (streams, points)}} for every key of a point: resampling as indexing."""
     return {name: {key: np.array([[p[key] for p in curves[name]] for curves in per_stream])
-                   for key in ("decodes", "rate_hz", "cider")} for name in per_stream[0]}
+                   for key in per_stream[0][name][0]} for name in per_stream[0]}
 
 
 def _mean_curves(arrays: dict[str, dict[str, np.ndarray]], streams: np.ndarray) -> dict:

@@ -1,5 +1,6 @@
 """How the §4.5 benchmark reads its curves: crossings off the interpolated curve, matched inputs,
-the intervals over resampled streams, and the oracle segmentation."""
+the intervals over resampled streams, the oracle segmentation, and the alignment of annotations
+with decodes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from benchmarks.decoding_curves import (average_curves, bootstrap_reduction, crossing_rate, paired_differences,
                                         reduction_at)
-from benchmarks.selective_decoding import decodes_at, oracle_point, sweep_rates
+from benchmarks.selective_decoding import decodes_at, oracle_point, score_aligned, sweep_rates
 
 
 def curve(points: list[tuple[float, float]]) -> list[dict]:
@@ -99,3 +100,22 @@ def test_oracle_decodes_once_at_each_annotated_event_centre():
     assert point["rate_hz"] == pytest.approx(3 / 10.0)
     shifted = np.eye(3)[np.searchsorted([3.0, 5.0], times, side="right")]  # boundaries 1 s early
     assert oracle_point(annotations, times, shifted, decode)["cider"] < point["cider"]
+
+
+def test_each_annotation_is_scored_against_its_nearest_decode_and_its_distance_from_the_centre():
+    annotations = [{"start": 0.0, "end": 4.0, "time": 2.0, "caption": "a red circle moves left"},
+                   {"start": 4.0, "end": 10.0, "time": 7.0, "caption": "a blue square moves up"}]
+    right = [(1.5, "a red circle moves left"), (8.0, "a blue square moves up")]
+    point = score_aligned(annotations, right)
+    assert point["centre_distance_s"] == pytest.approx((0.5 + 1.0) / 2)
+    # one decode more, nearer the second centre but wrong: it, not the right one, is matched
+    closer_but_wrong = score_aligned(annotations, right + [(6.5, "a red circle moves left")])
+    assert closer_but_wrong["centre_distance_s"] == pytest.approx((0.5 + 0.5) / 2)
+    assert closer_but_wrong["cider"] < point["cider"]
+
+
+def test_averaged_curves_carry_every_measure_of_a_point():
+    streams = [{"uniform/exact": [{"decodes": 10, "rate_hz": 1.0, "cider": c, "centre_distance_s": d}]}
+               for c, d in ((3.0, 0.2), (4.0, 0.4))]
+    (point,) = average_curves(streams)["uniform/exact"]
+    assert point == pytest.approx({"decodes": 10, "rate_hz": 1.0, "cider": 3.5, "centre_distance_s": 0.3})
