@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Outputs of `make demo` (sample data, feature cache, runs, MLflow store, exported model).
 DEMO_DIR ?= demo-output
-PYTEST_ARGS ?=
+# The slowest tests close every run's log, so a test that grows shows up in CI before it hurts.
+PYTEST_ARGS ?= --durations=15
 
 .PHONY: setup demo test test-unit test-integration bench bench-selective clean
 
