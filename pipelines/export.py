@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,11 +33,21 @@ def latest_checkpoint(run_dir: str | Path, storage: str | None = None) -> Path:
     if not candidates:
         raise ValueError(f"{run_dir} holds no training checkpoint (looked under {root})")
 
-    def step(directory: str) -> int:
-        with fs.open(f"{directory}/{STATE_FILE}", "rb") as handle:
-            return torch.load(handle, weights_only=False)["step"]
+    def step(directory: str) -> int | None:
+        # A node or worker killed mid-upload leaves a half-written checkpoint behind (Ray Train never
+        # registered it and resumed from an earlier one): skip it rather than fail the export.
+        try:
+            with fs.open(f"{directory}/{STATE_FILE}", "rb") as handle:
+                return int(torch.load(handle, weights_only=False)["step"])
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, KeyError, TypeError) as exc:
+            print(f"export: skipping unreadable checkpoint {directory} ({type(exc).__name__}: {exc})", file=sys.stderr)
+            return None
 
-    best = max(candidates, key=step)
+    steps = {directory: step(directory) for directory in candidates}
+    readable = [directory for directory in candidates if steps[directory] is not None]
+    if not readable:
+        raise ValueError(f"{run_dir} holds no readable training checkpoint (looked under {root})")
+    best = max(readable, key=steps.__getitem__)
     if "file" in fs.protocol:
         return Path(best)
     local = Path(tempfile.mkdtemp(prefix="vljepa-checkpoint-"))
