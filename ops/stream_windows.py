@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ops.decode import frames_at_size, read_frames
-from ops.errors import CORRUPT_VIDEO, EMPTY_VIDEO, VIDEO_TOO_SHORT, SampleError
+from ops.errors import CORRUPT_VIDEO, EMPTY_VIDEO, TOO_MANY_WINDOWS, VIDEO_TOO_SHORT, SampleError
 from ops.preprocess import uniform_frame_indices
 
 
@@ -40,8 +40,13 @@ def window_starts(num_available: int, fps: float, spec: WindowSpec) -> list[tupl
     return [(start, start + length) for start in range(0, num_available - length + 1, stride)]
 
 
-def iter_windows(data: bytes, spec: WindowSpec, chunk: int = 32) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """-> (centre times (W,), frames (W, T, S, S, 3) uint8) per chunk of up to `chunk` windows."""
+def iter_windows(data: bytes, spec: WindowSpec, chunk: int = 32,
+                 max_windows: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """-> (centre times (W,), frames (W, T, S, S, 3) uint8) per chunk of up to `chunk` windows.
+
+    With `max_windows`, a video that gives more windows is refused from its header (frame count
+    and rate), before a single frame is decoded.
+    """
     import decord
 
     if not data:
@@ -52,6 +57,9 @@ def iter_windows(data: bytes, spec: WindowSpec, chunk: int = 32) -> Iterator[tup
     except Exception as exc:  # decord raises its own error types for every kind of damage
         raise SampleError(CORRUPT_VIDEO, f"{type(exc).__name__}: {str(exc)[:200]}") from None
     windows = window_starts(available, fps, spec)
+    if max_windows is not None and len(windows) > max_windows:
+        raise SampleError(TOO_MANY_WINDOWS, f"the video gives {len(windows)} windows, more than the {max_windows} "
+                                            "allowed: raise the stride or send a shorter video")
     if windows[0][1] - windows[0][0] < spec.num_frames:
         raise SampleError(VIDEO_TOO_SHORT, f"video has {available} frames, fewer than the {spec.num_frames} a window needs")
     for first in range(0, len(windows), chunk):

@@ -26,7 +26,8 @@ from pipelines.model_source import resolve_model_dir
 
 def build_app(args: dict):
     """Serve application builder: args {model, token?, token_file?, max_request_mb?, num_cpus?, num_gpus?,
-    max_batch_size? (visual requests per batch; 1 disables dynamic batching), index_cache?}."""
+    max_batch_size? (visual requests per batch; 1 disables dynamic batching), index_cache?,
+    max_stream_windows? (most windows a /v1/stream video may give)}."""
     # imported here: ray.serve reads its mode from the environment at import (`main` sets it first)
     from pipelines.serve_deployments import RetrievalIndex, TextDecoder, TextEncoder, VisualPredictor
     from pipelines.serve_ingress import Ingress, ServeSettings
@@ -36,7 +37,8 @@ def build_app(args: dict):
     if args.get("token_file"):
         token = Path(args["token_file"]).read_text().strip()
     settings = ServeSettings(model_dir=model_dir, token=token or None, index_cache=args.get("index_cache"),
-                             max_request_bytes=int(float(args.get("max_request_mb", 64)) * 2**20))
+                             max_request_bytes=int(float(args.get("max_request_mb", 64)) * 2**20),
+                             max_stream_windows=int(args.get("max_stream_windows", ServeSettings.max_stream_windows)))
     cpus = float(args.get("num_cpus", 1))
     visual = VisualPredictor.options(ray_actor_options={"num_cpus": cpus, "num_gpus": float(args.get("num_gpus", 0))})
     text = TextEncoder.options(ray_actor_options={"num_cpus": cpus})
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--token-file", default=None, help="file holding the bearer token")
     parser.add_argument("--max-request-mb", type=float, default=64)
+    parser.add_argument("--max-stream-windows", type=int, default=4096,
+                        help="/v1/stream refuses (422) a video giving more windows, before decoding it")
     parser.add_argument("--index-cache", default=None, help="feature cache whose captioned videos fill the retrieval index")
     parser.add_argument("--num-gpus", type=float, default=None, help="GPUs per visual replica (default: 1 if any)")
     parser.add_argument("--address", default=None)
@@ -81,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     init_ray(args.address)
     num_gpus = args.num_gpus if args.num_gpus is not None else (1 if gpus_available() else 0)
     start({"model": args.model, "token_file": args.token_file, "max_request_mb": args.max_request_mb,
+           "max_stream_windows": args.max_stream_windows,
            "num_gpus": num_gpus, "index_cache": args.index_cache}, host=args.host, port=args.port)
     mode = "throughput-optimized" if optimized else "Ray's default"
     print(f"serving on http://{args.host}:{args.port}  (OpenAPI: /docs, /openapi.json; Serve mode: {mode}, "

@@ -244,21 +244,35 @@ class Ingress:
                           threshold=self.float_field(fields, "threshold", 0.1, 0.0, 4.0))
         return spec, plan
 
-    async def stream_windows(self, media: bytes, spec: WindowSpec) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Decode the video's windows off the event loop; 415 / 422 for what is not a usable video."""
+    async def stream_embeddings(self, media: bytes, spec: WindowSpec, query: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """A video -> (window centre times (W,), Ŝ_Y (W, E)); 415 / 422 for what is not a usable video.
+
+        Decoding runs off the event loop a chunk of windows at a time, one chunk ahead of the visual
+        deployment (which batches a chunk's windows): a long video holds at most a few chunks of
+        frames in memory, never all of them. Its window count is checked before any decoding.
+        """
         try:
             if sniff(media) != "video":
                 raise HTTPException(415, "a stream must be a video (MP4, WebM, MKV, AVI)")
         except UnsupportedMedia as exc:
             raise HTTPException(415, str(exc)) from None
+        windows = iter_windows(media, spec, max_windows=self.settings.max_stream_windows)
+        times, embeddings, in_flight = [], [], []
         try:
-            chunks = await asyncio.to_thread(lambda: list(iter_windows(media, spec)))
+            while (chunk := await asyncio.to_thread(next, windows, None)) is not None:
+                chunk_times, frames = chunk
+                times.append(chunk_times)
+                in_flight.append(asyncio.gather(*(self.visual.predict.remote((w, query)) for w in frames)))
+                if len(in_flight) > 1:  # the previous chunk embeds while the next one decodes
+                    embeddings.extend(await in_flight.pop(0))
+            for request in in_flight:
+                embeddings.extend(await request)
         except SampleError as exc:
             raise HTTPException(422, f"{exc.reason}: {exc.message}") from None
-        if sum(len(times) for times, _ in chunks) > self.settings.max_stream_windows:
-            raise HTTPException(422, f"the video gives more than {self.settings.max_stream_windows} windows: "
-                                     "raise --stride or send a shorter video")
-        return chunks
+        finally:
+            for request in in_flight:  # a failed request (or a client gone) stops what it still has queued
+                request.cancel()
+        return np.concatenate(times), np.stack(embeddings)
 
     # -- endpoints -------------------------------------------------------------------------------
     @app.get("/healthz")
@@ -342,10 +356,7 @@ class Ingress:
         decoder = self.require_decoder()
         spec, plan = self.stream_plan(fields)
         query = self.query_field(fields, "query", required=False)
-        chunks = await self.stream_windows(media, spec)
-        times = np.concatenate([t for t, _ in chunks])
-        embeddings = np.stack(await asyncio.gather(*(  # every window at once: the visual deployment batches them
-            self.visual.predict.remote((window, query)) for _, frames in chunks for window in frames)))
+        times, embeddings = await self.stream_embeddings(media, spec, query)
         segments = await asyncio.to_thread(plan_segments, embeddings, times, spec, plan)
         chosen = segment_embeddings(embeddings, segments, plan.pooled)
         texts = await asyncio.gather(*(decoder.decode.remote((e, 1)) for e in chosen))

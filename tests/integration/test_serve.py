@@ -19,13 +19,14 @@ from pipelines.net import free_loopback_port
 from tests.media_fixtures import clip_bytes, huge_png_header, image_bytes
 
 TOKEN = "s3cret-token"
+STREAM_LIMIT = 64  # windows a /v1/stream video may give on the "open" application
 
 
 
 @pytest.fixture(scope="module")
 def served(ray_instance, caches, captioning_model_dir, tmp_path_factory):
-    """Two applications over the same VL-JEPA weights: "open" (no token, 1 MB limit) with a
-    Y-decoder, "secure" (token, index from the eval cache) without one."""
+    """Two applications over the same VL-JEPA weights: "open" (no token, 1 MB limit, 64 stream
+    windows) with a Y-decoder, "secure" (token, index from the eval cache) without one."""
     from ray import serve
 
     from pipelines.serve import build_app
@@ -35,7 +36,8 @@ def served(ray_instance, caches, captioning_model_dir, tmp_path_factory):
     shutil.copytree(model_dir, plain_dir, ignore=shutil.ignore_patterns("y_decoder"))
     port = free_loopback_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"model": str(model_dir), "num_cpus": 0, "max_request_mb": 1}), name="open", route_prefix="/")
+    serve.run(build_app({"model": str(model_dir), "num_cpus": 0, "max_request_mb": 1, "max_stream_windows": STREAM_LIMIT}),
+              name="open", route_prefix="/")
     token_file = plain_dir.parent / "token"
     token_file.write_text(TOKEN)
     serve.run(build_app({"model": str(plain_dir), "num_cpus": 0, "token_file": str(token_file),
@@ -188,11 +190,13 @@ def test_caption_and_stream_equal_direct_decoding(served, captioning_model_dir):
     assert beams.status_code == 200 and beams.json()["kind"] == "image"
 
     video, _ = make_long_stream(LongStreamConfig(num_events=3, min_seconds=3.0, max_seconds=4.0, frame_size=64))
-    streamed = _post(f"{base}/v1/stream", video, segments=3, strategy="adaptive", timeout=120)
+    # a 0.25 s stride gives 36 windows here: more than one chunk of 32, so the ingress pipelines two
+    streamed = _post(f"{base}/v1/stream", video, segments=3, strategy="adaptive", stride=0.25, timeout=120)
     assert streamed.status_code == 200, streamed.text
-    spec = WindowSpec(num_frames=model.config.x_encoder.num_frames, image_size=model.config.x_encoder.image_size)
+    spec = WindowSpec(stride_s=0.25, num_frames=model.config.x_encoder.num_frames,
+                      image_size=model.config.x_encoder.image_size)
     direct = stream_events(model, decoder, video, spec, DecodePlan(segments=3), query="")
-    assert streamed.json()["windows"] == direct["windows"]
+    assert 32 < streamed.json()["windows"] == direct["windows"] <= STREAM_LIMIT
     assert [e["start"] for e in streamed.json()["events"]] == [e["start"] for e in direct["events"]]
     assert [e["text"] for e in streamed.json()["events"]] == [e["text"] for e in direct["events"]]
 
@@ -210,6 +214,17 @@ def test_bad_stream_requests_get_a_4xx(served, fields, media, status):
     response = _post(f"{base}/v1/stream", payload, **fields)
     assert response.status_code == status, response.text
     assert _post(f"{base}/v1/caption", payload, beams=99).status_code == 422
+    assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
+
+
+def test_a_stream_over_the_window_limit_gets_a_422(served):
+    from ops.long_stream import LongStreamConfig, make_long_stream
+
+    base, _ = served
+    video, _ = make_long_stream(LongStreamConfig(num_events=3, min_seconds=3.0, max_seconds=4.0, frame_size=64))
+    response = _post(f"{base}/v1/stream", video, stride=0.1)  # 72 windows (8 fps: one frame apart)
+    assert response.status_code == 422, response.text
+    assert f"more than the {STREAM_LIMIT} allowed" in response.json()["detail"]
     assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
 
 
