@@ -26,6 +26,7 @@ test-unit: setup
 
 bench: setup bench-selective
 	$(PY) -m benchmarks.decode_throughput
+	$(PY) -m benchmarks.decode_memory
 	$(PY) -m benchmarks.cache_throughput
 	$(PY) -m benchmarks.cache_status
 	$(PY) -m benchmarks.pipeline_startup

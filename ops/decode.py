@@ -14,13 +14,21 @@ import numpy as np
 from PIL import Image
 
 from ops.errors import (
-    CORRUPT_IMAGE, CORRUPT_VIDEO, EMPTY_VIDEO, IMAGE_TOO_LARGE, VIDEO_TOO_SHORT, SampleError,
+    CORRUPT_IMAGE, CORRUPT_VIDEO, EMPTY_VIDEO, IMAGE_TOO_LARGE, VIDEO_TOO_LARGE, VIDEO_TOO_SHORT, SampleError,
 )
 from ops.preprocess import resize_and_crop, uniform_frame_indices
 
 # Beyond this a "photo" is a decompression bomb or a corrupt header, not training data.
 MAX_IMAGE_PIXELS = 64_000_000
 MAX_IMAGE_SIDE = 16_384
+# Video frames: 8K UHD is the largest any camera or platform makes. Beyond it, a few KB of H.264
+# (a 12 KB file holds 16 frames of 4096x4096) would decode into gigabytes.
+MAX_VIDEO_FRAME_PIXELS = 7680 * 4320
+MAX_VIDEO_SIDE = 8192
+# Full-resolution RGB frames decoded at once while sampling a clip. Shrinking a group to the model's
+# size peaks at several times its uint8 bytes (float copies): 16 frames of 4K in one read peak at
+# 2.4 GB, so large frames are read a few at a time instead (docs/benchmarks.md: 0.75 GB).
+DECODE_BUDGET_BYTES = 64 * 2**20
 
 
 def decode_image(data: bytes, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,11 +66,31 @@ def decode_video(data: bytes, size: int, num_frames: int) -> tuple[np.ndarray, n
         indices = uniform_frame_indices(available, num_frames)
     except ValueError as exc:
         raise SampleError(VIDEO_TOO_SHORT, str(exc)) from None
+    return read_frames_at_size(reader, indices, size), (indices / fps).astype(np.float32)
+
+
+def read_frames_at_size(reader, indices, size: int) -> np.ndarray:
+    """The frames at sorted `indices` of a decord VideoReader, (T, size, size, 3) uint8, holding at
+    most DECODE_BUDGET_BYTES of full-resolution frames at once (and refusing absurd frame sizes).
+
+    The first frame is read alone: decord reports no resolution before it decodes. The rest follow
+    in one read when they fit the budget (every clip at training resolutions), else in groups;
+    reads in increasing order continue the decoder without seeking, so splitting costs no decoding.
+    """
     try:
-        frames = read_frames(reader, indices)
-    except Exception as exc:
+        first = read_frames(reader, indices[:1])
+        height, width = first.shape[1:3]
+        if max(height, width) > MAX_VIDEO_SIDE or height * width > MAX_VIDEO_FRAME_PIXELS:
+            raise SampleError(VIDEO_TOO_LARGE, f"video frames are {width}x{height}")
+        per_read = max(1, DECODE_BUDGET_BYTES // first.nbytes)
+        parts = [frames_at_size(first, size)]
+        for start in range(1, len(indices), per_read):
+            parts.append(frames_at_size(read_frames(reader, indices[start : start + per_read]), size))
+    except SampleError:
+        raise
+    except Exception as exc:  # decord raises its own error types for every kind of damage
         raise SampleError(CORRUPT_VIDEO, _first_line(exc)) from None
-    return frames_at_size(frames, size), (indices / fps).astype(np.float32)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def read_frames(reader, indices) -> np.ndarray:

@@ -21,6 +21,7 @@ IMAGE_TOO_LARGE = "image_too_large"
 EMPTY_VIDEO = "empty_video"
 CORRUPT_VIDEO = "corrupt_video"
 VIDEO_TOO_SHORT = "video_too_short"
+VIDEO_TOO_LARGE = "video_too_large"
 TOO_MANY_WINDOWS = "too_many_windows"  # a stream longer than a server accepts
 TRUNCATED_SHARD = "truncated_shard"
 UNREADABLE_SHARD = "unreadable_shard"

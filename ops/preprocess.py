@@ -27,7 +27,7 @@ def uniform_frame_indices(num_available: int, num_frames: int) -> np.ndarray:
 
 def resize_and_crop(frames: np.ndarray, size: int) -> torch.Tensor:
     """(T, H, W, 3) uint8 -> (T, 3, size, size) float in [0, 1]: shorter side to size, centre crop."""
-    video = torch.from_numpy(np.array(frames, copy=True)).permute(0, 3, 1, 2).float() / 255.0
+    video = torch.from_numpy(np.array(frames, copy=True)).permute(0, 3, 1, 2).float().div_(255.0)  # in place: 4K is 100 MB a frame
     height, width = video.shape[-2:]
     scale = size / min(height, width)
     new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ops.decode import frames_at_size, read_frames
+from ops.decode import read_frames_at_size
 from ops.errors import CORRUPT_VIDEO, EMPTY_VIDEO, TOO_MANY_WINDOWS, VIDEO_TOO_SHORT, SampleError
 from ops.preprocess import uniform_frame_indices
 
@@ -66,11 +66,7 @@ def iter_windows(data: bytes, spec: WindowSpec, chunk: int = 32,
         group = windows[first : first + chunk]
         indices = [start + uniform_frame_indices(end - start, spec.num_frames) for start, end in group]
         needed = np.unique(np.concatenate(indices))
-        try:
-            decoded = read_frames(reader, needed)  # (F, H, W, 3)
-        except Exception as exc:
-            raise SampleError(CORRUPT_VIDEO, f"{type(exc).__name__}: {str(exc)[:200]}") from None
-        frames = frames_at_size(decoded, spec.image_size)  # each frame once, however many windows share it
+        frames = read_frames_at_size(reader, needed, spec.image_size)  # each frame once, however many windows share it
         position = {int(f): i for i, f in enumerate(needed)}
         batch = np.stack([frames[[position[int(i)] for i in idx]] for idx in indices])
         times = np.array([(start + end) / 2 / fps for start, end in group], dtype=np.float32)

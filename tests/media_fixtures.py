@@ -32,6 +32,12 @@ def huge_png_header(width: int = 100_000, height: int = 100_000) -> bytes:
     return bytes(png)
 
 
+def wide_video_bytes(width: int = 8_256) -> bytes:
+    """A real H.264 video of frames wider than any camera makes: a few KB that would decode into
+    hundreds of MB a frame at bomb sizes (the same class, small enough to build in a test)."""
+    return encode_h264(np.zeros((16, 16, width, 3), dtype=np.uint8))
+
+
 GOOD_AND_BAD = {
     # key: (members, expected status or error reason)
     "goodvideo": ({"mp4": clip_bytes(), "txt": b"a red ball moves left"}, "ok"),
@@ -45,6 +51,7 @@ GOOD_AND_BAD = {
     "emptyvideo": ({"mp4": b"", "txt": b"x"}, "empty_video"),
     "corruptvideo": ({"mp4": b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 300, "txt": b"x"}, "corrupt_video"),
     "truncatedvideo": ({"mp4": clip_bytes()[:700], "txt": b"x"}, "corrupt_video"),
+    "widevideo": ({"mp4": wide_video_bytes(), "txt": b"x"}, "video_too_large"),
     "shortvideo": ({"mp4": clip_bytes(num_frames=3), "txt": b"a red ball"}, "video_too_short"),
     "nocaption": ({"mp4": clip_bytes(seed=2)}, "missing_text"),
     "notutf8": ({"jpg": image_bytes("jpeg"), "txt": b"caf\xe9 \xff"}, "bad_text_encoding"),

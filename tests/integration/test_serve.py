@@ -16,7 +16,7 @@ from model.export import load_model
 from model.tasks import rank
 from ops.media_input import decode_media, frames_to_input
 from pipelines.net import free_loopback_port
-from tests.media_fixtures import clip_bytes, huge_png_header, image_bytes
+from tests.media_fixtures import clip_bytes, huge_png_header, image_bytes, wide_video_bytes
 
 TOKEN = "s3cret-token"
 STREAM_LIMIT = 64  # windows a /v1/stream video may give on the "open" application
@@ -103,7 +103,7 @@ def test_embeddings_and_retrieval_index(served):
 
 
 @pytest.mark.parametrize("case, status", [
-    ("non_media", 415), ("truncated_video", 422), ("huge_image", 422), ("oversize", 413),
+    ("non_media", 415), ("truncated_video", 422), ("huge_image", 422), ("wide_video", 422), ("oversize", 413),
     ("no_labels", 422), ("too_many_labels", 422), ("long_query", 422), ("bad_json", 400),
     ("wrong_type", 422), ("no_media", 422), ("bad_base64", 400),
 ])
@@ -117,6 +117,8 @@ def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(served, case, statu
         response = _post(url, clip_bytes()[:700], labels=labels)
     elif case == "huge_image":
         response = _post(url, huge_png_header(), labels=labels)
+    elif case == "wide_video":
+        response = _post(url, wide_video_bytes(), labels=labels)
     elif case == "oversize":
         response = _post(url, b"\xff\xd8\xff" + b"0" * (2 * 2**20), labels=labels)  # the test app allows 1 MiB
     elif case == "no_labels":

@@ -93,3 +93,35 @@ def test_decoding_works_when_the_process_set_decords_torch_bridge():
         decord.bridge.set_bridge("native")
     assert isinstance(frames, np.ndarray)
     np.testing.assert_array_equal(frames, expected)
+
+
+def test_large_video_frames_decode_in_groups_to_the_same_clip(monkeypatch):
+    """Frames over the decode budget are read a few at a time and shrunk at once: the clip is the
+    same as one read of every frame, and an absurd frame size is refused before any group."""
+    import io
+
+    import decord
+
+    import ops.decode
+    from ops.decode import decode_video, frames_at_size, read_frames, read_frames_at_size
+    from ops.errors import SampleError
+    from ops.preprocess import uniform_frame_indices
+    from tests.media_fixtures import clip_bytes, wide_video_bytes
+
+    data = clip_bytes(num_frames=16)
+    reader = decord.VideoReader(io.BytesIO(data), num_threads=1)
+    indices = uniform_frame_indices(len(reader), 8)
+    one_read = frames_at_size(read_frames(reader, indices), 32)
+    reads = []
+    monkeypatch.setattr(ops.decode, "read_frames", lambda r, idx: reads.append(len(idx)) or read_frames(r, idx))
+    monkeypatch.setattr(ops.decode, "DECODE_BUDGET_BYTES", 3 * 64 * 64 * 3)  # three 64x64 frames
+    grouped = read_frames_at_size(decord.VideoReader(io.BytesIO(data), num_threads=1), indices, 32)
+    assert reads == [1, 3, 3, 1] and np.array_equal(grouped, one_read)
+
+    with pytest.raises(SampleError, match="video_too_large: video frames are 8256x16"):
+        decode_video(wide_video_bytes(), 32, 8)
+    monkeypatch.setattr(ops.decode, "MAX_VIDEO_FRAME_PIXELS", 64 * 64 - 1)
+    reads.clear()
+    with pytest.raises(SampleError, match="video_too_large: video frames are 64x64"):
+        decode_video(data, 32, 8)
+    assert reads == [1]  # only the first frame was decoded

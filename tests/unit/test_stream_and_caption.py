@@ -68,7 +68,7 @@ def test_bad_videos_are_refused_with_a_reason():
 
 
 def test_a_video_over_the_window_limit_is_refused_before_decoding(long_video, monkeypatch):
-    import ops.stream_windows
+    import ops.decode
 
     path, _ = long_video
     spec = WindowSpec(window_s=2.0, stride_s=0.5, num_frames=8, image_size=64)
@@ -78,7 +78,7 @@ def test_a_video_over_the_window_limit_is_refused_before_decoding(long_video, mo
     def no_decoding(*_):
         raise AssertionError("frames were decoded for a video over the limit")
 
-    monkeypatch.setattr(ops.stream_windows, "read_frames", no_decoding)
+    monkeypatch.setattr(ops.decode, "read_frames", no_decoding)
     with pytest.raises(SampleError, match=f"too_many_windows: the video gives {count} windows, more than the {count - 1}"):
         next(iter_windows(path.read_bytes(), spec, max_windows=count - 1))
 
