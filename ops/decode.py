@@ -52,21 +52,26 @@ def decode_image(data: bytes, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def decode_video(data: bytes, size: int, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
     """-> frames (num_frames, size, size, 3) uint8 sampled uniformly, their times in seconds."""
-    import decord  # imported here: decord is only needed where videos are decoded
-
-    if not data:
-        raise SampleError(EMPTY_VIDEO, "video member is empty")
-    try:
-        reader = decord.VideoReader(io.BytesIO(data), num_threads=1)
-        available = len(reader)
-        fps = reader.get_avg_fps() or 1.0
-    except Exception as exc:
-        raise SampleError(CORRUPT_VIDEO, _first_line(exc)) from None
+    reader, available, fps = open_video(data)
     try:
         indices = uniform_frame_indices(available, num_frames)
     except ValueError as exc:
         raise SampleError(VIDEO_TOO_SHORT, str(exc)) from None
     return read_frames_at_size(reader, indices, size), (indices / fps).astype(np.float32)
+
+
+def open_video(data: bytes):
+    """-> (decord VideoReader, frame count, frames per second), from the container's header and
+    first frame; SampleError empty_video / corrupt_video for bytes that are not a readable video."""
+    import decord  # imported here: decord is only needed where videos are decoded
+
+    if not data:
+        raise SampleError(EMPTY_VIDEO, "the video is empty")
+    try:
+        reader = decord.VideoReader(io.BytesIO(data), num_threads=1)
+        return reader, len(reader), reader.get_avg_fps() or 1.0
+    except Exception as exc:  # decord raises its own error types for every kind of damage
+        raise SampleError(CORRUPT_VIDEO, _first_line(exc)) from None
 
 
 def read_frames_at_size(reader, indices, size: int) -> np.ndarray:

@@ -7,14 +7,13 @@ Frames are decoded in chunks of windows so memory stays bounded on long videos.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from ops.decode import read_frames_at_size
-from ops.errors import CORRUPT_VIDEO, EMPTY_VIDEO, TOO_MANY_WINDOWS, VIDEO_TOO_SHORT, SampleError
+from ops.decode import open_video, read_frames_at_size
+from ops.errors import TOO_MANY_WINDOWS, VIDEO_TOO_SHORT, SampleError
 from ops.preprocess import uniform_frame_indices
 
 
@@ -47,15 +46,7 @@ def iter_windows(data: bytes, spec: WindowSpec, chunk: int = 32,
     With `max_windows`, a video that gives more windows is refused from its header (frame count
     and rate), before a single frame is decoded.
     """
-    import decord
-
-    if not data:
-        raise SampleError(EMPTY_VIDEO, "the video is empty")
-    try:
-        reader = decord.VideoReader(io.BytesIO(data), num_threads=1)
-        available, fps = len(reader), reader.get_avg_fps() or 1.0
-    except Exception as exc:  # decord raises its own error types for every kind of damage
-        raise SampleError(CORRUPT_VIDEO, f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    reader, available, fps = open_video(data)
     windows = window_starts(available, fps, spec)
     if max_windows is not None and len(windows) > max_windows:
         raise SampleError(TOO_MANY_WINDOWS, f"the video gives {len(windows)} windows, more than the {max_windows} "

@@ -43,11 +43,10 @@ def latest_checkpoint(run_dir: str | Path, storage: str | None = None) -> Path:
             print(f"export: skipping unreadable checkpoint {directory} ({type(exc).__name__}: {exc})", file=sys.stderr)
             return None
 
-    steps = {directory: step(directory) for directory in candidates}
-    readable = [directory for directory in candidates if steps[directory] is not None]
+    readable = {directory: found for directory in candidates if (found := step(directory)) is not None}
     if not readable:
         raise ValueError(f"{run_dir} holds no readable training checkpoint (looked under {root})")
-    best = max(readable, key=steps.__getitem__)
+    best = max(readable, key=readable.__getitem__)
     if "file" in fs.protocol:
         return Path(best)
     local = Path(tempfile.mkdtemp(prefix="vljepa-checkpoint-"))
