@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                          "--dry-run"])
 
     banner("4. the untrained model on held-out combinations")
-    export.main(["--preset", args.preset, "--out", str(out / "untrained-model")])
+    export.main(["--preset", args.preset, "--out", str(out / "untrained-model"), "--seed", str(args.seed)])
     untrained = last_json(evaluate.main, ["--model", str(out / "untrained-model"), "--cache", str(caches / "eval")])
 
     banner("5. training on Ray Train (tracked in MLflow)")

@@ -2,7 +2,7 @@
 
 --run takes a training run's latest checkpoint (a `train` run: the model; a `train-decoder`
 run: its model with the decoder in y_decoder/); --preset an untrained preset, so serving and
-evaluation can be tried without training.
+evaluation can be tried without training (its random heads seeded by --seed: reproducible).
 """
 
 from __future__ import annotations
@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--run", help="a training run directory")
     source.add_argument("--preset", choices=sorted(PRESETS))
     parser.add_argument("--out", required=True)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="with --preset: seeds the initialisation of the untrained heads (default 0), so "
+                             "the same command exports the same model")
     args = parser.parse_args(argv)
     if args.run:
         saved = json.loads((Path(args.run) / "train_config.json").read_text())
@@ -87,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             export_checkpoint(TrainConfig.from_dict(saved), checkpoint, Path(args.out))
         print(f"export: {checkpoint} -> {args.out}")
     else:
-        save_model(build_vljepa(get_preset(args.preset)), args.out, metadata={"preset": args.preset, "steps": 0,
-                                                                             "caption_prompt": ""})
+        torch.manual_seed(args.seed)  # the projection heads are random: the same seed, the same model
+        save_model(build_vljepa(get_preset(args.preset)), args.out,
+                   metadata={"preset": args.preset, "steps": 0, "caption_prompt": "", "seed": args.seed})
         print(f"export: untrained preset {args.preset!r} -> {args.out}")
     return 0
 

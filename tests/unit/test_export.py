@@ -31,3 +31,16 @@ def test_export_round_trip_reproduces_every_output(tiny_model, tiny_config, tmp_
 def test_loading_something_else_fails_clearly(tmp_path):
     with pytest.raises(ValueError, match="not an exported VL-JEPA model"):
         load_model(tmp_path)
+
+
+def test_an_untrained_preset_exports_the_same_model_for_the_same_seed(tmp_path):
+    from safetensors.torch import load_file
+
+    from pipelines import export
+
+    for name, seed in (("first", "0"), ("again", "0"), ("other", "1")):
+        assert export.main(["--preset", "tiny", "--out", str(tmp_path / name), "--seed", seed]) == 0
+    first, again, other = (load_file(tmp_path / name / "heads.safetensors") for name in ("first", "again", "other"))
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["predictor.head.weight"], other["predictor.head.weight"])
+    assert read_manifest(tmp_path / "other")["metadata"]["seed"] == 1
