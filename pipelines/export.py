@@ -90,9 +90,12 @@ def main(argv: list[str] | None = None) -> int:
             export_checkpoint(TrainConfig.from_dict(saved), checkpoint, Path(args.out))
         print(f"export: {checkpoint} -> {args.out}")
     else:
-        torch.manual_seed(args.seed)  # the projection heads are random: the same seed, the same model
-        save_model(build_vljepa(get_preset(args.preset)), args.out,
-                   metadata={"preset": args.preset, "steps": 0, "caption_prompt": "", "seed": args.seed})
+        # The projection heads are random: the same seed, the same model. fork_rng: a caller running
+        # this in-process (the demo) keeps its own random stream.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(args.seed)
+            model = build_vljepa(get_preset(args.preset))
+        save_model(model, args.out, metadata={"preset": args.preset, "steps": 0, "caption_prompt": "", "seed": args.seed})
         print(f"export: untrained preset {args.preset!r} -> {args.out}")
     return 0
 
