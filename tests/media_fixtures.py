@@ -65,6 +65,16 @@ def write_shard(path, samples: dict) -> None:
             writer.write(key, members)
 
 
-def truncate_file(path, keep_fraction: float) -> None:
+def truncate_tar(path, keep_fraction: float) -> None:
+    """Cut a tar about `keep_fraction` of the way in, inside a member's data: a cut that fell in the
+    end-of-archive padding (which moves as the media's encoded sizes do) would leave a whole tar."""
+    import tarfile
+
     data = path.read_bytes()
-    path.write_bytes(data[: int(len(data) * keep_fraction)])
+    with tarfile.open(path) as tar:
+        spans = [(m.offset_data, m.offset_data + m.size) for m in tar.getmembers() if m.size > 1]
+    cut = int(len(data) * keep_fraction)
+    if not any(start < cut < end for start, end in spans):
+        start, end = next(((s, e) for s, e in spans if s >= cut), spans[-1])
+        cut = (start + end) // 2
+    path.write_bytes(data[:cut])

@@ -4,7 +4,7 @@ import json
 import numpy as np
 
 from ops.stages import decode_sample, parse_shard
-from tests.media_fixtures import GOOD_AND_BAD, truncate_file, write_shard
+from tests.media_fixtures import GOOD_AND_BAD, truncate_tar, write_shard
 
 
 def _run(path, size=32, frames=8):
@@ -36,7 +36,7 @@ def test_truncated_tar_keeps_the_samples_before_the_damage(tmp_path):
     good = {k: v for k, v in GOOD_AND_BAD.items() if v[1] == "ok"}
     shard = tmp_path / "00001.tar"
     write_shard(shard, good)
-    truncate_file(shard, 0.8)
+    truncate_tar(shard, 0.8)
     rows = _run(shard)
     ok = [r for r in rows if r["status"] == "ok"]
     errors = [r for r in rows if r["status"] == "error"]
