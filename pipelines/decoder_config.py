@@ -2,7 +2,9 @@
 
     mode "text"       text-only: the y-encoder's S_Y of the cache's captions, plus noise (default)
     mode "predicted"  fine-tune: the predictor's Ŝ_Y of the cached clips (captioning prompt), plus noise;
-                      start it from a text-only run's decoder with --init-decoder
+                      start it from a text-only run's decoder with --init-decoder. --text-mix F keeps
+                      a fraction F of each batch on the captions' S_Y, so the fine-tune adapts to
+                      predictions without forgetting how to read the embeddings of unseen captions
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class DecoderTrainConfig:
     decoder_checkpoint: str | None = None  # the LM to start from; None: the model preset's default
     prefix_length: int = 4
     noise_norm: float = 0.3
+    text_mix: float = 0.0  # mode "predicted": fraction of rows trained on S_Y instead of Ŝ_Y
     steps: int = 300
     batch_size: int = 64
     lr: float = 1e-3
@@ -67,3 +70,7 @@ class DecoderTrainConfig:
             raise ValueError("epochs per pass must be >= 1")
         if self.noise_norm < 0:
             raise ValueError("--noise-norm must be >= 0")
+        if not 0.0 <= self.text_mix <= 1.0:
+            raise ValueError(f"--text-mix must be in [0, 1], got {self.text_mix}")
+        if self.text_mix and self.mode != "predicted":
+            raise ValueError("--text-mix mixes S_Y into a fine-tune on predictions: it needs --mode predicted")

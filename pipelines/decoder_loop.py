@@ -51,18 +51,31 @@ def lr_factor(step: int, config: DecoderTrainConfig) -> float:
 
 
 class EmbeddingSource:
-    """Batch rows -> unit embeddings: S_Y of the captions (memoised) or Ŝ_Y of the cached clips."""
+    """Batch rows -> unit embeddings: S_Y of the captions (memoised) or Ŝ_Y of the cached clips.
 
-    def __init__(self, model: VLJepa, mode: str, caption_prompt: str):
-        self.model, self.mode, self.caption_prompt = model, mode, caption_prompt
+    In mode "predicted" with text_mix > 0, each row independently takes its caption's S_Y with
+    probability text_mix: the fine-tune then keeps seeing exact embeddings of the captions, which
+    is what holds up decoding of combinations the predictor never saw (drawn from torch's global
+    generator, whose state the checkpoints carry, so a resumed run draws the same rows)."""
+
+    def __init__(self, model: VLJepa, mode: str, caption_prompt: str, text_mix: float = 0.0):
+        self.model, self.mode, self.caption_prompt, self.text_mix = model, mode, caption_prompt, text_mix
         self.memo: dict[str, torch.Tensor] = {}
 
     @torch.no_grad()
     def __call__(self, batch: dict, device: torch.device) -> torch.Tensor:
         texts = [str(t) for t in batch["target"]]
-        if self.mode == "predicted":
-            s_v, visual_mask = pad_visual(row_features(batch["s_v_shape"], batch["s_v"]))
-            return self.model.embed_visual(s_v.to(device), [self.caption_prompt] * len(texts), visual_mask.to(device))
+        if self.mode != "predicted":
+            return self.text_embeddings(texts, device)
+        s_v, visual_mask = pad_visual(row_features(batch["s_v_shape"], batch["s_v"]))
+        predicted = self.model.embed_visual(s_v.to(device), [self.caption_prompt] * len(texts), visual_mask.to(device))
+        if not self.text_mix:
+            return predicted
+        use_text = (torch.rand(len(texts)) < self.text_mix).to(device)
+        exact = self.text_embeddings(texts, device).to(predicted.dtype)
+        return torch.where(use_text[:, None], exact, predicted)
+
+    def text_embeddings(self, texts: list[str], device: torch.device) -> torch.Tensor:
         missing = [t for t in dict.fromkeys(texts) if t not in self.memo]
         if missing:
             for text, embedding in zip(missing, self.model.embed_texts(missing)):
@@ -89,7 +102,7 @@ def decoder_loop_per_worker(config_dict: dict) -> None:
         torch.set_rng_state(state["rng"])
     decoder.to(device)
     ddp_decoder = ray.train.torch.prepare_model(decoder, move_to_device=False) if world > 1 else decoder
-    embeddings_of = EmbeddingSource(model, config.mode, caption_prompt)
+    embeddings_of = EmbeddingSource(model, config.mode, caption_prompt, config.text_mix)
 
     start_tracking(rank, config.tracking_uri, config.mlflow_run_id)
     shard = ray.train.get_dataset_shard("train")

@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
     parser.add_argument("--init-decoder", default=None, help="decoder to continue from (a run's RUN/model)")
     parser.add_argument("--decoder-checkpoint", default=None, help="causal LM to start from (default: the preset's)")
     parser.add_argument("--noise-norm", type=float, default=0.3, help="norm of the training noise on unit embeddings")
+    parser.add_argument("--text-mix", type=float, default=0.0,
+                        help="--mode predicted: fraction of each batch trained on the captions' S_Y instead of Ŝ_Y")
     parser.add_argument("--prefix-length", type=int, default=4)
     # schedule
     parser.add_argument("--steps", type=int, default=300)
@@ -72,8 +74,8 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
     config = DecoderTrainConfig(
         model=str(resolve_model_dir(args.model).resolve()), cache=args.cache, out=str(Path(args.out).resolve()),
         mode=args.mode, init_decoder=args.init_decoder, decoder_checkpoint=args.decoder_checkpoint,
-        prefix_length=args.prefix_length, noise_norm=args.noise_norm, steps=args.steps, batch_size=args.batch_size,
-        lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed, workers=args.workers,
+        prefix_length=args.prefix_length, noise_norm=args.noise_norm, text_mix=args.text_mix, steps=args.steps,
+        batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed, workers=args.workers,
         cpus_per_worker=args.cpus_per_worker, checkpoint_every=args.checkpoint_every,
         max_failures=args.max_failures, eval_cache=args.eval_cache, num_beams=args.num_beams,
         experiment=args.experiment, registered_model=args.registered_model or None, storage=args.storage,
@@ -103,7 +105,7 @@ def export_decoder_checkpoint(config: DecoderTrainConfig, checkpoint_dir: Path, 
                     ignore=shutil.ignore_patterns(DECODER_SUBDIR))
     save_y_decoder(decoder, staging / DECODER_SUBDIR,
                    metadata={"mode": config.mode, "steps": state["step"], "cache": config.cache,
-                             "noise_norm": config.noise_norm, "model": config.model})
+                             "noise_norm": config.noise_norm, "text_mix": config.text_mix, "model": config.model})
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)  # a half-written model directory is never left under the final name
     return out_dir
@@ -119,7 +121,8 @@ def run(config: DecoderTrainConfig, resume: bool = False, address: str | None = 
     from pipelines.training_data import build_decoder_dataset
 
     open_tracking(config, run_name=f"y-decoder-{config.mode}-{Path(config.out).name}", resume=resume)
-    print(f"train-decoder: mode {config.mode}, {config.steps} steps, {config.workers} worker(s) x batch {config.batch_size}")
+    mixed = f" ({config.text_mix:.0%} of rows on S_Y)" if config.text_mix else ""
+    print(f"train-decoder: mode {config.mode}{mixed}, {config.steps} steps, {config.workers} worker(s) x batch {config.batch_size}")
     result = fit(decoder_loop_per_worker, config, lambda: {"train": build_decoder_dataset(config)}, address)
     with result.checkpoint.as_directory() as checkpoint_dir:
         model_dir = export_decoder_checkpoint(config, Path(checkpoint_dir), Path(config.out) / "model")

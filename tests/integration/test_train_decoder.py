@@ -40,9 +40,10 @@ def test_train_decoder_then_fine_tune_on_predictions(caches, tmp_path, capsys):
 
     tuned_run = tmp_path / "tuned"
     tuned = _run(capsys, ["--model", str(model), "--cache", str(caches / "train"), "--out", str(tuned_run),
-                          "--mode", "predicted", "--init-decoder", str(exported), "--steps", "10",
+                          "--mode", "predicted", "--text-mix", "0.5", "--init-decoder", str(exported), "--steps", "10",
                           "--batch-size", "8", "--registered-model", ""])
     assert tuned["metrics"]["step"] == 10 and tuned["registered_model"] is None
     again = tmp_path / "again"
     assert export.main(["--run", str(tuned_run), "--out", str(again)]) == 0
-    assert json.loads((again / "y_decoder" / "y_decoder.json").read_text())["metadata"]["mode"] == "predicted"
+    metadata = json.loads((again / "y_decoder" / "y_decoder.json").read_text())["metadata"]
+    assert metadata["mode"] == "predicted" and metadata["text_mix"] == 0.5
