@@ -34,12 +34,15 @@ bench: setup bench-selective
 	$(PY) -m benchmarks.train_step
 	$(PY) -m benchmarks.serve_throughput
 
-# Selective decoding (paper §4.5) needs a trained model with its Y-decoder: the demo's.
+# Selective decoding (paper §4.5) needs a trained model with its Y-decoder: the demo's, the one it
+# serves (results.json names it: the fine-tuned or the text-only decoder, whichever scored higher).
+SERVED_DECODER = $(DEMO_DIR)/$$($(PY) -c "import json; print(json.load(open('$(DEMO_DIR)/results.json'))['served_decoder'])")
 bench-selective: setup
-	@test -f $(DEMO_DIR)/decoder/model/y_decoder/y_decoder.json || $(PY) -m pipelines.demo --out $(DEMO_DIR)
-	for smooth in 1 5; do $(PY) -m benchmarks.selective_decoding --model $(DEMO_DIR)/decoder/model --streams 12 \
-		--smooth $$smooth --out bench-out/selective-smooth$$smooth || exit 1; done
-	$(PY) -m benchmarks.selective_decoding --model $(DEMO_DIR)/decoder/model --streams 12 --smooth 5 \
+	@grep -qs served_decoder $(DEMO_DIR)/results.json || $(PY) -m pipelines.demo --out $(DEMO_DIR)
+	model=$(SERVED_DECODER) && \
+	for smooth in 1 5; do $(PY) -m benchmarks.selective_decoding --model $$model --streams 12 \
+		--smooth $$smooth --out bench-out/selective-smooth$$smooth || exit 1; done; \
+	$(PY) -m benchmarks.selective_decoding --model $$model --streams 12 --smooth 5 \
 		--durations loguniform --min-seconds 2 --max-seconds 16 --out bench-out/selective-loguniform
 
 test-integration: setup

@@ -8,6 +8,7 @@
   6. `vljepa evaluate` of the trained model on held-out combinations, against chance;
   7. `vljepa train-decoder`: the Y-decoder, text-only, then fine-tuned on predicted embeddings;
      CIDEr of held-out captions decoded from Ŝ_Y, against the true S_Y (ceiling) and random (floor);
+     steps 8 and 9 use whichever of the two decodes held-out Ŝ_Y better;
   8. `vljepa stream`: selective decoding of a long held-out stream, events against the annotations;
   9. Ray Serve on 127.0.0.1: a classify, a VQA and a caption request over HTTP, then stop.
 """
@@ -31,9 +32,11 @@ from pipelines.report import json_printed_now, table
 DEMO_TRAIN_ARGS = ["--stage", "sft", "--steps", "300", "--lr", "1e-3", "--batch-size", "32",
                    "--warmup-steps", "20", "--checkpoint-every", "100", "--eval-every", "100"]
 # The Y-decoder: text-only on noisy S_Y of the training captions, then a short fine-tune on the
-# trained predictor's Ŝ_Y of the training clips (the two-step recipe of the issue).
+# trained predictor's Ŝ_Y of the training clips (the two-step recipe of the issue), half of each
+# batch kept on S_Y so the fine-tune does not forget the captions' own embeddings.
 DEMO_DECODER_TEXT_ARGS = ["--mode", "text", "--steps", "200", "--lr", "1e-3", "--checkpoint-every", "100"]
-DEMO_DECODER_TUNE_ARGS = ["--mode", "predicted", "--steps", "150", "--lr", "5e-4", "--checkpoint-every", "150"]
+DEMO_DECODER_TUNE_ARGS = ["--mode", "predicted", "--text-mix", "0.5", "--steps", "150", "--lr", "5e-4",
+                          "--checkpoint-every", "150"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -108,6 +111,20 @@ def serve_requests(model_dir: Path, eval_shards: Path) -> None:
     print(f"served on {base}; stopped")
 
 
+def served_decoder(text_only: dict, text_only_scores: dict, tuned: dict, tuned_scores: dict) -> tuple[str, dict]:
+    """The decoder the demo streams and serves with: the fine-tune only where it decodes held-out
+    Ŝ_Y better than the text-only decoder it started from. On the sample data it usually does not:
+    it learns the training combinations' predictions and reads unseen ones as seen ones
+    (docs/decoding.md). Chosen on the demo's eval split, which also reports both scores."""
+    if tuned_scores["cider_predicted"] > text_only_scores["cider_predicted"]:
+        name, run, why = "decoder", tuned, "the fine-tune improved"
+    else:
+        name, run, why = "decoder-text", text_only, "the fine-tune did not improve"
+    print(f"streaming and serving with {name}/model: {why} held-out CIDEr from Ŝ_Y "
+          f"({text_only_scores['cider_predicted']:.2f} text-only, {tuned_scores['cider_predicted']:.2f} fine-tuned)")
+    return name, run
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     prefer_serve_throughput_mode()  # before the demo's Ray instance starts: step 9 serves in that mode
@@ -162,24 +179,26 @@ def main(argv: list[str] | None = None) -> int:
                  for source, key in (("predicted Ŝ_Y", "cider_predicted"), ("true S_Y (ceiling)", "cider_true"),
                                      ("random (floor)", "cider_random"))],
                 ["held-out captions", "text-only decoder", "fine-tuned on Ŝ_Y"]))
+    served_name, served = served_decoder(text_only, captioning_text_only, decoder, captioning)
     (out / "results.json").write_text(json.dumps({"untrained": untrained, "trained": trained, "captioning": captioning,
-                                                  "captioning_text_only": captioning_text_only}, indent=2))
+                                                  "captioning_text_only": captioning_text_only,
+                                                  "served_decoder": f"{served_name}/model"}, indent=2))
 
     banner("8. selective decoding of a long held-out stream (decode only where the meaning changes)")
     annotations = json.loads((data / "streams" / "eval-stream.json").read_text())["annotations"]
-    streamed = last_json(stream.main, ["--model", decoder["model"], "--video", str(data / "streams" / "eval-stream.mp4"),
+    streamed = last_json(stream.main, ["--model", served["model"], "--video", str(data / "streams" / "eval-stream.mp4"),
                                        "--segments", str(len(annotations))])
     print(f"{len(annotations)} annotated events, {streamed['windows']} windows (one forward pass each), "
           f"{len(streamed['events'])} decodes; first annotations: "
           + "; ".join(f"{a['time']:.1f}s {a['caption']!r}" for a in annotations[:3]))
 
     banner("9. serving on Ray Serve (127.0.0.1): classify, VQA and caption over HTTP")
-    serve_requests(Path(decoder["model"]), data / "eval")
+    serve_requests(Path(served["model"]), data / "eval")
 
     print(f"\ndemo finished.\n  data:          {data}\n  feature cache: {caches}\n  model:         {result['model']}"
-          f"  (registered in MLflow as {result['registered_model']})\n  with decoder:  {decoder['model']}"
-          f"  (registered as {decoder['registered_model']})\n  MLflow stores: {result['tracking_uri']}"
-          f"\n                 {decoder['tracking_uri']}"
+          f"  (registered in MLflow as {result['registered_model']})\n  with decoder:  {served['model']}"
+          + (f"  (registered as {served['registered_model']})" if served["registered_model"] else "  (text-only run)") +
+          f"\n  MLflow stores: {result['tracking_uri']}\n                 {served['tracking_uri']}"
           f"\n  MLflow UI:     .venv/bin/mlflow ui --backend-store-uri {result['tracking_uri']}")
     return 0
 

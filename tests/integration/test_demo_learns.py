@@ -28,3 +28,7 @@ def test_demo_schedule_beats_chance_threefold_on_held_out_combinations(ray_insta
     for captioning in (results["captioning_text_only"], results["captioning"]):  # before and after the fine-tune
         assert captioning["cider_true"] > captioning["cider_predicted"] > 1.3 * captioning["cider_random"]
     assert (tmp_path / "demo" / "decoder" / "model" / "y_decoder" / "y_decoder.json").exists()
+    # steps 8-9 stream and serve with the decoder that reads held-out predictions better
+    fine_tune_helps = results["captioning"]["cider_predicted"] > results["captioning_text_only"]["cider_predicted"]
+    assert results["served_decoder"] == ("decoder/model" if fine_tune_helps else "decoder-text/model")
+    assert (tmp_path / "demo" / results["served_decoder"] / "y_decoder" / "y_decoder.json").exists()
