@@ -54,9 +54,10 @@ class EmbeddingSource:
     """Batch rows -> unit embeddings: S_Y of the captions (memoised) or Ŝ_Y of the cached clips.
 
     In mode "predicted" with text_mix > 0, each row independently takes its caption's S_Y with
-    probability text_mix: the fine-tune then keeps seeing exact embeddings of the captions, which
-    is what holds up decoding of combinations the predictor never saw (drawn from torch's global
-    generator, whose state the checkpoints carry, so a resumed run draws the same rows)."""
+    probability text_mix: the fine-tune then keeps seeing exact embeddings of the captions and does
+    not forget how to read them (held-out ceiling 6.87 CIDEr with half the rows, 5.43 with none;
+    docs/decoding.md). Drawn from torch's CPU generator, whose state the checkpoints carry, so a
+    resumed run draws the same rows."""
 
     def __init__(self, model: VLJepa, mode: str, caption_prompt: str, text_mix: float = 0.0):
         self.model, self.mode, self.caption_prompt, self.text_mix = model, mode, caption_prompt, text_mix
