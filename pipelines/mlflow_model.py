@@ -21,9 +21,10 @@ class VLJepaPyfunc(mlflow.pyfunc.PythonModel):
 
         self.model = load_model(context.artifacts[ARTIFACT_KEY]).eval()
 
-    def predict(self, context, model_input, params=None):
-        texts = list(model_input["text"]) if hasattr(model_input, "columns") else list(model_input)
-        return self.model.embed_texts(texts).numpy()
+    # The type hints are MLflow's input schema: it infers the model's signature from them and hands
+    # predict a list of strings whether the caller passes a list or a one-column DataFrame.
+    def predict(self, context, model_input: list[str], params=None) -> list[list[float]]:
+        return self.model.embed_texts(list(model_input)).numpy()  # (len(texts), embed_dim) float32
 
 
 def log_and_register(model_dir: Path, registered_name: str | None) -> str | None:

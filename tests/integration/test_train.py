@@ -10,6 +10,9 @@ import time
 from collections import Counter
 
 import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -54,6 +57,11 @@ def test_train_tracks_evaluates_exports_and_registers(ray_instance, caches, tmp_
     texts = ["a red ball moves left", "a blue cube"]
     for other in (registered, again):
         torch.testing.assert_close(other.embed_texts(texts), exported.embed_texts(texts))
+    # the pyfunc flavour: texts (a list, or a DataFrame's one column) -> the same embeddings
+    pyfunc = mlflow.pyfunc.load_model("models:/vljepa-test/1")
+    assert pyfunc.metadata.signature is not None
+    for request in (texts, pd.DataFrame({"text": texts})):
+        np.testing.assert_allclose(pyfunc.predict(request), exported.embed_texts(texts).numpy(), rtol=1e-5, atol=1e-6)
 
     capsys.readouterr()
     assert evaluate.main(["--model", "models:/vljepa-test/1", "--cache", str(caches / "eval"), "--json"]) == 0
