@@ -77,6 +77,19 @@ def test_same_seed_same_loss_curve(ray_instance, caches, tmp_path, capsys):
     assert _history(tmp_path / "a") == _history(tmp_path / "b")
 
 
+def test_a_stage_starts_from_the_previous_stages_model(ray_instance, caches, tmp_path, capsys):
+    """The paper's stages chain (pretraining, then SFT): --init-model starts from an exported model.
+    At lr 0 the next stage must export exactly the model it started from, not a fresh init."""
+    first = _train(capsys, caches, tmp_path / "pretrain", "--stage", "pretrain-video", "--steps", "3",
+                   "--checkpoint-every", "3")
+    _train(capsys, caches, tmp_path / "sft", "--init-model", first["model"], "--lr", "0", "--steps", "2",
+           "--checkpoint-every", "2")
+    start, after = load_model(first["model"]).state_dict(), load_model(tmp_path / "sft" / "model").state_dict()
+    assert set(start) == set(after)
+    for name, tensor in start.items():
+        torch.testing.assert_close(after[name], tensor, rtol=0, atol=0, msg=name)
+
+
 def test_resume_continues_the_same_run(ray_instance, caches, tmp_path, capsys):
     run = tmp_path / "run"
     first = _train(capsys, caches, run, "--steps", "4", "--checkpoint-every", "2")
