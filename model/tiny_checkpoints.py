@@ -12,7 +12,6 @@ the tiny vocabularies are sized to it.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from transformers import (
     VJEPA2Model,
 )
 
+from model.home import vljepa_home
 from model.hub_configs import EMBEDDINGGEMMA_300M, LLAMA_3_2_1B, VJEPA2_VITL_FPC64_256, architecture_config
 
 TINY_VERSION = "v1"  # bump when a tiny config below changes, so stale directories are not reused
@@ -38,8 +38,7 @@ def minilm_dir() -> Path:
 
 
 def default_checkpoints_dir() -> Path:
-    home = os.environ.get("VLJEPA_HOME") or Path.home() / ".cache" / "vljepa"
-    return Path(home) / "checkpoints"
+    return vljepa_home() / "checkpoints"
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,25 @@
 (models:/NAME/VERSION, runs:/RUN_ID/model) downloaded to one.
 
 MLflow is imported only for a URI: serving or evaluating a directory then starts without it
-(importing mlflow.pyfunc costs ~1.5 s, and a GPU node's image need not carry MLflow at all)."""
+(importing mlflow.pyfunc costs ~1.5 s, and a GPU node's image need not carry MLflow at all).
+
+A URI that names one immutable version (models:/NAME/<number>, runs:/...) is downloaded once per
+machine into VLJEPA_HOME/mlflow-models/, keyed by the tracking and registry URIs too: the Serve
+replicas on a node (each resolves the URI itself, since a path from another machine means
+nothing there) share one copy. Aliases, "latest" and plain artifact URIs are fetched every time."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+import shutil
+import tempfile
 from pathlib import Path
+
+from model.home import vljepa_home
+
+IMMUTABLE_URI = re.compile(r"(models:/[^/@]+/\d+|runs:/[^/]+)(/.*)?")
 
 
 def is_mlflow_uri(source: str) -> bool:
@@ -23,8 +37,35 @@ def resolve_model_dir(source: str) -> Path:
         return path
     import mlflow.artifacts
 
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
+    if IMMUTABLE_URI.fullmatch(source):
+        local = download_once(source)
+    else:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
     found = sorted(local.rglob("vljepa.json"))
     if not found:
         raise ValueError(f"{source} holds no VL-JEPA model (no vljepa.json among its artifacts)")
     return found[0].parent
+
+
+def download_once(source: str) -> Path:
+    """The artifacts of an immutable URI, downloaded on this machine's first call. Downloads go to a
+    staging directory renamed into place, so a concurrent reader never sees half a model; when two
+    processes race, the second rename fails and its copy is dropped."""
+    import mlflow
+
+    key = hashlib.sha256("|".join((mlflow.get_tracking_uri(), mlflow.get_registry_uri(), source)).encode())
+    final = vljepa_home() / "mlflow-models" / key.hexdigest()[:20]
+    if final.is_dir():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{final.name}.", dir=final.parent))
+    try:
+        mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(staging))
+        try:
+            os.rename(staging, final)
+        except OSError:
+            if not final.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final

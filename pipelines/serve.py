@@ -21,7 +21,9 @@ import threading
 from pathlib import Path
 
 from model.y_decoder_export import decoder_dir_of
-from pipelines.model_source import resolve_model_dir
+from pipelines.model_source import is_mlflow_uri, resolve_model_dir
+
+MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 def build_app(args: dict):
@@ -32,24 +34,38 @@ def build_app(args: dict):
     from pipelines.serve_deployments import RetrievalIndex, TextDecoder, TextEncoder, VisualPredictor
     from pipelines.serve_ingress import Ingress, ServeSettings
 
-    model_dir = str(resolve_model_dir(args["model"]))
+    # Replicas get the source, not this process's path to it: on a cluster they run on other nodes,
+    # where a directory this builder downloaded an MLflow model into does not exist. Each resolves
+    # it there (pipelines.model_source); resolving it here too fails early on a bad source and says
+    # whether the model carries a Y-decoder.
+    source = str(args["model"])
+    model_dir = resolve_model_dir(source)
     token = args.get("token") or os.environ.get("VLJEPA_SERVE_TOKEN")
     if args.get("token_file"):
         token = Path(args["token_file"]).read_text().strip()
-    settings = ServeSettings(model_dir=model_dir, token=token or None, index_cache=args.get("index_cache"),
+    settings = ServeSettings(model=source, token=token or None, index_cache=args.get("index_cache"),
                              max_request_bytes=int(float(args.get("max_request_mb", 64)) * 2**20),
                              max_stream_windows=int(args.get("max_stream_windows", ServeSettings.max_stream_windows)))
     cpus = float(args.get("num_cpus", 1))
-    visual = VisualPredictor.options(ray_actor_options={"num_cpus": cpus, "num_gpus": float(args.get("num_gpus", 0))})
-    text = TextEncoder.options(ray_actor_options={"num_cpus": cpus})
+    env = replica_env(source)
+    visual = VisualPredictor.options(ray_actor_options={"num_cpus": cpus, "num_gpus": float(args.get("num_gpus", 0)), **env})
+    text = TextEncoder.options(ray_actor_options={"num_cpus": cpus, **env})
     index = RetrievalIndex.options(ray_actor_options={"num_cpus": 0})
     max_batch_size = int(args.get("max_batch_size", 16))
     decoder = None
     if decoder_dir_of(model_dir) is not None:
-        decoder = TextDecoder.options(ray_actor_options={"num_cpus": cpus, "num_gpus": float(args.get("decoder_num_gpus", 0))}
-                                      ).bind(model_dir)
-    return Ingress.options(ray_actor_options={"num_cpus": 0}).bind(
-        visual.bind(model_dir, max_batch_size), text.bind(model_dir), index.bind(), settings, decoder)
+        decoder = TextDecoder.options(ray_actor_options={
+            "num_cpus": cpus, "num_gpus": float(args.get("decoder_num_gpus", 0)), **env}).bind(source)
+    return Ingress.options(ray_actor_options={"num_cpus": 0, **env}).bind(
+        visual.bind(source, max_batch_size), text.bind(source), index.bind(), settings, decoder)
+
+
+def replica_env(source: str) -> dict:
+    """For an MLflow URI, the registry this builder resolved it against, so the replicas resolve the
+    same URI to the same model (their nodes' environment may name no MLflow server, or another).
+    Only the URIs travel: credentials stay in the nodes' own environment."""
+    env_vars = {name: os.environ[name] for name in MLFLOW_URI_VARIABLES if os.environ.get(name)}
+    return {"runtime_env": {"env_vars": env_vars}} if is_mlflow_uri(source) and env_vars else {}
 
 
 def start(args: dict, host: str = "127.0.0.1", port: int = 8000, name: str = "vljepa"):

@@ -4,7 +4,8 @@
     TextEncoder       y-encoder: texts -> S_Y, dynamically batched, LRU cache for label texts
     RetrievalIndex    one replica holding the video index (id -> Ŝ_Y): add / list / delete / search
 
-Each loads the exported model once in `__init__` (one GPU per visual replica when present).
+Each loads the exported model once in `__init__` (one GPU per visual replica when present), from
+the source it is given (a directory or an MLflow URI), resolved on its own node.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from ray import serve
 from model.export import load_model, read_manifest
 from model.tasks import embed_clips, embed_features
 from ops.media_input import frames_to_input
+from pipelines.model_source import resolve_model_dir
 
 
 # max_ongoing_requests >= max_batch_size, or Serve never lets a batch fill up.
 @serve.deployment(max_ongoing_requests=32)
 class VisualPredictor:
-    def __init__(self, model_dir: str, max_batch_size: int = 16):
+    def __init__(self, model: str, max_batch_size: int = 16):
+        model_dir = resolve_model_dir(model)  # here, on the replica's own node (pipelines.model_source)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = load_model(model_dir).eval().to(self.device)
         self.caption_prompt = read_manifest(model_dir)["metadata"].get("caption_prompt", "")
@@ -51,8 +54,8 @@ class VisualPredictor:
 
 @serve.deployment(max_ongoing_requests=128)
 class TextEncoder:
-    def __init__(self, model_dir: str, label_cache_size: int = 4096):
-        self.model = load_model(model_dir).eval()
+    def __init__(self, model: str, label_cache_size: int = 4096):
+        self.model = load_model(resolve_model_dir(model)).eval()
         self.labels: OrderedDict[str, np.ndarray] = OrderedDict()
         self.label_cache_size = label_cache_size
 
@@ -106,11 +109,11 @@ class RetrievalIndex:
 class TextDecoder:
     """The Y-decoder: Ŝ_Y -> text, dynamically batched (requests with the same beam width decode together)."""
 
-    def __init__(self, model_dir: str):
+    def __init__(self, model: str):
         from model.y_decoder_export import load_y_decoder
 
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.decoder = load_y_decoder(model_dir).eval().to(self.device)
+        self.decoder = load_y_decoder(resolve_model_dir(model)).eval().to(self.device)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
     async def decode(self, requests: list[tuple[np.ndarray, int]]) -> list[str]:

@@ -32,11 +32,12 @@ from ops.media_input import UnsupportedMedia, decode_media, sniff
 from ops.selective_decoding import STRATEGIES, DecodePlan, plan_segments
 from ops.segmentation import segment_embeddings
 from ops.stream_windows import WindowSpec, iter_windows
+from pipelines.model_source import resolve_model_dir
 
 
 @dataclass(kw_only=True)
 class ServeSettings:
-    model_dir: str
+    model: str  # an exported model directory or an MLflow URI: every replica resolves it on its own node
     token: str | None = None
     max_request_bytes: int = 64 * 2**20
     max_candidates: int = 256
@@ -94,10 +95,11 @@ class Ingress:
                        settings: ServeSettings, decoder: DeploymentHandle | None = None):
         self.visual, self.text, self.index, self.settings = visual, text, index, settings
         self.decoder = decoder  # None: the model has no Y-decoder, so no captions or streams
-        config = read_manifest(settings.model_dir)["config"]
+        model_dir = resolve_model_dir(settings.model)
+        config = read_manifest(model_dir)["config"]
         self.image_size = config["x_encoder"]["image_size"]
         self.num_frames = config["x_encoder"]["num_frames"]
-        self.query_tokenizer = load_tokenizer(f"{settings.model_dir}/predictor")
+        self.query_tokenizer = load_tokenizer(f"{model_dir}/predictor")
         if settings.index_cache:
             await self.index_from_cache(settings.index_cache)
 

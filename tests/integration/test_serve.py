@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import time
 
@@ -23,10 +24,26 @@ STREAM_LIMIT = 64  # windows a /v1/stream video may give on the "open" applicati
 
 
 
+def _registered(model_dir, tracking_uri: str) -> str:
+    """Log and register a model directory in an MLflow store, as `vljepa train` does: its URI."""
+    import mlflow
+
+    from pipelines.mlflow_model import log_and_register
+
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        with mlflow.start_run():
+            name_version = log_and_register(model_dir, "served-plain")
+    finally:
+        mlflow.set_tracking_uri(None)
+    return f"models:/{name_version}"
+
+
 @pytest.fixture(scope="module")
 def served(ray_instance, caches, captioning_model_dir, tmp_path_factory):
     """Two applications over the same VL-JEPA weights: "open" (no token, 1 MB limit, 64 stream
-    windows) with a Y-decoder, "secure" (token, index from the eval cache) without one."""
+    windows) with a Y-decoder, from its directory; "secure" (token, index from the eval cache)
+    without one, from an MLflow registry URI, which every replica resolves for itself."""
     from ray import serve
 
     from pipelines.serve import build_app
@@ -34,14 +51,21 @@ def served(ray_instance, caches, captioning_model_dir, tmp_path_factory):
     model_dir = captioning_model_dir
     plain_dir = tmp_path_factory.mktemp("served") / "model"
     shutil.copytree(model_dir, plain_dir, ignore=shutil.ignore_patterns("y_decoder"))
+    tracking_uri = f"sqlite:///{plain_dir.parent / 'mlflow.db'}"
+    plain_uri = _registered(plain_dir, tracking_uri)
     port = free_loopback_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app({"model": str(model_dir), "num_cpus": 0, "max_request_mb": 1, "max_stream_windows": STREAM_LIMIT}),
               name="open", route_prefix="/")
     token_file = plain_dir.parent / "token"
     token_file.write_text(TOKEN)
-    serve.run(build_app({"model": str(plain_dir), "num_cpus": 0, "token_file": str(token_file),
-                         "index_cache": str(caches / "eval")}), name="secure", route_prefix="/secure")
+    # The Ray instance started without MLFLOW_TRACKING_URI: the replicas learn it from the builder.
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    try:
+        serve.run(build_app({"model": plain_uri, "num_cpus": 0, "token_file": str(token_file),
+                             "index_cache": str(caches / "eval")}), name="secure", route_prefix="/secure")
+    finally:
+        del os.environ["MLFLOW_TRACKING_URI"]
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while requests.get(f"{base}/healthz", timeout=5).status_code != 200:
@@ -156,6 +180,15 @@ def test_token_protects_everything_but_health(served):
     assert requests.get(f"{base}/readyz", timeout=30).status_code == 200  # the open app needs none
     schema = requests.get(f"{base}/openapi.json", timeout=10).json()
     assert {"/v1/classify", "/v1/vqa", "/v1/retrieve", "/v1/index/items"} <= set(schema["paths"])
+
+
+def test_replicas_of_a_registry_model_share_one_download(served):
+    """The "secure" app names models:/served-plain/1: the builder and its three model-loading replicas
+    (ingress, visual, text) resolved it on this machine into one directory, no staging left over."""
+    from pathlib import Path
+
+    downloads = sorted(p.name for p in (Path(os.environ["VLJEPA_HOME"]) / "mlflow-models").iterdir())
+    assert len(downloads) == 1 and "." not in downloads[0], downloads
 
 
 def test_index_built_from_a_feature_cache_ranks_like_the_model(served, caches):

@@ -1,7 +1,9 @@
-"""Model sources: a directory is used as is, without importing MLflow; anything else fails clearly."""
+"""Model sources: a directory is used as is, without importing MLflow; an immutable MLflow URI is
+downloaded once per machine and store; anything else fails clearly."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -24,3 +26,39 @@ def test_uris_and_directories_are_told_apart(tmp_path):
     assert not is_mlflow_uri(str(tmp_path)) and not is_mlflow_uri(f"file://{tmp_path}")
     with pytest.raises(ValueError, match="no vljepa.json"):
         resolve_model_dir(str(tmp_path))
+
+
+def _logged_model_dir(tmp_path, store: str) -> tuple[str, str]:
+    """A model directory logged as a run's artifacts in a SQLite MLflow store: (tracking URI, run id)."""
+    import mlflow
+
+    model = tmp_path / f"{store}-model"
+    model.mkdir()
+    (model / "vljepa.json").write_text('{"store": "%s"}' % store)
+    uri = f"sqlite:///{tmp_path / store}.db"
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.create_experiment(store, artifact_location=(tmp_path / f"{store}-artifacts").as_uri())
+    with mlflow.start_run(experiment_id=experiment) as run:
+        mlflow.log_artifacts(str(model), "model")
+    return uri, run.info.run_id
+
+
+def test_an_immutable_uri_is_downloaded_once_per_machine_and_store(tmp_path, monkeypatch):
+    import mlflow
+    import mlflow.exceptions
+
+    monkeypatch.setenv("VLJEPA_HOME", str(tmp_path / "home"))
+    try:
+        uri_a, run_a = _logged_model_dir(tmp_path, "a")
+        first = resolve_model_dir(f"runs:/{run_a}/model")
+        assert first.is_relative_to(tmp_path / "home" / "mlflow-models") and (first / "vljepa.json").exists()
+        shutil.rmtree(tmp_path / "a-artifacts")  # the store loses it: a second resolve must not need it
+        assert resolve_model_dir(f"runs:/{run_a}/model") == first
+        # the same URI text in another store is another model
+        uri_b, _ = _logged_model_dir(tmp_path, "b")
+        mlflow.set_tracking_uri(uri_b)
+        with pytest.raises(mlflow.exceptions.MlflowException):
+            resolve_model_dir(f"runs:/{run_a}/model")  # no such run there: fetched, not served from a's copy
+        assert [p.name.count(".") for p in (tmp_path / "home" / "mlflow-models").iterdir()] == [0]  # no staging left
+    finally:
+        mlflow.set_tracking_uri(None)
