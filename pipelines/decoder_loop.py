@@ -29,6 +29,7 @@ from ops.caption_eval import caption_quality
 from ops.collate import pad_visual, row_features
 from ops.evaluation import load_rows
 from pipelines.decoder_config import DecoderTrainConfig
+from pipelines.model_source import resolve_model_dir
 from pipelines.train_worker import (batches_from, report_state, restore_state, setup_worker, start_tracking,
                                     stop_tracking)
 
@@ -87,8 +88,9 @@ class EmbeddingSource:
 def decoder_loop_per_worker(config_dict: dict) -> None:
     config = DecoderTrainConfig.from_dict(config_dict)
     rank, world, device = setup_worker(config.out, config.seed, config.threads_per_worker)
-    model = load_model(config.model).eval().requires_grad_(False).to(device)
-    caption_prompt = read_manifest(config.model)["metadata"].get("caption_prompt", "")
+    model_dir = resolve_model_dir(config.model, config.model_tracking_uri)  # on this worker's node
+    model = load_model(model_dir).eval().requires_grad_(False).to(device)
+    caption_prompt = read_manifest(model_dir)["metadata"].get("caption_prompt", "")
     decoder = initial_decoder(config, model.config)
     decoder.config.noise_norm = config.noise_norm
     optimizer = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)

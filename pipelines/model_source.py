@@ -11,6 +11,7 @@ nothing there) share one copy. Aliases, "latest" and plain artifact URIs are fet
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -28,8 +29,9 @@ def is_mlflow_uri(source: str) -> bool:
         "://" in source and not source.startswith("file://"))
 
 
-def resolve_model_dir(source: str) -> Path:
-    """A model directory, or an MLflow model URI downloaded to one."""
+def resolve_model_dir(source: str, tracking_uri: str | None = None) -> Path:
+    """A model directory, or an MLflow model URI downloaded to one; `tracking_uri`: the MLflow server
+    to resolve it against (default: this process's), e.g. the one a Ray job's driver used."""
     if not is_mlflow_uri(source):
         path = Path(source.removeprefix("file://"))
         if not (path / "vljepa.json").exists():
@@ -37,10 +39,13 @@ def resolve_model_dir(source: str) -> Path:
         return path
     import mlflow.artifacts
 
-    if IMMUTABLE_URI.fullmatch(source):
-        local = download_once(source)
-    else:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
+    from pipelines.tracking import using_tracking_uri
+
+    with using_tracking_uri(tracking_uri) if tracking_uri else contextlib.nullcontext():
+        if IMMUTABLE_URI.fullmatch(source):
+            local = download_once(source)
+        else:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
     found = sorted(local.rglob("vljepa.json"))
     if not found:
         raise ValueError(f"{source} holds no VL-JEPA model (no vljepa.json among its artifacts)")

@@ -69,10 +69,17 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from pipelines.model_source import resolve_model_dir
+    from pipelines.model_source import is_mlflow_uri, resolve_model_dir
 
+    # Resolved here to fail early; the workers get the source itself and resolve it where they run.
+    model_dir, model_tracking_uri = resolve_model_dir(args.model).resolve(), None
+    if is_mlflow_uri(args.model):
+        import mlflow
+
+        model_tracking_uri = mlflow.get_tracking_uri()
     config = DecoderTrainConfig(
-        model=str(resolve_model_dir(args.model).resolve()), cache=args.cache, out=str(Path(args.out).resolve()),
+        model=args.model if model_tracking_uri else str(model_dir), model_tracking_uri=model_tracking_uri,
+        cache=args.cache, out=str(Path(args.out).resolve()),
         mode=args.mode, init_decoder=args.init_decoder, decoder_checkpoint=args.decoder_checkpoint,
         prefix_length=args.prefix_length, noise_norm=args.noise_norm, text_mix=args.text_mix, steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed, workers=args.workers,
@@ -94,14 +101,16 @@ def _link_or_copy(source: str, target: str) -> None:
 def export_decoder_checkpoint(config: DecoderTrainConfig, checkpoint_dir: Path, out_dir: Path) -> Path:
     """RUN/model: the VL-JEPA model directory plus the checkpoint's decoder in y_decoder/."""
     from pipelines.decoder_loop import initial_decoder
+    from pipelines.model_source import resolve_model_dir
 
     state = torch.load(Path(checkpoint_dir) / STATE_FILE, weights_only=False)
-    model_config = VLJepaConfig.from_dict(read_manifest(config.model)["config"])
+    model_dir = resolve_model_dir(config.model, config.model_tracking_uri)
+    model_config = VLJepaConfig.from_dict(read_manifest(model_dir)["config"])
     decoder = initial_decoder(config, model_config)
     decoder.load_state_dict(state["decoder"])
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(config.model, staging, copy_function=_link_or_copy,
+    shutil.copytree(model_dir, staging, copy_function=_link_or_copy,
                     ignore=shutil.ignore_patterns(DECODER_SUBDIR))
     save_y_decoder(decoder, staging / DECODER_SUBDIR,
                    metadata={"mode": config.mode, "steps": state["step"], "cache": config.cache,

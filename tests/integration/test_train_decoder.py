@@ -17,7 +17,7 @@ def _run(capsys, args) -> dict:
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
-def test_train_decoder_then_fine_tune_on_predictions(caches, tmp_path, capsys):
+def test_train_decoder_then_fine_tune_on_predictions(caches, tmp_path, capsys, monkeypatch):
     model = tmp_path / "vljepa"
     assert export.main(["--preset", "minilm", "--out", str(model)]) == 0
     text_run = tmp_path / "text"
@@ -38,12 +38,21 @@ def test_train_decoder_then_fine_tune_on_predictions(caches, tmp_path, capsys):
     assert summary["registered_model"] == "vljepa-captioner/1"
     mlflow.set_tracking_uri(None)
 
+    # The fine-tune names the VL-JEPA model by a registry URI. The Ray workers started before this
+    # MLFLOW_TRACKING_URI was set: they resolve the URI against the server the driver recorded.
+    from pipelines.mlflow_model import log_and_register
+    from pipelines.tracking import using_tracking_uri
+
+    registry = f"sqlite:///{tmp_path / 'registry.db'}"
+    with using_tracking_uri(registry), mlflow.start_run():
+        source = f"models:/{log_and_register(model, 'vljepa-source')}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry)
     tuned_run = tmp_path / "tuned"
-    tuned = _run(capsys, ["--model", str(model), "--cache", str(caches / "train"), "--out", str(tuned_run),
+    tuned = _run(capsys, ["--model", source, "--cache", str(caches / "train"), "--out", str(tuned_run),
                           "--mode", "predicted", "--text-mix", "0.5", "--init-decoder", str(exported), "--steps", "10",
                           "--batch-size", "8", "--registered-model", ""])
     assert tuned["metrics"]["step"] == 10 and tuned["registered_model"] is None
     again = tmp_path / "again"
     assert export.main(["--run", str(tuned_run), "--out", str(again)]) == 0
     metadata = json.loads((again / "y_decoder" / "y_decoder.json").read_text())["metadata"]
-    assert metadata["mode"] == "predicted" and metadata["text_mix"] == 0.5
+    assert metadata["mode"] == "predicted" and metadata["text_mix"] == 0.5 and metadata["model"] == source
