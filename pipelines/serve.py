@@ -40,6 +40,8 @@ def build_app(args: dict):
     # whether the model carries a Y-decoder.
     source = str(args["model"])
     model_dir = resolve_model_dir(source)
+    if not is_mlflow_uri(source):
+        source = str(model_dir.resolve())  # replicas do not share this process's working directory
     token = args.get("token") or os.environ.get("VLJEPA_SERVE_TOKEN")
     if args.get("token_file"):
         token = Path(args["token_file"]).read_text().strip()
