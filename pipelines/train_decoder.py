@@ -71,14 +71,12 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
 
     from pipelines.model_source import is_mlflow_uri, resolve_model_dir
 
-    # Resolved here to fail early; the workers get the source itself and resolve it where they run.
-    model_dir, model_tracking_uri = resolve_model_dir(args.model).resolve(), None
-    if is_mlflow_uri(args.model):
-        import mlflow
-
-        model_tracking_uri = mlflow.get_tracking_uri()
+    # Resolved here to fail early; the workers get the source itself (a URI with the server this
+    # process resolved it against) and resolve it where they run.
+    model_dir, from_mlflow = resolve_model_dir(args.model), is_mlflow_uri(args.model)
     config = DecoderTrainConfig(
-        model=args.model if model_tracking_uri else str(model_dir), model_tracking_uri=model_tracking_uri,
+        model=args.model if from_mlflow else str(model_dir.resolve()),
+        model_tracking_uri=mlflow_tracking_uri() if from_mlflow else None,
         cache=args.cache, out=str(Path(args.out).resolve()),
         mode=args.mode, init_decoder=args.init_decoder, decoder_checkpoint=args.decoder_checkpoint,
         prefix_length=args.prefix_length, noise_norm=args.noise_norm, text_mix=args.text_mix, steps=args.steps,
@@ -89,6 +87,12 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
     )
     config.validate()
     return config, args
+
+
+def mlflow_tracking_uri() -> str:
+    import mlflow
+
+    return mlflow.get_tracking_uri()
 
 
 def _link_or_copy(source: str, target: str) -> None:

@@ -17,26 +17,12 @@ from model.export import load_model
 from model.tasks import rank
 from ops.media_input import decode_media, frames_to_input
 from pipelines.net import free_loopback_port
+from tests.integration.mlflow_registry import registered_uri
 from tests.media_fixtures import clip_bytes, huge_png_header, image_bytes, wide_video_bytes
 
 TOKEN = "s3cret-token"
 STREAM_LIMIT = 64  # windows a /v1/stream video may give on the "open" application
 
-
-
-def _registered(model_dir, tracking_uri: str) -> str:
-    """Log and register a model directory in an MLflow store, as `vljepa train` does: its URI."""
-    import mlflow
-
-    from pipelines.mlflow_model import log_and_register
-
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        with mlflow.start_run():
-            name_version = log_and_register(model_dir, "served-plain")
-    finally:
-        mlflow.set_tracking_uri(None)
-    return f"models:/{name_version}"
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +38,7 @@ def served(ray_instance, caches, captioning_model_dir, tmp_path_factory):
     plain_dir = tmp_path_factory.mktemp("served") / "model"
     shutil.copytree(model_dir, plain_dir, ignore=shutil.ignore_patterns("y_decoder"))
     tracking_uri = f"sqlite:///{plain_dir.parent / 'mlflow.db'}"
-    plain_uri = _registered(plain_dir, tracking_uri)
+    plain_uri = registered_uri(plain_dir, tracking_uri, "served-plain")
     port = free_loopback_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app({"model": str(model_dir), "num_cpus": 0, "max_request_mb": 1, "max_stream_windows": STREAM_LIMIT}),

@@ -10,6 +10,7 @@ import mlflow
 from model.y_decoder_export import decoder_dir_of
 from pipelines import export, train_decoder
 from pipelines.captioner import load_captioner
+from tests.integration.mlflow_registry import registered_uri
 
 
 def _run(capsys, args) -> dict:
@@ -40,12 +41,8 @@ def test_train_decoder_then_fine_tune_on_predictions(caches, tmp_path, capsys, m
 
     # The fine-tune names the VL-JEPA model by a registry URI. The Ray workers started before this
     # MLFLOW_TRACKING_URI was set: they resolve the URI against the server the driver recorded.
-    from pipelines.mlflow_model import log_and_register
-    from pipelines.tracking import using_tracking_uri
-
     registry = f"sqlite:///{tmp_path / 'registry.db'}"
-    with using_tracking_uri(registry), mlflow.start_run():
-        source = f"models:/{log_and_register(model, 'vljepa-source')}"
+    source = registered_uri(model, registry, "vljepa-source")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry)
     tuned_run = tmp_path / "tuned"
     tuned = _run(capsys, ["--model", source, "--cache", str(caches / "train"), "--out", str(tuned_run),
