@@ -1,4 +1,4 @@
-"""`make demo`: the main job, end to end on the embedded sample data (7-8.5 minutes on 2 CPUs).
+"""`make demo`: the main job, end to end on the embedded sample data (7-8.5 minutes on 2 CPUs; it ends with the seconds of each step).
 
   1. `vljepa summary` for the paper preset (meta device, no weights);
   2. `vljepa sample-data`: real H.264 clips, JPEG/PNG images and VQA samples as webdataset shards;
@@ -20,6 +20,7 @@ import contextlib
 import io
 import json
 import shutil
+import time
 from pathlib import Path
 
 from pipelines import cache_features, evaluate, export, sample_data, stream, summary, train, train_decoder
@@ -49,8 +50,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def banner(text: str) -> None:
-    print(f"\n=== {text} ===", flush=True)
+class StepClock:
+    """Wall-clock seconds of each demo step, printed at the end: where the demo's minutes go."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, float]] = []
+        self._started = time.monotonic()
+
+    def banner(self, text: str) -> None:
+        self.lap()
+        self.steps.append((text, 0.0))
+        print(f"\n=== {text} ===", flush=True)
+
+    def lap(self) -> None:
+        """Close the current step."""
+        now = time.monotonic()
+        if self.steps:
+            name, seconds = self.steps[-1]
+            self.steps[-1] = (name, seconds + now - self._started)
+        self._started = now
+
+    def report(self) -> str:
+        self.lap()
+        rows = [[name.split(":")[0].split(" (")[0].strip(), f"{seconds:.0f}"] for name, seconds in self.steps]
+        rows.append(["total", f"{sum(seconds for _, seconds in self.steps):.0f}"])
+        return table(rows, ["step", "seconds"])
 
 
 def last_json(verb_main, args: list[str]) -> dict:
@@ -128,6 +152,8 @@ def served_decoder(text_only: dict, text_only_scores: dict, tuned: dict, tuned_s
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     prefer_serve_throughput_mode()  # before the demo's Ray instance starts: step 9 serves in that mode
+    clock = StepClock()
+    banner = clock.banner
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     data, caches, run = out / "data", out / "cache", out / "run"
@@ -195,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     banner("9. serving on Ray Serve (127.0.0.1): classify, VQA and caption over HTTP")
     serve_requests(Path(served["model"]), data / "eval")
 
+    print(f"\n{clock.report()}")
     print(f"\ndemo finished.\n  data:          {data}\n  feature cache: {caches}\n  model:         {result['model']}"
           f"  (registered in MLflow as {result['registered_model']})\n  with decoder:  {served['model']}"
           + (f"  (registered as {served['registered_model']})" if served["registered_model"] else "  (text-only run)") +
