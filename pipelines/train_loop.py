@@ -22,6 +22,7 @@ import mlflow
 import numpy as np
 import ray.train
 import torch
+from ray.data.collate_fn import NumpyBatchCollateFn
 
 from model.build import build_vljepa
 from model.export import load_model
@@ -76,13 +77,24 @@ def flat_metrics(result: dict, prefix: str = "eval") -> dict[str, float]:
 
 
 @dataclass
-class WithEpoch:
-    """Collation that also hands over each row's epoch (the loop logs it; the model never sees it)."""
+class WithEpoch(NumpyBatchCollateFn):
+    """Collation that also hands over each row's epoch (the loop logs it; the model never sees it).
+    A NumpyBatchCollateFn: Ray Data >= 2.47 deprecates plain functions as `collate_fn`."""
 
     collate: Collate
 
-    def __call__(self, batch: dict) -> dict[str, torch.Tensor]:
-        return {**self.collate(batch), "epoch": torch.from_numpy(np.asarray(batch["epoch"], dtype=np.int64))}
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        # a copy: Ray Data's arrays are read-only views, which torch.from_numpy warns about
+        return {**self.collate(batch), "epoch": torch.from_numpy(np.array(batch["epoch"], dtype=np.int64))}
+
+
+def collation(model: VLJepa, config: TrainConfig) -> WithEpoch:
+    """The batch pipeline's collation for this model and stage."""
+    return WithEpoch(Collate(
+        target_tokenizer=model.target_tokenizer, query_tokenizer=model.query_tokenizer,
+        max_target_tokens=model.config.y_encoder.max_tokens, max_query_tokens=model.config.predictor.max_query_tokens,
+        use_query=config.spec.use_query, caption_prompt=config.spec.caption_prompt,
+    ))
 
 
 def train_loop_per_worker(config_dict: dict) -> None:
@@ -104,18 +116,13 @@ def train_loop_per_worker(config_dict: dict) -> None:
     model.to(device)
     ddp_model = ray.train.torch.prepare_model(model, move_to_device=False) if world > 1 else model
     loss_fn = InfoNCELoss()
-    collate = Collate(
-        target_tokenizer=model.target_tokenizer, query_tokenizer=model.query_tokenizer,
-        max_target_tokens=model.config.y_encoder.max_tokens, max_query_tokens=model.config.predictor.max_query_tokens,
-        use_query=config.spec.use_query, caption_prompt=config.spec.caption_prompt,
-    )
     autocast = device_autocast(device)
 
     start_tracking(rank, config.tracking_uri, config.mlflow_run_id)
     eval_rows = load_rows(config.eval_cache, config.eval_max_samples) if rank == 0 and config.eval_cache else None
 
     shard = ray.train.get_dataset_shard("train")
-    collate_with_epoch = WithEpoch(collate)
+    collate_with_epoch = collation(model, config)
 
     def make_batches(data_pass: int):
         return shard.iter_torch_batches(

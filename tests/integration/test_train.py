@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import time
+import warnings
 from collections import Counter
 
 import mlflow
@@ -186,3 +187,20 @@ def test_a_pass_streams_its_epochs_and_the_replay_share(ray_instance, caches):
     sft_rows = count_rows(CacheSource(cache, ("image", "video"), ("caption", "vqa", "classification")))
     assert len(replayed) - sum(replayed) == sft_rows  # every SFT row, once
     assert 0.1 < sum(replayed) / len(replayed) < 0.4  # ~25% replayed (a seeded draw per file)
+
+
+def test_the_loops_collation_streams_batches_without_deprecated_calls(ray_instance, caches, tiny_model):
+    """The worker's batch pipeline as the loop builds it (an SFT stage with queries), one batch
+    through `iter_torch_batches`: Ray Data >= 2.47 deprecates a plain function as collate_fn, and
+    torch warns on wrapping Ray Data's read-only arrays; both are errors here."""
+    from pipelines.train_config import TrainConfig
+    from pipelines.train_loop import collation
+    from pipelines.training_data import build_train_dataset
+
+    config = TrainConfig(stage="sft", cache=str(caches / "train"), out="")
+    dataset = build_train_dataset(config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        batch = next(iter(dataset.iter_torch_batches(batch_size=4, collate_fn=collation(tiny_model, config))))
+    assert batch["s_v"].shape[0] == batch["target_ids"].shape[0] == batch["epoch"].shape[0] == 4
+    assert batch["epoch"].dtype == torch.int64 and "query_ids" in batch
