@@ -10,6 +10,9 @@ meaningful target from step 0 instead of a random projection of one.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
@@ -19,6 +22,36 @@ from model.pooling import masked_mean
 
 # Encoders whose constructor takes add_pooling_layer (a [CLS] pooler the masked mean never uses).
 POOLER_MODEL_TYPES = {"bert", "roberta", "xlm-roberta", "mpnet"}
+TRANSFORMERS_LOADING_LOGGER = "transformers.modeling_utils"
+logger = logging.getLogger(__name__)
+
+
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str):
+    """Only errors from logger `name` inside the block. A filter, not setLevel: transformers reads
+    its loading logger's level to decide whether to run (and print) a tensor-parallel plan check."""
+    quieted = logging.getLogger(name)
+    quieted.addFilter(_errors_only)
+    try:
+        yield
+    finally:
+        quieted.removeFilter(_errors_only)
+
+
+def warn_unloaded(checkpoint: str, info: dict, expected_unexpected: tuple[str, ...]) -> list[str]:
+    """Warn about checkpoint keys that did not load as they should (missing, mismatched, or
+    unexpected beyond the prefixes we drop on purpose); returns those keys."""
+    problems = [f"missing {k}" for k in info.get("missing_keys", ())]
+    problems += [f"mismatched {k[0] if isinstance(k, tuple) else k}" for k in info.get("mismatched_keys", ())]
+    problems += [f"unexpected {k}" for k in info.get("unexpected_keys", ()) if not k.startswith(expected_unexpected)]
+    if problems:
+        logger.warning("y-encoder %s: %d weight(s) did not load as expected: %s", checkpoint, len(problems),
+                       ", ".join(sorted(problems)))
+    return problems
 
 
 class YEncoder(nn.Module):
@@ -34,9 +67,16 @@ class YEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, checkpoint: str, *, embed_dim: int, **kwargs) -> "YEncoder":
-        if AutoConfig.from_pretrained(checkpoint).model_type in POOLER_MODEL_TYPES:
-            kwargs.setdefault("add_pooling_layer", False)  # never used; exported models carry none
-        return cls(AutoModel.from_pretrained(checkpoint, **kwargs), embed_dim)
+        if AutoConfig.from_pretrained(checkpoint).model_type not in POOLER_MODEL_TYPES:
+            return cls(AutoModel.from_pretrained(checkpoint, **kwargs), embed_dim)
+        kwargs.setdefault("add_pooling_layer", False)  # never used; exported models carry none
+        # The checkpoint's pooler weights are then "unexpected", and transformers prints a warning
+        # table for them at every load (each training worker, Serve replica and CLI call). Its
+        # report is replaced by our own, which names anything else that did not load.
+        with quiet_logger(TRANSFORMERS_LOADING_LOGGER):
+            text_model, info = AutoModel.from_pretrained(checkpoint, output_loading_info=True, **kwargs)
+        warn_unloaded(checkpoint, info, expected_unexpected=("pooler.",))
+        return cls(text_model, embed_dim)
 
     @classmethod
     def from_config(cls, config: PretrainedConfig, *, embed_dim: int) -> "YEncoder":
