@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -51,7 +53,9 @@ def test_embed_clips_is_the_direct_forward_without_autograd(minilm_model):
 def test_device_autocast_is_bf16_on_a_gpu_only():
     from model.precision import device_autocast
 
-    gpu = device_autocast(torch.device("cuda"))  # torch switches it off itself where CUDA is absent
+    with warnings.catch_warnings():  # torch switches it off itself (with a warning) where CUDA is absent
+        warnings.simplefilter("ignore", UserWarning)
+        gpu = device_autocast(torch.device("cuda"))
     assert gpu.device == "cuda" and gpu.fast_dtype == torch.bfloat16
     assert gpu._enabled == torch.cuda.is_available()
     assert not device_autocast(torch.device("cuda"), bf16=False)._enabled
