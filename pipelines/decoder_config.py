@@ -19,9 +19,10 @@ RUN_KIND = "y-decoder"  # marks a run directory's train_config.json as a decoder
 @dataclass(kw_only=True)
 class DecoderTrainConfig:
     model: str  # the exported VL-JEPA model whose embeddings the decoder reads: a directory or an MLflow URI
-    # the MLflow server an MLflow `model` URI resolves against: the driver's, so that workers on other
-    # nodes (where the driver's download does not exist) fetch the same model themselves
+    # the MLflow server and registry an MLflow `model` URI resolves against: the driver's, so that
+    # workers on other nodes (where the driver's download does not exist) fetch the same model themselves
     model_tracking_uri: str | None = None
+    model_registry_uri: str | None = None
     cache: str  # its captions (and, for mode "predicted", cached S_V)
     out: str
     run_kind: str = RUN_KIND

@@ -88,7 +88,7 @@ class EmbeddingSource:
 def decoder_loop_per_worker(config_dict: dict) -> None:
     config = DecoderTrainConfig.from_dict(config_dict)
     rank, world, device = setup_worker(config.out, config.seed, config.threads_per_worker)
-    model_dir = resolve_model_dir(config.model, config.model_tracking_uri)  # on this worker's node
+    model_dir = resolve_model_dir(config.model, config.model_tracking_uri, config.model_registry_uri)  # on this worker's node
     model = load_model(model_dir).eval().requires_grad_(False).to(device)
     caption_prompt = read_manifest(model_dir)["metadata"].get("caption_prompt", "")
     decoder = initial_decoder(config, model.config)

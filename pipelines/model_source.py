@@ -29,9 +29,11 @@ def is_mlflow_uri(source: str) -> bool:
         "://" in source and not source.startswith("file://"))
 
 
-def resolve_model_dir(source: str, tracking_uri: str | None = None) -> Path:
-    """A model directory, or an MLflow model URI downloaded to one; `tracking_uri`: the MLflow server
-    to resolve it against (default: this process's), e.g. the one a Ray job's driver used."""
+def resolve_model_dir(source: str, tracking_uri: str | None = None, registry_uri: str | None = None) -> Path:
+    """A model directory, or an MLflow model URI downloaded to one; `tracking_uri` / `registry_uri`:
+    the MLflow tracking server and model registry to resolve it against (default: this process's),
+    e.g. the ones a Ray job's driver used. A registry model's version may point into the tracking
+    store (MLflow 3 registers logged models, `models:/m-...`), so a separate registry needs both."""
     if not is_mlflow_uri(source):
         path = Path(source.removeprefix("file://"))
         if not (path / "vljepa.json").exists():
@@ -39,9 +41,10 @@ def resolve_model_dir(source: str, tracking_uri: str | None = None) -> Path:
         return path
     import mlflow.artifacts
 
-    from pipelines.tracking import using_tracking_uri
+    from pipelines.tracking import using_registry_uri, using_tracking_uri
 
-    with using_tracking_uri(tracking_uri) if tracking_uri else contextlib.nullcontext():
+    with (using_tracking_uri(tracking_uri) if tracking_uri else contextlib.nullcontext(),
+          using_registry_uri(registry_uri) if registry_uri else contextlib.nullcontext()):
         if IMMUTABLE_URI.fullmatch(source):
             local = download_once(source)
         else:

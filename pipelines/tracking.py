@@ -39,6 +39,20 @@ def using_tracking_uri(uri: str) -> Iterator[None]:
         mlflow.set_tracking_uri(previous)
 
 
+@contextmanager
+def using_registry_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's model registry at `uri` for a block, then restore the caller's setting
+    (mlflow.set_registry_uri exports MLFLOW_REGISTRY_URI too, and cannot unset it)."""
+    previous = os.environ.get("MLFLOW_REGISTRY_URI")
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_registry_uri(previous)
+        if previous is None:
+            os.environ.pop("MLFLOW_REGISTRY_URI", None)
+
+
 def start_or_resume_run(run_dir: str, tracking_uri: str, experiment: str, run_name: str) -> str:
     """The MLflow run id of this training run: created once, then reused by every restart.
     Call inside `using_tracking_uri(tracking_uri)`."""

@@ -72,11 +72,12 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
     from pipelines.model_source import is_mlflow_uri, resolve_model_dir
 
     # Resolved here to fail early; the workers get the source itself (a URI with the server this
-    # process resolved it against) and resolve it where they run.
+    # process resolved it against, and its registry) and resolve it where they run.
     model_dir, from_mlflow = resolve_model_dir(args.model), is_mlflow_uri(args.model)
     config = DecoderTrainConfig(
         model=args.model if from_mlflow else str(model_dir.resolve()),
-        model_tracking_uri=mlflow_tracking_uri() if from_mlflow else None,
+        model_tracking_uri=mlflow_store()[0] if from_mlflow else None,
+        model_registry_uri=mlflow_store()[1] if from_mlflow else None,
         cache=args.cache, out=str(Path(args.out).resolve()),
         mode=args.mode, init_decoder=args.init_decoder, decoder_checkpoint=args.decoder_checkpoint,
         prefix_length=args.prefix_length, noise_norm=args.noise_norm, text_mix=args.text_mix, steps=args.steps,
@@ -89,10 +90,11 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
     return config, args
 
 
-def mlflow_tracking_uri() -> str:
+def mlflow_store() -> tuple[str, str]:
+    """(tracking URI, registry URI) of this process; the registry defaults to the tracking server."""
     import mlflow
 
-    return mlflow.get_tracking_uri()
+    return mlflow.get_tracking_uri(), mlflow.get_registry_uri()
 
 
 def _link_or_copy(source: str, target: str) -> None:
@@ -108,7 +110,7 @@ def export_decoder_checkpoint(config: DecoderTrainConfig, checkpoint_dir: Path, 
     from pipelines.model_source import resolve_model_dir
 
     state = torch.load(Path(checkpoint_dir) / STATE_FILE, weights_only=False)
-    model_dir = resolve_model_dir(config.model, config.model_tracking_uri)
+    model_dir = resolve_model_dir(config.model, config.model_tracking_uri, config.model_registry_uri)
     model_config = VLJepaConfig.from_dict(read_manifest(model_dir)["config"])
     decoder = initial_decoder(config, model_config)
     decoder.load_state_dict(state["decoder"])

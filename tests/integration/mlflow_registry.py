@@ -6,10 +6,11 @@ from __future__ import annotations
 import mlflow
 
 from pipelines.mlflow_model import log_and_register
-from pipelines.tracking import using_tracking_uri
+from pipelines.tracking import using_registry_uri, using_tracking_uri
 
 
-def registered_uri(model_dir, tracking_uri: str, name: str) -> str:
-    """-> models:/NAME/VERSION of `model_dir`, logged in a new run of the store at `tracking_uri`."""
-    with using_tracking_uri(tracking_uri), mlflow.start_run():
+def registered_uri(model_dir, tracking_uri: str, name: str, registry_uri: str | None = None) -> str:
+    """-> models:/NAME/VERSION of `model_dir`, logged in a new run of the store at `tracking_uri` and
+    registered there, or in the separate registry at `registry_uri`."""
+    with using_tracking_uri(tracking_uri), using_registry_uri(registry_uri or tracking_uri), mlflow.start_run():
         return f"models:/{log_and_register(model_dir, name)}"

@@ -39,11 +39,13 @@ def test_train_decoder_then_fine_tune_on_predictions(caches, tmp_path, capsys, m
     assert summary["registered_model"] == "vljepa-captioner/1"
     mlflow.set_tracking_uri(None)
 
-    # The fine-tune names the VL-JEPA model by a registry URI. The Ray workers started before this
-    # MLFLOW_TRACKING_URI was set: they resolve the URI against the server the driver recorded.
-    registry = f"sqlite:///{tmp_path / 'registry.db'}"
-    source = registered_uri(model, registry, "vljepa-source")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry)
+    # The fine-tune names the VL-JEPA model by a registry URI, in a registry separate from the
+    # tracking store that holds the logged model. The Ray workers started before these variables
+    # were set: they resolve the URI against the server and registry the driver recorded.
+    store, registry = (f"sqlite:///{tmp_path / name}" for name in ("store.db", "registry.db"))
+    source = registered_uri(model, store, "vljepa-source", registry_uri=registry)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", registry)
     tuned_run = tmp_path / "tuned"
     tuned = _run(capsys, ["--model", source, "--cache", str(caches / "train"), "--out", str(tuned_run),
                           "--mode", "predicted", "--text-mix", "0.5", "--init-decoder", str(exported), "--steps", "10",

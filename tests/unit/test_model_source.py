@@ -3,6 +3,7 @@ downloaded once per machine and store; anything else fails clearly."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -62,3 +63,28 @@ def test_an_immutable_uri_is_downloaded_once_per_machine_and_store(tmp_path, mon
         assert [p.name.count(".") for p in (tmp_path / "home" / "mlflow-models").iterdir()] == [0]  # no staging left
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_a_registry_block_leaves_the_callers_registry_as_it_was(tmp_path, monkeypatch):
+    """resolve_model_dir(..., registry_uri=) points MLflow's registry elsewhere for one download;
+    mlflow.set_registry_uri also exports MLFLOW_REGISTRY_URI, which must not outlive the block."""
+    import mlflow
+
+    from pipelines.tracking import using_registry_uri
+
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store.db'}")
+    mlflow.set_registry_uri(None)
+    other = f"sqlite:///{tmp_path / 'registry.db'}"
+    with using_registry_uri(other):
+        assert mlflow.get_registry_uri() == other
+    assert "MLFLOW_REGISTRY_URI" not in os.environ
+    assert mlflow.get_registry_uri() == mlflow.get_tracking_uri()  # back to MLflow's default
+
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", other)
+    try:
+        with using_registry_uri(f"sqlite:///{tmp_path / 'third.db'}"):
+            pass
+        assert os.environ["MLFLOW_REGISTRY_URI"] == other == mlflow.get_registry_uri()
+    finally:
+        mlflow.set_registry_uri(None)  # the process-wide setting: later tests start from MLflow's default
