@@ -55,6 +55,15 @@ def resolve_model_dir(source: str, tracking_uri: str | None = None, registry_uri
     return found[0].parent
 
 
+def mlflow_store() -> tuple[str, str]:
+    """(tracking URI, registry URI) of this process, which a driver hands to its Ray workers with an
+    MLflow model URI: their nodes' environment may name no MLflow server, or another. The registry
+    defaults to the tracking server."""
+    import mlflow
+
+    return mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+
+
 def download_once(source: str) -> Path:
     """The artifacts of an immutable URI, downloaded on this machine's first call. Downloads go to a
     staging directory renamed into place, so a concurrent reader never sees half a model; when two

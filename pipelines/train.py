@@ -30,7 +30,8 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     parser.add_argument("--cache", required=True, help="feature cache (local or s3://)")
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--preset", default="minilm")
-    parser.add_argument("--init-model", default=None, help="exported model to start from (a previous stage's RUN/model)")
+    parser.add_argument("--init-model", default=None,
+                        help="model to start from (a previous stage's RUN/model, or models:/NAME/VERSION)")
     parser.add_argument("--replay-cache", default=None, help="sft: pretraining cache to replay")
     parser.add_argument("--replay-weight", type=float, default=0.0, help="sft: share of replayed rows")
     # schedule
@@ -64,9 +65,11 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     parser.add_argument("--registered-model", default="vljepa", help="MLflow registry name ('' to skip)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    init_model, init_store = starting_model(args.init_model)
     config = TrainConfig(
         stage=args.stage, cache=args.cache, out=str(Path(args.out).resolve()), preset=args.preset,
-        init_model=args.init_model, steps=args.steps, workers=args.workers, batch_size=args.batch_size,
+        init_model=init_model, init_model_tracking_uri=init_store[0], init_model_registry_uri=init_store[1],
+        steps=args.steps, workers=args.workers, batch_size=args.batch_size,
         grad_accum=args.grad_accum, lr=args.lr, threads_per_worker=args.threads_per_worker,
         cpus_per_worker=args.cpus_per_worker, warmup_steps=args.warmup_steps, seed=args.seed,
         epochs_per_pass=args.epochs_per_pass, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
@@ -77,6 +80,20 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     )
     config.validate()
     return config, args
+
+
+def starting_model(source: str | None) -> tuple[str | None, tuple[str | None, str | None]]:
+    """--init-model, checked here to fail before Ray starts -> (what the workers get, the MLflow
+    (tracking, registry) it resolves against). A URI goes to the workers as is, with this process's
+    MLflow store, and each resolves it on its own node; a directory goes as an absolute path."""
+    if source is None:
+        return None, (None, None)
+    from pipelines.model_source import is_mlflow_uri, mlflow_store, resolve_model_dir
+
+    model_dir = resolve_model_dir(source)
+    if is_mlflow_uri(source):
+        return source, mlflow_store()
+    return str(model_dir.resolve()), (None, None)
 
 
 def run(config: TrainConfig, resume: bool = False, address: str | None = None) -> dict:

@@ -44,7 +44,11 @@ class TrainConfig:
     cache: str
     out: str  # the run directory: checkpoints, MLflow store (by default), exported model
     preset: str = "minilm"
-    init_model: str | None = None  # an exported model to start from (a previous stage's)
+    init_model: str | None = None  # an exported model to start from (a previous stage's): a directory or an MLflow URI
+    # the MLflow server and registry an `init_model` URI resolves against: the driver's, so that
+    # every worker (on any node) fetches the same model itself
+    init_model_tracking_uri: str | None = None
+    init_model_registry_uri: str | None = None
     steps: int = 200
     workers: int = 1
     # torch threads per worker; 0: the node's cores / workers. Ray starts 1-CPU workers with

@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from pipelines.model_source import is_mlflow_uri, resolve_model_dir
+    from pipelines.model_source import is_mlflow_uri, mlflow_store, resolve_model_dir
 
     # Resolved here to fail early; the workers get the source itself (a URI with the server this
     # process resolved it against, and its registry) and resolve it where they run.
@@ -88,13 +88,6 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
     )
     config.validate()
     return config, args
-
-
-def mlflow_store() -> tuple[str, str]:
-    """(tracking URI, registry URI) of this process; the registry defaults to the tracking server."""
-    import mlflow
-
-    return mlflow.get_tracking_uri(), mlflow.get_registry_uri()
 
 
 def _link_or_copy(source: str, target: str) -> None:

@@ -33,14 +33,16 @@ from model.presets import get_preset
 from model.vljepa import VLJepa
 from ops.collate import Collate
 from ops.evaluation import evaluate, load_rows
+from pipelines.model_source import resolve_model_dir
 from pipelines.train_config import TrainConfig
 from pipelines.train_worker import (batches_from, report_state, restore_state, setup_worker, start_tracking,
                                     stop_tracking)
 
 
 def initial_model(config: TrainConfig) -> VLJepa:
-    if config.init_model:
-        return load_model(config.init_model)
+    if config.init_model:  # resolved on this process's node: a driver's download is not on the others
+        return load_model(resolve_model_dir(config.init_model, config.init_model_tracking_uri,
+                                            config.init_model_registry_uri))
     return build_vljepa(get_preset(config.preset))
 
 

@@ -20,6 +20,7 @@ import torch
 from model.export import load_model
 from pipelines import evaluate, export, train
 from pipelines.model_source import resolve_model_dir
+from tests.integration.mlflow_registry import registered_uri
 
 TRAIN = ["--stage", "sft", "--preset", "tiny", "--batch-size", "8", "--lr", "1e-3", "--warmup-steps", "2",
          "--log-every", "1", "--registered-model", ""]
@@ -78,12 +79,18 @@ def test_same_seed_same_loss_curve(ray_instance, caches, tmp_path, capsys):
     assert _history(tmp_path / "a") == _history(tmp_path / "b")
 
 
-def test_a_stage_starts_from_the_previous_stages_model(ray_instance, caches, tmp_path, capsys):
+def test_a_stage_starts_from_the_previous_stages_model(ray_instance, caches, tmp_path, capsys, monkeypatch):
     """The paper's stages chain (pretraining, then SFT): --init-model starts from an exported model.
-    At lr 0 the next stage must export exactly the model it started from, not a fresh init."""
+    At lr 0 the next stage must export exactly the model it started from, not a fresh init.
+    The next stage names it by registry URI, in a registry separate from the tracking store; the Ray
+    workers started before these variables were set: they resolve it with the driver's store."""
     first = _train(capsys, caches, tmp_path / "pretrain", "--stage", "pretrain-video", "--steps", "3",
                    "--checkpoint-every", "3")
-    _train(capsys, caches, tmp_path / "sft", "--init-model", first["model"], "--lr", "0", "--steps", "2",
+    store, registry = (f"sqlite:///{tmp_path / name}" for name in ("store.db", "registry.db"))
+    source = registered_uri(first["model"], store, "stage-one", registry_uri=registry)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", registry)
+    _train(capsys, caches, tmp_path / "sft", "--init-model", source, "--lr", "0", "--steps", "2",
            "--checkpoint-every", "2")
     start, after = load_model(first["model"]).state_dict(), load_model(tmp_path / "sft" / "model").state_dict()
     assert set(start) == set(after)
