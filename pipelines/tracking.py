@@ -25,32 +25,28 @@ def artifact_location(run_dir: str) -> str:
 
 
 @contextmanager
-def using_tracking_uri(uri: str) -> Iterator[None]:
-    """Point MLflow at `uri` for a block, then restore the caller's setting.
-
-    mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI; left in place, a second run in the
-    same process (a notebook, a test session) would mistake it for the user's choice.
-    """
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
+def _using_uri(set_uri, variable: str, uri: str) -> Iterator[None]:
+    """set_uri(uri) for a block, then the caller's setting back. MLflow's setters also export
+    `variable`; left in place, a second run in the same process (a notebook, a test session) would
+    mistake it for the user's choice. set_registry_uri cannot unset it, hence the pop."""
+    previous = os.environ.get(variable)
+    set_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(previous)
-
-
-@contextmanager
-def using_registry_uri(uri: str) -> Iterator[None]:
-    """Point MLflow's model registry at `uri` for a block, then restore the caller's setting
-    (mlflow.set_registry_uri exports MLFLOW_REGISTRY_URI too, and cannot unset it)."""
-    previous = os.environ.get("MLFLOW_REGISTRY_URI")
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_registry_uri(previous)
+        set_uri(previous)
         if previous is None:
-            os.environ.pop("MLFLOW_REGISTRY_URI", None)
+            os.environ.pop(variable, None)
+
+
+def using_tracking_uri(uri: str):
+    """Point MLflow's tracking at `uri` for a block."""
+    return _using_uri(mlflow.set_tracking_uri, "MLFLOW_TRACKING_URI", uri)
+
+
+def using_registry_uri(uri: str):
+    """Point MLflow's model registry at `uri` for a block."""
+    return _using_uri(mlflow.set_registry_uri, "MLFLOW_REGISTRY_URI", uri)
 
 
 def start_or_resume_run(run_dir: str, tracking_uri: str, experiment: str, run_name: str) -> str:
