@@ -55,6 +55,18 @@ def resolve_model_dir(source: str, tracking_uri: str | None = None, registry_uri
     return found[0].parent
 
 
+def source_for_workers(source: str) -> tuple[str, tuple[str | None, str | None]]:
+    """A model a driver hands to its Ray workers, resolved here first to fail early -> (what the
+    workers get, the MLflow (tracking, registry) they resolve it against). A URI goes as is, with
+    this process's MLflow store, and each worker resolves it on its own node (the driver's download
+    is not on the others); a directory goes as an absolute path (a relative one would name the
+    worker's working directory)."""
+    model_dir = resolve_model_dir(source)
+    if is_mlflow_uri(source):
+        return source, mlflow_store()
+    return str(model_dir.resolve()), (None, None)
+
+
 def mlflow_store() -> tuple[str, str]:
     """(tracking URI, registry URI) of this process, which a driver hands to its Ray workers with an
     MLflow model URI: their nodes' environment may name no MLflow server, or another. The registry

@@ -17,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipelines.model_source import source_for_workers
 from pipelines.report import print_json_result, run_as_process
 from pipelines.train_config import STAGES, TrainConfig
 
@@ -65,7 +66,8 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     parser.add_argument("--registered-model", default="vljepa", help="MLflow registry name ('' to skip)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    init_model, init_store = starting_model(args.init_model)
+    # checked here, before Ray starts
+    init_model, init_store = source_for_workers(args.init_model) if args.init_model else (None, (None, None))
     config = TrainConfig(
         stage=args.stage, cache=args.cache, out=str(Path(args.out).resolve()), preset=args.preset,
         init_model=init_model, init_model_tracking_uri=init_store[0], init_model_registry_uri=init_store[1],
@@ -80,20 +82,6 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     )
     config.validate()
     return config, args
-
-
-def starting_model(source: str | None) -> tuple[str | None, tuple[str | None, str | None]]:
-    """--init-model, checked here to fail before Ray starts -> (what the workers get, the MLflow
-    (tracking, registry) it resolves against). A URI goes to the workers as is, with this process's
-    MLflow store, and each resolves it on its own node; a directory goes as an absolute path."""
-    if source is None:
-        return None, (None, None)
-    from pipelines.model_source import is_mlflow_uri, mlflow_store, resolve_model_dir
-
-    model_dir = resolve_model_dir(source)
-    if is_mlflow_uri(source):
-        return source, mlflow_store()
-    return str(model_dir.resolve()), (None, None)
 
 
 def run(config: TrainConfig, resume: bool = False, address: str | None = None) -> dict:

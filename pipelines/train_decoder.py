@@ -69,15 +69,11 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from pipelines.model_source import is_mlflow_uri, mlflow_store, resolve_model_dir
+    from pipelines.model_source import source_for_workers
 
-    # Resolved here to fail early; the workers get the source itself (a URI with the server this
-    # process resolved it against, and its registry) and resolve it where they run.
-    model_dir, from_mlflow = resolve_model_dir(args.model), is_mlflow_uri(args.model)
+    model, (model_tracking_uri, model_registry_uri) = source_for_workers(args.model)
     config = DecoderTrainConfig(
-        model=args.model if from_mlflow else str(model_dir.resolve()),
-        model_tracking_uri=mlflow_store()[0] if from_mlflow else None,
-        model_registry_uri=mlflow_store()[1] if from_mlflow else None,
+        model=model, model_tracking_uri=model_tracking_uri, model_registry_uri=model_registry_uri,
         cache=args.cache, out=str(Path(args.out).resolve()),
         mode=args.mode, init_decoder=args.init_decoder, decoder_checkpoint=args.decoder_checkpoint,
         prefix_length=args.prefix_length, noise_norm=args.noise_norm, text_mix=args.text_mix, steps=args.steps,
