@@ -10,6 +10,7 @@ import mlflow
 import mlflow.pyfunc
 
 ARTIFACT_KEY = "vljepa_model"
+PYFUNC_CODE = Path(__file__).with_name("mlflow_pyfunc_code.py")  # sets VLJepaPyfunc as the model
 
 
 class VLJepaPyfunc(mlflow.pyfunc.PythonModel):
@@ -30,7 +31,7 @@ class VLJepaPyfunc(mlflow.pyfunc.PythonModel):
 def log_and_register(model_dir: Path, registered_name: str | None) -> str | None:
     """Log the model into the active run; register it when a name is given. Returns 'NAME/VERSION'."""
     info = mlflow.pyfunc.log_model(
-        name="model", python_model=VLJepaPyfunc(), artifacts={ARTIFACT_KEY: str(model_dir)},
+        name="model", python_model=str(PYFUNC_CODE), artifacts={ARTIFACT_KEY: str(model_dir)},
         pip_requirements=["vl-jepa"],  # the project itself (pins live in its pyproject / constraints)
     )
     if not registered_name:

@@ -62,6 +62,9 @@ def test_train_tracks_evaluates_exports_and_registers(ray_instance, caches, tmp_
     # the pyfunc flavour: texts (a list, or a DataFrame's one column) -> the same embeddings
     pyfunc = mlflow.pyfunc.load_model("models:/vljepa-test/1")
     assert pyfunc.metadata.signature is not None
+    # logged as code MLflow runs at load, not as a pickled object
+    assert pyfunc.metadata.flavors["python_function"].get("model_code_path", "").endswith("mlflow_pyfunc_code.py")
+    assert "python_model" not in pyfunc.metadata.flavors["python_function"]
     for request in (texts, pd.DataFrame({"text": texts})):
         np.testing.assert_allclose(pyfunc.predict(request), exported.embed_texts(texts).numpy(), rtol=1e-5, atol=1e-6)
 
