@@ -51,29 +51,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 class StepClock:
-    """Wall-clock seconds of each demo step, printed at the end: where the demo's minutes go."""
+    """Wall-clock seconds of each demo step (banner to banner), printed at the end: where the demo's
+    minutes go."""
 
     def __init__(self) -> None:
-        self.steps: list[tuple[str, float]] = []
-        self._started = time.monotonic()
+        self.starts: list[tuple[str, float]] = []
 
     def banner(self, text: str) -> None:
-        self.lap()
-        self.steps.append((text, 0.0))
+        self.starts.append((text, time.monotonic()))
         print(f"\n=== {text} ===", flush=True)
 
-    def lap(self) -> None:
-        """Close the current step."""
-        now = time.monotonic()
-        if self.steps:
-            name, seconds = self.steps[-1]
-            self.steps[-1] = (name, seconds + now - self._started)
-        self._started = now
-
     def report(self) -> str:
-        self.lap()
-        rows = [[name.split(":")[0].split(" (")[0].strip(), f"{seconds:.0f}"] for name, seconds in self.steps]
-        rows.append(["total", f"{sum(seconds for _, seconds in self.steps):.0f}"])
+        ends = [start for _, start in self.starts[1:]] + [time.monotonic()]
+        seconds = [(name.split(":")[0].split(" (")[0].strip(), end - start)
+                   for (name, start), end in zip(self.starts, ends)]
+        rows = [[name, f"{s:.0f}"] for name, s in seconds] + [["total", f"{sum(s for _, s in seconds):.0f}"]]
         return table(rows, ["step", "seconds"])
 
 

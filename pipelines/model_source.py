@@ -18,6 +18,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 from model.home import vljepa_home
 
@@ -55,16 +56,22 @@ def resolve_model_dir(source: str, tracking_uri: str | None = None, registry_uri
     return found[0].parent
 
 
-def source_for_workers(source: str) -> tuple[str, tuple[str | None, str | None]]:
-    """A model a driver hands to its Ray workers, resolved here first to fail early -> (what the
-    workers get, the MLflow (tracking, registry) they resolve it against). A URI goes as is, with
-    this process's MLflow store, and each worker resolves it on its own node (the driver's download
-    is not on the others); a directory goes as an absolute path (a relative one would name the
-    worker's working directory)."""
+class WorkerModel(NamedTuple):
+    local_dir: Path  # where this process resolved it
+    source: str  # what the workers (Ray Train workers, Serve replicas) get and resolve themselves
+    tracking_uri: str | None  # for a URI: this process's MLflow store, to resolve it against
+    registry_uri: str | None
+
+
+def source_for_workers(source: str) -> WorkerModel:
+    """A model a driver hands to its Ray workers, resolved here first to fail early. A URI goes as
+    is, with this process's MLflow store, and each worker resolves it on its own node (the driver's
+    download is not on the others); a directory goes as an absolute path (a relative one would
+    name the worker's working directory)."""
     model_dir = resolve_model_dir(source)
     if is_mlflow_uri(source):
-        return source, mlflow_store()
-    return str(model_dir.resolve()), (None, None)
+        return WorkerModel(model_dir, source, *mlflow_store())
+    return WorkerModel(model_dir, str(model_dir.resolve()), None, None)
 
 
 def mlflow_store() -> tuple[str, str]:

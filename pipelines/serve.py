@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 
 from model.y_decoder_export import decoder_dir_of
-from pipelines.model_source import is_mlflow_uri, resolve_model_dir
+from pipelines.model_source import is_mlflow_uri, source_for_workers
 
 MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
@@ -38,10 +38,7 @@ def build_app(args: dict):
     # where a directory this builder downloaded an MLflow model into does not exist. Each resolves
     # it there (pipelines.model_source); resolving it here too fails early on a bad source and says
     # whether the model carries a Y-decoder.
-    source = str(args["model"])
-    model_dir = resolve_model_dir(source)
-    if not is_mlflow_uri(source):
-        source = str(model_dir.resolve())  # replicas do not share this process's working directory
+    model_dir, source, _, _ = source_for_workers(str(args["model"]))
     token = args.get("token") or os.environ.get("VLJEPA_SERVE_TOKEN")
     if args.get("token_file"):
         token = Path(args["token_file"]).read_text().strip()

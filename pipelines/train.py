@@ -66,11 +66,11 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     parser.add_argument("--registered-model", default="vljepa", help="MLflow registry name ('' to skip)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    # checked here, before Ray starts
-    init_model, init_store = source_for_workers(args.init_model) if args.init_model else (None, (None, None))
+    init = source_for_workers(args.init_model) if args.init_model else None  # checked before Ray starts
     config = TrainConfig(
         stage=args.stage, cache=args.cache, out=str(Path(args.out).resolve()), preset=args.preset,
-        init_model=init_model, init_model_tracking_uri=init_store[0], init_model_registry_uri=init_store[1],
+        init_model=init and init.source, init_model_tracking_uri=init and init.tracking_uri,
+        init_model_registry_uri=init and init.registry_uri,
         steps=args.steps, workers=args.workers, batch_size=args.batch_size,
         grad_accum=args.grad_accum, lr=args.lr, threads_per_worker=args.threads_per_worker,
         cpus_per_worker=args.cpus_per_worker, warmup_steps=args.warmup_steps, seed=args.seed,

@@ -71,9 +71,9 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
 
     from pipelines.model_source import source_for_workers
 
-    model, (model_tracking_uri, model_registry_uri) = source_for_workers(args.model)
+    model = source_for_workers(args.model)
     config = DecoderTrainConfig(
-        model=model, model_tracking_uri=model_tracking_uri, model_registry_uri=model_registry_uri,
+        model=model.source, model_tracking_uri=model.tracking_uri, model_registry_uri=model.registry_uri,
         cache=args.cache, out=str(Path(args.out).resolve()),
         mode=args.mode, init_decoder=args.init_decoder, decoder_checkpoint=args.decoder_checkpoint,
         prefix_length=args.prefix_length, noise_norm=args.noise_norm, text_mix=args.text_mix, steps=args.steps,

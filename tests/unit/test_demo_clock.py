@@ -4,7 +4,7 @@ from pipelines import demo
 
 
 def test_each_step_gets_the_seconds_until_the_next_banner(monkeypatch, capsys):
-    now = iter([100.0, 101.0, 131.0, 132.5])  # start, banner 1, banner 2, report
+    now = iter([101.0, 131.0, 132.5])  # banner 1, banner 2, report
     monkeypatch.setattr(demo.time, "monotonic", lambda: next(now))
     clock = demo.StepClock()
     clock.banner("1. sample data: real clips")

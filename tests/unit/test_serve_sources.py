@@ -4,7 +4,7 @@ the builder and each replica, is exercised in tests/integration/test_serve.py.)"
 
 from __future__ import annotations
 
-from pipelines import serve
+from pipelines import model_source, serve
 
 
 def _model_replicas(app) -> dict:
@@ -17,7 +17,7 @@ def _model_replicas(app) -> dict:
 
 def test_replicas_get_the_uri_and_the_builders_registry(captioning_model_dir, monkeypatch):
     fetched = []
-    monkeypatch.setattr(serve, "resolve_model_dir", lambda source: fetched.append(source) or captioning_model_dir)
+    monkeypatch.setattr(model_source, "resolve_model_dir", lambda source: fetched.append(source) or captioning_model_dir)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     replicas = _model_replicas(serve.build_app({"model": "models:/vljepa-captioner/3"}))
