@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     from ray import serve
 
     from pipelines.serve import build_app
+    from pipelines.serve_args import ServeAppArgs
 
     init_ray()
     if args.clip:
@@ -166,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         results, cpu = {}, {}
         for name, batch in (("batched", 16), ("unbatched", 1)):
-            serve.run(build_app({"model": model_dir, "num_cpus": 0, "max_batch_size": batch,
-                                 "num_gpus": 1 if DEVICE.type == "cuda" else 0}), name=name,
+            serve.run(build_app(ServeAppArgs(model=model_dir, num_cpus=0, max_batch_size=batch,
+                                             num_gpus=1 if DEVICE.type == "cuda" else 0)), name=name,
                       route_prefix=f"/{name}")
             url = f"http://127.0.0.1:{port}/{name}/v1/classify"
             load(url, clip, 4, 8)  # warm-up: replicas, first batches, label cache

@@ -100,12 +100,13 @@ def serve_requests(model_dir: Path, eval_shards: Path) -> None:
     from ops.shard_io import iter_samples, resolve_shards
     from pipelines.net import free_loopback_port
     from pipelines.serve import start
+    from pipelines.serve_args import ServeAppArgs
 
     samples = [s for url in resolve_shards(str(eval_shards)) for s in iter_samples(url)]
     clip = next(s for s in samples if "txt" in s.members and "mp4" in s.members)
     question = next(s for s in samples if "json" in s.members and "query" in json.loads(s.members["json"]))
     port = free_loopback_port()
-    start({"model": str(model_dir), "num_cpus": 0}, host="127.0.0.1", port=port)
+    start(ServeAppArgs(model=str(model_dir), num_cpus=0), host="127.0.0.1", port=port)
     base = f"http://127.0.0.1:{port}"
     try:
         labels = [scene.caption for scene in all_scenes()]

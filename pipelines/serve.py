@@ -9,10 +9,12 @@
 MODEL is an exported model directory or an MLflow model URI. Binds 127.0.0.1 unless told
 otherwise: put an authenticating reverse proxy (TLS, rate limits) in front before exposing it,
 and set a token (VLJEPA_SERVE_TOKEN or --token-file). `build_app(args)` is the import path for
-`serve run` / `serve deploy` with infra/serve_config.yaml.
-"""
+`serve run` / `serve deploy` with infra/serve_config.yaml; its arguments are
+`pipelines.serve_args.ServeAppArgs`, which Serve validates before building.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: Serve reads build_app's annotation at runtime to
+validate the arguments against ServeAppArgs; a string annotation would skip that.
+"""
 
 import argparse
 import os
@@ -22,14 +24,14 @@ from pathlib import Path
 
 from model.y_decoder_export import decoder_dir_of
 from pipelines.model_source import is_mlflow_uri, source_for_workers
+from pipelines.serve_args import ServeAppArgs
 
 MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
-def build_app(args: dict):
-    """Serve application builder: args {model, token?, token_file?, max_request_mb?, num_cpus?, num_gpus?,
-    max_batch_size? (visual requests per batch; 1 disables dynamic batching), index_cache?,
-    max_stream_windows? (most windows a /v1/stream video may give)}."""
+def build_app(args: ServeAppArgs):
+    """Serve application builder. `serve run` / `serve deploy` hand it their `args` already validated
+    into ServeAppArgs (an unknown key or a bad value fails the deploy, naming the field)."""
     # imported here: ray.serve reads its mode from the environment at import (`main` sets it first)
     from pipelines.serve_deployments import RetrievalIndex, TextDecoder, TextEncoder, VisualPredictor
     from pipelines.serve_ingress import Ingress, ServeSettings
@@ -38,25 +40,23 @@ def build_app(args: dict):
     # where a directory this builder downloaded an MLflow model into does not exist. Each resolves
     # it there (pipelines.model_source); resolving it here too fails early on a bad source and says
     # whether the model carries a Y-decoder.
-    model_dir, source, _, _ = source_for_workers(str(args["model"]))
-    token = args.get("token") or os.environ.get("VLJEPA_SERVE_TOKEN")
-    if args.get("token_file"):
-        token = Path(args["token_file"]).read_text().strip()
-    settings = ServeSettings(model=source, token=token or None, index_cache=args.get("index_cache"),
-                             max_request_bytes=int(float(args.get("max_request_mb", 64)) * 2**20),
-                             max_stream_windows=int(args.get("max_stream_windows", ServeSettings.max_stream_windows)))
-    cpus = float(args.get("num_cpus", 1))
+    model_dir, source, _, _ = source_for_workers(args.model)
+    token = args.token or os.environ.get("VLJEPA_SERVE_TOKEN")
+    if args.token_file:
+        token = Path(args.token_file).read_text().strip()
+    settings = ServeSettings(model=source, token=token or None, index_cache=args.index_cache,
+                             max_request_bytes=int(args.max_request_mb * 2**20),
+                             max_stream_windows=args.max_stream_windows)
     env = replica_env(source)
-    visual = VisualPredictor.options(ray_actor_options={"num_cpus": cpus, "num_gpus": float(args.get("num_gpus", 0)), **env})
-    text = TextEncoder.options(ray_actor_options={"num_cpus": cpus, **env})
+    visual = VisualPredictor.options(ray_actor_options={"num_cpus": args.num_cpus, "num_gpus": args.num_gpus, **env})
+    text = TextEncoder.options(ray_actor_options={"num_cpus": args.num_cpus, **env})
     index = RetrievalIndex.options(ray_actor_options={"num_cpus": 0})
-    max_batch_size = int(args.get("max_batch_size", 16))
     decoder = None
     if decoder_dir_of(model_dir) is not None:
         decoder = TextDecoder.options(ray_actor_options={
-            "num_cpus": cpus, "num_gpus": float(args.get("decoder_num_gpus", 0)), **env}).bind(source)
+            "num_cpus": args.num_cpus, "num_gpus": args.decoder_num_gpus, **env}).bind(source)
     return Ingress.options(ray_actor_options={"num_cpus": 0, **env}).bind(
-        visual.bind(source, max_batch_size), text.bind(source), index.bind(), settings, decoder)
+        visual.bind(source, args.max_batch_size), text.bind(source), index.bind(), settings, decoder)
 
 
 def replica_env(source: str) -> dict:
@@ -67,7 +67,7 @@ def replica_env(source: str) -> dict:
     return {"runtime_env": {"env_vars": env_vars}} if is_mlflow_uri(source) and env_vars else {}
 
 
-def start(args: dict, host: str = "127.0.0.1", port: int = 8000, name: str = "vljepa"):
+def start(args: ServeAppArgs, host: str = "127.0.0.1", port: int = 8000, name: str = "vljepa"):
     """Deploy the application on the current Ray instance; returns once it is ready."""
     from ray import serve
 
@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--token-file", default=None, help="file holding the bearer token")
-    parser.add_argument("--max-request-mb", type=float, default=64)
-    parser.add_argument("--max-stream-windows", type=int, default=4096,
+    defaults = ServeAppArgs.model_fields
+    parser.add_argument("--max-request-mb", type=float, default=defaults["max_request_mb"].default)
+    parser.add_argument("--max-stream-windows", type=int, default=defaults["max_stream_windows"].default,
                         help="/v1/stream refuses (422) a video giving more windows, before decoding it")
     parser.add_argument("--index-cache", default=None, help="feature cache whose captioned videos fill the retrieval index")
     parser.add_argument("--num-gpus", type=float, default=None, help="GPUs per visual replica (default: 1 if any)")
@@ -99,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
 
     init_ray(args.address)
     num_gpus = args.num_gpus if args.num_gpus is not None else (1 if gpus_available() else 0)
-    start({"model": args.model, "token_file": args.token_file, "max_request_mb": args.max_request_mb,
-           "max_stream_windows": args.max_stream_windows,
-           "num_gpus": num_gpus, "index_cache": args.index_cache}, host=args.host, port=args.port)
+    start(ServeAppArgs(model=args.model, token_file=args.token_file, max_request_mb=args.max_request_mb,
+                       max_stream_windows=args.max_stream_windows, num_gpus=num_gpus, index_cache=args.index_cache),
+          host=args.host, port=args.port)
     mode = "throughput-optimized" if optimized else "Ray's default"
     print(f"serving on http://{args.host}:{args.port}  (OpenAPI: /docs, /openapi.json; Serve mode: {mode}, "
           f"{SERVE_THROUGHPUT_ENV}); Ctrl-C stops", flush=True)

@@ -38,14 +38,14 @@ from pipelines.model_source import resolve_model_dir
 @dataclass(kw_only=True)
 class ServeSettings:
     model: str  # an exported model directory or an MLflow URI: every replica resolves it on its own node
+    max_request_bytes: int  # checked before a body is read
+    max_stream_windows: int  # a stream request embeds at most this many windows
     token: str | None = None
-    max_request_bytes: int = 64 * 2**20
     max_candidates: int = 256
     max_texts: int = 256
     max_query_tokens: int = 512
     index_cache: str | None = None  # a feature cache whose captioned videos fill the index at startup
     max_beams: int = 8
-    max_stream_windows: int = 4096  # a stream request embeds at most this many windows
 
 
 MEDIA_BODY = {"requestBody": {"content": {

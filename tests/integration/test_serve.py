@@ -33,6 +33,7 @@ def served(ray_instance, caches, captioning_model_dir, tmp_path_factory):
     from ray import serve
 
     from pipelines.serve import build_app
+    from pipelines.serve_args import ServeAppArgs
 
     model_dir = captioning_model_dir
     plain_dir = tmp_path_factory.mktemp("served") / "model"
@@ -41,15 +42,15 @@ def served(ray_instance, caches, captioning_model_dir, tmp_path_factory):
     plain_uri = registered_uri(plain_dir, tracking_uri, "served-plain")
     port = free_loopback_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"model": str(model_dir), "num_cpus": 0, "max_request_mb": 1, "max_stream_windows": STREAM_LIMIT}),
+    serve.run(build_app(ServeAppArgs(model=str(model_dir), num_cpus=0, max_request_mb=1, max_stream_windows=STREAM_LIMIT)),
               name="open", route_prefix="/")
     token_file = plain_dir.parent / "token"
     token_file.write_text(TOKEN)
     # The Ray instance started without MLFLOW_TRACKING_URI: the replicas learn it from the builder.
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     try:
-        serve.run(build_app({"model": plain_uri, "num_cpus": 0, "token_file": str(token_file),
-                             "index_cache": str(caches / "eval")}), name="secure", route_prefix="/secure")
+        serve.run(build_app(ServeAppArgs(model=plain_uri, num_cpus=0, token_file=str(token_file),
+                                         index_cache=str(caches / "eval"))), name="secure", route_prefix="/secure")
     finally:
         del os.environ["MLFLOW_TRACKING_URI"]
     base = f"http://127.0.0.1:{port}"

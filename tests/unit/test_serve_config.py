@@ -1,9 +1,12 @@
 from pathlib import Path
 
+import pytest
 import yaml
+from pydantic import ValidationError
 from ray.serve.schema import ServeDeploySchema
 
 from pipelines import serve
+from pipelines.serve_args import ServeAppArgs
 
 CONFIG = Path(__file__).resolve().parents[2] / "infra" / "serve_config.yaml"
 
@@ -21,3 +24,31 @@ def test_serve_config_is_valid_and_names_real_code():
     assert by_name["VisualPredictor"].max_ongoing_requests >= 16
     assert by_name["TextEncoder"].max_ongoing_requests >= 64
     assert config.http_options.host == "127.0.0.1"
+
+
+def test_the_configs_args_are_ones_the_builder_takes():
+    (app,) = ServeDeploySchema.model_validate(yaml.safe_load(CONFIG.read_text())).applications
+    args = ServeAppArgs.model_validate(app.args)  # a key build_app does not know fails here
+    assert args.model == "models:/vljepa-captioner/1"
+    assert args.num_gpus > 0 and args.decoder_num_gpus > 0
+
+
+def test_serve_validates_the_builders_args_before_building(captioning_model_dir):
+    # what `serve run` / `serve deploy` call with a config's `args:` or `serve run ... key=value`
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+
+    built = call_user_app_builder_with_args_if_necessary(
+        serve.build_app, {"model": str(captioning_model_dir), "max_request_mb": "2", "max_batch_size": "4"})
+    ingress = built._bound_deployment
+    settings, visual = ingress.init_args[3], ingress.init_args[0]._bound_deployment
+    assert settings.max_request_bytes == 2 * 2**20  # "2" from the command line, converted
+    assert visual.init_args[1] == 4
+
+    with pytest.raises(ValidationError, match="max_requets_mb"):  # a misspelt key is not ignored
+        call_user_app_builder_with_args_if_necessary(
+            serve.build_app, {"model": str(captioning_model_dir), "max_requets_mb": 2})
+    with pytest.raises(ValidationError, match="max_batch_size"):
+        call_user_app_builder_with_args_if_necessary(
+            serve.build_app, {"model": str(captioning_model_dir), "max_batch_size": 0})
+    with pytest.raises(ValidationError, match="model"):
+        call_user_app_builder_with_args_if_necessary(serve.build_app, {"max_request_mb": 2})

@@ -5,6 +5,7 @@ the builder and each replica, is exercised in tests/integration/test_serve.py.)"
 from __future__ import annotations
 
 from pipelines import model_source, serve
+from pipelines.serve_args import ServeAppArgs
 
 
 def _model_replicas(app) -> dict:
@@ -20,7 +21,7 @@ def test_replicas_get_the_uri_and_the_builders_registry(captioning_model_dir, mo
     monkeypatch.setattr(model_source, "resolve_model_dir", lambda source: fetched.append(source) or captioning_model_dir)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    replicas = _model_replicas(serve.build_app({"model": "models:/vljepa-captioner/3"}))
+    replicas = _model_replicas(serve.build_app(ServeAppArgs(model="models:/vljepa-captioner/3")))
 
     assert fetched == ["models:/vljepa-captioner/3"]  # the builder looked once (decoder or not)
     assert set(replicas) == {"Ingress", "VisualPredictor", "TextEncoder", "RetrievalIndex", "TextDecoder"}
@@ -34,6 +35,6 @@ def test_replicas_get_the_uri_and_the_builders_registry(captioning_model_dir, mo
 
 def test_a_directory_source_adds_no_runtime_env(captioning_model_dir, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
-    replicas = _model_replicas(serve.build_app({"model": str(captioning_model_dir)}))
+    replicas = _model_replicas(serve.build_app(ServeAppArgs(model=str(captioning_model_dir))))
     assert replicas["VisualPredictor"].init_args[0] == str(captioning_model_dir)
     assert all("runtime_env" not in r.ray_actor_options for r in replicas.values())
