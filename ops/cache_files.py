@@ -43,16 +43,21 @@ def pass_items(sources: list[CacheSource], epochs: int, seed: int) -> list[dict]
     of its own (so epochs differ beyond what the local shuffle buffer mixes)."""
     files = []
     for index, source in enumerate(sources):
-        shards = FeatureCache(source.url).shard_names()
-        if not shards:
-            raise ValueError(f"{source.url} holds no feature cache (no manifest.json with shards): "
-                             "run cache-features first")
-        files += [(index, shard) for shard in shards]
+        files += [(index, shard) for shard in require_feature_cache(source.url)]
     items = []
     for epoch in range(epochs):
         order = np.random.default_rng([seed, epoch]).permutation(len(files))
         items += [{"source": int(files[i][0]), "shard": files[i][1], "epoch": epoch} for i in order]
     return items
+
+
+def require_feature_cache(url: str) -> list[str]:
+    """The cache's shard names; a clear error when `url` is not a feature cache (a typo, an unfinished
+    cache-features run)."""
+    shards = FeatureCache(url).shard_names()
+    if not shards:
+        raise ValueError(f"{url} holds no feature cache (no manifest.json with shards): run cache-features first")
+    return shards
 
 
 @dataclass(frozen=True)

@@ -183,4 +183,4 @@ def report(committed: dict[str, dict], stages: list[dict], shards: dict[str, dic
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_as_process(main))
+    raise SystemExit(run_as_process(main, "cache-features"))

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(VERBS[verb][0])
     if as_process:  # the --json line stays last even when Ray logs arrive late
-        return run_as_process(lambda: module.main(rest))
+        return run_as_process(lambda: module.main(rest), verb)
     return module.main(rest) or 0
 
 

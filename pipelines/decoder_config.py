@@ -61,6 +61,10 @@ class DecoderTrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def caches(self) -> list[str]:
+        """Every feature cache the run reads."""
+        return [url for url in (self.cache, self.eval_cache) if url]
+
     @classmethod
     def from_dict(cls, data: dict) -> "DecoderTrainConfig":
         return cls(**data)

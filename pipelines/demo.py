@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pipelines import cache_features, evaluate, export, sample_data, stream, summary, train, train_decoder
 from pipelines.ray_runtime import prefer_serve_throughput_mode
-from pipelines.report import json_printed_now, table
+from pipelines.report import json_printed_now, run_as_process, table
 
 # The demo's training schedule: one SFT run (captions with the captioning prompt, VQA with its
 # question, images and clips) on a single CPU worker. The lr is far above the paper's 5e-5, which
@@ -224,4 +224,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_as_process(main, "demo"))

@@ -20,6 +20,7 @@ from model.build import build_vljepa
 from model.export import save_model
 from model.presets import PRESETS, get_preset
 from pipelines.decoder_config import RUN_KIND, DecoderTrainConfig
+from pipelines.report import run_as_process
 from pipelines.train_config import STATE_FILE, TrainConfig
 
 
@@ -80,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
                              "the same command exports the same model")
     args = parser.parse_args(argv)
     if args.run:
-        saved = json.loads((Path(args.run) / "train_config.json").read_text())
+        config_file = Path(args.run) / "train_config.json"
+        if not config_file.is_file():
+            raise ValueError(f"{args.run} is not a run directory (no train_config.json): "
+                             "give the --out of a `vljepa train` or `vljepa train-decoder` run")
+        saved = json.loads(config_file.read_text())
         checkpoint = latest_checkpoint(args.run, saved.get("storage"))
         if saved.get("run_kind") == RUN_KIND:
             from pipelines.train_decoder import export_decoder_checkpoint
@@ -101,4 +106,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_as_process(main, "export"))

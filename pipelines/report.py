@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 # While a process entry point runs (`vljepa <verb>`, `python -m pipelines.<verb>`), the --json
 # result is held here and printed after Ray is disconnected; see json_line_after_ray.
@@ -71,7 +74,30 @@ def json_printed_now() -> Iterator[None]:
         _held = saved
 
 
-def run_as_process(main: Callable[[], int | None]) -> int:
-    """`python -m pipelines.<verb>`: the verb's main with the --json contract kept (see above)."""
-    with json_line_after_ray():
-        return main() or 0
+# What a verb raises for a mistake of its user (the project's convention: ValueError for user
+# errors, assert for invariants): a path with no shards, a cache or a model that is not one, a bad
+# value. A process entry point reports these in one line instead of a traceback.
+USER_ERRORS = (ValueError, FileNotFoundError)
+TRACEBACK_ENV = "VLJEPA_TRACEBACK"
+
+
+def run_as_process(main: Callable[[], int | None], verb: str) -> int:
+    """`vljepa <verb>`, `python -m pipelines.<verb>`: the verb's main with the --json contract kept
+    (see above), and a user error reported as `vljepa VERB: error: MESSAGE` on stderr with exit
+    status 2, like argparse's. The line names where it was raised, so a bug that happens to raise a
+    ValueError still points at its source; VLJEPA_TRACEBACK=1 shows the whole traceback instead.
+    In-process callers (tests, notebooks, the demo) call main() directly and get the exception."""
+    try:
+        with json_line_after_ray():
+            return main() or 0
+    except USER_ERRORS as exc:
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        print(f"vljepa {verb}: error: {exc}\n  (raised at {raise_site(exc)}; "
+              f"{TRACEBACK_ENV}=1 shows the traceback)", file=sys.stderr)
+        return 2
+
+
+def raise_site(exc: BaseException) -> str:
+    frame = traceback.extract_tb(exc.__traceback__)[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}"

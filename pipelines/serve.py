@@ -24,6 +24,7 @@ from pathlib import Path
 
 from model.y_decoder_export import decoder_dir_of
 from pipelines.model_source import is_mlflow_uri, source_for_workers
+from pipelines.report import run_as_process
 from pipelines.serve_args import ServeAppArgs
 
 MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
@@ -117,4 +118,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_as_process(main, "serve"))

@@ -30,6 +30,7 @@ from pathlib import Path
 from ray.exceptions import AuthenticationError
 
 from pipelines.cli import VERBS
+from pipelines.report import run_as_process
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Never shipped to the cluster: environments, outputs, caches, VCS data.
@@ -176,4 +177,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_as_process(main, "submit"))

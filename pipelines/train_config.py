@@ -91,6 +91,10 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def caches(self) -> list[str]:
+        """Every feature cache the run reads."""
+        return [url for url in (self.cache, self.eval_cache, self.replay_cache) if url]
+
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         return cls(**data)

@@ -151,4 +151,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_as_process(main))
+    raise SystemExit(run_as_process(main, "train-decoder"))

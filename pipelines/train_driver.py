@@ -3,7 +3,7 @@ TorchTrainer with its storage, failure and checkpoint policy.
 
 A run config (TrainConfig, DecoderTrainConfig) carries: out, storage, placement_strategy,
 tracking_uri, experiment, mlflow_run_id, workers, cpus_per_worker, max_failures,
-keep_checkpoints and to_dict().
+keep_checkpoints, to_dict() and caches().
 
 Checkpoints go to `storage` when set (`s3://bucket/prefix` or a shared filesystem path: what a
 multi-node cluster needs, since every node writes there), else RUN/ray on local disk.
@@ -17,11 +17,18 @@ from pathlib import Path
 
 def open_tracking(config, run_name: str, resume: bool) -> dict:
     """Create (or, on resume, reopen) the run's MLflow run and log the resolved config as params.
-    Fills in config.tracking_uri and config.mlflow_run_id; returns the config as a dict."""
+    Fills in config.tracking_uri and config.mlflow_run_id; returns the config as a dict.
+
+    Every cache the run reads is checked first: a mistyped --cache or --eval-cache fails here, not
+    in the workers after Ray Train started them (a Y-decoder run reads its eval cache at its end), and leaves
+    no half-made run directory that a corrected command would then refuse without --resume."""
     import mlflow
 
+    from ops.cache_files import require_feature_cache
     from pipelines.tracking import flatten, start_or_resume_run, tracking_uri_for, using_tracking_uri
 
+    for url in config.caches():
+        require_feature_cache(url)
     out = Path(config.out)
     if (out / "train_config.json").exists() and not resume:
         raise SystemExit(f"{out} already holds a run; pass --resume to continue it, or choose another --out")

@@ -214,3 +214,20 @@ def test_the_loops_collation_streams_batches_without_deprecated_calls(ray_instan
         batch = next(iter(dataset.iter_torch_batches(batch_size=4, collate_fn=collation(tiny_model, config))))
     assert batch["s_v"].shape[0] == batch["target_ids"].shape[0] == batch["epoch"].shape[0] == 4
     assert batch["epoch"].dtype == torch.int64 and "query_ids" in batch
+
+
+@pytest.mark.parametrize("flag", ["--cache", "--eval-cache"])
+@pytest.mark.parametrize("verb", ["train", "train-decoder"])
+def test_a_mistyped_cache_fails_before_the_run_directory_is_made(verb, flag, caches, captioning_model_dir, tmp_path):
+    from pipelines import train_decoder
+
+    caches_of = {"--cache": str(caches / "train"), "--eval-cache": str(caches / "eval")}
+    caches_of[flag] = str(caches / "trian")  # the typo
+    args = [arg for pair in caches_of.items() for arg in pair] + ["--out", str(tmp_path / "run")]
+    with pytest.raises(ValueError, match="trian holds no feature cache"):
+        if verb == "train":
+            train.main([*TRAIN, *args])
+        else:
+            train_decoder.main(["--model", str(captioning_model_dir), "--registered-model", "", *args])
+    # nothing written: the corrected command runs without --resume
+    assert not (tmp_path / "run").exists()

@@ -29,8 +29,12 @@ def test_export_round_trip_reproduces_every_output(tiny_model, tiny_config, tmp_
 
 
 def test_loading_something_else_fails_clearly(tmp_path):
+    from pipelines import export
+
     with pytest.raises(ValueError, match="not an exported VL-JEPA model"):
         load_model(tmp_path)
+    with pytest.raises(ValueError, match="is not a run directory"):
+        export.main(["--run", str(tmp_path), "--out", str(tmp_path / "model")])
 
 
 def test_an_untrained_preset_exports_the_same_model_for_the_same_seed(tmp_path):

@@ -1,0 +1,41 @@
+"""A user's mistake gets one line on stderr and exit status 2 from a process entry point, not a
+traceback; bugs still surface."""
+
+import subprocess
+import sys
+
+import pytest
+
+from pipelines.report import TRACEBACK_ENV, run_as_process
+
+
+def _no_such_cache():
+    raise ValueError("/data/cach holds no feature cache")
+
+
+def test_a_user_error_is_one_line_naming_the_verb_and_where(capsys, monkeypatch):
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+    assert run_as_process(_no_such_cache, "train") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vljepa train: error: /data/cach holds no feature cache\n")
+    assert "test_cli_errors.py" in err and "_no_such_cache" in err  # the raise site, for a bug that raises one
+    assert "Traceback" not in err
+
+
+def test_other_errors_and_the_traceback_switch_still_raise(monkeypatch):
+    def crash():
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_as_process(crash, "train")
+    monkeypatch.setenv(TRACEBACK_ENV, "1")
+    with pytest.raises(ValueError, match="holds no feature cache"):
+        run_as_process(_no_such_cache, "train")
+
+
+def test_the_console_entry_point_reports_a_missing_model_in_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "evaluate", "--model", str(tmp_path / "nope"),
+                           "--cache", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert f"vljepa evaluate: error: {tmp_path / 'nope'} is not an exported VL-JEPA model" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
