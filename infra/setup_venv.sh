@@ -61,5 +61,14 @@ if [ -n "$EXTRAS" ]; then
 else
   "${pip[@]}" install -q -c constraints.txt -e .
 fi
+# Ray puts the driver's working directory on its workers' sys.path. With setuptools' editable
+# install alone (an import hook consulted only after sys.path), a directory there named like one of
+# our packages shadows it: run a verb where an exported model called `model/` lies, and the workers'
+# `import model.x_encoder` finds that model's x_encoder/ weights folder. A sys.path entry for the
+# source tree makes the real packages win: Python prefers a regular package (with __init__.py)
+# anywhere on sys.path to a bare directory. (setuptools warns of this at install; the warning is
+# answered here. tests/unit/test_source_on_path.py)
+purelib=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+pwd > "$purelib/vljepa-source.pth"
 echo "$key" > "$stamp"
 echo "environment ready: $VENV"
