@@ -25,6 +25,7 @@ from ops.feature_cache import FeatureCache, Fingerprint, config_hash
 from ops.featurize import STORAGE_DTYPES, Featurizer
 from ops.shard_io import resolve_shards, shard_name
 from ops.stages import decode_sample, parse_shard
+from pipelines.cli_types import positive_float, positive_int
 from pipelines.ray_stats import stage_throughput
 from pipelines.report import human_count, print_json_result, run_as_process, table
 
@@ -44,16 +45,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="cache directory (local or s3://)")
     # what determines the features
     parser.add_argument("--preset", choices=sorted(PRESETS), default="minilm")
-    parser.add_argument("--frames", type=int, default=None, help="frames per video (default: the preset's)")
+    parser.add_argument("--frames", type=positive_int, default=None, help="frames per video (default: the preset's)")
     parser.add_argument("--dtype", choices=sorted(STORAGE_DTYPES), default="float16", help="storage dtype of S_V")
     # re-running
     parser.add_argument("--overwrite", action="store_true", help="replace a cache built with other settings")
     parser.add_argument("--dry-run", action="store_true", help="list done / pending / stale shards and stop")
     # resources
-    parser.add_argument("--actors", type=int, default=None, help="x-encoder actors (default: GPUs, else 1)")
-    parser.add_argument("--batch-size", type=int, default=16,
+    parser.add_argument("--actors", type=positive_int, default=None, help="x-encoder actors (default: GPUs, else 1)")
+    parser.add_argument("--batch-size", type=positive_int, default=16,
                         help="clips per x-encoder call (on GPUs 64 is faster: docs/benchmarks.md)")
-    parser.add_argument("--actor-memory-gb", type=float, default=1.0,
+    parser.add_argument("--actor-memory-gb", type=positive_float, default=1.0,
                         help="memory each x-encoder actor reserves (paper's ViT-L in bf16: use ~4)")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     parser.add_argument("--json", action="store_true")

@@ -15,6 +15,7 @@ import torch
 from ops.errors import SampleError
 from ops.media_input import decode_media, frames_to_input
 from pipelines.captioner import load_captioner
+from pipelines.cli_types import positive_int
 from pipelines.report import print_json_result, run_as_process
 
 
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--media", required=True, type=Path, help="image or video file")
     parser.add_argument("--query", default=None, help="query for the predictor (default: the model's captioning prompt)")
     parser.add_argument("--decoder", default=None, help="Y-decoder directory (default: the one inside MODEL)")
-    parser.add_argument("--beams", type=int, default=1, help="1: greedy decoding; more: beam search")
+    parser.add_argument("--beams", type=positive_int, default=1, help="1: greedy decoding; more: beam search")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     try:

@@ -17,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipelines.cli_types import non_negative_float, non_negative_int, positive_float, positive_int
 from pipelines.model_source import source_for_workers
 from pipelines.report import print_json_result, run_as_process
 from pipelines.train_config import STAGES, TrainConfig
@@ -39,19 +40,19 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=32, help="per worker")
     parser.add_argument("--grad-accum", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=None, help="base lr (default: the stage's)")
-    parser.add_argument("--warmup-steps", type=int, default=20)
+    parser.add_argument("--lr", type=non_negative_float, default=None, help="base lr (default: the stage's)")
+    parser.add_argument("--warmup-steps", type=non_negative_int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs-per-pass", type=int, default=1,
                         help="epochs one Ray Data execution streams (see pipelines/training_data.py)")
     # scale and faults
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--cpus-per-worker", type=float, default=None,
+    parser.add_argument("--cpus-per-worker", type=positive_float, default=None,
                         help="CPUs each worker reserves (default: 1, or less on a small CPU cluster so the "
                              "data pipeline keeps a CPU)")
-    parser.add_argument("--threads-per-worker", type=int, default=0, help="CPU training: torch threads (0: cores / workers)")
-    parser.add_argument("--checkpoint-every", type=int, default=50)
-    parser.add_argument("--log-every", type=int, default=10)
+    parser.add_argument("--threads-per-worker", type=non_negative_int, default=0, help="CPU training: torch threads (0: cores / workers)")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=50)
+    parser.add_argument("--log-every", type=positive_int, default=10)
     parser.add_argument("--max-failures", type=int, default=2)
     parser.add_argument("--storage", default=None,
                         help="checkpoint storage: s3://bucket/prefix or a shared path (multi-node); default RUN/ray")
@@ -61,7 +62,7 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     parser.add_argument("--address", default=None, help="Ray cluster (default: RAY_ADDRESS or local)")
     # evaluation and tracking
     parser.add_argument("--eval-cache", default=None)
-    parser.add_argument("--eval-every", type=int, default=0)
+    parser.add_argument("--eval-every", type=non_negative_int, default=0)
     parser.add_argument("--experiment", default="vljepa")
     parser.add_argument("--registered-model", default="vljepa", help="MLflow registry name ('' to skip)")
     parser.add_argument("--json", action="store_true")

@@ -28,6 +28,7 @@ import torch
 from model.config import VLJepaConfig
 from model.export import read_manifest
 from model.y_decoder_export import DECODER_SUBDIR, save_y_decoder
+from pipelines.cli_types import non_negative_float, non_negative_int, positive_float, positive_int
 from pipelines.decoder_config import MODES, DecoderTrainConfig
 from pipelines.report import print_json_result, run_as_process
 from pipelines.train_config import STATE_FILE
@@ -50,20 +51,20 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
     # schedule
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=64, help="per worker")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--warmup-steps", type=int, default=20)
+    parser.add_argument("--lr", type=non_negative_float, default=1e-3)
+    parser.add_argument("--warmup-steps", type=non_negative_int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     # scale and faults
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--cpus-per-worker", type=float, default=None)
-    parser.add_argument("--checkpoint-every", type=int, default=100)
+    parser.add_argument("--cpus-per-worker", type=positive_float, default=None)
+    parser.add_argument("--checkpoint-every", type=positive_int, default=100)
     parser.add_argument("--max-failures", type=int, default=2)
     parser.add_argument("--storage", default=None, help="checkpoint storage: s3://bucket/prefix or a shared path")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--address", default=None, help="Ray cluster (default: RAY_ADDRESS or local)")
     # evaluation and tracking
     parser.add_argument("--eval-cache", default=None, help="held-out cache to score CIDEr on at the end")
-    parser.add_argument("--num-beams", type=int, default=1, help="decoding for the evaluation: 1 greedy, >1 beam")
+    parser.add_argument("--num-beams", type=positive_int, default=1, help="decoding for the evaluation: 1 greedy, >1 beam")
     parser.add_argument("--experiment", default="vljepa-decoder")
     parser.add_argument("--registered-model", default="vljepa-captioner", help="MLflow registry name ('' to skip)")
     parser.add_argument("--json", action="store_true")

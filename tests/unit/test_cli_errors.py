@@ -39,3 +39,30 @@ def test_the_console_entry_point_reports_a_missing_model_in_one_line(tmp_path):
     assert done.returncode == 2, done.stderr
     assert f"vljepa evaluate: error: {tmp_path / 'nope'} is not an exported VL-JEPA model" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+@pytest.mark.parametrize("flag", ["--actors", "--frames", "--batch-size", "--actor-memory-gb"])
+def test_cache_features_refuses_a_count_below_one(flag, capsys):
+    from pipelines import cache_features
+
+    with pytest.raises(SystemExit) as exit_info:
+        cache_features.parse_args(["--shards", "s", "--out", "o", flag, "0"])
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verb, flag, value", [("train", "--log-every", "0"), ("train", "--checkpoint-every", "0"),
+                                               ("train", "--lr", "-1"), ("train-decoder", "--checkpoint-every", "0"),
+                                               ("train-decoder", "--num-beams", "0"), ("caption", "--beams", "0")])
+def test_training_and_decoding_refuse_values_that_would_fail_in_the_workers(verb, flag, value, capsys):
+    # a zero here was a modulo by zero inside every Ray Train worker, retried --max-failures times
+    from pipelines import caption, train, train_decoder
+
+    required = {"train": ["--stage", "sft", "--cache", "c", "--out", "o"],
+                "train-decoder": ["--model", "m", "--cache", "c", "--out", "o"],
+                "caption": ["--model", "m", "--media", "f"]}[verb]
+    module = {"train": train, "train-decoder": train_decoder, "caption": caption}[verb]
+    with pytest.raises(SystemExit) as exit_info:
+        module.main([*required, flag, value])
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: must be" in capsys.readouterr().err
