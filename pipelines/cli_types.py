@@ -5,31 +5,21 @@ or silently meaning "the default" (`--frames 0`)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _bounded(name: str, convert: Callable[[str], float], low: float, strict: bool) -> Callable[[str], float]:
+    def parse(text: str):
+        value = convert(text)
+        if not (value > low if strict else value >= low):  # NaN fails either way
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low}, got {value}")
+        return value
+
+    parse.__name__ = name  # argparse names the type in "invalid <name> value: 'x'"
+    return parse
 
 
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:  # NaN too
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:  # NaN too
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+positive_int = _bounded("positive_int", int, 1, strict=False)
+non_negative_int = _bounded("non_negative_int", int, 0, strict=False)
+positive_float = _bounded("positive_float", float, 0, strict=True)
+non_negative_float = _bounded("non_negative_float", float, 0, strict=False)
