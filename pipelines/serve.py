@@ -23,6 +23,7 @@ import threading
 from pathlib import Path
 
 from model.y_decoder_export import decoder_dir_of
+from pipelines.cli_types import non_negative_float, positive_float, positive_int
 from pipelines.model_source import is_mlflow_uri, source_for_workers
 from pipelines.report import run_as_process
 from pipelines.serve_args import ServeAppArgs
@@ -84,11 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--token-file", default=None, help="file holding the bearer token")
     defaults = ServeAppArgs.model_fields
-    parser.add_argument("--max-request-mb", type=float, default=defaults["max_request_mb"].default)
-    parser.add_argument("--max-stream-windows", type=int, default=defaults["max_stream_windows"].default,
+    parser.add_argument("--max-request-mb", type=positive_float, default=defaults["max_request_mb"].default)
+    parser.add_argument("--max-stream-windows", type=positive_int, default=defaults["max_stream_windows"].default,
                         help="/v1/stream refuses (422) a video giving more windows, before decoding it")
     parser.add_argument("--index-cache", default=None, help="feature cache whose captioned videos fill the retrieval index")
-    parser.add_argument("--num-gpus", type=float, default=None, help="GPUs per visual replica (default: 1 if any)")
+    parser.add_argument("--num-gpus", type=non_negative_float, default=None, help="GPUs per visual replica (default: 1 if any)")
     parser.add_argument("--address", default=None)
     args = parser.parse_args(argv)
 
