@@ -84,6 +84,8 @@ def read_entries(source: str) -> Iterator[Entry]:
                         yield _entry(json.loads(line), location.parent)
                     except json.JSONDecodeError as exc:
                         raise ValueError(f"{source}:{number}: not JSON ({exc})") from None
+    elif not location.exists():
+        raise ValueError(f"{source!r} does not exist")
     else:
         raise ValueError(f"{source!r} is neither a folder, a .csv nor a .jsonl manifest")
 

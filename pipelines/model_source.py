@@ -41,15 +41,23 @@ def resolve_model_dir(source: str, tracking_uri: str | None = None, registry_uri
             raise ValueError(f"{source} is not an exported VL-JEPA model directory (no vljepa.json)")
         return path
     import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
 
     from pipelines.tracking import using_registry_uri, using_tracking_uri
 
     with (using_tracking_uri(tracking_uri) if tracking_uri else contextlib.nullcontext(),
           using_registry_uri(registry_uri) if registry_uri else contextlib.nullcontext()):
-        if IMMUTABLE_URI.fullmatch(source):
-            local = download_once(source)
-        else:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
+        try:
+            if IMMUTABLE_URI.fullmatch(source):
+                local = download_once(source)
+            else:
+                local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            # a user error (a typo, or the wrong MLflow server): say which store was asked
+            raise ValueError(f"{source}: {exc.message} (MLflow tracking store {mlflow.get_tracking_uri()}, "
+                             f"registry {mlflow.get_registry_uri()})") from exc
     found = sorted(local.rglob("vljepa.json"))
     if not found:
         raise ValueError(f"{source} holds no VL-JEPA model (no vljepa.json among its artifacts)")

@@ -1,6 +1,7 @@
 import json
 
 import pyarrow.parquet as pq
+import pytest
 
 from ops.shard_io import iter_samples
 from pipelines import make_shards
@@ -47,3 +48,13 @@ def test_folder_and_csv_inputs(tmp_path):
     assert make_shards.main(["--input", str(csv_file), "--out", str(tmp_path / "from-csv")]) == 0
     (sample,) = iter_samples(str(tmp_path / "from-csv" / "00000.tar"))
     assert json.loads(sample.members["json"])["candidates"] == ["left", "right"]
+
+
+def test_an_input_that_is_not_there_or_not_a_manifest_fails_clearly(tmp_path):
+    from ops.make_shards import read_entries
+
+    with pytest.raises(ValueError, match="does not exist"):
+        list(read_entries(str(tmp_path / "missing")))
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match="neither a folder, a .csv nor a .jsonl"):
+        list(read_entries(str(tmp_path / "notes.txt")))

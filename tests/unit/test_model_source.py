@@ -46,7 +46,6 @@ def _logged_model_dir(tmp_path, store: str) -> tuple[str, str]:
 
 def test_an_immutable_uri_is_downloaded_once_per_machine_and_store(tmp_path, monkeypatch):
     import mlflow
-    import mlflow.exceptions
 
     monkeypatch.setenv("VLJEPA_HOME", str(tmp_path / "home"))
     try:
@@ -58,7 +57,7 @@ def test_an_immutable_uri_is_downloaded_once_per_machine_and_store(tmp_path, mon
         # the same URI text in another store is another model
         uri_b, _ = _logged_model_dir(tmp_path, "b")
         mlflow.set_tracking_uri(uri_b)
-        with pytest.raises(mlflow.exceptions.MlflowException):
+        with pytest.raises(ValueError, match=f"Run with id={run_a} not found"):
             resolve_model_dir(f"runs:/{run_a}/model")  # no such run there: fetched, not served from a's copy
         assert [p.name.count(".") for p in (tmp_path / "home" / "mlflow-models").iterdir()] == [0]  # no staging left
     finally:
@@ -88,3 +87,11 @@ def test_a_registry_block_leaves_the_callers_registry_as_it_was(tmp_path, monkey
         assert os.environ["MLFLOW_REGISTRY_URI"] == other == mlflow.get_registry_uri()
     finally:
         mlflow.set_registry_uri(None)  # the process-wide setting: later tests start from MLflow's default
+
+
+def test_a_uri_naming_nothing_is_a_user_error_naming_the_store_asked(tmp_path):
+    tracking = f"sqlite:///{tmp_path / 'store.db'}"
+    registry = f"sqlite:///{tmp_path / 'registry.db'}"
+    with pytest.raises(ValueError, match="models:/vljepa-typo/1: Registered Model with name=vljepa-typo not found") as info:
+        resolve_model_dir("models:/vljepa-typo/1", tracking, registry)
+    assert tracking in str(info.value) and registry in str(info.value)
