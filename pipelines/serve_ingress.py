@@ -33,6 +33,14 @@ from ops.selective_decoding import STRATEGIES, DecodePlan, plan_segments
 from ops.segmentation import segment_embeddings
 from ops.stream_windows import WindowSpec, iter_windows
 from pipelines.model_source import resolve_model_dir
+from pipelines.request_fields import (
+    float_field,
+    int_field,
+    list_field,
+    maybe_json,
+    parse_multipart,
+    text_field,
+)
 
 
 @dataclass(kw_only=True)
@@ -55,36 +63,6 @@ MEDIA_BODY = {"requestBody": {"content": {
 
 app = FastAPI(title="VL-JEPA", description="Predicted-embedding vision-language model: embed, classify, "
                                            "answer, retrieve.", version="1")
-
-
-# Helpers sit above the ingress class: @serve.ingress captures the class when it is defined.
-
-async def _parse_multipart(raw: bytes, content_type: str, limit: int) -> dict:
-    """Parse an already size-checked multipart body: fields as str, the media file as bytes."""
-    from starlette.datastructures import Headers, UploadFile
-    from starlette.formparsers import MultiPartException, MultiPartParser
-
-    async def stream():
-        yield raw
-
-    try:
-        form = await MultiPartParser(Headers({"content-type": content_type}), stream(), max_part_size=limit).parse()
-    except MultiPartException as exc:
-        raise HTTPException(400, f"malformed multipart body: {exc.message}") from None
-    parsed = {}
-    for key, value in form.multi_items():
-        parsed[key] = await value.read() if isinstance(value, UploadFile) else value
-    return parsed
-
-
-def _maybe_json(value):
-    """Form fields carry lists as JSON strings; plain strings stay strings."""
-    if isinstance(value, str) and value[:1] in "[{":
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            raise HTTPException(400, "a form field that starts with '[' or '{' must be valid JSON") from None
-    return value
 
 
 @serve.deployment(max_ongoing_requests=256)  # it mostly awaits the model deployments
@@ -144,9 +122,9 @@ class Ingress:
         raw = await self.body(request)
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
-            form = await _parse_multipart(raw, content_type, self.settings.max_request_bytes)
+            form = await parse_multipart(raw, content_type, self.settings.max_request_bytes)
             media = form.pop("media", None)
-            fields = {k: _maybe_json(v) for k, v in form.items()}
+            fields = {k: maybe_json(v) for k, v in form.items()}
         else:
             try:
                 fields = json.loads(raw or b"{}")
@@ -173,29 +151,11 @@ class Ingress:
         except SampleError as exc:
             raise HTTPException(422, f"{exc.reason}: {exc.message}") from None
 
-    def text_field(self, fields: dict, name: str, required: bool = True) -> str | None:
-        value = fields.get(name)
-        if value is None and not required:
-            return None
-        if not isinstance(value, str) or not value.strip():
-            raise HTTPException(422, f"'{name}' must be a non-empty string")
-        return value
-
     def query_field(self, fields: dict, name: str, required: bool) -> str | None:
-        query = self.text_field(fields, name, required)
+        query = text_field(fields, name, required)
         if query is not None and count_tokens(self.query_tokenizer, query) > self.settings.max_query_tokens:
             raise HTTPException(422, f"'{name}' is longer than {self.settings.max_query_tokens} tokens")
         return query
-
-    def list_field(self, fields: dict, name: str, limit: int) -> list[str]:
-        value = fields.get(name)
-        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-            raise HTTPException(422, f"'{name}' must be a list of non-empty strings")
-        if not value:
-            raise HTTPException(422, f"'{name}' is empty")
-        if len(value) > limit:
-            raise HTTPException(422, f"'{name}' has {len(value)} entries; at most {limit} are allowed")
-        return value
 
     async def predict(self, media: bytes, query: str | None) -> tuple[str, np.ndarray]:
         """Decode, then Ŝ_Y from the visual deployment: (media kind, embedding)."""
@@ -214,36 +174,18 @@ class Ingress:
             raise HTTPException(501, "this model has no Y-decoder: serve the RUN/model of `vljepa train-decoder`")
         return self.decoder
 
-    def int_field(self, fields: dict, name: str, default: int, low: int, high: int) -> int:
-        value = fields.get(name, default)
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)  # form fields arrive as strings
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise HTTPException(422, f"'{name}' must be an integer from {low} to {high}")
-        return value
-
-    def float_field(self, fields: dict, name: str, default: float, low: float, high: float) -> float:
-        value = fields.get(name, default)
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise HTTPException(422, f"'{name}' must be a number") from None
-        if not low <= value <= high:
-            raise HTTPException(422, f"'{name}' must be between {low} and {high}")
-        return value
-
     def stream_plan(self, fields: dict) -> tuple[WindowSpec, DecodePlan]:
-        spec = WindowSpec(window_s=self.float_field(fields, "window", 2.0, 0.1, 60.0),
-                          stride_s=self.float_field(fields, "stride", 0.5, 0.05, 60.0),
+        spec = WindowSpec(window_s=float_field(fields, "window", 2.0, 0.1, 60.0),
+                          stride_s=float_field(fields, "stride", 0.5, 0.05, 60.0),
                           num_frames=self.num_frames, image_size=self.image_size)
         strategy = fields.get("strategy", "adaptive")
         if strategy not in STRATEGIES:
             raise HTTPException(422, f"'strategy' must be one of {', '.join(STRATEGIES)}")
         segments = fields.get("segments")
         plan = DecodePlan(strategy=strategy, pooled=fields.get("pool", True) not in (False, "false", "0"),
-                          segments=None if segments is None else self.int_field(fields, "segments", 1, 1, 10_000),
-                          seconds_per_decode=self.float_field(fields, "seconds_per_decode", 4.0, 0.1, 3600.0),
-                          threshold=self.float_field(fields, "threshold", 0.1, 0.0, 4.0))
+                          segments=None if segments is None else int_field(fields, "segments", 1, 1, 10_000),
+                          seconds_per_decode=float_field(fields, "seconds_per_decode", 4.0, 0.1, 3600.0),
+                          threshold=float_field(fields, "threshold", 0.1, 0.0, 4.0))
         return spec, plan
 
     async def stream_embeddings(self, media: bytes, spec: WindowSpec, query: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -290,7 +232,7 @@ class Ingress:
     @app.post("/v1/embed/text")
     async def embed_text(self, request: Request) -> dict:
         _, fields = await self.fields(request, want_media=False)
-        texts = self.list_field(fields, "texts", self.settings.max_texts)
+        texts = list_field(fields, "texts", self.settings.max_texts)
         return {"embeddings": (await self.text.embed_many.remote(texts)).tolist()}
 
     @app.post("/v1/embed/media", openapi_extra=MEDIA_BODY)
@@ -302,7 +244,7 @@ class Ingress:
     @app.post("/v1/classify", openapi_extra=MEDIA_BODY)
     async def classify(self, request: Request) -> dict:
         media, fields = await self.fields(request, want_media=True)
-        labels = self.list_field(fields, "labels", self.settings.max_candidates)
+        labels = list_field(fields, "labels", self.settings.max_candidates)
         _, embedding = await self.predict(media, self.query_field(fields, "query", required=False))
         return await self.ranked(embedding, labels, "label")
 
@@ -310,14 +252,14 @@ class Ingress:
     async def vqa(self, request: Request) -> dict:
         media, fields = await self.fields(request, want_media=True)
         question = self.query_field(fields, "question", required=True)
-        candidates = self.list_field(fields, "candidates", self.settings.max_candidates)
+        candidates = list_field(fields, "candidates", self.settings.max_candidates)
         _, embedding = await self.predict(media, question)
         return await self.ranked(embedding, candidates, "answer")
 
     @app.post("/v1/index/items", openapi_extra=MEDIA_BODY)
     async def add_item(self, request: Request) -> dict:
         media, fields = await self.fields(request, want_media=True)
-        item_id = self.text_field(fields, "id")
+        item_id = text_field(fields, "id")
         kind, embedding = await self.predict(media, None)
         return await self.index.add.remote(item_id, embedding, {"kind": kind})
 
@@ -336,7 +278,7 @@ class Ingress:
     @app.post("/v1/retrieve")
     async def retrieve(self, request: Request) -> dict:
         _, fields = await self.fields(request, want_media=False)
-        query = self.text_field(fields, "query")
+        query = text_field(fields, "query")
         k = fields.get("k", 10)
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
             raise HTTPException(422, "'k' must be an integer from 1 to 1000")
@@ -347,7 +289,7 @@ class Ingress:
     async def caption(self, request: Request) -> dict:
         media, fields = await self.fields(request, want_media=True)  # authorises first
         decoder = self.require_decoder()
-        beams = self.int_field(fields, "beams", 1, 1, self.settings.max_beams)
+        beams = int_field(fields, "beams", 1, 1, self.settings.max_beams)
         kind, embedding = await self.predict(media, self.query_field(fields, "query", required=False))
         return {"kind": kind, "text": await decoder.decode.remote((embedding, beams))}
 
