@@ -22,6 +22,7 @@ import json
 import os
 import uuid
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import fsspec
 import numpy as np
@@ -56,6 +57,15 @@ class Fingerprint:
 def config_hash(config: dict) -> str:
     stable = {k: v for k, v in config.items() if k not in ("transformers_version", "_name_or_path", "dtype", "torch_dtype")}
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def x_encoder_identity(checkpoint: str) -> dict[str, str]:
+    """The fingerprint fields that name an x-encoder: its checkpoint id (a local directory's name)
+    and the hash of its architecture config."""
+    from model.hub_configs import architecture_config  # transformers: imported only when asked
+
+    return {"x_encoder": Path(checkpoint).name if Path(checkpoint).is_dir() else checkpoint,
+            "x_encoder_config_hash": config_hash(architecture_config(checkpoint).to_dict())}
 
 
 def cache_schema(storage_dtype: str) -> pa.Schema:

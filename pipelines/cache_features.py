@@ -17,11 +17,9 @@ import argparse
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
-from model.hub_configs import architecture_config
 from model.presets import PRESETS, get_preset
-from ops.feature_cache import FeatureCache, Fingerprint, config_hash
+from ops.feature_cache import FeatureCache, Fingerprint, x_encoder_identity
 from ops.featurize import STORAGE_DTYPES, Featurizer
 from ops.shard_io import resolve_shards, shard_name
 from ops.stages import decode_sample, parse_shard
@@ -65,11 +63,8 @@ def fingerprint_for(preset: str, num_frames: int | None, dtype: str) -> tuple[Fi
     config = get_preset(preset)
     checkpoint = config.x_encoder.checkpoint
     frames = num_frames or config.x_encoder.num_frames
-    fingerprint = Fingerprint(
-        x_encoder=Path(checkpoint).name if Path(checkpoint).is_dir() else checkpoint,
-        x_encoder_config_hash=config_hash(architecture_config(checkpoint).to_dict()),
-        num_frames=frames, image_size=config.x_encoder.image_size, storage_dtype=dtype,
-    )
+    fingerprint = Fingerprint(**x_encoder_identity(checkpoint), num_frames=frames,
+                              image_size=config.x_encoder.image_size, storage_dtype=dtype)
     return fingerprint, checkpoint, frames
 
 

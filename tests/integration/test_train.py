@@ -231,3 +231,21 @@ def test_a_mistyped_cache_fails_before_the_run_directory_is_made(verb, flag, cac
             train_decoder.main(["--model", str(captioning_model_dir), "--registered-model", "", *args])
     # nothing written: the corrected command runs without --resume
     assert not (tmp_path / "run").exists()
+
+
+def test_a_cache_of_another_x_encoder_is_refused_before_anything_is_written(caches, tmp_path):
+    # a cache built with `--preset paper` trained with the default preset: refused by the driver,
+    # where the workers would fail on a shape mismatch after Ray Train started them
+    import shutil
+
+    from ops.feature_cache import FeatureCache, Fingerprint
+
+    foreign = tmp_path / "vitl-cache"
+    shutil.copytree(caches / "train", foreign)
+    cache = FeatureCache(str(foreign))
+    fields = {**cache.manifest()["fingerprint_fields"], "x_encoder": "facebook/vjepa2-vitl-fpc64-256",
+              "x_encoder_config_hash": "0123456789abcdef"}
+    cache.write_manifest(Fingerprint(**fields), cache.manifest()["shards"])
+    with pytest.raises(ValueError, match="holds features of x-encoder facebook/vjepa2-vitl-fpc64-256"):
+        train.main([*TRAIN, "--cache", str(foreign), "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()

@@ -93,3 +93,18 @@ def test_read_tasks_group_files_but_keep_every_cpu_busy():
 def test_a_directory_without_a_cache_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="holds no feature cache"):
         pass_items([CacheSource(str(tmp_path), ("video",), ("caption",))], epochs=1, seed=0)
+
+
+def test_a_cache_of_another_x_encoder_is_refused_naming_both(tmp_path):
+    from ops.cache_files import require_feature_cache
+    from ops.feature_cache import FeatureCache, Fingerprint
+
+    cache = FeatureCache(str(tmp_path / "cache"))
+    built_with = {"x_encoder": "facebook/vjepa2-vitl-fpc64-256", "x_encoder_config_hash": "aaaa"}
+    cache.write_manifest(Fingerprint(**built_with, num_frames=8, image_size=256, storage_dtype="float16"),
+                         {"shard-000": {"rows": 3}})
+    assert require_feature_cache(cache.url, built_with) == ["shard-000"]
+    assert require_feature_cache(cache.url) == ["shard-000"]  # no encoder asked: not checked
+    other = {"x_encoder": "tiny-vjepa2-v1", "x_encoder_config_hash": "bbbb"}
+    with pytest.raises(ValueError, match="x-encoder facebook/vjepa2-vitl-fpc64-256 .* uses tiny-vjepa2-v1"):
+        require_feature_cache(cache.url, other)
