@@ -56,11 +56,11 @@ def require_feature_cache(url: str, x_encoder: dict[str, str] | None = None) -> 
     cache-features run) or, given `x_encoder` (ops.feature_cache.x_encoder_identity), when its
     features come from another x-encoder: training on them would fail in the workers on a shape
     mismatch, or worse, not fail."""
-    cache = FeatureCache(url)
-    shards = cache.shard_names()
+    manifest = FeatureCache(url).manifest() or {}  # one read: on S3 each is a request
+    shards = sorted(manifest.get("shards") or {})
     if not shards:
         raise ValueError(f"{url} holds no feature cache (no manifest.json with shards): run cache-features first")
-    cached = {key: (cache.manifest().get("fingerprint_fields") or {}).get(key) for key in x_encoder or {}}
+    cached = {key: manifest.get("fingerprint_fields", {}).get(key) for key in x_encoder or {}}
     if x_encoder and cached != x_encoder:
         raise ValueError(f"{url} holds features of x-encoder {cached['x_encoder']} (config {cached['x_encoder_config_hash']}), "
                          f"this run's preset uses {x_encoder['x_encoder']} (config {x_encoder['x_encoder_config_hash']}): "
