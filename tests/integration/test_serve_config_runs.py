@@ -44,11 +44,15 @@ def _stop(process: subprocess.Popen) -> None:
     from ray import serve
 
     process.send_signal(signal.SIGINT)  # serve run's Ctrl-C: it shuts Serve down
-    process.wait(timeout=120)
-    # This process's Serve client still holds the controller serve run started (serve.status
-    # below); drop it, so later tests' Serve calls find a live controller, and if the controller
-    # somehow survived, shut it down.
-    serve.shutdown()
+    try:
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        # This process's Serve client still holds the controller serve run started (serve.status
+        # below); drop it, so later tests' Serve calls find a live controller, and if the
+        # controller survived, shut it down.
+        serve.shutdown()
 
 
 def test_serve_run_deploys_the_config_as_written(ray_instance, captioning_model_dir, tmp_path):
