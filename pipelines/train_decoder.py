@@ -121,10 +121,11 @@ def run(config: DecoderTrainConfig, resume: bool = False, address: str | None = 
 
     from pipelines.decoder_loop import decoder_loop_per_worker
     from pipelines.mlflow_model import log_and_register
-    from pipelines.train_driver import fit, open_tracking
+    from pipelines.train_driver import check_caches, fit, open_tracking
     from pipelines.tracking import using_tracking_uri
     from pipelines.training_data import build_decoder_dataset
 
+    check_caches(config)
     open_tracking(config, run_name=f"y-decoder-{config.mode}-{Path(config.out).name}", resume=resume)
     mixed = f" ({config.text_mix:.0%} of rows on S_Y)" if config.text_mix else ""
     print(f"train-decoder: mode {config.mode}{mixed}, {config.steps} steps, {config.workers} worker(s) x batch {config.batch_size}")

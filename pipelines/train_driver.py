@@ -15,21 +15,25 @@ import json
 from pathlib import Path
 
 
-def open_tracking(config, run_name: str, resume: bool, x_encoder: dict[str, str] | None = None) -> dict:
-    """Create (or, on resume, reopen) the run's MLflow run and log the resolved config as params.
-    Fills in config.tracking_uri and config.mlflow_run_id; returns the config as a dict.
-
-    Every cache the run reads is checked first: a mistyped --cache or --eval-cache fails here, not
-    in the workers after Ray Train started them (a Y-decoder run reads its eval cache at its end), and leaves
-    no half-made run directory that a corrected command would then refuse without --resume. Given
-    `x_encoder` (ops.feature_cache.x_encoder_identity), each cache must hold that encoder's features."""
-    import mlflow
-
+def check_caches(config, x_encoder: dict[str, str] | None = None) -> None:
+    """Every cache the run reads exists, before anything is written: a mistyped --cache or
+    --eval-cache fails here, not in the workers after Ray Train started them (a Y-decoder run reads
+    its eval cache at its end), and leaves no half-made run directory that a corrected command
+    would then refuse without --resume. Given `x_encoder` (ops.feature_cache.x_encoder_identity),
+    each cache must hold that encoder's features."""
     from ops.cache_files import require_feature_cache
-    from pipelines.tracking import flatten, start_or_resume_run, tracking_uri_for, using_tracking_uri
 
     for url in config.caches():
         require_feature_cache(url, x_encoder)
+
+
+def open_tracking(config, run_name: str, resume: bool) -> dict:
+    """Create (or, on resume, reopen) the run's MLflow run and log the resolved config as params.
+    Fills in config.tracking_uri and config.mlflow_run_id; returns the config as a dict."""
+    import mlflow
+
+    from pipelines.tracking import flatten, start_or_resume_run, tracking_uri_for, using_tracking_uri
+
     out = Path(config.out)
     if (out / "train_config.json").exists() and not resume:
         raise SystemExit(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
