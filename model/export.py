@@ -1,6 +1,7 @@
 """A self-contained model directory: every weight, config and tokenizer, no hub access needed.
 
-    MODEL/vljepa.json            format, VLJepaConfig (checkpoints relative to MODEL), metadata
+    MODEL/vljepa.json            format, VLJepaConfig (checkpoints relative to MODEL), metadata,
+                                 the identity of the x-encoder it was built on (model.encoder_identity)
     MODEL/x_encoder/             VJEPA2Model (encoder) + config   (save_pretrained)
     MODEL/predictor/             the sliced LlamaModel + config + query tokenizer
     MODEL/y_encoder/             the text encoder + config + target tokenizer
@@ -21,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from model.build import build_vljepa
 from model.config import VLJepaConfig
+from model.encoder_identity import MANIFEST_KEY, identity_to_export
 from model.vljepa import VLJepa
 
 FORMAT = "vljepa-model/1"
@@ -29,6 +31,8 @@ HEAD_PREFIXES = ("predictor.vision_proj.", "predictor.head.", "y_encoder.head.",
 
 def save_model(model: VLJepa, out_dir: str | Path, metadata: dict | None = None) -> Path:
     out = Path(out_dir)
+    # read before anything is written: the source may be a model exported to this same directory
+    x_encoder = identity_to_export(model.config.x_encoder.checkpoint)
     out.mkdir(parents=True, exist_ok=True)
     model.x_encoder.vjepa.save_pretrained(out / "x_encoder")
     model.predictor.llm.save_pretrained(out / "predictor")
@@ -44,7 +48,7 @@ def save_model(model: VLJepa, out_dir: str | Path, metadata: dict | None = None)
                                       num_layers=len(model.predictor.llm.layers)),
         y_encoder=dataclasses.replace(model.config.y_encoder, checkpoint="y_encoder"),
     )
-    manifest = {"format": FORMAT, "config": config.to_dict(), "metadata": metadata or {}}
+    manifest = {"format": FORMAT, "config": config.to_dict(), "metadata": metadata or {}, MANIFEST_KEY: x_encoder}
     (out / "vljepa.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return out
 
@@ -57,6 +61,12 @@ def read_manifest(model_dir: str | Path) -> dict:
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{model_dir}: unsupported model format {manifest.get('format')!r}")
     return manifest
+
+
+def recorded_x_encoder(model_dir: str | Path) -> dict[str, str] | None:
+    """The identity of the x-encoder whose features the model reads (model.encoder_identity), as
+    its export recorded it; None for a model exported before models recorded one."""
+    return read_manifest(model_dir).get(MANIFEST_KEY)
 
 
 def load_model(model_dir: str | Path, *, dtype: torch.dtype | None = None) -> VLJepa:

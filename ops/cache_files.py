@@ -51,11 +51,11 @@ def pass_items(sources: list[CacheSource], epochs: int, seed: int) -> list[dict]
     return items
 
 
-def require_feature_cache(url: str, x_encoder: dict[str, str] | None = None) -> list[str]:
+def require_feature_cache(url: str, x_encoder: dict[str, str] | None = None, reader: str = "this run's preset") -> list[str]:
     """The cache's shard names; a clear error when `url` is not a feature cache (a typo, an unfinished
-    cache-features run) or, given `x_encoder` (ops.feature_cache.x_encoder_identity), when its
-    features come from another x-encoder: training on them would fail in the workers on a shape
-    mismatch, or worse, not fail."""
+    cache-features run) or, given `x_encoder` (model.encoder_identity), when its features come from
+    another x-encoder than the one `reader` reads features of: training on them would fail in the
+    workers on a shape mismatch, or worse, not fail."""
     manifest = FeatureCache(url).manifest() or {}  # one read: on S3 each is a request
     shards = sorted(manifest.get("shards") or {})
     if not shards:
@@ -63,8 +63,8 @@ def require_feature_cache(url: str, x_encoder: dict[str, str] | None = None) -> 
     cached = {key: manifest.get("fingerprint_fields", {}).get(key) for key in x_encoder or {}}
     if x_encoder and cached != x_encoder:
         raise ValueError(f"{url} holds features of x-encoder {cached['x_encoder']} (config {cached['x_encoder_config_hash']}), "
-                         f"this run's preset uses {x_encoder['x_encoder']} (config {x_encoder['x_encoder_config_hash']}): "
-                         "give the --preset the cache was built with, or cache the shards again with this one")
+                         f"{reader} reads features of {x_encoder['x_encoder']} (config {x_encoder['x_encoder_config_hash']}): "
+                         "use a cache built with that x-encoder, or cache the shards again with it (cache-features --preset)")
     return shards
 
 

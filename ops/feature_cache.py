@@ -22,12 +22,12 @@ import json
 import os
 import uuid
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 
 FORMAT = "vljepa-feature-cache/1"
 PREPROCESSING = "uniform-centre-segments/resize-short-side/centre-crop/imagenet-norm"
@@ -52,20 +52,6 @@ class Fingerprint:
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def config_hash(config: dict) -> str:
-    stable = {k: v for k, v in config.items() if k not in ("transformers_version", "_name_or_path", "dtype", "torch_dtype")}
-    return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def x_encoder_identity(checkpoint: str) -> dict[str, str]:
-    """The fingerprint fields that name an x-encoder: its checkpoint id (a local directory's name)
-    and the hash of its architecture config."""
-    from model.hub_configs import architecture_config  # transformers: imported only when asked
-
-    return {"x_encoder": Path(checkpoint).name if Path(checkpoint).is_dir() else checkpoint,
-            "x_encoder_config_hash": config_hash(architecture_config(checkpoint).to_dict())}
 
 
 def cache_schema(storage_dtype: str) -> pa.Schema:

@@ -18,8 +18,9 @@ import sys
 import time
 from collections import Counter
 
+from model.encoder_identity import x_encoder_identity
 from model.presets import PRESETS, get_preset
-from ops.feature_cache import FeatureCache, Fingerprint, x_encoder_identity
+from ops.feature_cache import FeatureCache, Fingerprint
 from ops.featurize import STORAGE_DTYPES, Featurizer
 from ops.shard_io import resolve_shards, shard_name
 from ops.stages import decode_sample, parse_shard

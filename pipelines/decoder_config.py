@@ -65,6 +65,11 @@ class DecoderTrainConfig:
         """Every feature cache the run reads."""
         return [url for url in (self.cache, self.eval_cache) if url]
 
+    def feature_caches(self) -> list[str]:
+        """The caches whose S_V the run reads with the model: the training cache only when it
+        decodes predictions (text mode reads captions), the eval cache always (CIDEr from Ŝ_Y)."""
+        return [url for url in (self.cache if self.mode == "predicted" else None, self.eval_cache) if url]
+
     @classmethod
     def from_dict(cls, data: dict) -> "DecoderTrainConfig":
         return cls(**data)

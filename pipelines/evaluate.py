@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from model.export import load_model, read_manifest
+from model.export import load_model, read_manifest, recorded_x_encoder
+from ops.cache_files import require_feature_cache
 from ops.evaluation import evaluate, load_rows
 from pipelines.model_source import resolve_model_dir
 from pipelines.report import print_json_result, run_as_process, table
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     model_dir = resolve_model_dir(args.model)
+    # features of another x-encoder would give numbers that mean nothing (or a shape error): refused
+    require_feature_cache(args.cache, recorded_x_encoder(model_dir), reader=f"model {args.model}")
     prompt = args.prompt if args.prompt is not None else read_manifest(model_dir)["metadata"].get("caption_prompt", "")
     result = evaluate(load_model(model_dir), load_rows(args.cache, args.max_samples), prompt)
     print(f"evaluate: {result['num_samples']} samples from {args.cache}")

@@ -22,7 +22,9 @@ import signal
 import threading
 from pathlib import Path
 
+from model.export import recorded_x_encoder
 from model.y_decoder_export import decoder_dir_of
+from ops.cache_files import require_feature_cache
 from pipelines.cli_types import non_negative_float, positive_float, positive_int
 from pipelines.model_source import is_mlflow_uri, source_for_workers
 from pipelines.report import run_as_process
@@ -43,6 +45,8 @@ def build_app(args: ServeAppArgs):
     # it there (pipelines.model_source); resolving it here too fails early on a bad source and says
     # whether the model carries a Y-decoder.
     model_dir, source, _, _ = source_for_workers(args.model)
+    if args.index_cache:  # a typo, or features of another x-encoder, fail the deploy here, not in a replica
+        require_feature_cache(args.index_cache, recorded_x_encoder(model_dir), reader=f"model {args.model}")
     token = args.token or os.environ.get("VLJEPA_SERVE_TOKEN")
     if args.token_file:
         token = Path(args.token_file).read_text().strip()

@@ -86,14 +86,15 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
 
 
 def run(config: TrainConfig, resume: bool = False, address: str | None = None) -> dict:
+    from model.encoder_identity import x_encoder_identity
     from model.presets import get_preset
-    from ops.feature_cache import x_encoder_identity
     from pipelines.train_driver import check_caches, fit, open_tracking
     from pipelines.train_loop import train_loop_per_worker
     from pipelines.training_data import build_train_dataset
 
     # the predictor reads the preset's x-encoder features: a cache of another encoder's is refused here
-    check_caches(config, x_encoder_identity(get_preset(config.preset).x_encoder.checkpoint))
+    check_caches(config, x_encoder_identity(get_preset(config.preset).x_encoder.checkpoint),
+                 reader=f"this run's preset {config.preset}")
     open_tracking(config, run_name=f"{config.stage}-{Path(config.out).name}", resume=resume)
     print(f"train: stage {config.stage}, {config.steps} steps, {config.workers} worker(s) x batch {config.batch_size}")
     result = fit(train_loop_per_worker, config, lambda: {"train": build_train_dataset(config)}, address)

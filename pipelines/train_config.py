@@ -95,6 +95,10 @@ class TrainConfig:
         """Every feature cache the run reads."""
         return [url for url in (self.cache, self.eval_cache, self.replay_cache) if url]
 
+    def feature_caches(self) -> list[str]:
+        """The caches whose S_V the run reads with the preset's model: all of them."""
+        return self.caches()
+
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         return cls(**data)

@@ -119,13 +119,18 @@ def export_decoder_checkpoint(config: DecoderTrainConfig, checkpoint_dir: Path, 
 def run(config: DecoderTrainConfig, resume: bool = False, address: str | None = None) -> dict:
     import mlflow
 
+    from model.export import recorded_x_encoder
     from pipelines.decoder_loop import decoder_loop_per_worker
     from pipelines.mlflow_model import log_and_register
+    from pipelines.model_source import resolve_model_dir
     from pipelines.train_driver import check_caches, fit, open_tracking
     from pipelines.tracking import using_tracking_uri
     from pipelines.training_data import build_decoder_dataset
 
-    check_caches(config)
+    # the predictor reads cached S_V (eval cache, and the training cache on predictions): of the
+    # x-encoder the model was trained on (recorded at export; None for an older export: not checked)
+    model_dir = resolve_model_dir(config.model, config.model_tracking_uri, config.model_registry_uri)
+    check_caches(config, recorded_x_encoder(model_dir), reader=f"model {config.model}")
     open_tracking(config, run_name=f"y-decoder-{config.mode}-{Path(config.out).name}", resume=resume)
     mixed = f" ({config.text_mix:.0%} of rows on S_Y)" if config.text_mix else ""
     print(f"train-decoder: mode {config.mode}{mixed}, {config.steps} steps, {config.workers} worker(s) x batch {config.batch_size}")

@@ -15,16 +15,16 @@ import json
 from pathlib import Path
 
 
-def check_caches(config, x_encoder: dict[str, str] | None = None) -> None:
+def check_caches(config, x_encoder: dict[str, str] | None = None, reader: str = "this run's preset") -> None:
     """Every cache the run reads exists, before anything is written: a mistyped --cache or
     --eval-cache fails here, not in the workers after Ray Train started them (a Y-decoder run reads
     its eval cache at its end), and leaves no half-made run directory that a corrected command
-    would then refuse without --resume. Given `x_encoder` (ops.feature_cache.x_encoder_identity),
-    each cache must hold that encoder's features."""
+    would then refuse without --resume. Given `x_encoder` (model.encoder_identity), each cache
+    whose S_V the run reads (config.feature_caches()) must hold that encoder's features."""
     from ops.cache_files import require_feature_cache
 
     for url in config.caches():
-        require_feature_cache(url, x_encoder)
+        require_feature_cache(url, x_encoder if url in config.feature_caches() else None, reader)
 
 
 def open_tracking(config, run_name: str, resume: bool) -> dict:

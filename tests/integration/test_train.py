@@ -233,9 +233,9 @@ def test_a_mistyped_cache_fails_before_the_run_directory_is_made(verb, flag, cac
     assert not (tmp_path / "run").exists()
 
 
-def test_a_cache_of_another_x_encoder_is_refused_before_anything_is_written(caches, tmp_path):
-    # a cache built with `--preset paper` trained with the default preset: refused by the driver,
-    # where the workers would fail on a shape mismatch after Ray Train started them
+@pytest.fixture
+def foreign_cache(caches, tmp_path):
+    """The train cache as if built with `--preset paper`: features of another x-encoder."""
     import shutil
 
     from ops.feature_cache import FeatureCache, Fingerprint
@@ -246,6 +246,35 @@ def test_a_cache_of_another_x_encoder_is_refused_before_anything_is_written(cach
     fields = {**cache.manifest()["fingerprint_fields"], "x_encoder": "facebook/vjepa2-vitl-fpc64-256",
               "x_encoder_config_hash": "0123456789abcdef"}
     cache.write_manifest(Fingerprint(**fields), cache.manifest()["shards"])
+    return foreign
+
+
+def test_a_cache_of_another_x_encoder_is_refused_before_anything_is_written(foreign_cache, tmp_path):
+    # a cache built with `--preset paper` trained with the default preset: refused by the driver,
+    # where the workers would fail on a shape mismatch after Ray Train started them
     with pytest.raises(ValueError, match="holds features of x-encoder facebook/vjepa2-vitl-fpc64-256"):
-        train.main([*TRAIN, "--cache", str(foreign), "--out", str(tmp_path / "run")])
+        train.main([*TRAIN, "--cache", str(foreign_cache), "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("verb", ["evaluate", "train-decoder --mode predicted", "train-decoder --eval-cache",
+                                  "serve --index-cache"])
+def test_a_model_refuses_the_features_of_another_x_encoder(verb, foreign_cache, caches, captioning_model_dir, tmp_path):
+    # the model records the x-encoder it was trained on; every verb that runs it on cached S_V
+    # checks the cache against it before starting anything
+    from pipelines import serve, train_decoder
+    from pipelines.serve_args import ServeAppArgs
+
+    model, foreign, good = str(captioning_model_dir), str(foreign_cache), str(caches / "train")
+    refusal = f"holds features of x-encoder facebook/vjepa2-vitl-fpc64-256 .* model {model} reads features of tiny-vjepa2-v1"
+    decoder_run = ["--model", model, "--registered-model", "", "--out", str(tmp_path / "run")]
+    with pytest.raises(ValueError, match=refusal):
+        if verb == "evaluate":
+            evaluate.main(["--model", model, "--cache", foreign])
+        elif verb == "train-decoder --mode predicted":
+            train_decoder.main([*decoder_run, "--mode", "predicted", "--cache", foreign])
+        elif verb == "train-decoder --eval-cache":  # text mode reads the training cache's captions only
+            train_decoder.main([*decoder_run, "--cache", good, "--eval-cache", foreign])
+        else:
+            serve.build_app(ServeAppArgs(model=model, index_cache=foreign))
     assert not (tmp_path / "run").exists()

@@ -106,5 +106,5 @@ def test_a_cache_of_another_x_encoder_is_refused_naming_both(tmp_path):
     assert require_feature_cache(cache.url, built_with) == ["shard-000"]
     assert require_feature_cache(cache.url) == ["shard-000"]  # no encoder asked: not checked
     other = {"x_encoder": "tiny-vjepa2-v1", "x_encoder_config_hash": "bbbb"}
-    with pytest.raises(ValueError, match="x-encoder facebook/vjepa2-vitl-fpc64-256 .* uses tiny-vjepa2-v1"):
+    with pytest.raises(ValueError, match="x-encoder facebook/vjepa2-vitl-fpc64-256 .* reads features of tiny-vjepa2-v1"):
         require_feature_cache(cache.url, other)

@@ -48,3 +48,27 @@ def test_an_untrained_preset_exports_the_same_model_for_the_same_seed(tmp_path):
     assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
     assert not torch.equal(first["predictor.head.weight"], other["predictor.head.weight"])
     assert read_manifest(tmp_path / "other")["metadata"]["seed"] == 1
+
+
+def test_an_export_records_its_x_encoder_and_a_re_export_carries_it_on(tiny_model, tiny_config, tmp_path):
+    # MODEL/x_encoder/ names nothing: the model keeps the identity of the checkpoint it was built on,
+    # the same fields a feature cache's fingerprint records, so caches can be checked against it
+    from model.encoder_identity import MANIFEST_KEY, x_encoder_identity
+    from model.export import recorded_x_encoder
+
+    built_on = x_encoder_identity(tiny_config.x_encoder.checkpoint)
+    assert built_on["x_encoder"] == "tiny-vjepa2-v1"
+    save_model(tiny_model, tmp_path / "first")
+    assert recorded_x_encoder(tmp_path / "first") == built_on
+    # a model loaded from an export (a later stage, train-decoder's copy) exports the same identity,
+    # even to the directory it was loaded from
+    for out in ("second", "first"):
+        save_model(load_model(tmp_path / "first"), tmp_path / out)
+        assert recorded_x_encoder(tmp_path / out) == built_on
+    # a model exported before models recorded one: unknown, and a re-export does not invent one
+    manifest = json.loads((tmp_path / "first" / "vljepa.json").read_text())
+    del manifest[MANIFEST_KEY]
+    (tmp_path / "first" / "vljepa.json").write_text(json.dumps(manifest))
+    assert recorded_x_encoder(tmp_path / "first") is None
+    save_model(load_model(tmp_path / "first"), tmp_path / "third")
+    assert recorded_x_encoder(tmp_path / "third") is None

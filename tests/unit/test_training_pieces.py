@@ -64,3 +64,14 @@ def test_select_rows_keeps_the_stage_rows_and_tags_replay():
     selected = select_rows(table, ["video"], ["caption"], replay=True)
     assert selected.num_rows == 1 and selected["s_v"].to_pylist() == [[1.0]]
     assert selected["replay"].to_pylist() == [True]
+
+
+def test_a_text_only_decoder_run_reads_no_features_of_its_training_cache():
+    # so only its eval cache (CIDEr from Ŝ_Y) is checked against the model's x-encoder
+    from pipelines.decoder_config import DecoderTrainConfig
+
+    text = DecoderTrainConfig(model="m", cache="train", eval_cache="eval", out="run")
+    predicted = DecoderTrainConfig(model="m", cache="train", eval_cache="eval", out="run", mode="predicted")
+    assert text.caches() == predicted.caches() == ["train", "eval"]
+    assert text.feature_caches() == ["eval"]
+    assert predicted.feature_caches() == ["train", "eval"]
