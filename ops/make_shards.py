@@ -64,13 +64,16 @@ def read_entries(source: str) -> Iterator[Entry]:
     location = Path(source)
     if location.is_dir():
         for media in sorted(p for p in location.rglob("*") if p.suffix.lower().lstrip(".") in MEDIA_EXTENSIONS):
-            record: dict = {"path": str(media)}
+            record: dict = {}
             sidecar_json = media.with_suffix(".json")
             if sidecar_json.exists():
                 record.update(json.loads(sidecar_json.read_text()))
             sidecar_txt = media.with_suffix(".txt")
             if sidecar_txt.exists():
                 record["caption"] = sidecar_txt.read_text().strip()
+            # relative to the folder, which _entry joins back on (rglob's paths already start with a
+            # relative folder's name); set last, so a sidecar's own "path" field cannot redirect it
+            record["path"] = str(media.relative_to(location))
             yield _entry(record, location)
     elif location.suffix.lower() == ".csv":
         with location.open(newline="") as handle:

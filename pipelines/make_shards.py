@@ -11,6 +11,7 @@ import argparse
 from tqdm import tqdm
 
 from ops.make_shards import read_entries, write_shards
+from pipelines.cli_types import positive_int
 from pipelines.report import print_json_result, run_as_process
 
 
@@ -18,7 +19,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="vljepa make-shards", description=__doc__)
     parser.add_argument("--input", required=True, help="a folder of media, a .csv or a .jsonl manifest")
     parser.add_argument("--out", required=True, help="output directory for {shard:05d}.tar")
-    parser.add_argument("--samples-per-shard", type=int, default=1000)
+    parser.add_argument("--samples-per-shard", type=positive_int, default=1000)
     parser.add_argument("--json", action="store_true")
     return parser.parse_args(argv)
 

@@ -58,3 +58,24 @@ def test_an_input_that_is_not_there_or_not_a_manifest_fails_clearly(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match="neither a folder, a .csv nor a .jsonl"):
         list(read_entries(str(tmp_path / "notes.txt")))
+
+
+def test_a_folder_given_as_a_relative_path_is_read(tmp_path, monkeypatch):
+    # `vljepa make-shards --input media` from the folder's parent, as a user types it
+    media = _media(tmp_path)
+    (media / "clip.txt").write_text("a red ball moves left")
+    (media / "photo.txt").write_text("a blue cube")
+    (media / "photo.json").write_text(json.dumps({"path": "elsewhere.jpg", "query": "What colour?"}))
+    monkeypatch.chdir(tmp_path)
+    assert make_shards.main(["--input", "media", "--out", "shards"]) == 0
+    samples = {s.members["txt"].decode(): s for s in iter_samples(str(tmp_path / "shards" / "00000.tar"))}
+    assert samples["a blue cube"].members["jpg"] == (media / "photo.jpg").read_bytes()  # the sidecar's path is ignored
+    assert json.loads(samples["a blue cube"].members["json"])["query"] == "What colour?"
+    report = pq.read_table(tmp_path / "shards" / "00000.parquet").to_pylist()
+    assert [row["status"] for row in report] == ["ok", "ok"]
+
+
+def test_a_shard_size_below_one_is_a_usage_error(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        make_shards.main(["--input", str(tmp_path), "--out", str(tmp_path / "shards"), "--samples-per-shard", "0"])
+    assert exit_info.value.code == 2
