@@ -6,6 +6,7 @@ Ray-free, so `vljepa stream`, the Serve stream endpoint and the §4.5 benchmark 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,12 @@ class DecodePlan:
             raise ValueError("--segments must be >= 1")
         if self.smooth < 1:
             raise ValueError("--smooth must be >= 1")
+        if not 0 < self.seconds_per_decode < math.inf:
+            raise ValueError("--seconds-per-decode must be positive and finite")
+        if not 0 <= self.threshold < math.inf:
+            raise ValueError("--threshold must be >= 0 and finite")
+        if self.online_window < 2:  # the variance of one embedding is always 0: nothing would ever be decoded
+            raise ValueError("--online-window must be >= 2")
 
 
 @torch.no_grad()

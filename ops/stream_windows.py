@@ -7,6 +7,7 @@ Frames are decoded in chunks of windows so memory stays bounded on long videos.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -25,8 +26,8 @@ class WindowSpec:
     image_size: int = 64
 
     def validate(self) -> None:
-        if self.window_s <= 0 or self.stride_s <= 0:
-            raise ValueError("--window and --stride must be positive seconds")
+        if not all(0 < seconds < math.inf for seconds in (self.window_s, self.stride_s)):  # NaN fails too
+            raise ValueError(f"--window and --stride must be positive, finite seconds (got {self.window_s}, {self.stride_s})")
 
 
 def window_starts(num_available: int, fps: float, spec: WindowSpec) -> list[tuple[int, int]]:

@@ -1,22 +1,30 @@
 """argparse types for counts and sizes that must be positive: `--actors 0` is refused with a usage
 message instead of starting a pipeline that can never run (an actor pool of size 0 waits forever)
-or silently meaning "the default" (`--frames 0`)."""
+or silently meaning "the default" (`--frames 0`). Floats must also be finite: `--stride inf` or
+`--lr nan` is a typo, not a setting."""
 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 
 
 def _bounded(name: str, convert: Callable[[str], float], low: float, strict: bool) -> Callable[[str], float]:
     def parse(text: str):
         value = convert(text)
-        if not (value > low if strict else value >= low):  # NaN fails either way
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {value}")
+        if not (value > low if strict else value >= low):
             raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low}, got {value}")
         return value
 
     parse.__name__ = name  # argparse names the type in "invalid <name> value: 'x'"
     return parse
+
+
+def int_at_least(low: int) -> Callable[[str], float]:
+    return _bounded(f"int_at_least_{low}", int, low, strict=False)
 
 
 positive_int = _bounded("positive_int", int, 1, strict=False)

@@ -11,6 +11,7 @@ import argparse
 from model.export import load_model, read_manifest, recorded_x_encoder
 from ops.cache_files import require_feature_cache
 from ops.evaluation import evaluate, load_rows
+from pipelines.cli_types import positive_int
 from pipelines.model_source import resolve_model_dir
 from pipelines.report import print_json_result, run_as_process, table
 
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vljepa evaluate", description=__doc__)
     parser.add_argument("--model", required=True)
     parser.add_argument("--cache", required=True, help="held-out feature cache")
-    parser.add_argument("--max-samples", type=int, default=None)
+    parser.add_argument("--max-samples", type=positive_int, default=None, help="read at most this many cached samples")
     parser.add_argument("--prompt", default=None, help="captioning query (default: the model's own)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from ops.long_stream import LongStreamConfig, make_long_stream
 from ops.sample_data import SampleDataConfig, count_samples, write_split
+from pipelines.cli_types import non_negative_int, positive_int
 from pipelines.report import print_json_result, run_as_process
 
 
@@ -26,9 +27,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="output directory (local path or s3://)")
     parser.add_argument("--seed", type=int, default=0)
     # size knobs
-    parser.add_argument("--clips-per-scene", type=int, default=SampleDataConfig.clips_per_scene)
-    parser.add_argument("--samples-per-shard", type=int, default=SampleDataConfig.samples_per_shard)
-    parser.add_argument("--stream-events", type=int, default=LongStreamConfig.num_events,
+    parser.add_argument("--clips-per-scene", type=non_negative_int, default=SampleDataConfig.clips_per_scene)
+    parser.add_argument("--samples-per-shard", type=positive_int, default=SampleDataConfig.samples_per_shard)
+    parser.add_argument("--stream-events", type=non_negative_int, default=LongStreamConfig.num_events,
                         help="events in streams/eval-stream.mp4 (0: no stream)")
     parser.add_argument("--json", action="store_true")
     return parser.parse_args(argv)

@@ -22,6 +22,7 @@ from ops.errors import SampleError
 from ops.selective_decoding import STRATEGIES, DecodePlan, stream_events
 from ops.stream_windows import WindowSpec
 from pipelines.captioner import load_captioner
+from pipelines.cli_types import int_at_least, non_negative_float, positive_float, positive_int
 from pipelines.report import print_json_result, run_as_process, table
 
 
@@ -32,18 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video", required=True, type=Path)
     parser.add_argument("--decoder", default=None, help="Y-decoder directory (default: the one inside MODEL)")
     # the embedding stream
-    parser.add_argument("--window", type=float, default=2.0, help="seconds per window")
-    parser.add_argument("--stride", type=float, default=0.5, help="seconds between windows")
+    parser.add_argument("--window", type=positive_float, default=2.0, help="seconds per window")
+    parser.add_argument("--stride", type=positive_float, default=0.5, help="seconds between windows")
     parser.add_argument("--query", default=None, help="query for every window (default: the captioning prompt)")
     # where to decode
     parser.add_argument("--strategy", choices=STRATEGIES, default="adaptive")
-    parser.add_argument("--segments", type=int, default=None, help="decodes for the whole video (adaptive, uniform)")
-    parser.add_argument("--seconds-per-decode", type=float, default=4.0, help="default --segments: duration / this")
+    parser.add_argument("--segments", type=positive_int, default=None, help="decodes for the whole video (adaptive, uniform)")
+    parser.add_argument("--seconds-per-decode", type=positive_float, default=4.0, help="default --segments: duration / this")
     parser.add_argument("--no-pool", action="store_true", help="decode the midpoint embedding, not the segment average")
-    parser.add_argument("--threshold", type=float, default=0.1, help="online: local variance that marks a change")
-    parser.add_argument("--online-window", type=int, default=4, help="online: steps in the local window")
-    parser.add_argument("--smooth", type=int, default=1, help="adaptive: cluster a moving average over this many steps")
-    parser.add_argument("--beams", type=int, default=1)
+    parser.add_argument("--threshold", type=non_negative_float, default=0.1, help="online: local variance that marks a change")
+    parser.add_argument("--online-window", type=int_at_least(2), default=4, help="online: steps in the local window")
+    parser.add_argument("--smooth", type=positive_int, default=1, help="adaptive: cluster a moving average over this many steps")
+    parser.add_argument("--beams", type=positive_int, default=1, help="1: greedy decoding; more: beam search")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     plan = DecodePlan(strategy=args.strategy, segments=args.segments, seconds_per_decode=args.seconds_per_decode,

@@ -54,15 +54,19 @@ def test_cache_features_refuses_a_count_below_one(flag, capsys):
 @pytest.mark.parametrize("verb, flag, value", [("train", "--log-every", "0"), ("train", "--checkpoint-every", "0"),
                                                ("train", "--lr", "-1"), ("train-decoder", "--checkpoint-every", "0"),
                                                ("train-decoder", "--num-beams", "0"), ("caption", "--beams", "0"),
-                                               ("serve", "--max-request-mb", "0"), ("serve", "--max-stream-windows", "0")])
+                                               ("serve", "--max-request-mb", "0"), ("serve", "--max-stream-windows", "0"),
+                                               ("train", "--lr", "nan"), ("train-decoder", "--lr", "inf"),
+                                               ("evaluate", "--max-samples", "0"), ("sample-data", "--samples-per-shard", "0")])
 def test_training_and_decoding_refuse_values_that_would_fail_in_the_workers(verb, flag, value, capsys):
     # a zero here was a modulo by zero inside every Ray Train worker, retried --max-failures times
-    from pipelines import caption, serve, train, train_decoder
+    from pipelines import caption, evaluate, sample_data, serve, train, train_decoder
 
     required = {"train": ["--stage", "sft", "--cache", "c", "--out", "o"],
                 "train-decoder": ["--model", "m", "--cache", "c", "--out", "o"],
-                "caption": ["--model", "m", "--media", "f"], "serve": ["--model", "m"]}[verb]
-    module = {"train": train, "train-decoder": train_decoder, "caption": caption, "serve": serve}[verb]
+                "caption": ["--model", "m", "--media", "f"], "serve": ["--model", "m"],
+                "evaluate": ["--model", "m", "--cache", "c"], "sample-data": ["--out", "o"]}[verb]
+    module = {"train": train, "train-decoder": train_decoder, "caption": caption, "serve": serve,
+              "evaluate": evaluate, "sample-data": sample_data}[verb]
     with pytest.raises(SystemExit) as exit_info:
         module.main([*required, flag, value])
     assert exit_info.value.code == 2

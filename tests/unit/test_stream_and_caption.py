@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from model.export import load_model
 from model.y_decoder_export import load_y_decoder
 from ops.errors import SampleError
 from ops.long_stream import LongStreamConfig, make_long_stream
+from ops.selective_decoding import DecodePlan
 from ops.stream_windows import WindowSpec, iter_windows, window_starts
 from pipelines import caption, cli, stream
 from tests.media_fixtures import clip_bytes, image_bytes
@@ -133,10 +135,31 @@ def test_stream_cli_returns_timed_events(captioning_model_dir, long_video, capsy
         assert all(e["start"] <= e["time"] <= e["end"] for e in events)
 
 
-def test_stream_cli_refuses_a_bad_smoothing_width(captioning_model_dir, long_video, capsys):
-    path, _ = long_video
-    assert stream.main(["--model", str(captioning_model_dir), "--video", str(path), "--smooth", "0"]) == 2
-    assert "--smooth must be >= 1" in capsys.readouterr().err
+@pytest.mark.parametrize("flag, value", [("--smooth", "0"), ("--beams", "0"), ("--segments", "0"), ("--window", "0"),
+                                         ("--stride", "-1"), ("--window", "nan"), ("--stride", "inf"),
+                                         ("--seconds-per-decode", "0"), ("--threshold", "-1"), ("--online-window", "1")])
+def test_stream_cli_refuses_values_with_a_usage_error(flag, value, capsys):
+    # before: --beams 0 and --seconds-per-decode 0 divided by zero, --stride inf overflowed (tracebacks),
+    # --online-window 0 printed an event ending before it started
+    with pytest.raises(SystemExit) as exit_info:
+        stream.main(["--model", "m", "--video", "v.mp4", flag, value])
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value", [("smooth", 0), ("seconds_per_decode", 0.0), ("seconds_per_decode", math.inf),
+                                          ("threshold", -0.5), ("threshold", math.nan), ("online_window", 1)])
+def test_a_decode_plan_refuses_what_the_cli_refuses(field, value):
+    # the same bounds for Python callers of ops.selective_decoding
+    DecodePlan().validate()
+    with pytest.raises(ValueError, match=f"--{field.replace('_', '-')} must be"):
+        DecodePlan(**{field: value}).validate()
+
+
+@pytest.mark.parametrize("window, stride", [(0.0, 0.5), (2.0, -1.0), (math.nan, 0.5), (2.0, math.inf)])
+def test_a_window_spec_refuses_non_positive_or_non_finite_seconds(window, stride):
+    with pytest.raises(ValueError, match="positive, finite seconds"):
+        WindowSpec(window_s=window, stride_s=stride).validate()
 
 
 def test_stream_cli_refuses_an_image(captioning_model_dir, tmp_path, capsys):
