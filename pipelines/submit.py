@@ -164,7 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"submit: the cluster refused the request: {str(exc).splitlines()[0]}\n"
               "submit: pass --token-file, or set RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH", file=sys.stderr)
         return 2
-    except (ValueError, RuntimeError, ConnectionError, OSError) as exc:
+    except ConnectionError as exc:  # JobSubmissionClient's "Failed to connect to Ray at address: ..."
+        print(f"submit: {exc}\nsubmit: is the cluster up? Give its dashboard with --address http://HEAD:8265 "
+              "or RAY_ADDRESS (the default is a local cluster's, http://127.0.0.1:8265)", file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError, OSError) as exc:
         print(f"submit: {exc}", file=sys.stderr)
         return 2
     if args.no_wait:

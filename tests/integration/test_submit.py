@@ -98,3 +98,10 @@ def test_a_submission_without_the_token_is_refused(token_cluster, tmp_path):
 def test_unknown_or_missing_verbs_are_usage_errors(tmp_path):
     assert submit(["--", "demo"], tmp_path).returncode == 2
     assert submit([], tmp_path).returncode == 2
+
+
+def test_an_address_with_no_cluster_says_what_to_check(tmp_path):
+    # port 9 (discard) on loopback: nothing listens, the connection is refused at once
+    refused = submit(["--address", "http://127.0.0.1:9", "--", "summary", "--preset", "tiny"], tmp_path, timeout=120)
+    assert refused.returncode == 2
+    assert "Failed to connect" in refused.stderr and "is the cluster up? Give its dashboard with --address" in refused.stderr
