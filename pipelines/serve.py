@@ -26,11 +26,18 @@ from model.export import recorded_x_encoder
 from model.y_decoder_export import decoder_dir_of
 from ops.cache_files import require_feature_cache
 from pipelines.cli_types import non_negative_float, positive_float, positive_int
-from pipelines.model_source import is_mlflow_uri, source_for_workers
+from pipelines.model_source import is_mlflow_uri, resolve_model_dir, source_for_workers
 from pipelines.report import run_as_process
 from pipelines.serve_args import ServeAppArgs
 
 MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+def check_index_cache(model_dir: Path, args: ServeAppArgs) -> None:
+    """A mistyped --index-cache, or a cache of another x-encoder than the model's, fails the deploy
+    here, not in every ingress replica's constructor (which Serve would restart)."""
+    if args.index_cache:
+        require_feature_cache(args.index_cache, recorded_x_encoder(model_dir), reader=f"model {args.model}")
 
 
 def build_app(args: ServeAppArgs):
@@ -45,8 +52,7 @@ def build_app(args: ServeAppArgs):
     # it there (pipelines.model_source); resolving it here too fails early on a bad source and says
     # whether the model carries a Y-decoder.
     model_dir, source, _, _ = source_for_workers(args.model)
-    if args.index_cache:  # a typo, or features of another x-encoder, fail the deploy here, not in a replica
-        require_feature_cache(args.index_cache, recorded_x_encoder(model_dir), reader=f"model {args.model}")
+    check_index_cache(model_dir, args)
     token = args.token or os.environ.get("VLJEPA_SERVE_TOKEN")
     if args.token_file:
         token = Path(args.token_file).read_text().strip()
@@ -104,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     optimized = prefer_serve_throughput_mode() if local else os.environ.get(SERVE_THROUGHPUT_ENV) == "1"
     from ray import serve
 
+    # the user's sources, checked before Ray starts (build_app checks them again for `serve run`)
+    check_index_cache(resolve_model_dir(args.model), ServeAppArgs(model=args.model, index_cache=args.index_cache))
     init_ray(args.address)
     num_gpus = args.num_gpus if args.num_gpus is not None else (1 if gpus_available() else 0)
     start(ServeAppArgs(model=args.model, token_file=args.token_file, max_request_mb=args.max_request_mb,

@@ -71,3 +71,13 @@ def test_training_and_decoding_refuse_values_that_would_fail_in_the_workers(verb
         module.main([*required, flag, value])
     assert exit_info.value.code == 2
     assert f"argument {flag}: must be" in capsys.readouterr().err
+
+
+def test_serve_checks_its_index_cache_before_starting_ray(captioning_model_dir, tmp_path):
+    import ray
+
+    from pipelines import serve
+
+    with pytest.raises(ValueError, match="typo holds no feature cache"):
+        serve.main(["--model", str(captioning_model_dir), "--index-cache", str(tmp_path / "typo")])
+    assert not ray.is_initialized()
