@@ -10,6 +10,8 @@ from pathlib import Path
 
 from transformers import AutoConfig, Gemma3TextConfig, LlamaConfig, PretrainedConfig, VJEPA2Config
 
+from model.checkpoint_loading import loading
+
 VJEPA2_VITL_FPC64_256 = "facebook/vjepa2-vitl-fpc64-256"
 LLAMA_3_2_1B = "meta-llama/Llama-3.2-1B"
 EMBEDDINGGEMMA_300M = "google/embeddinggemma-300m"
@@ -54,8 +56,7 @@ KNOWN_ARCHITECTURES = {
 def architecture_config(checkpoint: str) -> PretrainedConfig:
     """The config of `checkpoint` without its weights: a local directory's own config.json,
     the mirror above for the paper's hub ids, else the hub's config.json."""
-    if Path(checkpoint).is_dir():
-        return AutoConfig.from_pretrained(checkpoint)
-    if checkpoint in KNOWN_ARCHITECTURES:
+    if checkpoint in KNOWN_ARCHITECTURES and not Path(checkpoint).is_dir():
         return KNOWN_ARCHITECTURES[checkpoint]()
-    return AutoConfig.from_pretrained(checkpoint)
+    with loading(checkpoint):
+        return AutoConfig.from_pretrained(checkpoint)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
+from model.checkpoint_loading import loading
 from model.tokenize import load_tokenizer
 
 
@@ -76,14 +77,16 @@ class YDecoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, config: YDecoderConfig, **kwargs) -> "YDecoder":
-        lm = AutoModelForCausalLM.from_pretrained(config.checkpoint, **kwargs)
+        with loading(config.checkpoint):
+            lm = AutoModelForCausalLM.from_pretrained(config.checkpoint, **kwargs)
+            tokenizer = load_tokenizer(config.checkpoint)
         if config.num_layers is not None:
             layers = lm.model.layers
             if not 1 <= config.num_layers <= len(layers):
                 raise ValueError(f"num_layers={config.num_layers}: the checkpoint has {len(layers)} layers")
             lm.model.layers = layers[: config.num_layers]
             lm.config.num_hidden_layers = config.num_layers
-        return cls(config, lm, load_tokenizer(config.checkpoint))
+        return cls(config, lm, tokenizer)
 
     # -- shapes --------------------------------------------------------------------------------
     def prefix(self, embeddings: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,34 @@
+"""A checkpoint that cannot be loaded is one clear error naming it (tests run with HF_HUB_OFFLINE=1,
+so a hub id fails at once, as on a machine without hub access)."""
+
+import pytest
+
+from model.build import build_vljepa
+from model.checkpoint_loading import CheckpointUnavailable
+from model.hub_configs import architecture_config
+from model.presets import get_preset
+from model.y_decoder import YDecoder, YDecoderConfig
+
+
+def test_the_paper_preset_without_the_hub_names_the_checkpoint_and_the_offline_presets():
+    with pytest.raises(CheckpointUnavailable, match=r"cannot load checkpoint 'facebook/vjepa2-vitl-fpc64-256'.*"
+                                                    r"HF_TOKEN.*--preset minilm, tiny or paper-random"):
+        build_vljepa(get_preset("paper"))
+
+
+def test_a_gated_decoder_checkpoint_and_an_unknown_config_fail_the_same_way():
+    with pytest.raises(CheckpointUnavailable, match="'meta-llama/Llama-3.2-1B'"):
+        YDecoder.from_pretrained(YDecoderConfig(checkpoint="meta-llama/Llama-3.2-1B", embed_dim=8))
+    with pytest.raises(CheckpointUnavailable, match="'someone/some-model'"):
+        architecture_config("someone/some-model")
+
+
+def test_an_incomplete_local_checkpoint_is_named_as_such(tmp_path, tiny_config):
+    import dataclasses
+
+    empty = tmp_path / "vjepa2"
+    empty.mkdir()
+    config = dataclasses.replace(tiny_config, x_encoder=dataclasses.replace(tiny_config.x_encoder, checkpoint=str(empty)))
+    with pytest.raises(CheckpointUnavailable, match="not a complete save_pretrained checkpoint"):
+        build_vljepa(config)
+    assert issubclass(CheckpointUnavailable, ValueError)  # so `vljepa VERB` prints it as one line, exit 2
