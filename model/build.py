@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 
-from model.checkpoint_loading import loading
 from model.config import VLJepaConfig
 from model.hub_configs import architecture_config
 from model.predictor import Predictor
@@ -19,26 +18,23 @@ from model.y_encoder import YEncoder
 
 
 def build_vljepa(config: VLJepaConfig, *, dtype: torch.dtype | None = None) -> VLJepa:
-    """Load every component from its checkpoint (hub id or local directory); a checkpoint that
-    cannot be loaded is a CheckpointUnavailable naming it."""
+    """Load every component from its checkpoint (hub id or local directory)."""
     kwargs = {"dtype": dtype} if dtype is not None else {}
-    with loading(config.x_encoder.checkpoint):
-        x_encoder = XEncoder.from_pretrained(config.x_encoder.checkpoint, **kwargs)
-    with loading(config.predictor.checkpoint):
-        predictor = Predictor.from_pretrained(
-            config.predictor.checkpoint,
-            layer_start=config.predictor.layer_start,
-            num_layers=config.predictor.num_layers,
-            vision_dim=x_encoder.hidden_size,
-            embed_dim=config.embed_dim,
-            **kwargs,
-        )
-        query_tokenizer = load_tokenizer(config.predictor.checkpoint)
-    with loading(config.y_encoder.checkpoint):
-        y_encoder = YEncoder.from_pretrained(config.y_encoder.checkpoint, embed_dim=config.embed_dim, **kwargs)
-        target_tokenizer = load_tokenizer(config.y_encoder.checkpoint)
-    return VLJepa(config, x_encoder, predictor, y_encoder,
-                  query_tokenizer=query_tokenizer, target_tokenizer=target_tokenizer)
+    x_encoder = XEncoder.from_pretrained(config.x_encoder.checkpoint, **kwargs)
+    predictor = Predictor.from_pretrained(
+        config.predictor.checkpoint,
+        layer_start=config.predictor.layer_start,
+        num_layers=config.predictor.num_layers,
+        vision_dim=x_encoder.hidden_size,
+        embed_dim=config.embed_dim,
+        **kwargs,
+    )
+    y_encoder = YEncoder.from_pretrained(config.y_encoder.checkpoint, embed_dim=config.embed_dim, **kwargs)
+    return VLJepa(
+        config, x_encoder, predictor, y_encoder,
+        query_tokenizer=load_tokenizer(config.predictor.checkpoint),
+        target_tokenizer=load_tokenizer(config.y_encoder.checkpoint),
+    )
 
 
 def build_skeleton(config: VLJepaConfig) -> VLJepa:

@@ -32,3 +32,13 @@ def loading(checkpoint: str) -> Iterator[None]:
         local = Path(checkpoint).is_dir()
         hint = "the directory is not a complete save_pretrained checkpoint" if local else OFFLINE_HINT
         raise CheckpointUnavailable(f"cannot load checkpoint {checkpoint!r}: {reason} ({hint})") from exc
+
+
+def check_reachable(checkpoint: str) -> None:
+    """Fail here, in one line, when `checkpoint` cannot be had: a job's Ray actors would otherwise
+    each fail to load it, ending the job with an actor-death traceback hundreds of lines long. Only
+    the config is fetched (a few KB); the weights are the actors' to download."""
+    from transformers import AutoConfig
+
+    with loading(checkpoint):
+        AutoConfig.from_pretrained(checkpoint)

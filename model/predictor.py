@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from transformers import LlamaConfig, LlamaModel
 
+from model.checkpoint_loading import loading
 from model.pooling import masked_mean
 
 
@@ -56,7 +57,8 @@ class Predictor(nn.Module):
         cls, checkpoint: str, *, layer_start: int, num_layers: int, vision_dim: int, embed_dim: int,
         **kwargs,
     ) -> "Predictor":
-        llm = LlamaModel.from_pretrained(checkpoint, **kwargs)
+        with loading(checkpoint):
+            llm = LlamaModel.from_pretrained(checkpoint, **kwargs)
         return cls(slice_llama_layers(llm, layer_start, num_layers), vision_dim, embed_dim)
 
     @classmethod

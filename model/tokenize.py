@@ -9,9 +9,12 @@ from __future__ import annotations
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from model.checkpoint_loading import loading
+
 
 def load_tokenizer(checkpoint: str) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    with loading(checkpoint):
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:
         # Llama 3 ships no PAD token. Which id pads is irrelevant (PAD positions are masked out

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from transformers import VJEPA2Config, VJEPA2Model
 
+from model.checkpoint_loading import loading
+
 
 class _EncoderOnlyVJEPA2(VJEPA2Model):
     """VJEPA2Model that expects no JEPA-predictor weights: exported models carry the encoder only."""
@@ -31,7 +33,8 @@ class XEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, checkpoint: str, **kwargs) -> "XEncoder":
-        return cls(_EncoderOnlyVJEPA2.from_pretrained(checkpoint, **kwargs))
+        with loading(checkpoint):
+            return cls(_EncoderOnlyVJEPA2.from_pretrained(checkpoint, **kwargs))
 
     @classmethod
     def from_config(cls, config: VJEPA2Config) -> "XEncoder":

@@ -79,7 +79,7 @@ class YDecoder(nn.Module):
     def from_pretrained(cls, config: YDecoderConfig, **kwargs) -> "YDecoder":
         with loading(config.checkpoint):
             lm = AutoModelForCausalLM.from_pretrained(config.checkpoint, **kwargs)
-            tokenizer = load_tokenizer(config.checkpoint)
+        tokenizer = load_tokenizer(config.checkpoint)
         if config.num_layers is not None:
             layers = lm.model.layers
             if not 1 <= config.num_layers <= len(layers):

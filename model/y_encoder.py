@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 
+from model.checkpoint_loading import loading
 from model.pooling import masked_mean
 
 
@@ -67,14 +68,15 @@ class YEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, checkpoint: str, *, embed_dim: int, **kwargs) -> "YEncoder":
-        if AutoConfig.from_pretrained(checkpoint).model_type not in POOLER_MODEL_TYPES:
-            return cls(AutoModel.from_pretrained(checkpoint, **kwargs), embed_dim)
-        kwargs.setdefault("add_pooling_layer", False)  # never used; exported models carry none
-        # The checkpoint's pooler weights are then "unexpected", and transformers prints a warning
-        # table for them at every load (each training worker, Serve replica and CLI call). Its
-        # report is replaced by our own, which names anything else that did not load.
-        with quiet_logger(TRANSFORMERS_LOADING_LOGGER):
-            text_model, info = AutoModel.from_pretrained(checkpoint, output_loading_info=True, **kwargs)
+        with loading(checkpoint):
+            if AutoConfig.from_pretrained(checkpoint).model_type not in POOLER_MODEL_TYPES:
+                return cls(AutoModel.from_pretrained(checkpoint, **kwargs), embed_dim)
+            kwargs.setdefault("add_pooling_layer", False)  # never used; exported models carry none
+            # The checkpoint's pooler weights are then "unexpected", and transformers prints a warning
+            # table for them at every load (each training worker, Serve replica and CLI call). Its
+            # report is replaced by our own, which names anything else that did not load.
+            with quiet_logger(TRANSFORMERS_LOADING_LOGGER):
+                text_model, info = AutoModel.from_pretrained(checkpoint, output_loading_info=True, **kwargs)
         warn_unloaded(checkpoint, info, expected_unexpected=("pooler.",))
         return cls(text_model, embed_dim)
 

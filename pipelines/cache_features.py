@@ -18,6 +18,7 @@ import sys
 import time
 from collections import Counter
 
+from model.checkpoint_loading import check_reachable
 from model.encoder_identity import x_encoder_identity
 from model.presets import PRESETS, get_preset
 from ops.feature_cache import FeatureCache, Fingerprint
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         status = {n: "pending" for n in names}
 
     pending = [(u, n) for u, n in zip(urls, names) if status[n] == "pending"]
+    if pending:
+        check_reachable(checkpoint)  # no hub access: one line now, not every actor's traceback later
     started = time.perf_counter()
     committed, stages = run_pipeline(pending, cache, checkpoint, fingerprint, num_frames, args) if pending else ({}, [])
     elapsed = time.perf_counter() - started
