@@ -86,15 +86,19 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
 
 
 def run(config: TrainConfig, resume: bool = False, address: str | None = None) -> dict:
+    from model.checkpoint_loading import check_reachable
     from model.encoder_identity import x_encoder_identity
     from model.presets import get_preset
     from pipelines.train_driver import check_caches, fit, open_tracking
     from pipelines.train_loop import train_loop_per_worker
     from pipelines.training_data import build_train_dataset
 
+    preset = get_preset(config.preset)
     # the predictor reads the preset's x-encoder features: a cache of another encoder's is refused here
-    check_caches(config, x_encoder_identity(get_preset(config.preset).x_encoder.checkpoint),
-                 reader=f"this run's preset {config.preset}")
+    check_caches(config, x_encoder_identity(preset.x_encoder.checkpoint), reader=f"this run's preset {config.preset}")
+    if not config.init_model:  # every worker loads the preset's checkpoints: without the hub, say so now
+        for component in (preset.x_encoder, preset.predictor, preset.y_encoder):
+            check_reachable(component.checkpoint)
     open_tracking(config, run_name=f"{config.stage}-{Path(config.out).name}", resume=resume)
     print(f"train: stage {config.stage}, {config.steps} steps, {config.workers} worker(s) x batch {config.batch_size}")
     result = fit(train_loop_per_worker, config, lambda: {"train": build_train_dataset(config)}, address)

@@ -45,3 +45,18 @@ def test_cache_features_checks_the_x_encoder_before_starting_ray(tmp_path):
     with pytest.raises(CheckpointUnavailable, match="'facebook/vjepa2-vitl-fpc64-256'"):
         cache_features.main(["--shards", str(tmp_path / "shards"), "--out", str(tmp_path / "cache"), "--preset", "paper"])
     assert not ray.is_initialized()
+
+
+def test_train_checks_the_presets_checkpoints_before_making_the_run(tmp_path):
+    # a paper-preset cache (its fingerprint fields) trained without the hub: refused before the run
+    # directory, MLflow or Ray, where each worker would otherwise fail to load Llama
+    from model.encoder_identity import x_encoder_identity
+    from ops.feature_cache import FeatureCache, Fingerprint
+    from pipelines import train
+
+    cache = FeatureCache(str(tmp_path / "cache"))
+    cache.write_manifest(Fingerprint(**x_encoder_identity("facebook/vjepa2-vitl-fpc64-256"), num_frames=8,
+                                     image_size=256, storage_dtype="float16"), {"shard-000": {"rows": 3}})
+    with pytest.raises(CheckpointUnavailable, match="'facebook/vjepa2-vitl-fpc64-256'"):
+        train.main(["--stage", "sft", "--preset", "paper", "--cache", cache.url, "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
