@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     optimized = prefer_serve_throughput_mode() if local else os.environ.get(SERVE_THROUGHPUT_ENV) == "1"
     from ray import serve
 
-    # the user's sources, checked before Ray starts (build_app checks them again for `serve run`)
-    check_index_cache(resolve_model_dir(args.model), ServeAppArgs(model=args.model, index_cache=args.index_cache))
+    if args.index_cache:  # checked before Ray starts (build_app checks it again, for `serve run`)
+        check_index_cache(resolve_model_dir(args.model), ServeAppArgs(model=args.model, index_cache=args.index_cache))
     init_ray(args.address)
     num_gpus = args.num_gpus if args.num_gpus is not None else (1 if gpus_available() else 0)
     start(ServeAppArgs(model=args.model, token_file=args.token_file, max_request_mb=args.max_request_mb,
