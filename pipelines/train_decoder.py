@@ -84,6 +84,7 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
         experiment=args.experiment, registered_model=args.registered_model or None, storage=args.storage,
     )
     config.validate()
+    args.model_dir = model.local_dir  # resolved once: a mutable MLflow URI is not downloaded again
     return config, args
 
 
@@ -94,13 +95,15 @@ def _link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
-def export_decoder_checkpoint(config: DecoderTrainConfig, checkpoint_dir: Path, out_dir: Path) -> Path:
-    """RUN/model: the VL-JEPA model directory plus the checkpoint's decoder in y_decoder/."""
+def export_decoder_checkpoint(config: DecoderTrainConfig, checkpoint_dir: Path, out_dir: Path,
+                              model_dir: Path | None = None) -> Path:
+    """RUN/model: the VL-JEPA model directory (`model_dir`, else config.model resolved here) plus the
+    checkpoint's decoder in y_decoder/."""
     from pipelines.decoder_loop import initial_decoder
     from pipelines.model_source import resolve_model_dir
 
     state = torch.load(Path(checkpoint_dir) / STATE_FILE, weights_only=False)
-    model_dir = resolve_model_dir(config.model, config.model_tracking_uri, config.model_registry_uri)
+    model_dir = model_dir or resolve_model_dir(config.model, config.model_tracking_uri, config.model_registry_uri)
     model_config = VLJepaConfig.from_dict(read_manifest(model_dir)["config"])
     decoder = initial_decoder(config, model_config)
     decoder.load_state_dict(state["decoder"])
@@ -116,7 +119,9 @@ def export_decoder_checkpoint(config: DecoderTrainConfig, checkpoint_dir: Path, 
     return out_dir
 
 
-def run(config: DecoderTrainConfig, resume: bool = False, address: str | None = None) -> dict:
+def run(config: DecoderTrainConfig, resume: bool = False, address: str | None = None,
+        model_dir: Path | None = None) -> dict:
+    """The run; `model_dir`: where this process already resolved config.model (else resolved here)."""
     import mlflow
 
     from model.export import recorded_x_encoder
@@ -129,19 +134,19 @@ def run(config: DecoderTrainConfig, resume: bool = False, address: str | None = 
 
     # the predictor reads cached S_V (eval cache, and the training cache on predictions): of the
     # x-encoder the model was trained on (recorded at export; None for an older export: not checked)
-    model_dir = resolve_model_dir(config.model, config.model_tracking_uri, config.model_registry_uri)
+    model_dir = model_dir or resolve_model_dir(config.model, config.model_tracking_uri, config.model_registry_uri)
     check_caches(config, recorded_x_encoder(model_dir), reader=f"model {config.model}")
     open_tracking(config, run_name=f"y-decoder-{config.mode}-{Path(config.out).name}", resume=resume)
     mixed = f" ({config.text_mix:.0%} of rows on S_Y)" if config.text_mix else ""
     print(f"train-decoder: mode {config.mode}{mixed}, {config.steps} steps, {config.workers} worker(s) x batch {config.batch_size}")
     result = fit(decoder_loop_per_worker, config, lambda: {"train": build_decoder_dataset(config)}, address)
     with result.checkpoint.as_directory() as checkpoint_dir:
-        model_dir = export_decoder_checkpoint(config, Path(checkpoint_dir), Path(config.out) / "model")
+        exported = export_decoder_checkpoint(config, Path(checkpoint_dir), Path(config.out) / "model", model_dir)
     with using_tracking_uri(config.tracking_uri), mlflow.start_run(run_id=config.mlflow_run_id):
-        registered = log_and_register(model_dir, config.registered_model)
-    print(f"train-decoder: model with decoder exported to {model_dir}" + (f", registered as {registered}" if registered else ""))
+        registered = log_and_register(exported, config.registered_model)
+    print(f"train-decoder: model with decoder exported to {exported}" + (f", registered as {registered}" if registered else ""))
     metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
-    return {"run": config.out, "model": str(model_dir), "mlflow_run_id": config.mlflow_run_id,
+    return {"run": config.out, "model": str(exported), "mlflow_run_id": config.mlflow_run_id,
             "tracking_uri": config.tracking_uri, "registered_model": registered, "metrics": metrics}
 
 
@@ -151,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"train-decoder: {exc}", file=sys.stderr)
         return 2
-    summary = run(config, resume=options.resume, address=options.address)
+    summary = run(config, resume=options.resume, address=options.address, model_dir=options.model_dir)
     if options.json:
         print_json_result(summary)
     return 0
