@@ -76,9 +76,23 @@ def json_printed_now() -> Iterator[None]:
 
 # What a verb raises for a mistake of its user (the project's convention: ValueError for user
 # errors, assert for invariants): a path with no shards, a cache or a model that is not one, a bad
-# value. A process entry point reports these in one line instead of a traceback.
-USER_ERRORS = (ValueError, FileNotFoundError)
+# value; and storage its user has to set up: a path or bucket it may not read, S3 without
+# credentials. A process entry point reports these in one line instead of a traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, PermissionError)
+# botocore's, matched by name: importing botocore for every verb would cost its start-up time
+CREDENTIAL_ERRORS = ("NoCredentialsError", "PartialCredentialsError")
+S3_CREDENTIALS_HINT = ("S3 needs credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE; "
+                       "and AWS_ENDPOINT_URL for an endpoint other than AWS")
 TRACEBACK_ENV = "VLJEPA_TRACEBACK"
+
+
+def user_error_message(exc: BaseException) -> str | None:
+    """The one-line message of a user error; None for anything else (a bug: its traceback)."""
+    if isinstance(exc, USER_ERRORS):
+        return str(exc)
+    if any(c.__module__.startswith("botocore") and c.__name__ in CREDENTIAL_ERRORS for c in type(exc).__mro__):
+        return f"{exc} ({S3_CREDENTIALS_HINT})"
+    return None
 
 
 def run_as_process(main: Callable[[], int | None], verb: str) -> int:
@@ -90,10 +104,11 @@ def run_as_process(main: Callable[[], int | None], verb: str) -> int:
     try:
         with json_line_after_ray():
             return main() or 0
-    except USER_ERRORS as exc:
-        if os.environ.get(TRACEBACK_ENV) == "1":
+    except Exception as exc:
+        message = user_error_message(exc)
+        if message is None or os.environ.get(TRACEBACK_ENV) == "1":
             raise
-        print(f"vljepa {verb}: error: {exc}\n  (raised at {raise_site(exc)}; "
+        print(f"vljepa {verb}: error: {message}\n  (raised at {raise_site(exc)}; "
               f"{TRACEBACK_ENV}=1 shows the traceback)", file=sys.stderr)
         return 2
 

@@ -81,3 +81,23 @@ def test_serve_checks_its_index_cache_before_starting_ray(captioning_model_dir, 
     with pytest.raises(ValueError, match="typo holds no feature cache"):
         serve.main(["--model", str(captioning_model_dir), "--index-cache", str(tmp_path / "typo")])
     assert not ray.is_initialized()
+
+
+def test_storage_its_user_sets_up_is_a_user_error_with_what_to_set(capsys, monkeypatch):
+    # before: botocore's traceback for `cache-features --shards s3://...` without credentials
+    from botocore.exceptions import NoCredentialsError
+
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+
+    def no_credentials():
+        raise NoCredentialsError()
+
+    def unreadable():
+        raise PermissionError("Access Denied: s3://bucket/shards")
+
+    assert run_as_process(no_credentials, "cache-features") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vljepa cache-features: error: Unable to locate credentials (S3 needs credentials: AWS_ACCESS_KEY_ID")
+    assert "AWS_ENDPOINT_URL" in err and "Traceback" not in err
+    assert run_as_process(unreadable, "train") == 2
+    assert "vljepa train: error: Access Denied: s3://bucket/shards" in capsys.readouterr().err
