@@ -60,3 +60,16 @@ def test_train_checks_the_presets_checkpoints_before_making_the_run(tmp_path):
     with pytest.raises(CheckpointUnavailable, match="'facebook/vjepa2-vitl-fpc64-256'"):
         train.main(["--stage", "sft", "--preset", "paper", "--cache", cache.url, "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()
+
+
+def test_train_decoder_checks_the_lm_it_starts_from_before_making_the_run(captioning_model_dir, tmp_path):
+    from ops.feature_cache import FeatureCache, Fingerprint
+    from pipelines import train_decoder
+
+    cache = FeatureCache(str(tmp_path / "cache"))  # text mode: its captions are read, not its features
+    cache.write_manifest(Fingerprint(x_encoder="x", x_encoder_config_hash="0", num_frames=8, image_size=64,
+                                     storage_dtype="float16"), {"shard-000": {"rows": 3}})
+    with pytest.raises(CheckpointUnavailable, match="'someone/causal-lm'"):
+        train_decoder.main(["--model", str(captioning_model_dir), "--cache", cache.url,
+                            "--out", str(tmp_path / "run"), "--decoder-checkpoint", "someone/causal-lm"])
+    assert not (tmp_path / "run").exists()
