@@ -34,17 +34,20 @@ def test_an_incomplete_local_checkpoint_is_named_as_such(tmp_path, tiny_config):
     assert issubclass(CheckpointUnavailable, ValueError)  # so `vljepa VERB` prints it as one line, exit 2
 
 
-def test_cache_features_checks_the_x_encoder_before_starting_ray(tmp_path):
-    # its actors would each fail to load the checkpoint, ending in an actor-death traceback
-    import ray
+def ray_must_not_start(*args, **kwargs):
+    raise AssertionError("Ray was started before the check")
 
+
+def test_cache_features_checks_the_x_encoder_before_starting_ray(tmp_path, monkeypatch):
+    # its actors would each fail to load the checkpoint, ending in an actor-death traceback
     from pipelines import cache_features
+
+    monkeypatch.setattr("pipelines.ray_runtime.init_ray", ray_must_not_start)
 
     (tmp_path / "shards").mkdir()
     (tmp_path / "shards" / "00000.tar").write_bytes(b"")  # never read: the check comes first
     with pytest.raises(CheckpointUnavailable, match="'facebook/vjepa2-vitl-fpc64-256'"):
         cache_features.main(["--shards", str(tmp_path / "shards"), "--out", str(tmp_path / "cache"), "--preset", "paper"])
-    assert not ray.is_initialized()
 
 
 def test_train_checks_the_presets_checkpoints_before_making_the_run(tmp_path):
