@@ -1,4 +1,4 @@
-"""`make demo`: the main job, end to end on the embedded sample data (7-8.5 minutes on 2 CPUs; it ends with the seconds of each step).
+"""`make demo`: the main job, end to end on the embedded sample data (5-8.5 minutes on 2 CPUs; it ends with the seconds of each step).
 
   1. `vljepa summary` for the paper preset (meta device, no weights);
   2. `vljepa sample-data`: real H.264 clips, JPEG/PNG images and VQA samples as webdataset shards;
