@@ -17,6 +17,16 @@ from pipelines.ray_runtime import prefer_serve_throughput_mode  # noqa: E402
 prefer_serve_throughput_mode()
 
 
+@pytest.fixture
+def ray_must_not_start(monkeypatch):
+    """For checks that must come before Ray starts: starting it fails the test. (ray.is_initialized()
+    cannot tell: in the full suite the integration tests' session instance is already up.)"""
+    def fail(*args, **kwargs):
+        raise AssertionError("Ray was started before the check")
+
+    monkeypatch.setattr("pipelines.ray_runtime.init_ray", fail)
+
+
 @pytest.fixture(scope="session")
 def checkpoints_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("checkpoints")

@@ -34,15 +34,10 @@ def test_an_incomplete_local_checkpoint_is_named_as_such(tmp_path, tiny_config):
     assert issubclass(CheckpointUnavailable, ValueError)  # so `vljepa VERB` prints it as one line, exit 2
 
 
-def ray_must_not_start(*args, **kwargs):
-    raise AssertionError("Ray was started before the check")
-
-
-def test_cache_features_checks_the_x_encoder_before_starting_ray(tmp_path, monkeypatch):
+def test_cache_features_checks_the_x_encoder_before_starting_ray(tmp_path, ray_must_not_start):
     # its actors would each fail to load the checkpoint, ending in an actor-death traceback
     from pipelines import cache_features
 
-    monkeypatch.setattr("pipelines.ray_runtime.init_ray", ray_must_not_start)
 
     (tmp_path / "shards").mkdir()
     (tmp_path / "shards" / "00000.tar").write_bytes(b"")  # never read: the check comes first
@@ -50,28 +45,34 @@ def test_cache_features_checks_the_x_encoder_before_starting_ray(tmp_path, monke
         cache_features.main(["--shards", str(tmp_path / "shards"), "--out", str(tmp_path / "cache"), "--preset", "paper"])
 
 
+def manifest_only_cache(path, x_encoder: dict[str, str]):
+    """A cache as the driver's checks see it (a manifest with one shard): the checks under test
+    must fail before anything reads a shard."""
+    from ops.feature_cache import FeatureCache, Fingerprint
+
+    cache = FeatureCache(str(path))
+    cache.write_manifest(Fingerprint(**x_encoder, num_frames=8, image_size=64, storage_dtype="float16"),
+                         {"shard-000": {"rows": 3}})
+    return cache
+
+
 def test_train_checks_the_presets_checkpoints_before_making_the_run(tmp_path):
     # a paper-preset cache (its fingerprint fields) trained without the hub: refused before the run
     # directory, MLflow or Ray, where each worker would otherwise fail to load Llama
     from model.encoder_identity import x_encoder_identity
-    from ops.feature_cache import FeatureCache, Fingerprint
     from pipelines import train
 
-    cache = FeatureCache(str(tmp_path / "cache"))
-    cache.write_manifest(Fingerprint(**x_encoder_identity("facebook/vjepa2-vitl-fpc64-256"), num_frames=8,
-                                     image_size=256, storage_dtype="float16"), {"shard-000": {"rows": 3}})
+    cache = manifest_only_cache(tmp_path / "cache", x_encoder_identity("facebook/vjepa2-vitl-fpc64-256"))
     with pytest.raises(CheckpointUnavailable, match="'facebook/vjepa2-vitl-fpc64-256'"):
         train.main(["--stage", "sft", "--preset", "paper", "--cache", cache.url, "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()
 
 
 def test_train_decoder_checks_the_lm_it_starts_from_before_making_the_run(captioning_model_dir, tmp_path):
-    from ops.feature_cache import FeatureCache, Fingerprint
     from pipelines import train_decoder
 
-    cache = FeatureCache(str(tmp_path / "cache"))  # text mode: its captions are read, not its features
-    cache.write_manifest(Fingerprint(x_encoder="x", x_encoder_config_hash="0", num_frames=8, image_size=64,
-                                     storage_dtype="float16"), {"shard-000": {"rows": 3}})
+    # text mode: the cache's captions are read, not its features, so any x-encoder will do
+    cache = manifest_only_cache(tmp_path / "cache", {"x_encoder": "x", "x_encoder_config_hash": "0"})
     with pytest.raises(CheckpointUnavailable, match="'someone/causal-lm'"):
         train_decoder.main(["--model", str(captioning_model_dir), "--cache", cache.url,
                             "--out", str(tmp_path / "run"), "--decoder-checkpoint", "someone/causal-lm"])

@@ -73,13 +73,9 @@ def test_training_and_decoding_refuse_values_that_would_fail_in_the_workers(verb
     assert f"argument {flag}: must be" in capsys.readouterr().err
 
 
-def test_serve_checks_its_index_cache_before_starting_ray(captioning_model_dir, tmp_path, monkeypatch):
+def test_serve_checks_its_index_cache_before_starting_ray(captioning_model_dir, tmp_path, ray_must_not_start):
     from pipelines import serve
 
-    def ray_must_not_start(*args, **kwargs):
-        raise AssertionError("Ray was started before the check")
-
-    monkeypatch.setattr("pipelines.ray_runtime.init_ray", ray_must_not_start)
     with pytest.raises(ValueError, match="typo holds no feature cache"):
         serve.main(["--model", str(captioning_model_dir), "--index-cache", str(tmp_path / "typo")])
 
