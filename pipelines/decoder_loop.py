@@ -23,7 +23,7 @@ from model.export import load_model, read_manifest
 from model.optim import apply_update
 from model.presets import y_decoder_preset
 from model.vljepa import VLJepa
-from model.y_decoder import YDecoder, add_embedding_noise
+from model.y_decoder import YDecoder, YDecoderConfig, add_embedding_noise
 from model.y_decoder_export import load_y_decoder
 from ops.caption_eval import caption_quality
 from ops.collate import pad_visual, row_features
@@ -34,14 +34,21 @@ from pipelines.train_worker import (batches_from, report_state, restore_state, s
                                     stop_tracking)
 
 
-def initial_decoder(config: DecoderTrainConfig, model_config: VLJepaConfig) -> YDecoder:
+def starting_lm(config: DecoderTrainConfig, model_config: VLJepaConfig) -> YDecoderConfig | None:
+    """The decoder config a fresh run starts from (its LM checkpoint: --decoder-checkpoint, else the
+    model preset's); None when the run continues a trained decoder (--init-decoder)."""
     if config.init_decoder:
-        return load_y_decoder(config.init_decoder)
+        return None
     preset = y_decoder_preset(model_config)
     if config.decoder_checkpoint:
         preset.checkpoint, preset.num_layers = config.decoder_checkpoint, None
     preset.prefix_length, preset.noise_norm = config.prefix_length, config.noise_norm
-    return YDecoder.from_pretrained(preset)
+    return preset
+
+
+def initial_decoder(config: DecoderTrainConfig, model_config: VLJepaConfig) -> YDecoder:
+    start = starting_lm(config, model_config)
+    return YDecoder.from_pretrained(start) if start is not None else load_y_decoder(config.init_decoder)
 
 
 def lr_factor(step: int, config: DecoderTrainConfig) -> float:

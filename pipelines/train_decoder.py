@@ -126,8 +126,7 @@ def run(config: DecoderTrainConfig, resume: bool = False, address: str | None = 
 
     from model.checkpoint_loading import check_reachable
     from model.export import recorded_x_encoder
-    from model.presets import y_decoder_preset
-    from pipelines.decoder_loop import decoder_loop_per_worker
+    from pipelines.decoder_loop import decoder_loop_per_worker, starting_lm
     from pipelines.mlflow_model import log_and_register
     from pipelines.model_source import resolve_model_dir
     from pipelines.train_driver import check_caches, fit, open_tracking
@@ -138,9 +137,9 @@ def run(config: DecoderTrainConfig, resume: bool = False, address: str | None = 
     # x-encoder the model was trained on (recorded at export; None for an older export: not checked)
     model_dir = model_dir or resolve_model_dir(config.model, config.model_tracking_uri, config.model_registry_uri)
     check_caches(config, recorded_x_encoder(model_dir), reader=f"model {config.model}")
-    if not config.init_decoder:  # each worker starts from this LM (the paper's: gated Llama): reachable?
-        model_config = VLJepaConfig.from_dict(read_manifest(model_dir)["config"])
-        check_reachable(config.decoder_checkpoint or y_decoder_preset(model_config).checkpoint)
+    start = starting_lm(config, VLJepaConfig.from_dict(read_manifest(model_dir)["config"]))
+    if start is not None:  # each worker starts from this LM (the paper's: gated Llama): reachable?
+        check_reachable(start.checkpoint)
     open_tracking(config, run_name=f"y-decoder-{config.mode}-{Path(config.out).name}", resume=resume)
     mixed = f" ({config.text_mix:.0%} of rows on S_Y)" if config.text_mix else ""
     print(f"train-decoder: mode {config.mode}{mixed}, {config.steps} steps, {config.workers} worker(s) x batch {config.batch_size}")
