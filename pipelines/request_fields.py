@@ -1,17 +1,22 @@
-"""The request fields of the HTTP ingress: parsing a size-checked multipart body, and checking each
-field's type and range. Every failure is an HTTPException with a message (400 for a malformed body,
-422 for a field of the wrong type or out of range), never a 500.
+"""The request fields of the HTTP ingress: parsing a size-checked multipart body, and one typed spec
+per field that both reads it (type and range checked) and describes it in the OpenAPI schema, so
+the bounds a client reads in /docs are the bounds the server enforces.
 
-Form fields arrive as strings (lists as JSON strings); JSON bodies carry real types. Both are
-accepted where they mean the same thing ("3" and 3 for an integer)."""
+Every failure is an HTTPException with a message (400 for a malformed body, 422 for a field of the
+wrong type or out of range), never a 500. Form fields arrive as strings (lists as JSON strings);
+JSON bodies carry real types. Both are accepted where they mean the same thing ("3" and 3 for an
+integer, "false" and false for a flag)."""
 
 import json
+import math
+from dataclasses import dataclass
 
 from fastapi import HTTPException
 
 
 async def parse_multipart(raw: bytes, content_type: str, limit: int) -> dict:
-    """Parse an already size-checked multipart body: fields as str, the media file as bytes."""
+    """Parse an already size-checked multipart body: fields as str, the media file as bytes. A field
+    sent twice is a 400: which of the two a client meant cannot be guessed."""
     from starlette.datastructures import Headers, UploadFile
     from starlette.formparsers import MultiPartException, MultiPartParser
 
@@ -24,6 +29,9 @@ async def parse_multipart(raw: bytes, content_type: str, limit: int) -> dict:
         raise HTTPException(400, f"malformed multipart body: {exc.message}") from None
     parsed = {}
     for key, value in form.multi_items():
+        if key in parsed:
+            raise HTTPException(400, f"multipart field '{key}' is given more than once "
+                                     "(send a list as one JSON-array field)")
         parsed[key] = await value.read() if isinstance(value, UploadFile) else value
     return parsed
 
@@ -38,41 +46,154 @@ def maybe_json(value):
     return value
 
 
-def text_field(fields: dict, name: str, required: bool = True) -> str | None:
-    value = fields.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise HTTPException(422, f"'{name}' must be a non-empty string")
-    return value
+@dataclass(frozen=True, kw_only=True)
+class TextField:
+    name: str
+    description: str
+    required: bool = True
+
+    def read(self, fields: dict) -> str | None:
+        value = fields.get(self.name)
+        if value is None and not self.required:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise HTTPException(422, f"'{self.name}' must be a non-empty string")
+        return value
+
+    def schema(self) -> dict:
+        return {"type": "string", "minLength": 1, "pattern": r"\S", "description": self.description}
 
 
-def list_field(fields: dict, name: str, limit: int) -> list[str]:
-    value = fields.get(name)
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise HTTPException(422, f"'{name}' must be a list of non-empty strings")
-    if not value:
-        raise HTTPException(422, f"'{name}' is empty")
-    if len(value) > limit:
-        raise HTTPException(422, f"'{name}' has {len(value)} entries; at most {limit} are allowed")
-    return value
+@dataclass(frozen=True, kw_only=True)
+class TextListField:
+    name: str
+    description: str
+    limit: int
+    required: bool = True
+
+    def read(self, fields: dict) -> list[str]:
+        value = fields.get(self.name)
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise HTTPException(422, f"'{self.name}' must be a list of non-empty strings")
+        if not value:
+            raise HTTPException(422, f"'{self.name}' is empty")
+        if len(value) > self.limit:
+            raise HTTPException(422, f"'{self.name}' has {len(value)} entries; at most {self.limit} are allowed")
+        return value
+
+    def schema(self) -> dict:
+        return {"type": "array", "items": {"type": "string", "minLength": 1, "pattern": r"\S"},
+                "minItems": 1, "maxItems": self.limit, "description": self.description}
 
 
-def int_field(fields: dict, name: str, default: int, low: int, high: int) -> int:
-    value = fields.get(name, default)
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)  # form fields arrive as strings
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise HTTPException(422, f"'{name}' must be an integer from {low} to {high}")
-    return value
+@dataclass(frozen=True, kw_only=True)
+class IntField:
+    name: str
+    description: str
+    default: int | None  # None: optional with no default (the caller decides what absence means)
+    low: int
+    high: int
+    required: bool = False
+
+    def read(self, fields: dict) -> int | None:
+        value = fields.get(self.name, self.default)
+        if value is None and self.default is None:
+            return None
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)  # form fields arrive as strings
+        if not isinstance(value, int) or isinstance(value, bool) or not self.low <= value <= self.high:
+            raise HTTPException(422, f"'{self.name}' must be an integer from {self.low} to {self.high}")
+        return value
+
+    def schema(self) -> dict:
+        schema = {"type": "integer", "minimum": self.low, "maximum": self.high, "description": self.description}
+        return schema if self.default is None else {**schema, "default": self.default}
 
 
-def float_field(fields: dict, name: str, default: float, low: float, high: float) -> float:
-    value = fields.get(name, default)
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise HTTPException(422, f"'{name}' must be a number") from None
-    if not low <= value <= high:
-        raise HTTPException(422, f"'{name}' must be between {low} and {high}")
-    return value
+@dataclass(frozen=True, kw_only=True)
+class FloatField:
+    name: str
+    description: str
+    default: float
+    low: float
+    high: float
+    required: bool = False
+
+    def read(self, fields: dict) -> float:
+        value = fields.get(self.name, self.default)
+        if isinstance(value, bool):
+            raise HTTPException(422, f"'{self.name}' must be a number")
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise HTTPException(422, f"'{self.name}' must be a number") from None
+        if not math.isfinite(value) or not self.low <= value <= self.high:
+            raise HTTPException(422, f"'{self.name}' must be between {self.low} and {self.high}")
+        return value
+
+    def schema(self) -> dict:
+        return {"type": "number", "minimum": self.low, "maximum": self.high, "default": self.default,
+                "description": self.description}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChoiceField:
+    name: str
+    description: str
+    choices: tuple[str, ...]
+    default: str
+    required: bool = False
+
+    def read(self, fields: dict) -> str:
+        value = fields.get(self.name, self.default)
+        if value not in self.choices:
+            raise HTTPException(422, f"'{self.name}' must be one of {', '.join(self.choices)}")
+        return value
+
+    def schema(self) -> dict:
+        return {"type": "string", "enum": list(self.choices), "default": self.default, "description": self.description}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlagField:
+    name: str
+    description: str
+    default: bool
+    required: bool = False
+
+    def read(self, fields: dict) -> bool:
+        value = fields.get(self.name, self.default)
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+            return value.strip().lower() in ("true", "1")  # form fields arrive as strings
+        raise HTTPException(422, f"'{self.name}' must be true or false")
+
+    def schema(self) -> dict:
+        return {"type": "boolean", "default": self.default, "description": self.description}
+
+
+ANY_MEDIA = "an image (JPEG, PNG, WebP) or a video (MP4, WebM, MKV, AVI)"
+VIDEO_ONLY = "a video (MP4, WebM, MKV, AVI)"
+
+Field = TextField | TextListField | IntField | FloatField | ChoiceField | FlagField
+
+
+def request_body(*fields: Field, media: str | None = None) -> dict:
+    """The OpenAPI request body (FastAPI's `openapi_extra`) of an endpoint reading `fields`, and an
+    upload when `media` says what it may be (ANY_MEDIA, VIDEO_ONLY): a JSON object with the media
+    base64-encoded in `media_b64`, or a multipart form with the media as the file part `media` and
+    each list as one part holding a JSON array."""
+    properties = {f.name: f.schema() for f in fields}
+    required = [f.name for f in fields if f.required]
+
+    def body(upload: dict) -> dict:
+        return {"type": "object", "properties": {**upload, **properties}, "required": [*upload, *required]}
+
+    as_json = body({"media_b64": {"type": "string", "contentEncoding": "base64",
+                                  "description": f"{media}, base64-encoded"}} if media else {})
+    form = body({"media": {"type": "string", "format": "binary", "description": media}} if media else {})
+    lists = {f.name: {"contentType": "application/json"} for f in fields if isinstance(f, TextListField)}
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": as_json},
+        "multipart/form-data": {"schema": form, **({"encoding": lists} if lists else {})}}}}

@@ -29,18 +29,26 @@ from model.export import read_manifest
 from model.tokenize import count_tokens, load_tokenizer
 from ops.errors import SampleError
 from ops.media_input import UnsupportedMedia, decode_media, sniff
-from ops.selective_decoding import STRATEGIES, DecodePlan, plan_segments
+from ops.selective_decoding import DecodePlan, plan_segments
 from ops.segmentation import segment_embeddings
 from ops.stream_windows import WindowSpec, iter_windows
-from pipelines.model_source import resolve_model_dir
-from pipelines.request_fields import (
-    float_field,
-    int_field,
-    list_field,
-    maybe_json,
-    parse_multipart,
-    text_field,
+from pipelines import api_fields as api
+from pipelines.api_responses import (
+    Answer,
+    Caption,
+    Classification,
+    Deleted,
+    IndexItem,
+    IndexItems,
+    MediaEmbedding,
+    SearchResults,
+    Status,
+    StreamEvents,
+    TextEmbeddings,
+    responses,
 )
+from pipelines.model_source import resolve_model_dir
+from pipelines.request_fields import ANY_MEDIA, VIDEO_ONLY, TextField, maybe_json, parse_multipart, request_body
 
 
 @dataclass(kw_only=True)
@@ -49,20 +57,17 @@ class ServeSettings:
     max_request_bytes: int  # checked before a body is read
     max_stream_windows: int  # a stream request embeds at most this many windows
     token: str | None = None
-    max_candidates: int = 256
-    max_texts: int = 256
-    max_query_tokens: int = 512
     index_cache: str | None = None  # a feature cache whose captioned videos fill the index at startup
-    max_beams: int = 8
 
 
-MEDIA_BODY = {"requestBody": {"content": {
-    "multipart/form-data": {"schema": {"type": "object", "properties": {"media": {"type": "string", "format": "binary"}}}},
-    "application/json": {"schema": {"type": "object", "properties": {"media_b64": {"type": "string"}}}},
-}}}
-
-app = FastAPI(title="VL-JEPA", description="Predicted-embedding vision-language model: embed, classify, "
-                                           "answer, retrieve.", version="1")
+app = FastAPI(title="VL-JEPA", version="1", description=(
+    "Predicted-embedding vision-language model: embed, classify, answer, retrieve, caption, stream. "
+    "Media comes as a multipart file part `media` (other fields as form parts, lists as one JSON-array "
+    "part) or base64 in a JSON field `media_b64`. With a token configured, every endpoint but /healthz "
+    "needs `Authorization: Bearer <token>`."))
+# What a request of each kind can be refused with (every endpoint but /healthz: 401 with a token).
+TEXT_ERRORS = (400, 401, 413, 422)
+MEDIA_ERRORS = (*TEXT_ERRORS, 415)
 
 
 @serve.deployment(max_ongoing_requests=256)  # it mostly awaits the model deployments
@@ -151,10 +156,11 @@ class Ingress:
         except SampleError as exc:
             raise HTTPException(422, f"{exc.reason}: {exc.message}") from None
 
-    def query_field(self, fields: dict, name: str, required: bool) -> str | None:
-        query = text_field(fields, name, required)
-        if query is not None and count_tokens(self.query_tokenizer, query) > self.settings.max_query_tokens:
-            raise HTTPException(422, f"'{name}' is longer than {self.settings.max_query_tokens} tokens")
+    def query(self, fields: dict, spec: TextField) -> str | None:
+        """A query or question: a text the predictor reads, so at most MAX_QUERY_TOKENS of its tokens."""
+        query = spec.read(fields)
+        if query is not None and count_tokens(self.query_tokenizer, query) > api.MAX_QUERY_TOKENS:
+            raise HTTPException(422, f"'{spec.name}' is longer than {api.MAX_QUERY_TOKENS} tokens")
         return query
 
     async def predict(self, media: bytes, query: str | None) -> tuple[str, np.ndarray]:
@@ -175,17 +181,11 @@ class Ingress:
         return self.decoder
 
     def stream_plan(self, fields: dict) -> tuple[WindowSpec, DecodePlan]:
-        spec = WindowSpec(window_s=float_field(fields, "window", 2.0, 0.1, 60.0),
-                          stride_s=float_field(fields, "stride", 0.5, 0.05, 60.0),
+        spec = WindowSpec(window_s=api.WINDOW.read(fields), stride_s=api.STRIDE.read(fields),
                           num_frames=self.num_frames, image_size=self.image_size)
-        strategy = fields.get("strategy", "adaptive")
-        if strategy not in STRATEGIES:
-            raise HTTPException(422, f"'strategy' must be one of {', '.join(STRATEGIES)}")
-        segments = fields.get("segments")
-        plan = DecodePlan(strategy=strategy, pooled=fields.get("pool", True) not in (False, "false", "0"),
-                          segments=None if segments is None else int_field(fields, "segments", 1, 1, 10_000),
-                          seconds_per_decode=float_field(fields, "seconds_per_decode", 4.0, 0.1, 3600.0),
-                          threshold=float_field(fields, "threshold", 0.1, 0.0, 4.0))
+        plan = DecodePlan(strategy=api.STRATEGY.read(fields), pooled=api.POOL.read(fields),
+                          segments=api.SEGMENTS.read(fields), seconds_per_decode=api.SECONDS_PER_DECODE.read(fields),
+                          threshold=api.THRESHOLD.read(fields))
         return spec, plan
 
     async def stream_embeddings(self, media: bytes, spec: WindowSpec, query: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -219,87 +219,95 @@ class Ingress:
         return np.concatenate(times), np.stack(embeddings)
 
     # -- endpoints -------------------------------------------------------------------------------
-    @app.get("/healthz")
+    # Each documents its body (request_body, from the same field specs it reads) and its answers
+    # (pipelines/api_responses.py); response_model=None: FastAPI does not re-validate the answers.
+    @app.get("/healthz", response_model=None, responses=responses(Status))
     async def healthz(self) -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", response_model=None, responses=responses(Status, 401))
     async def readyz(self, request: Request) -> dict:
         self.authorize(request)
         await self.text.embed_many.remote(["ready"])
         return {"status": "ready"}
 
-    @app.post("/v1/embed/text")
+    @app.post("/v1/embed/text", response_model=None, responses=responses(TextEmbeddings, *TEXT_ERRORS),
+              openapi_extra=request_body(api.TEXTS))
     async def embed_text(self, request: Request) -> dict:
         _, fields = await self.fields(request, want_media=False)
-        texts = list_field(fields, "texts", self.settings.max_texts)
+        texts = api.TEXTS.read(fields)
         return {"embeddings": (await self.text.embed_many.remote(texts)).tolist()}
 
-    @app.post("/v1/embed/media", openapi_extra=MEDIA_BODY)
+    @app.post("/v1/embed/media", response_model=None, responses=responses(MediaEmbedding, *MEDIA_ERRORS),
+              openapi_extra=request_body(api.QUERY, media=ANY_MEDIA))
     async def embed_media(self, request: Request) -> dict:
         media, fields = await self.fields(request, want_media=True)
-        kind, embedding = await self.predict(media, self.query_field(fields, "query", required=False))
+        kind, embedding = await self.predict(media, self.query(fields, api.QUERY))
         return {"kind": kind, "embedding": embedding.tolist()}
 
-    @app.post("/v1/classify", openapi_extra=MEDIA_BODY)
+    @app.post("/v1/classify", response_model=None, responses=responses(Classification, *MEDIA_ERRORS),
+              openapi_extra=request_body(api.LABELS, api.QUERY, media=ANY_MEDIA))
     async def classify(self, request: Request) -> dict:
         media, fields = await self.fields(request, want_media=True)
-        labels = list_field(fields, "labels", self.settings.max_candidates)
-        _, embedding = await self.predict(media, self.query_field(fields, "query", required=False))
+        labels = api.LABELS.read(fields)
+        _, embedding = await self.predict(media, self.query(fields, api.QUERY))
         return await self.ranked(embedding, labels, "label")
 
-    @app.post("/v1/vqa", openapi_extra=MEDIA_BODY)
+    @app.post("/v1/vqa", response_model=None, responses=responses(Answer, *MEDIA_ERRORS),
+              openapi_extra=request_body(api.QUESTION, api.CANDIDATES, media=ANY_MEDIA))
     async def vqa(self, request: Request) -> dict:
         media, fields = await self.fields(request, want_media=True)
-        question = self.query_field(fields, "question", required=True)
-        candidates = list_field(fields, "candidates", self.settings.max_candidates)
+        question = self.query(fields, api.QUESTION)
+        candidates = api.CANDIDATES.read(fields)
         _, embedding = await self.predict(media, question)
         return await self.ranked(embedding, candidates, "answer")
 
-    @app.post("/v1/index/items", openapi_extra=MEDIA_BODY)
+    @app.post("/v1/index/items", response_model=None, responses=responses(IndexItem, *MEDIA_ERRORS),
+              openapi_extra=request_body(api.ITEM_ID, media=ANY_MEDIA))
     async def add_item(self, request: Request) -> dict:
         media, fields = await self.fields(request, want_media=True)
-        item_id = text_field(fields, "id")
+        item_id = api.ITEM_ID.read(fields)
         kind, embedding = await self.predict(media, None)
         return await self.index.add.remote(item_id, embedding, {"kind": kind})
 
-    @app.get("/v1/index/items")
+    @app.get("/v1/index/items", response_model=None, responses=responses(IndexItems, 401))
     async def list_items(self, request: Request) -> dict:
         self.authorize(request)
         return {"items": await self.index.list.remote()}
 
-    @app.delete("/v1/index/items/{item_id}")
+    @app.delete("/v1/index/items/{item_id}", response_model=None, responses=responses(Deleted, 401, 404))
     async def delete_item(self, item_id: str, request: Request) -> dict:
         self.authorize(request)
         if not await self.index.delete.remote(item_id):
             raise HTTPException(404, f"no item {item_id!r} in the index")
         return {"deleted": item_id}
 
-    @app.post("/v1/retrieve")
+    @app.post("/v1/retrieve", response_model=None, responses=responses(SearchResults, *TEXT_ERRORS),
+              openapi_extra=request_body(api.SEARCH, api.TOP_K))
     async def retrieve(self, request: Request) -> dict:
         _, fields = await self.fields(request, want_media=False)
-        query = text_field(fields, "query")
-        k = fields.get("k", 10)
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
-            raise HTTPException(422, "'k' must be an integer from 1 to 1000")
+        query, k = api.SEARCH.read(fields), api.TOP_K.read(fields)
         embedding = (await self.text.embed_many.remote([query]))[0]
         return {"results": await self.index.search.remote(embedding, k)}
 
-    @app.post("/v1/caption", openapi_extra=MEDIA_BODY)
+    @app.post("/v1/caption", response_model=None, responses=responses(Caption, *MEDIA_ERRORS, 501),
+              openapi_extra=request_body(api.QUERY, api.BEAMS, media=ANY_MEDIA))
     async def caption(self, request: Request) -> dict:
         media, fields = await self.fields(request, want_media=True)  # authorises first
         decoder = self.require_decoder()
-        beams = int_field(fields, "beams", 1, 1, self.settings.max_beams)
-        kind, embedding = await self.predict(media, self.query_field(fields, "query", required=False))
+        beams = api.BEAMS.read(fields)
+        kind, embedding = await self.predict(media, self.query(fields, api.QUERY))
         return {"kind": kind, "text": await decoder.decode.remote((embedding, beams))}
 
-    @app.post("/v1/stream", openapi_extra=MEDIA_BODY)
+    @app.post("/v1/stream", response_model=None, responses=responses(StreamEvents, *MEDIA_ERRORS, 501),
+              openapi_extra=request_body(api.WINDOW, api.STRIDE, api.STRATEGY, api.SEGMENTS, api.SECONDS_PER_DECODE,
+                                         api.THRESHOLD, api.POOL, api.QUERY, media=VIDEO_ONLY))
     async def stream(self, request: Request) -> dict:
         """A long video -> {"windows", "events": [{"time", "text", "start", "end"}]}: selective decoding."""
         media, fields = await self.fields(request, want_media=True)
         decoder = self.require_decoder()
         spec, plan = self.stream_plan(fields)
-        query = self.query_field(fields, "query", required=False)
+        query = self.query(fields, api.QUERY)
         times, embeddings = await self.stream_embeddings(media, spec, query)
         segments = await asyncio.to_thread(plan_segments, embeddings, times, spec, plan)
         chosen = segment_embeddings(embeddings, segments, plan.pooled)

@@ -9,6 +9,7 @@ import os
 import shutil
 import time
 
+import jsonschema
 import pytest
 import requests
 import torch
@@ -71,18 +72,35 @@ def _post(url, media=None, timeout=60, **fields):
                          json=None if files else fields, timeout=timeout)
 
 
+@pytest.fixture(scope="module")
+def documented(served):
+    """documented(response, method, path): the response, after checking its JSON against the schema
+    the served /openapi.json gives for that path, method and status code."""
+    schema = requests.get(f"{served[0]}/openapi.json", timeout=10).json()
+
+    def check(response, method: str, path: str):
+        answers = schema["paths"][path.removeprefix("/secure")][method]["responses"]
+        assert str(response.status_code) in answers, (path, response.status_code, response.text)
+        documented_as = answers[str(response.status_code)]["content"]["application/json"]["schema"]
+        jsonschema.validate(response.json(), {**documented_as, "components": schema["components"]})
+        return response
+
+    return check
+
+
 def _direct(model, media: bytes, query: str | None):
     _, frames = decode_media(media, model.config.x_encoder.image_size, model.config.x_encoder.num_frames)
     s_v = model.encode_visual(frames_to_input(frames)[None])
     return model.embed_visual(s_v, [query if query is not None else ""])[0]
 
 
-def test_classify_and_vqa_equal_direct_model_calls(served):
+def test_classify_and_vqa_equal_direct_model_calls(served, documented):
     base, model = served
     clip = clip_bytes()
     labels = ["a red ball moves left", "a blue cube moves up", "a green triangle moves down"]
     response = _post(f"{base}/v1/classify", clip, labels=labels)
     assert response.status_code == 200, response.text
+    documented(response, "post", "/v1/classify")
     expected = rank(_direct(model, clip, None)[None], model.embed_texts(labels))
     assert [r["label"] for r in response.json()["ranking"]] == [labels[i] for i in expected.indices[0].tolist()]
     assert response.json()["ranking"][0]["score"] == pytest.approx(float(expected.scores[0, 0]), abs=1e-4)
@@ -91,25 +109,31 @@ def test_classify_and_vqa_equal_direct_model_calls(served):
     answered = requests.post(f"{base}/v1/vqa", json={"media_b64": base64.b64encode(clip).decode(),
                                                      "question": question, "candidates": candidates}, timeout=60)
     assert answered.status_code == 200, answered.text
+    documented(answered, "post", "/v1/vqa")
     expected = rank(_direct(model, clip, question)[None], model.embed_texts(candidates))
     assert answered.json()["answer"] == candidates[int(expected.indices[0, 0])]
 
 
-def test_embeddings_and_retrieval_index(served):
+def test_embeddings_and_retrieval_index(served, documented):
     base, model = served
     texts = ["a red ball", "a blue cube"]
-    embedded = _post(f"{base}/v1/embed/text", texts=texts).json()["embeddings"]
+    embedded = documented(_post(f"{base}/v1/embed/text", texts=texts), "post", "/v1/embed/text").json()["embeddings"]
     torch.testing.assert_close(torch.tensor(embedded), model.embed_texts(texts), atol=1e-5, rtol=1e-5)
-    media = _post(f"{base}/v1/embed/media", image_bytes("png"), query="What is shown?").json()
+    media = documented(_post(f"{base}/v1/embed/media", image_bytes("png"), query="What is shown?"),
+                       "post", "/v1/embed/media").json()
     assert media["kind"] == "image" and len(media["embedding"]) == model.config.embed_dim
 
     for item_id, data in (("clip-a", clip_bytes(seed=1)), ("clip-b", clip_bytes(seed=2)), ("photo", image_bytes())):
-        assert _post(f"{base}/v1/index/items", data, id=item_id).status_code == 200
-    assert {i["id"] for i in requests.get(f"{base}/v1/index/items", timeout=30).json()["items"]} == {"clip-a", "clip-b", "photo"}
-    found = _post(f"{base}/v1/retrieve", query="a red ball moves left", k=2).json()["results"]
-    assert len(found) == 2 and found[0]["score"] >= found[1]["score"]
-    assert requests.delete(f"{base}/v1/index/items/photo", timeout=30).status_code == 200
-    assert requests.delete(f"{base}/v1/index/items/photo", timeout=30).status_code == 404
+        added = _post(f"{base}/v1/index/items", data, id=item_id)
+        assert documented(added, "post", "/v1/index/items").status_code == 200
+    listed = documented(requests.get(f"{base}/v1/index/items", timeout=30), "get", "/v1/index/items")
+    assert {i["id"] for i in listed.json()["items"]} == {"clip-a", "clip-b", "photo"}
+    found = documented(_post(f"{base}/v1/retrieve", query="a red ball moves left", k=2), "post", "/v1/retrieve")
+    results = found.json()["results"]
+    assert len(results) == 2 and results[0]["score"] >= results[1]["score"]
+    path = "/v1/index/items/{item_id}"
+    assert documented(requests.delete(f"{base}/v1/index/items/photo", timeout=30), "delete", path).status_code == 200
+    assert documented(requests.delete(f"{base}/v1/index/items/photo", timeout=30), "delete", path).status_code == 404
     assert len(requests.get(f"{base}/v1/index/items", timeout=30).json()["items"]) == 2
 
 
@@ -118,7 +142,7 @@ def test_embeddings_and_retrieval_index(served):
     ("no_labels", 422), ("too_many_labels", 422), ("long_query", 422), ("bad_json", 400),
     ("wrong_type", 422), ("no_media", 422), ("bad_base64", 400),
 ])
-def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(served, case, status):
+def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(served, documented, case, status):
     base, _ = served
     url = f"{base}/v1/classify"
     labels = ["a", "b"]
@@ -147,26 +171,25 @@ def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(served, case, statu
     else:
         response = requests.post(url, json={"media_b64": "***", "labels": labels}, timeout=30)
     assert response.status_code == status, response.text
-    assert response.json()["detail"]
+    assert documented(response, "post", "/v1/classify").json()["detail"]
     assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
     assert _post(url, image_bytes(), labels=labels).status_code == 200
 
 
-def test_token_protects_everything_but_health(served):
+def test_token_protects_everything_but_health(served, documented):
     base, _ = served
     secure = f"{base}/secure"
-    assert requests.get(f"{secure}/healthz", timeout=10).status_code == 200
-    assert requests.get(f"{secure}/readyz", timeout=30).status_code == 401
-    assert _post(f"{secure}/v1/embed/text", texts=["a"]).status_code == 401
+    assert documented(requests.get(f"{secure}/healthz", timeout=10), "get", "/healthz").status_code == 200
+    assert documented(requests.get(f"{secure}/readyz", timeout=30), "get", "/readyz").status_code == 401
+    assert documented(_post(f"{secure}/v1/embed/text", texts=["a"]), "post", "/v1/embed/text").status_code == 401
     wrong = requests.post(f"{secure}/v1/embed/text", json={"texts": ["a"]}, timeout=30,
                           headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401
     right = requests.post(f"{secure}/v1/embed/text", json={"texts": ["a"]}, timeout=30,
                           headers={"Authorization": f"Bearer {TOKEN}"})
     assert right.status_code == 200
-    assert requests.get(f"{base}/readyz", timeout=30).status_code == 200  # the open app needs none
-    schema = requests.get(f"{base}/openapi.json", timeout=10).json()
-    assert {"/v1/classify", "/v1/vqa", "/v1/retrieve", "/v1/index/items"} <= set(schema["paths"])
+    ready = documented(requests.get(f"{base}/readyz", timeout=30), "get", "/readyz")
+    assert ready.status_code == 200  # the open app needs none
 
 
 def test_replicas_of_a_registry_model_share_one_download(served):
@@ -196,7 +219,7 @@ def test_index_built_from_a_feature_cache_ranks_like_the_model(served, caches):
     assert [r["id"] for r in found["results"]] == [f"{rows[i]['shard']}/{rows[i]['key']}" for i in expected.indices[0, :3].tolist()]
 
 
-def test_caption_and_stream_equal_direct_decoding(served, captioning_model_dir):
+def test_caption_and_stream_equal_direct_decoding(served, documented, captioning_model_dir):
     from model.y_decoder_export import load_y_decoder
     from ops.long_stream import LongStreamConfig, make_long_stream
     from ops.selective_decoding import DecodePlan, stream_events
@@ -207,6 +230,7 @@ def test_caption_and_stream_equal_direct_decoding(served, captioning_model_dir):
     clip = clip_bytes()
     response = _post(f"{base}/v1/caption", clip)
     assert response.status_code == 200, response.text
+    documented(response, "post", "/v1/caption")
     assert response.json() == {"kind": "video", "text": decoder.generate(_direct(model, clip, None)[None])[0]}
     beams = _post(f"{base}/v1/caption", image_bytes(), beams=3, query="What is it?")
     assert beams.status_code == 200 and beams.json()["kind"] == "image"
@@ -215,6 +239,7 @@ def test_caption_and_stream_equal_direct_decoding(served, captioning_model_dir):
     # a 0.25 s stride gives 36 windows here: more than one chunk of 32, so the ingress pipelines two
     streamed = _post(f"{base}/v1/stream", video, segments=3, strategy="adaptive", stride=0.25, timeout=120)
     assert streamed.status_code == 200, streamed.text
+    documented(streamed, "post", "/v1/stream")
     spec = WindowSpec(stride_s=0.25, num_frames=model.config.x_encoder.num_frames,
                       image_size=model.config.x_encoder.image_size)
     direct = stream_events(model, decoder, video, spec, DecodePlan(segments=3), query="")
@@ -227,14 +252,16 @@ def test_caption_and_stream_equal_direct_decoding(served, captioning_model_dir):
     ({}, "image", 415),  # a still image is not a stream
     ({"strategy": "psychic"}, "video", 422),
     ({"segments": 0}, "video", 422),
+    ({"pool": "maybe"}, "video", 422),
     ({"window": "wide"}, "video", 422),
     ({}, "truncated", 422),
 ])
-def test_bad_stream_requests_get_a_4xx(served, fields, media, status):
+def test_bad_stream_requests_get_a_4xx(served, documented, fields, media, status):
     base, _ = served
     payload = {"image": image_bytes(), "video": clip_bytes(), "truncated": clip_bytes()[:400]}[media]
     response = _post(f"{base}/v1/stream", payload, **fields)
     assert response.status_code == status, response.text
+    documented(response, "post", "/v1/stream")
     assert _post(f"{base}/v1/caption", payload, beams=99).status_code == 422
     assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
 
@@ -250,10 +277,11 @@ def test_a_stream_over_the_window_limit_gets_a_422(served):
     assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
 
 
-def test_a_model_without_decoder_says_so(served):
+def test_a_model_without_decoder_says_so(served, documented):
     base, _ = served
     response = _post(f"{base}/secure/v1/caption", clip_bytes())
     assert response.status_code == 401  # auth first
     response = requests.post(f"{base}/secure/v1/caption", timeout=30, headers={"Authorization": f"Bearer {TOKEN}"},
                              json={"media_b64": base64.b64encode(clip_bytes()).decode()})
     assert response.status_code == 501 and "train-decoder" in response.json()["detail"]
+    documented(response, "post", "/v1/caption")

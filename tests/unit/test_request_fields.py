@@ -7,7 +7,25 @@ import asyncio
 import pytest
 from fastapi import HTTPException
 
-from pipelines.request_fields import float_field, int_field, list_field, maybe_json, parse_multipart, text_field
+from pipelines.request_fields import (
+    ChoiceField,
+    FlagField,
+    FloatField,
+    IntField,
+    TextField,
+    TextListField,
+    maybe_json,
+    parse_multipart,
+)
+
+BEAMS = IntField(name="beams", description="", default=1, low=1, high=8)
+SEGMENTS = IntField(name="segments", description="", default=None, low=1, high=100)
+WINDOW = FloatField(name="window", description="", default=2.0, low=0.1, high=60.0)
+LABELS = TextListField(name="labels", description="", limit=2)
+QUERY = TextField(name="query", description="", required=False)
+ITEM_ID = TextField(name="id", description="")
+STRATEGY = ChoiceField(name="strategy", description="", choices=("adaptive", "uniform"), default="adaptive")
+POOL = FlagField(name="pool", description="", default=True)
 
 
 def _status(call) -> tuple[int, str]:
@@ -16,29 +34,41 @@ def _status(call) -> tuple[int, str]:
     return info.value.status_code, info.value.detail
 
 
+def _refused(spec, value) -> bool:
+    status, detail = _status(lambda: spec.read({spec.name: value}))
+    return status == 422 and f"'{spec.name}'" in detail
+
+
 def test_integers_come_as_numbers_or_form_strings_and_stay_in_range():
-    assert int_field({"beams": "3"}, "beams", 1, 1, 8) == 3 == int_field({"beams": 3}, "beams", 1, 1, 8)
-    assert int_field({}, "beams", 1, 1, 8) == 1
+    assert BEAMS.read({"beams": "3"}) == 3 == BEAMS.read({"beams": 3})
+    assert BEAMS.read({}) == 1
+    assert SEGMENTS.read({}) is None and SEGMENTS.read({"segments": "7"}) == 7
     for bad in (True, "3.5", 9, 0, "-1", None, [3]):
-        status, detail = _status(lambda: int_field({"beams": bad}, "beams", 1, 1, 8))
-        assert status == 422 and "'beams'" in detail, bad
+        assert _refused(BEAMS, bad), bad
 
 
-def test_floats_refuse_text_nan_and_out_of_range():
-    assert float_field({"window": "2.5"}, "window", 2.0, 0.1, 60.0) == 2.5
-    for bad in ("abc", "nan", "inf", 0.0, None, [1.0]):
-        status, detail = _status(lambda: float_field({"window": bad}, "window", 2.0, 0.1, 60.0))
-        assert status == 422 and "'window'" in detail, bad
+def test_floats_refuse_text_nan_booleans_and_out_of_range():
+    assert WINDOW.read({"window": "2.5"}) == 2.5 and WINDOW.read({}) == 2.0
+    for bad in ("abc", "nan", "inf", 0.0, None, [1.0], True):
+        assert _refused(WINDOW, bad), bad
 
 
 def test_lists_and_texts():
-    assert list_field({"labels": ["a", "b"]}, "labels", 2) == ["a", "b"]
+    assert LABELS.read({"labels": ["a", "b"]}) == ["a", "b"]
     for bad in ([], ["a", "b", "c"], ["a", ""], ["a", 3], "a", None):
-        status, detail = _status(lambda: list_field({"labels": bad}, "labels", 2))
-        assert status == 422 and "'labels'" in detail, bad
-    assert text_field({}, "query", required=False) is None
-    assert _status(lambda: text_field({"query": "  "}, "query"))[0] == 422
-    assert _status(lambda: text_field({}, "query"))[0] == 422
+        assert _refused(LABELS, bad), bad
+    assert QUERY.read({}) is None
+    assert _refused(QUERY, "  ") and _refused(ITEM_ID, None)
+
+
+def test_choices_and_flags():
+    assert STRATEGY.read({}) == "adaptive" and STRATEGY.read({"strategy": "uniform"}) == "uniform"
+    for bad in ("psychic", ["uniform"], None):
+        assert _refused(STRATEGY, bad), bad
+    assert POOL.read({}) is True
+    assert [POOL.read({"pool": v}) for v in (False, "false", "0", " False ", True, "true", "1")] == [False] * 4 + [True] * 3
+    for bad in ("no", 0, 1.0, None, []):  # a flag that is not clearly true or false is not guessed
+        assert _refused(POOL, bad), bad
 
 
 def test_malformed_bodies_are_400():
@@ -47,3 +77,13 @@ def test_malformed_bodies_are_400():
     status, detail = _status(lambda: asyncio.run(
         parse_multipart(b"garbage", "multipart/form-data; boundary=XYZ", 1024)))
     assert status == 400 and "multipart" in detail
+
+
+def test_a_multipart_field_sent_twice_is_400_not_last_one_wins():
+    body = b"".join(b'--XYZ\r\nContent-Disposition: form-data; name="labels"\r\n\r\n' + label + b"\r\n"
+                    for label in (b"a", b"b")) + b"--XYZ--\r\n"
+    status, detail = _status(lambda: asyncio.run(parse_multipart(body, "multipart/form-data; boundary=XYZ", 4096)))
+    assert status == 400 and "'labels'" in detail
+    once = body.split(b"--XYZ\r\n")[1]
+    assert asyncio.run(parse_multipart(b"--XYZ\r\n" + once + b"--XYZ--\r\n", "multipart/form-data; boundary=XYZ",
+                                       4096)) == {"labels": "a"}

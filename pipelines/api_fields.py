@@ -1,0 +1,45 @@
+"""Every field the HTTP ingress reads from a request, with its bounds and its description: the
+ingress reads each through its spec, and the OpenAPI schema is built from the same specs, so the
+documentation cannot drift from what is enforced."""
+
+from ops.selective_decoding import STRATEGIES
+from pipelines.request_fields import (
+    ChoiceField,
+    FlagField,
+    FloatField,
+    IntField,
+    TextField,
+    TextListField,
+)
+
+MAX_CANDIDATES = 256  # labels or answers ranked in one request
+MAX_TEXTS = 256  # texts embedded in one request
+MAX_QUERY_TOKENS = 512  # the predictor's query length (the issue's limit); counted with its tokenizer
+MAX_BEAMS = 8
+
+QUERY = TextField(name="query", required=False, description=(
+    f"the question or instruction the prediction is conditioned on, at most {MAX_QUERY_TOKENS} tokens; "
+    "default: the model's captioning prompt"))
+QUESTION = TextField(name="question", description=f"the question, at most {MAX_QUERY_TOKENS} tokens")
+TEXTS = TextListField(name="texts", limit=MAX_TEXTS, description="texts to embed with the y-encoder")
+LABELS = TextListField(name="labels", limit=MAX_CANDIDATES, description="candidate labels to rank")
+CANDIDATES = TextListField(name="candidates", limit=MAX_CANDIDATES, description="candidate answers to rank")
+ITEM_ID = TextField(name="id", description="the item's id in the index; adding an existing id replaces it")
+SEARCH = TextField(name="query", description="the text to find videos (and images) for")
+TOP_K = IntField(name="k", default=10, low=1, high=1000, description="how many results")
+BEAMS = IntField(name="beams", default=1, low=1, high=MAX_BEAMS, description="beam width; 1 is greedy decoding")
+
+# /v1/stream: the window grid, then how segments are chosen (the flags of `vljepa stream`)
+WINDOW = FloatField(name="window", default=2.0, low=0.1, high=60.0, description="seconds of video per window")
+STRIDE = FloatField(name="stride", default=0.5, low=0.05, high=60.0, description="seconds between window starts")
+STRATEGY = ChoiceField(name="strategy", choices=tuple(STRATEGIES), default="adaptive", description=(
+    "adaptive: Ward segmentation of the embedding stream; uniform: fixed-length segments; "
+    "online: decode when the local variance exceeds `threshold`"))
+SEGMENTS = IntField(name="segments", default=None, low=1, high=10_000, description=(
+    "segments to decode, one text each; default: one per `seconds_per_decode` of video"))
+SECONDS_PER_DECODE = FloatField(name="seconds_per_decode", default=4.0, low=0.1, high=3600.0,
+                                description="without `segments`: the average seconds between decodes")
+THRESHOLD = FloatField(name="threshold", default=0.1, low=0.0, high=4.0,
+                       description="strategy online: the variance that triggers a decode")
+POOL = FlagField(name="pool", default=True, description=(
+    "decode each segment's average embedding (true) or its midpoint window's (false)"))
