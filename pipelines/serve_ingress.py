@@ -275,7 +275,8 @@ class Ingress:
         self.authorize(request)
         return {"items": await self.index.list.remote()}
 
-    @app.delete("/v1/index/items/{item_id}", response_model=None, responses=responses(Deleted, 401, 404))
+    # :path: ids of items indexed from a feature cache are `shard/key`, with a slash
+    @app.delete("/v1/index/items/{item_id:path}", response_model=None, responses=responses(Deleted, 401, 404))
     async def delete_item(self, item_id: str, request: Request) -> dict:
         self.authorize(request)
         if not await self.index.delete.remote(item_id):

@@ -218,6 +218,13 @@ def test_index_built_from_a_feature_cache_ranks_like_the_model(served, caches):
     expected = rank(model.embed_texts([query]), videos)
     assert [r["id"] for r in found["results"]] == [f"{rows[i]['shard']}/{rows[i]['key']}" for i in expected.indices[0, :3].tolist()]
 
+    # Their ids are `shard/key`: DELETE takes the slash as part of the id (a path parameter stops at one).
+    best = found["results"][0]["id"]
+    deleted = requests.delete(f"{base}/secure/v1/index/items/{best}", headers=auth, timeout=30)
+    assert deleted.status_code == 200 and deleted.json() == {"deleted": best}, deleted.text
+    remaining = requests.get(f"{base}/secure/v1/index/items", headers=auth, timeout=30).json()["items"]
+    assert len(remaining) == len(rows) - 1 and best not in {i["id"] for i in remaining}
+
 
 def test_caption_and_stream_equal_direct_decoding(served, documented, captioning_model_dir):
     from model.y_decoder_export import load_y_decoder
