@@ -1,6 +1,7 @@
-"""Every field the HTTP ingress reads from a request, with its bounds and its description: the
-ingress reads each through its spec, and the OpenAPI schema is built from the same specs, so the
-documentation cannot drift from what is enforced."""
+"""Every field the HTTP ingress reads from a request, with its bounds and its description, and the
+body of each endpoint: the ingress reads each field through its spec and refuses fields its
+endpoint does not take, and the OpenAPI schema is built from the same specs, so the documentation
+cannot drift from what is enforced."""
 
 from ops.selective_decoding import STRATEGIES
 from pipelines.request_fields import (
@@ -8,6 +9,7 @@ from pipelines.request_fields import (
     FlagField,
     FloatField,
     IntField,
+    RequestBody,
     TextField,
     TextListField,
 )
@@ -43,3 +45,16 @@ THRESHOLD = FloatField(name="threshold", default=0.1, low=0.0, high=4.0,
                        description="strategy online: the variance that triggers a decode")
 POOL = FlagField(name="pool", default=True, description=(
     "decode each segment's average embedding (true) or its midpoint window's (false)"))
+
+ANY_MEDIA = "an image (JPEG, PNG, WebP) or a video (MP4, WebM, MKV, AVI)"
+VIDEO_ONLY = "a video (MP4, WebM, MKV, AVI)"
+
+EMBED_TEXT = RequestBody(TEXTS)
+EMBED_MEDIA = RequestBody(QUERY, media=ANY_MEDIA)
+CLASSIFY = RequestBody(LABELS, QUERY, media=ANY_MEDIA)
+VQA = RequestBody(QUESTION, CANDIDATES, media=ANY_MEDIA)
+ADD_ITEM = RequestBody(ITEM_ID, media=ANY_MEDIA)
+RETRIEVE = RequestBody(SEARCH, TOP_K)
+CAPTION = RequestBody(QUERY, BEAMS, media=ANY_MEDIA)
+STREAM = RequestBody(WINDOW, STRIDE, STRATEGY, SEGMENTS, SECONDS_PER_DECODE, THRESHOLD, POOL, QUERY,
+                     media=VIDEO_ONLY)

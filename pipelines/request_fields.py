@@ -173,27 +173,41 @@ class FlagField:
         return {"type": "boolean", "default": self.default, "description": self.description}
 
 
-ANY_MEDIA = "an image (JPEG, PNG, WebP) or a video (MP4, WebM, MKV, AVI)"
-VIDEO_ONLY = "a video (MP4, WebM, MKV, AVI)"
-
 Field = TextField | TextListField | IntField | FloatField | ChoiceField | FlagField
 
 
-def request_body(*fields: Field, media: str | None = None) -> dict:
-    """The OpenAPI request body (FastAPI's `openapi_extra`) of an endpoint reading `fields`, and an
-    upload when `media` says what it may be (ANY_MEDIA, VIDEO_ONLY): a JSON object with the media
-    base64-encoded in `media_b64`, or a multipart form with the media as the file part `media` and
-    each list as one part holding a JSON array."""
-    properties = {f.name: f.schema() for f in fields}
-    required = [f.name for f in fields if f.required]
+class RequestBody:
+    """What one endpoint reads: its fields and, when `media` says what it may be, an upload (the
+    multipart file part `media`, or base64 in the JSON field `media_b64`). It documents the body
+    (`openapi()`) and refuses a field it does not read: a misspelt optional field (`segmnts`) would
+    otherwise be dropped silently and the request served with the default."""
 
-    def body(upload: dict) -> dict:
-        return {"type": "object", "properties": {**upload, **properties}, "required": [*upload, *required]}
+    def __init__(self, *fields: Field, media: str | None = None):
+        self.fields, self.media = fields, media
 
-    as_json = body({"media_b64": {"type": "string", "contentEncoding": "base64",
-                                  "description": f"{media}, base64-encoded"}} if media else {})
-    form = body({"media": {"type": "string", "format": "binary", "description": media}} if media else {})
-    lists = {f.name: {"contentType": "application/json"} for f in fields if isinstance(f, TextListField)}
-    return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": as_json},
-        "multipart/form-data": {"schema": form, **({"encoding": lists} if lists else {})}}}}
+    def refuse_unknown(self, given: dict, upload_field: str) -> None:
+        """`given`: the fields left after the upload (`upload_field`) was taken out."""
+        unknown = sorted(set(given) - {f.name for f in self.fields})
+        if unknown:
+            takes = [upload_field] * bool(self.media) + [f.name for f in self.fields]
+            raise HTTPException(422, f"unknown field{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))}: "
+                                     f"this endpoint takes {', '.join(map(repr, takes)) or 'no fields'}")
+
+    def openapi(self) -> dict:
+        """FastAPI's `openapi_extra`: the JSON object and the multipart form (each list as one part
+        holding a JSON array), neither with fields beyond these."""
+        properties = {f.name: f.schema() for f in self.fields}
+        required = [f.name for f in self.fields if f.required]
+
+        def body(upload: dict) -> dict:
+            return {"type": "object", "properties": {**upload, **properties}, "required": [*upload, *required],
+                    "additionalProperties": False}
+
+        media = self.media
+        as_json = body({"media_b64": {"type": "string", "contentEncoding": "base64",
+                                      "description": f"{media}, base64-encoded"}} if media else {})
+        form = body({"media": {"type": "string", "format": "binary", "description": media}} if media else {})
+        lists = {f.name: {"contentType": "application/json"} for f in self.fields if isinstance(f, TextListField)}
+        return {"requestBody": {"required": True, "content": {
+            "application/json": {"schema": as_json},
+            "multipart/form-data": {"schema": form, **({"encoding": lists} if lists else {})}}}}

@@ -48,7 +48,7 @@ from pipelines.api_responses import (
     responses,
 )
 from pipelines.model_source import resolve_model_dir
-from pipelines.request_fields import ANY_MEDIA, VIDEO_ONLY, TextField, maybe_json, parse_multipart, request_body
+from pipelines.request_fields import RequestBody, TextField, maybe_json, parse_multipart
 
 
 @dataclass(kw_only=True)
@@ -122,28 +122,36 @@ class Ingress:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def fields(self, request: Request, want_media: bool) -> tuple[bytes | None, dict]:
+    async def fields(self, request: Request, body: RequestBody) -> tuple[bytes | None, dict]:
+        """Authorise, read the size-checked body, and split it into (the upload's bytes, the other
+        fields), refusing fields the endpoint does not read."""
         self.authorize(request)
         raw = await self.body(request)
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
+            upload_field = "media"
             form = await parse_multipart(raw, content_type, self.settings.max_request_bytes)
-            media = form.pop("media", None)
+            media = form.pop(upload_field, None) if body.media else None
+            if media is not None and not isinstance(media, bytes):  # `-F media=text`, not `-F media=@FILE`
+                raise HTTPException(422, "'media' must be a file part (curl: -F media=@FILE)")
             fields = {k: maybe_json(v) for k, v in form.items()}
         else:
+            upload_field = "media_b64"
             try:
                 fields = json.loads(raw or b"{}")
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise HTTPException(400, f"malformed JSON body: {exc}") from None
             if not isinstance(fields, dict):
                 raise HTTPException(400, "the JSON body must be an object")
-            media = None
-            if "media_b64" in fields:
-                try:
-                    media = base64.b64decode(str(fields.pop("media_b64")), validate=True)
-                except (binascii.Error, ValueError):
-                    raise HTTPException(400, "media_b64 is not valid base64") from None
-        if want_media and not media:
+            encoded = fields.pop(upload_field, None) if body.media else None
+            if encoded is not None and not isinstance(encoded, str):
+                raise HTTPException(422, "'media_b64' must be a base64 string")
+            try:
+                media = None if encoded is None else base64.b64decode(encoded, validate=True)
+            except (binascii.Error, ValueError):
+                raise HTTPException(400, "media_b64 is not valid base64") from None
+        body.refuse_unknown(fields, upload_field)
+        if body.media and not media:
             raise HTTPException(422, "no media: send a multipart field 'media' or JSON 'media_b64'")
         return media, fields
 
@@ -219,7 +227,7 @@ class Ingress:
         return np.concatenate(times), np.stack(embeddings)
 
     # -- endpoints -------------------------------------------------------------------------------
-    # Each documents its body (request_body, from the same field specs it reads) and its answers
+    # Each documents its body (api_fields: the same specs it reads) and its answers
     # (pipelines/api_responses.py); response_model=None: FastAPI does not re-validate the answers.
     @app.get("/healthz", response_model=None, responses=responses(Status))
     async def healthz(self) -> dict:
@@ -232,40 +240,40 @@ class Ingress:
         return {"status": "ready"}
 
     @app.post("/v1/embed/text", response_model=None, responses=responses(TextEmbeddings, *TEXT_ERRORS),
-              openapi_extra=request_body(api.TEXTS))
+              openapi_extra=api.EMBED_TEXT.openapi())
     async def embed_text(self, request: Request) -> dict:
-        _, fields = await self.fields(request, want_media=False)
+        _, fields = await self.fields(request, api.EMBED_TEXT)
         texts = api.TEXTS.read(fields)
         return {"embeddings": (await self.text.embed_many.remote(texts)).tolist()}
 
     @app.post("/v1/embed/media", response_model=None, responses=responses(MediaEmbedding, *MEDIA_ERRORS),
-              openapi_extra=request_body(api.QUERY, media=ANY_MEDIA))
+              openapi_extra=api.EMBED_MEDIA.openapi())
     async def embed_media(self, request: Request) -> dict:
-        media, fields = await self.fields(request, want_media=True)
+        media, fields = await self.fields(request, api.EMBED_MEDIA)
         kind, embedding = await self.predict(media, self.query(fields, api.QUERY))
         return {"kind": kind, "embedding": embedding.tolist()}
 
     @app.post("/v1/classify", response_model=None, responses=responses(Classification, *MEDIA_ERRORS),
-              openapi_extra=request_body(api.LABELS, api.QUERY, media=ANY_MEDIA))
+              openapi_extra=api.CLASSIFY.openapi())
     async def classify(self, request: Request) -> dict:
-        media, fields = await self.fields(request, want_media=True)
+        media, fields = await self.fields(request, api.CLASSIFY)
         labels = api.LABELS.read(fields)
         _, embedding = await self.predict(media, self.query(fields, api.QUERY))
         return await self.ranked(embedding, labels, "label")
 
     @app.post("/v1/vqa", response_model=None, responses=responses(Answer, *MEDIA_ERRORS),
-              openapi_extra=request_body(api.QUESTION, api.CANDIDATES, media=ANY_MEDIA))
+              openapi_extra=api.VQA.openapi())
     async def vqa(self, request: Request) -> dict:
-        media, fields = await self.fields(request, want_media=True)
+        media, fields = await self.fields(request, api.VQA)
         question = self.query(fields, api.QUESTION)
         candidates = api.CANDIDATES.read(fields)
         _, embedding = await self.predict(media, question)
         return await self.ranked(embedding, candidates, "answer")
 
     @app.post("/v1/index/items", response_model=None, responses=responses(IndexItem, *MEDIA_ERRORS),
-              openapi_extra=request_body(api.ITEM_ID, media=ANY_MEDIA))
+              openapi_extra=api.ADD_ITEM.openapi())
     async def add_item(self, request: Request) -> dict:
-        media, fields = await self.fields(request, want_media=True)
+        media, fields = await self.fields(request, api.ADD_ITEM)
         item_id = api.ITEM_ID.read(fields)
         kind, embedding = await self.predict(media, None)
         return await self.index.add.remote(item_id, embedding, {"kind": kind})
@@ -284,28 +292,27 @@ class Ingress:
         return {"deleted": item_id}
 
     @app.post("/v1/retrieve", response_model=None, responses=responses(SearchResults, *TEXT_ERRORS),
-              openapi_extra=request_body(api.SEARCH, api.TOP_K))
+              openapi_extra=api.RETRIEVE.openapi())
     async def retrieve(self, request: Request) -> dict:
-        _, fields = await self.fields(request, want_media=False)
+        _, fields = await self.fields(request, api.RETRIEVE)
         query, k = api.SEARCH.read(fields), api.TOP_K.read(fields)
         embedding = (await self.text.embed_many.remote([query]))[0]
         return {"results": await self.index.search.remote(embedding, k)}
 
     @app.post("/v1/caption", response_model=None, responses=responses(Caption, *MEDIA_ERRORS, 501),
-              openapi_extra=request_body(api.QUERY, api.BEAMS, media=ANY_MEDIA))
+              openapi_extra=api.CAPTION.openapi())
     async def caption(self, request: Request) -> dict:
-        media, fields = await self.fields(request, want_media=True)  # authorises first
+        media, fields = await self.fields(request, api.CAPTION)  # authorises first
         decoder = self.require_decoder()
         beams = api.BEAMS.read(fields)
         kind, embedding = await self.predict(media, self.query(fields, api.QUERY))
         return {"kind": kind, "text": await decoder.decode.remote((embedding, beams))}
 
     @app.post("/v1/stream", response_model=None, responses=responses(StreamEvents, *MEDIA_ERRORS, 501),
-              openapi_extra=request_body(api.WINDOW, api.STRIDE, api.STRATEGY, api.SEGMENTS, api.SECONDS_PER_DECODE,
-                                         api.THRESHOLD, api.POOL, api.QUERY, media=VIDEO_ONLY))
+              openapi_extra=api.STREAM.openapi())
     async def stream(self, request: Request) -> dict:
         """A long video -> {"windows", "events": [{"time", "text", "start", "end"}]}: selective decoding."""
-        media, fields = await self.fields(request, want_media=True)
+        media, fields = await self.fields(request, api.STREAM)
         decoder = self.require_decoder()
         spec, plan = self.stream_plan(fields)
         query = self.query(fields, api.QUERY)

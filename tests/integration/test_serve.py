@@ -140,7 +140,7 @@ def test_embeddings_and_retrieval_index(served, documented):
 @pytest.mark.parametrize("case, status", [
     ("non_media", 415), ("truncated_video", 422), ("huge_image", 422), ("wide_video", 422), ("oversize", 413),
     ("no_labels", 422), ("too_many_labels", 422), ("long_query", 422), ("bad_json", 400),
-    ("wrong_type", 422), ("no_media", 422), ("bad_base64", 400),
+    ("wrong_type", 422), ("no_media", 422), ("bad_base64", 400), ("misspelt_field", 422), ("media_as_text", 422),
 ])
 def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(served, documented, case, status):
     base, _ = served
@@ -168,6 +168,10 @@ def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(served, documented,
         response = requests.post(url, json={"media_b64": base64.b64encode(image_bytes()).decode(), "labels": "a"}, timeout=30)
     elif case == "no_media":
         response = requests.post(url, json={"labels": labels}, timeout=30)
+    elif case == "misspelt_field":  # dropping it would serve the request with the default query
+        response = _post(url, image_bytes(), labels=labels, querry="What colour is it?")
+    elif case == "media_as_text":  # a form field, not a file part
+        response = requests.post(url, files={"media": (None, "hello"), "labels": (None, json.dumps(labels))}, timeout=30)
     else:
         response = requests.post(url, json={"media_b64": "***", "labels": labels}, timeout=30)
     assert response.status_code == status, response.text

@@ -12,6 +12,7 @@ from pipelines.request_fields import (
     FlagField,
     FloatField,
     IntField,
+    RequestBody,
     TextField,
     TextListField,
     maybe_json,
@@ -87,3 +88,14 @@ def test_a_multipart_field_sent_twice_is_400_not_last_one_wins():
     once = body.split(b"--XYZ\r\n")[1]
     assert asyncio.run(parse_multipart(b"--XYZ\r\n" + once + b"--XYZ--\r\n", "multipart/form-data; boundary=XYZ",
                                        4096)) == {"labels": "a"}
+
+
+def test_a_field_the_endpoint_does_not_read_is_refused_by_name():
+    body = RequestBody(LABELS, QUERY, media="an image")
+    body.refuse_unknown({"labels": ["a"], "query": "q"}, "media")
+    status, detail = _status(lambda: body.refuse_unknown({"labels": ["a"], "querry": "q"}, "media_b64"))
+    assert status == 422 and "'querry'" in detail and "'media_b64', 'labels', 'query'" in detail
+    status, detail = _status(lambda: RequestBody(LABELS).refuse_unknown({"labels": ["a"], "media": b""}, "media"))
+    assert status == 422 and "'media'" in detail  # an endpoint without an upload takes none
+    for content in body.openapi()["requestBody"]["content"].values():
+        assert content["schema"]["additionalProperties"] is False
