@@ -46,6 +46,19 @@ def maybe_json(value):
     return value
 
 
+def is_text(value) -> bool:
+    """A str with something besides whitespace, and valid Unicode: JSON's escapes can spell a lone
+    surrogate ("\\ud800"), which no tokenizer and no UTF-8 response can carry. Let in, one in an
+    item id made every later list or search of the index a 500."""
+    if not isinstance(value, str) or not value.strip():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass(frozen=True, kw_only=True)
 class TextField:
     name: str
@@ -56,8 +69,8 @@ class TextField:
         value = fields.get(self.name)
         if value is None and not self.required:
             return None
-        if not isinstance(value, str) or not value.strip():
-            raise HTTPException(422, f"'{self.name}' must be a non-empty string")
+        if not is_text(value):
+            raise HTTPException(422, f"'{self.name}' must be a non-empty string of valid Unicode")
         return value
 
     def schema(self) -> dict:
@@ -73,8 +86,8 @@ class TextListField:
 
     def read(self, fields: dict) -> list[str]:
         value = fields.get(self.name)
-        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-            raise HTTPException(422, f"'{self.name}' must be a list of non-empty strings")
+        if not isinstance(value, list) or not all(is_text(v) for v in value):
+            raise HTTPException(422, f"'{self.name}' must be a list of non-empty strings of valid Unicode")
         if not value:
             raise HTTPException(422, f"'{self.name}' is empty")
         if len(value) > self.limit:

@@ -56,10 +56,11 @@ def test_floats_refuse_text_nan_booleans_and_out_of_range():
 
 def test_lists_and_texts():
     assert LABELS.read({"labels": ["a", "b"]}) == ["a", "b"]
-    for bad in ([], ["a", "b", "c"], ["a", ""], ["a", 3], "a", None):
+    for bad in ([], ["a", "b", "c"], ["a", ""], ["a", 3], "a", None, ["a", "\ud800"]):
         assert _refused(LABELS, bad), bad
-    assert QUERY.read({}) is None
+    assert QUERY.read({}) is None and QUERY.read({"query": "ü 漢字 \x00"}) == "ü 漢字 \x00"
     assert _refused(QUERY, "  ") and _refused(ITEM_ID, None)
+    assert _refused(ITEM_ID, "item-\ud800")  # what JSON's "\ud800" escape decodes to: not valid Unicode
 
 
 def test_choices_and_flags():
