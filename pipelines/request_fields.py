@@ -36,13 +36,21 @@ async def parse_multipart(raw: bytes, content_type: str, limit: int) -> dict:
     return parsed
 
 
+def parse_json(text: str | bytes, what: str):
+    """json.loads, or a 400 naming `what`. RecursionError too: a few KB of '[[[[...' nest deeper than
+    the parser's stack."""
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HTTPException(400, f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise HTTPException(400, f"{what} nests too deeply") from None
+
+
 def maybe_json(value):
     """Form fields carry lists as JSON strings; plain strings stay strings."""
     if isinstance(value, str) and value[:1] in "[{":
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            raise HTTPException(400, "a form field that starts with '[' or '{' must be valid JSON") from None
+        return parse_json(value, "a form field that starts with '[' or '{'")
     return value
 
 

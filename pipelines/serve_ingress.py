@@ -17,7 +17,6 @@ import asyncio
 import base64
 import binascii
 import hmac
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +47,7 @@ from pipelines.api_responses import (
     responses,
 )
 from pipelines.model_source import resolve_model_dir
-from pipelines.request_fields import RequestBody, TextField, maybe_json, parse_multipart
+from pipelines.request_fields import RequestBody, TextField, maybe_json, parse_json, parse_multipart
 
 
 @dataclass(kw_only=True)
@@ -137,10 +136,7 @@ class Ingress:
             fields = {k: maybe_json(v) for k, v in form.items()}
         else:
             upload_field = "media_b64"
-            try:
-                fields = json.loads(raw or b"{}")
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise HTTPException(400, f"malformed JSON body: {exc}") from None
+            fields = parse_json(raw or b"{}", "the body")
             if not isinstance(fields, dict):
                 raise HTTPException(400, "the JSON body must be an object")
             encoded = fields.pop(upload_field, None) if body.media else None

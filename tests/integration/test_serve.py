@@ -141,6 +141,7 @@ def test_embeddings_and_retrieval_index(served, documented):
     ("non_media", 415), ("truncated_video", 422), ("huge_image", 422), ("wide_video", 422), ("oversize", 413),
     ("no_labels", 422), ("too_many_labels", 422), ("long_query", 422), ("bad_json", 400),
     ("wrong_type", 422), ("no_media", 422), ("bad_base64", 400), ("misspelt_field", 422), ("media_as_text", 422),
+    ("deep_json", 400), ("deep_form_field", 400),
 ])
 def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(served, documented, case, status):
     base, _ = served
@@ -170,6 +171,10 @@ def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(served, documented,
         response = requests.post(url, json={"labels": labels}, timeout=30)
     elif case == "misspelt_field":  # dropping it would serve the request with the default query
         response = _post(url, image_bytes(), labels=labels, querry="What colour is it?")
+    elif case == "deep_json":  # nests past the JSON parser's stack
+        response = requests.post(url, data=b"[" * 5000, headers={"content-type": "application/json"}, timeout=30)
+    elif case == "deep_form_field":
+        response = _post(url, image_bytes(), labels="[" * 5000)
     elif case == "media_as_text":  # a form field, not a file part
         response = requests.post(url, files={"media": (None, "hello"), "labels": (None, json.dumps(labels))}, timeout=30)
     else:

@@ -16,6 +16,7 @@ from pipelines.request_fields import (
     TextField,
     TextListField,
     maybe_json,
+    parse_json,
     parse_multipart,
 )
 
@@ -76,6 +77,10 @@ def test_choices_and_flags():
 def test_malformed_bodies_are_400():
     assert maybe_json('["a", "b"]') == ["a", "b"] and maybe_json("plain") == "plain"
     assert _status(lambda: maybe_json("[not json"))[0] == 400
+    for deep in ("[" * 5000 + "]" * 5000, '{"a":' * 5000 + "1" + "}" * 5000):  # past the parser's stack
+        status, detail = _status(lambda: maybe_json(deep))
+        assert status == 400 and "deeply" in detail
+    assert _status(lambda: parse_json(b"\xff{", "the body"))[0] == 400
     status, detail = _status(lambda: asyncio.run(
         parse_multipart(b"garbage", "multipart/form-data; boundary=XYZ", 1024)))
     assert status == 400 and "multipart" in detail
