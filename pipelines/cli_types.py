@@ -31,3 +31,11 @@ positive_int = _bounded("positive_int", int, 1, strict=False)
 non_negative_int = _bounded("non_negative_int", int, 0, strict=False)
 positive_float = _bounded("positive_float", float, 0, strict=True)
 non_negative_float = _bounded("non_negative_float", float, 0, strict=False)
+
+
+def port(text: str) -> int:
+    """A TCP port to listen on: 1-65535 (0 would mean "any free port", which no client could find)."""
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port from 1 to 65535, got {value}")
+    return value

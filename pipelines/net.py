@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import socket
@@ -18,6 +19,22 @@ def free_loopback_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """ValueError unless a server could listen on host:port now. Ray Serve's proxy binds with
+    SO_REUSEPORT, so a second `vljepa serve` on a taken port does not fail: the kernel then splits
+    the connections between the two servers, two different models answering at random. This bind
+    (SO_REUSEADDR only: a port in TIME_WAIT is free) fails where such a listener exists."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            taken = exc.errno == errno.EADDRINUSE
+            raise ValueError(f"cannot serve on {host}:{port}: "
+                             + ("something already listens there (another `vljepa serve`?); stop it or "
+                                "choose another --port" if taken else str(exc))) from None
 
 
 @contextmanager

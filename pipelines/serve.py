@@ -25,8 +25,9 @@ from pathlib import Path
 from model.export import recorded_x_encoder
 from model.y_decoder_export import decoder_dir_of
 from ops.cache_files import require_feature_cache
-from pipelines.cli_types import non_negative_float, positive_float, positive_int
+from pipelines.cli_types import non_negative_float, port, positive_float, positive_int
 from pipelines.model_source import is_mlflow_uri, resolve_model_dir, source_for_workers
+from pipelines.net import check_can_listen
 from pipelines.report import run_as_process
 from pipelines.serve_args import ServeAppArgs
 
@@ -63,12 +64,16 @@ def build_app(args: ServeAppArgs):
     visual = VisualPredictor.options(ray_actor_options={"num_cpus": args.num_cpus, "num_gpus": args.num_gpus, **env})
     text = TextEncoder.options(ray_actor_options={"num_cpus": args.num_cpus, **env})
     index = RetrievalIndex.options(ray_actor_options={"num_cpus": 0})
+    # absolute: the index replica's working directory is not the builder's on a cluster
+    store = os.path.abspath(args.index_store) if args.index_store else None
+    if store and os.path.exists(store) and not os.path.isdir(store):
+        raise ValueError(f"index_store {args.index_store} is a file; give a directory (created if missing)")
     decoder = None
     if decoder_dir_of(model_dir) is not None:
         decoder = TextDecoder.options(ray_actor_options={
             "num_cpus": args.num_cpus, "num_gpus": args.decoder_num_gpus, **env}).bind(source)
     return Ingress.options(ray_actor_options={"num_cpus": 0, **env}).bind(
-        visual.bind(source, args.max_batch_size), text.bind(source), index.bind(), settings, decoder)
+        visual.bind(source, args.max_batch_size), text.bind(source), index.bind(store), settings, decoder)
 
 
 def replica_env(source: str) -> dict:
@@ -92,13 +97,15 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="exported model directory or models:/NAME/VERSION")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=port, default=8000)
     parser.add_argument("--token-file", default=None, help="file holding the bearer token")
     defaults = ServeAppArgs.model_fields
     parser.add_argument("--max-request-mb", type=positive_float, default=defaults["max_request_mb"].default)
     parser.add_argument("--max-stream-windows", type=positive_int, default=defaults["max_stream_windows"].default,
                         help="/v1/stream refuses (422) a video giving more windows, before decoding it")
     parser.add_argument("--index-cache", default=None, help="feature cache whose captioned videos fill the retrieval index")
+    parser.add_argument("--index-store", default=None,
+                        help="directory keeping the index's items across restarts (default: memory only)")
     parser.add_argument("--num-gpus", type=non_negative_float, default=None, help="GPUs per visual replica (default: 1 if any)")
     parser.add_argument("--address", default=None)
     args = parser.parse_args(argv)
@@ -110,12 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     optimized = prefer_serve_throughput_mode() if local else os.environ.get(SERVE_THROUGHPUT_ENV) == "1"
     from ray import serve
 
+    if local:  # a cluster's proxies listen on its nodes, not here
+        check_can_listen(args.host, args.port)
     if args.index_cache:  # checked before Ray starts (build_app checks it again, for `serve run`)
         check_index_cache(resolve_model_dir(args.model), ServeAppArgs(model=args.model, index_cache=args.index_cache))
     init_ray(args.address)
     num_gpus = args.num_gpus if args.num_gpus is not None else (1 if gpus_available() else 0)
     start(ServeAppArgs(model=args.model, token_file=args.token_file, max_request_mb=args.max_request_mb,
-                       max_stream_windows=args.max_stream_windows, num_gpus=num_gpus, index_cache=args.index_cache),
+                       max_stream_windows=args.max_stream_windows, num_gpus=num_gpus, index_cache=args.index_cache,
+                       index_store=args.index_store),
           host=args.host, port=args.port)
     mode = "throughput-optimized" if optimized else "Ray's default"
     print(f"serving on http://{args.host}:{args.port}  (OpenAPI: /docs, /openapi.json; Serve mode: {mode}, "

@@ -26,3 +26,6 @@ class ServeAppArgs(BaseModel):
     num_gpus: float = Field(0, ge=0, description="GPUs per visual replica")
     decoder_num_gpus: float = Field(0, ge=0, description="GPUs per Y-decoder replica")
     index_cache: str | None = Field(None, description="a feature cache whose captioned videos fill the index")
+    index_store: str | None = Field(None, description="a directory keeping the index's items across restarts "
+                                                      "(on a cluster: a volume the index's node mounts); "
+                                                      "default: in memory only")

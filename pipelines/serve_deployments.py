@@ -2,7 +2,8 @@
 
     VisualPredictor   x-encoder + predictor: frames (+ query) -> Ŝ_Y, dynamically batched
     TextEncoder       y-encoder: texts -> S_Y, dynamically batched, LRU cache for label texts
-    RetrievalIndex    one replica holding the video index (id -> Ŝ_Y): add / list / delete / search
+    RetrievalIndex    one replica holding the video index (id -> Ŝ_Y): add / list / delete / search,
+                      kept on disk across restarts when given a store directory
 
 Each loads the exported model once in `__init__` (one GPU per visual replica when present), from
 the source it is given (a directory or an MLflow URI), resolved on its own node.
@@ -10,6 +11,7 @@ the source it is given (a directory or an MLflow URI), resolved on its own node.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 
 import numpy as np
@@ -18,6 +20,7 @@ from ray import serve
 
 from model.export import load_model, read_manifest
 from model.tasks import embed_clips, embed_features
+from ops.index_log import IndexLog
 from ops.media_input import frames_to_input
 from pipelines.model_source import resolve_model_dir
 
@@ -82,18 +85,32 @@ class TextEncoder:
 
 @serve.deployment(num_replicas=1, max_ongoing_requests=256)  # one replica: the index is state, and every add must be seen
 class RetrievalIndex:
-    def __init__(self):
-        self.items: dict[str, dict] = {}
+    def __init__(self, store: str | None = None):
+        """store: a directory whose log (ops/index_log.py) keeps the items across restarts; None:
+        in memory only, and a restarted replica starts empty."""
+        self.log = IndexLog(store) if store else None
+        self.items: dict[str, dict] = self.log.replay() if self.log else {}
+        if self.log and self.log.skipped:
+            logging.getLogger("ray.serve").warning(
+                "index store %s: %d unreadable line(s) skipped (a write cut short?)", store, self.log.skipped)
 
     def add(self, item_id: str, embedding: np.ndarray, meta: dict) -> dict:
-        self.items[item_id] = {"embedding": np.asarray(embedding, dtype=np.float32), "meta": meta}
+        embedding = np.asarray(embedding, dtype=np.float32)
+        if self.log:
+            self.log.add(item_id, embedding, meta)  # on disk before it is answered
+        self.items[item_id] = {"embedding": embedding, "meta": meta}
         return {"id": item_id, **meta}
 
     def list(self) -> list[dict]:
         return [{"id": item_id, **item["meta"]} for item_id, item in self.items.items()]
 
     def delete(self, item_id: str) -> bool:
-        return self.items.pop(item_id, None) is not None
+        if item_id not in self.items:
+            return False
+        if self.log:
+            self.log.delete(item_id)
+        del self.items[item_id]
+        return True
 
     def search(self, query: np.ndarray, k: int) -> list[dict]:
         if not self.items:

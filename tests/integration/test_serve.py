@@ -27,10 +27,16 @@ STREAM_LIMIT = 64  # windows a /v1/stream video may give on the "open" applicati
 
 
 @pytest.fixture(scope="module")
-def served(ray_instance, caches, captioning_model_dir, tmp_path_factory):
+def index_store(tmp_path_factory):
+    return tmp_path_factory.mktemp("index-store")
+
+
+@pytest.fixture(scope="module")
+def served(ray_instance, caches, captioning_model_dir, index_store, tmp_path_factory):
     """Two applications over the same VL-JEPA weights: "open" (no token, 1 MB limit, 64 stream
-    windows) with a Y-decoder, from its directory; "secure" (token, index from the eval cache)
-    without one, from an MLflow registry URI, which every replica resolves for itself."""
+    windows, its index kept in `index_store`) with a Y-decoder, from its directory; "secure" (token,
+    index from the eval cache, in memory) without one, from an MLflow registry URI, which every
+    replica resolves for itself."""
     from ray import serve
 
     from pipelines.serve import build_app
@@ -43,7 +49,8 @@ def served(ray_instance, caches, captioning_model_dir, tmp_path_factory):
     plain_uri = registered_uri(plain_dir, tracking_uri, "served-plain")
     port = free_loopback_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(ServeAppArgs(model=str(model_dir), num_cpus=0, max_request_mb=1, max_stream_windows=STREAM_LIMIT)),
+    serve.run(build_app(ServeAppArgs(model=str(model_dir), num_cpus=0, max_request_mb=1, max_stream_windows=STREAM_LIMIT,
+                                     index_store=str(index_store))),
               name="open", route_prefix="/")
     token_file = plain_dir.parent / "token"
     token_file.write_text(TOKEN)
@@ -114,7 +121,7 @@ def test_classify_and_vqa_equal_direct_model_calls(served, documented):
     assert answered.json()["answer"] == candidates[int(expected.indices[0, 0])]
 
 
-def test_embeddings_and_retrieval_index(served, documented):
+def test_embeddings_and_retrieval_index(served, documented, index_store):
     base, model = served
     texts = ["a red ball", "a blue cube"]
     embedded = documented(_post(f"{base}/v1/embed/text", texts=texts), "post", "/v1/embed/text").json()["embeddings"]
@@ -134,7 +141,16 @@ def test_embeddings_and_retrieval_index(served, documented):
     path = "/v1/index/items/{item_id}"
     assert documented(requests.delete(f"{base}/v1/index/items/photo", timeout=30), "delete", path).status_code == 200
     assert documented(requests.delete(f"{base}/v1/index/items/photo", timeout=30), "delete", path).status_code == 404
-    assert len(requests.get(f"{base}/v1/index/items", timeout=30).json()["items"]) == 2
+    listed = requests.get(f"{base}/v1/index/items", timeout=30).json()["items"]
+    assert len(listed) == 2
+    # what a restarted index replica would reload from its store: the same items, ranked the same
+    from pipelines.serve_deployments import RetrievalIndex
+
+    reloaded = RetrievalIndex.func_or_class(str(index_store))
+    assert reloaded.list() == listed
+    served_now = _post(f"{base}/v1/retrieve", query="a red ball moves left", k=2).json()["results"]
+    query = model.embed_texts(["a red ball moves left"])[0].numpy()
+    assert [r["id"] for r in reloaded.search(query, 2)] == [r["id"] for r in served_now]
 
 
 @pytest.mark.parametrize("case, status", [

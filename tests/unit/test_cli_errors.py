@@ -56,7 +56,8 @@ def test_cache_features_refuses_a_count_below_one(flag, capsys):
                                                ("train-decoder", "--num-beams", "0"), ("caption", "--beams", "0"),
                                                ("serve", "--max-request-mb", "0"), ("serve", "--max-stream-windows", "0"),
                                                ("train", "--lr", "nan"), ("train-decoder", "--lr", "inf"),
-                                               ("evaluate", "--max-samples", "0"), ("sample-data", "--samples-per-shard", "0")])
+                                               ("evaluate", "--max-samples", "0"), ("sample-data", "--samples-per-shard", "0"),
+                                               ("serve", "--port", "0"), ("serve", "--port", "70000")])
 def test_training_and_decoding_refuse_values_that_would_fail_in_the_workers(verb, flag, value, capsys):
     # a zero here was a modulo by zero inside every Ray Train worker, retried --max-failures times
     from pipelines import caption, evaluate, sample_data, serve, train, train_decoder
@@ -75,9 +76,28 @@ def test_training_and_decoding_refuse_values_that_would_fail_in_the_workers(verb
 
 def test_serve_checks_its_index_cache_before_starting_ray(captioning_model_dir, tmp_path, ray_must_not_start):
     from pipelines import serve
+    from pipelines.net import free_loopback_port
 
     with pytest.raises(ValueError, match="typo holds no feature cache"):
-        serve.main(["--model", str(captioning_model_dir), "--index-cache", str(tmp_path / "typo")])
+        serve.main(["--model", str(captioning_model_dir), "--index-cache", str(tmp_path / "typo"),
+                    "--port", str(free_loopback_port())])
+
+
+def test_serve_refuses_a_port_a_server_already_listens_on(captioning_model_dir, ray_must_not_start, monkeypatch):
+    """Serve's proxy binds with SO_REUSEPORT, so a second server on a taken port would start and
+    share the connections with the first: two models answering at random."""
+    import socket
+
+    from pipelines import serve
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with socket.socket() as proxy:  # listening as Serve's proxy does
+        proxy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen()
+        taken = proxy.getsockname()[1]
+        with pytest.raises(ValueError, match=f"127.0.0.1:{taken}: something already listens there"):
+            serve.main(["--model", str(captioning_model_dir), "--port", str(taken)])
 
 
 def test_storage_its_user_sets_up_is_a_user_error_with_what_to_set(capsys, monkeypatch):

@@ -1,0 +1,83 @@
+"""The retrieval index on disk: an append-only log of its changes in one directory, so a restarted
+index (a Serve replica that died, moved node, or was redeployed) comes back with the items added
+over HTTP. One JSON line per change; an add carries its embedding as base64 float32 (6 KB for a
+1536-d embedding, where a JSON list of floats takes ~4x that).
+
+Appending costs one short write per change, whatever the index's size (a snapshot per change would
+rewrite every item). Opening replays the log and rewrites it with only the live items (atomically:
+a temp file, then a rename), so it grows with the changes of one run, not of every run. A torn last
+line (the process killed mid-write) is skipped and counted, never fatal.
+
+Single writer: the index is one replica (infra/serve_config.yaml). The directory must be on a
+volume the index's node sees after a restart (on a cluster: a shared volume).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+LOG_NAME = "index.jsonl"
+
+
+def encode_embedding(embedding: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(embedding, dtype="<f4").tobytes()).decode()
+
+
+def decode_embedding(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float32)
+
+
+class IndexLog:
+    def __init__(self, directory: str | Path):
+        self.path = Path(directory) / LOG_NAME
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.skipped = 0  # torn or unreadable lines met when opening
+
+    def replay(self) -> dict[str, dict]:
+        """{id: {"embedding", "meta"}} as the log leaves them; then the log is compacted to them."""
+        items: dict[str, dict] = {}
+        if self.path.exists():
+            with self.path.open(encoding="utf-8") as log:
+                for line in log:
+                    try:
+                        change = json.loads(line)
+                        if change["op"] == "add":
+                            items[change["id"]] = {"embedding": decode_embedding(change["embedding"]),
+                                                   "meta": change["meta"]}
+                        else:
+                            items.pop(change["id"], None)
+                    except (ValueError, KeyError, TypeError):
+                        self.skipped += 1
+        self.compact(items)
+        return items
+
+    def compact(self, items: dict[str, dict]) -> None:
+        staging = self.path.with_suffix(".jsonl.tmp")
+        with staging.open("w", encoding="utf-8") as out:
+            for item_id, item in items.items():
+                out.write(self._add_line(item_id, item["embedding"], item["meta"]))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(staging, self.path)
+
+    def add(self, item_id: str, embedding: np.ndarray, meta: dict) -> None:
+        self._append(self._add_line(item_id, embedding, meta))
+
+    def delete(self, item_id: str) -> None:
+        self._append(json.dumps({"op": "delete", "id": item_id}) + "\n")
+
+    @staticmethod
+    def _add_line(item_id: str, embedding: np.ndarray, meta: dict) -> str:
+        return json.dumps({"op": "add", "id": item_id, "meta": meta, "embedding": encode_embedding(embedding)}) + "\n"
+
+    def _append(self, line: str) -> None:
+        # flushed and synced before the change is acknowledged: an answered add survives a crash
+        with self.path.open("a", encoding="utf-8") as log:
+            log.write(line)
+            log.flush()
+            os.fsync(log.fileno())
