@@ -21,7 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ops.vector_index import VectorIndex
+
 LOG_NAME = "index.jsonl"
+
+
+class WrongWidth(ValueError):
+    """The log belongs to a model of another embedding width."""
 
 
 def encode_embedding(embedding: np.ndarray) -> str:
@@ -38,29 +44,37 @@ class IndexLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.skipped = 0  # torn or unreadable lines met when opening
 
-    def replay(self) -> dict[str, dict]:
-        """{id: {"embedding", "meta"}} as the log leaves them; then the log is compacted to them."""
-        items: dict[str, dict] = {}
+    def replay(self, width: int) -> VectorIndex:
+        """The index as the log leaves it; then the log is compacted to its live items. ValueError
+        when the log holds embeddings of another width: another model's index, which this one
+        could neither search nor extend."""
+        index = VectorIndex(width)
         if self.path.exists():
             with self.path.open(encoding="utf-8") as log:
                 for line in log:
                     try:
                         change = json.loads(line)
                         if change["op"] == "add":
-                            items[change["id"]] = {"embedding": decode_embedding(change["embedding"]),
-                                                   "meta": change["meta"]}
+                            embedding = decode_embedding(change["embedding"])
+                            if embedding.shape[0] != width:
+                                raise WrongWidth(f"{self.path} holds embeddings of width {embedding.shape[0]}, "
+                                                 f"this model's are {width}: another model's index? "
+                                                 "give this model its own index store")
+                            index.add(change["id"], embedding, change["meta"])
                         else:
-                            items.pop(change["id"], None)
+                            index.delete(change["id"])
+                    except WrongWidth:
+                        raise
                     except (ValueError, KeyError, TypeError):
                         self.skipped += 1
-        self.compact(items)
-        return items
+        self.compact(index)
+        return index
 
-    def compact(self, items: dict[str, dict]) -> None:
+    def compact(self, index: VectorIndex) -> None:
         staging = self.path.with_suffix(".jsonl.tmp")
         with staging.open("w", encoding="utf-8") as out:
-            for item_id, item in items.items():
-                out.write(self._add_line(item_id, item["embedding"], item["meta"]))
+            for item_id, embedding, meta in index.items():
+                out.write(self._add_line(item_id, embedding, meta))
             out.flush()
             os.fsync(out.fileno())
         os.replace(staging, self.path)

@@ -22,7 +22,7 @@ import signal
 import threading
 from pathlib import Path
 
-from model.export import recorded_x_encoder
+from model.export import read_manifest, recorded_x_encoder
 from model.y_decoder_export import decoder_dir_of
 from ops.cache_files import require_feature_cache
 from pipelines.cli_types import non_negative_float, port, positive_float, positive_int
@@ -64,6 +64,7 @@ def build_app(args: ServeAppArgs):
     visual = VisualPredictor.options(ray_actor_options={"num_cpus": args.num_cpus, "num_gpus": args.num_gpus, **env})
     text = TextEncoder.options(ray_actor_options={"num_cpus": args.num_cpus, **env})
     index = RetrievalIndex.options(ray_actor_options={"num_cpus": 0})
+    embed_dim = read_manifest(model_dir)["config"]["embed_dim"]
     # absolute: the index replica's working directory is not the builder's on a cluster
     store = os.path.abspath(args.index_store) if args.index_store else None
     if store and os.path.exists(store) and not os.path.isdir(store):
@@ -73,7 +74,7 @@ def build_app(args: ServeAppArgs):
         decoder = TextDecoder.options(ray_actor_options={
             "num_cpus": args.num_cpus, "num_gpus": args.decoder_num_gpus, **env}).bind(source)
     return Ingress.options(ray_actor_options={"num_cpus": 0, **env}).bind(
-        visual.bind(source, args.max_batch_size), text.bind(source), index.bind(store), settings, decoder)
+        visual.bind(source, args.max_batch_size), text.bind(source), index.bind(embed_dim, store), settings, decoder)
 
 
 def replica_env(source: str) -> dict:

@@ -22,6 +22,7 @@ from model.export import load_model, read_manifest
 from model.tasks import embed_clips, embed_features
 from ops.index_log import IndexLog
 from ops.media_input import frames_to_input
+from ops.vector_index import VectorIndex
 from pipelines.model_source import resolve_model_dir
 
 
@@ -85,41 +86,34 @@ class TextEncoder:
 
 @serve.deployment(num_replicas=1, max_ongoing_requests=256)  # one replica: the index is state, and every add must be seen
 class RetrievalIndex:
-    def __init__(self, store: str | None = None):
-        """store: a directory whose log (ops/index_log.py) keeps the items across restarts; None:
-        in memory only, and a restarted replica starts empty."""
+    def __init__(self, width: int, store: str | None = None):
+        """width: the model's embedding width. store: a directory whose log (ops/index_log.py) keeps
+        the items across restarts; None: in memory only, and a restarted replica starts empty."""
         self.log = IndexLog(store) if store else None
-        self.items: dict[str, dict] = self.log.replay() if self.log else {}
+        self.index = self.log.replay(width) if self.log else VectorIndex(width)
         if self.log and self.log.skipped:
             logging.getLogger("ray.serve").warning(
                 "index store %s: %d unreadable line(s) skipped (a write cut short?)", store, self.log.skipped)
 
     def add(self, item_id: str, embedding: np.ndarray, meta: dict) -> dict:
-        embedding = np.asarray(embedding, dtype=np.float32)
+        embedding = self.index.vector(embedding)  # checked before it is logged
         if self.log:
             self.log.add(item_id, embedding, meta)  # on disk before it is answered
-        self.items[item_id] = {"embedding": embedding, "meta": meta}
+        self.index.add(item_id, embedding, meta)
         return {"id": item_id, **meta}
 
     def list(self) -> list[dict]:
-        return [{"id": item_id, **item["meta"]} for item_id, item in self.items.items()]
+        return self.index.list()
 
     def delete(self, item_id: str) -> bool:
-        if item_id not in self.items:
+        if item_id not in self.index.rows:
             return False
         if self.log:
             self.log.delete(item_id)
-        del self.items[item_id]
-        return True
+        return self.index.delete(item_id)
 
     def search(self, query: np.ndarray, k: int) -> list[dict]:
-        if not self.items:
-            return []
-        ids = list(self.items)
-        matrix = np.stack([self.items[i]["embedding"] for i in ids])
-        scores = matrix @ np.asarray(query, dtype=np.float32)
-        order = np.argsort(-scores)[:k]
-        return [{"id": ids[i], "score": float(scores[i]), **self.items[ids[i]]["meta"]} for i in order]
+        return self.index.search(query, k)
 
 
 @serve.deployment(max_ongoing_requests=64)

@@ -146,7 +146,7 @@ def test_embeddings_and_retrieval_index(served, documented, index_store):
     # what a restarted index replica would reload from its store: the same items, ranked the same
     from pipelines.serve_deployments import RetrievalIndex
 
-    reloaded = RetrievalIndex.func_or_class(str(index_store))
+    reloaded = RetrievalIndex.func_or_class(model.config.embed_dim, str(index_store))
     assert reloaded.list() == listed
     served_now = _post(f"{base}/v1/retrieve", query="a red ball moves left", k=2).json()["results"]
     query = model.embed_texts(["a red ball moves left"])[0].numpy()

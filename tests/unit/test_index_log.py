@@ -3,27 +3,32 @@ left with (adds, replacements, deletes), a torn last line costs only that line, 
 compacts the log to the live items."""
 
 import numpy as np
+import pytest
 
 from ops.index_log import LOG_NAME, IndexLog
 from pipelines.serve_deployments import RetrievalIndex
 
-Index = RetrievalIndex.func_or_class  # the class Serve deploys, used here without Serve
+WIDTH = 8
 
 
-def _unit(seed: int, dim: int = 8) -> np.ndarray:
+def make_index(store=None):  # the class Serve deploys, used here without Serve
+    return RetrievalIndex.func_or_class(WIDTH, store)
+
+
+def _unit(seed: int, dim: int = WIDTH) -> np.ndarray:
     vector = np.random.default_rng(seed).normal(size=dim).astype(np.float32)
     return vector / np.linalg.norm(vector)
 
 
 def test_a_reopened_index_has_the_items_it_was_left_with(tmp_path):
-    index = Index(str(tmp_path))
+    index = make_index(str(tmp_path))
     for i in range(4):
         index.add(f"clip-{i}", _unit(i), {"kind": "video"})
     index.add("clip-1", _unit(10), {"kind": "image"})  # replaces
     assert index.delete("clip-2") and not index.delete("clip-2")
     expected = index.search(_unit(10), k=3)
 
-    reopened = Index(str(tmp_path))
+    reopened = make_index(str(tmp_path))
     assert reopened.list() == index.list() == [
         {"id": "clip-0", "kind": "video"}, {"id": "clip-1", "kind": "image"}, {"id": "clip-3", "kind": "video"}]
     assert reopened.search(_unit(10), k=3) == expected  # same embeddings, bit for bit
@@ -39,12 +44,42 @@ def test_a_torn_last_line_is_skipped_and_counted(tmp_path):
     text = (tmp_path / LOG_NAME).read_text()
     (tmp_path / LOG_NAME).write_text(text[: len(text) - 40])  # killed in the middle of writing "b"
     reopened = IndexLog(tmp_path)
-    assert list(reopened.replay()) == ["a"] and reopened.skipped == 1
-    assert list(IndexLog(tmp_path).replay()) == ["a"]  # the compacted log reads clean
+    assert [i["id"] for i in reopened.replay(WIDTH).list()] == ["a"] and reopened.skipped == 1
+    assert [i["id"] for i in IndexLog(tmp_path).replay(WIDTH).list()] == ["a"]  # the compacted log reads clean
+
+
+def test_another_models_store_is_refused_not_mixed(tmp_path):
+    make_index(str(tmp_path)).add("a", _unit(1), {"kind": "video"})
+    with pytest.raises(ValueError, match="width 8, this model's are 16"):
+        RetrievalIndex.func_or_class(16, str(tmp_path))
+    with pytest.raises(ValueError, match="width 16 for an index of width 8"):
+        make_index().add("b", _unit(2, dim=16), {"kind": "video"})
 
 
 def test_without_a_store_nothing_is_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    index = Index()
+    index = make_index()
     index.add("a", _unit(1), {"kind": "video"})
     assert index.list() == [{"id": "a", "kind": "video"}] and not list(tmp_path.iterdir())
+
+
+def test_search_equals_a_full_ranking_through_adds_replacements_and_deletes():
+    """The kept matrix (rows moved on delete, grown by doubling) ranks like a fresh one would."""
+    from ops.vector_index import VectorIndex
+
+    rng = np.random.default_rng(0)
+    index, live = VectorIndex(WIDTH), {}
+    for step in range(300):
+        item_id = f"item-{rng.integers(60)}"
+        if rng.random() < 0.3:
+            assert index.delete(item_id) == (live.pop(item_id, None) is not None)
+        else:
+            live[item_id] = _unit(step)
+            index.add(item_id, live[item_id], {"kind": "video"})
+    query = _unit(1000)
+    ids = list(live)
+    scores = np.stack([live[i] for i in ids]) @ query
+    expected = [ids[i] for i in np.argsort(-scores)]
+    for k in (1, 5, len(ids), len(ids) + 10):
+        assert [r["id"] for r in index.search(query, k)] == expected[:k]
+    assert sorted(i["id"] for i in index.list()) == sorted(ids) and len(index) == len(ids)

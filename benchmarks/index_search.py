@@ -1,0 +1,86 @@
+"""Retrieval index search: the kept matrix (ops/vector_index.py) vs stacking every embedding per
+query (what the index did before: `np.stack` of N items, a full `argsort`).
+
+For each index size N it fills both with the same N random unit embeddings of the paper's width
+(1536) and times --queries searches for the top 10, alternating the two, median per query. Also
+the add rate (amortised growth) and the memory the kept matrix holds.
+
+    python -m benchmarks.index_search [--sizes 1000 10000 50000] [--queries 30] [--width 1536]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+from ops.vector_index import VectorIndex
+
+
+class StackPerQuery:
+    """The previous index: a dict of items, a matrix stacked from it on every search."""
+
+    def __init__(self):
+        self.items: dict[str, dict] = {}
+
+    def add(self, item_id: str, embedding: np.ndarray, meta: dict) -> None:
+        self.items[item_id] = {"embedding": np.asarray(embedding, dtype=np.float32), "meta": meta}
+
+    def search(self, query: np.ndarray, k: int) -> list[dict]:
+        ids = list(self.items)
+        matrix = np.stack([self.items[i]["embedding"] for i in ids])
+        scores = matrix @ np.asarray(query, dtype=np.float32)
+        order = np.argsort(-scores)[:k]
+        return [{"id": ids[i], "score": float(scores[i]), **self.items[ids[i]]["meta"]} for i in order]
+
+
+def unit_rows(count: int, width: int, seed: int) -> np.ndarray:
+    rows = np.random.default_rng(seed).normal(size=(count, width)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def measure(size: int, width: int, queries: int) -> dict:
+    embeddings = unit_rows(size, width, seed=size)
+    kept, stacked = VectorIndex(width), StackPerQuery()
+    started = time.perf_counter()
+    for i, embedding in enumerate(embeddings):
+        kept.add(f"item-{i}", embedding, {"kind": "video"})
+    add_s = time.perf_counter() - started
+    for i, embedding in enumerate(embeddings):
+        stacked.add(f"item-{i}", embedding, {"kind": "video"})
+    times: dict[str, list[float]] = {"kept": [], "stacked": []}
+    for query in unit_rows(queries, width, seed=size + 1):
+        found = {}
+        for name, index in (("kept", kept), ("stacked", stacked)):
+            started = time.perf_counter()
+            found[name] = [r["id"] for r in index.search(query, 10)]
+            times[name].append(time.perf_counter() - started)
+        assert found["kept"] == found["stacked"]  # same answer, only the cost differs
+    kept_ms, stacked_ms = (statistics.median(times[n]) * 1e3 for n in ("kept", "stacked"))
+    return {"items": size, "kept_ms": round(kept_ms, 3), "stack_per_query_ms": round(stacked_ms, 3),
+            "speedup": round(stacked_ms / kept_ms, 1), "adds_per_s": round(size / add_s),
+            "matrix_mb": round(kept.matrix.nbytes / 2**20, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000])
+    parser.add_argument("--queries", type=int, default=30)
+    parser.add_argument("--width", type=int, default=1536)
+    args = parser.parse_args(argv)
+    print(f"{'items':>7} {'kept ms':>9} {'stack/query ms':>15} {'speedup':>8} {'adds/s':>9} {'matrix MB':>10}")
+    results = []
+    for size in args.sizes:
+        row = measure(size, args.width, args.queries)
+        results.append(row)
+        print(f"{row['items']:>7} {row['kept_ms']:>9.3f} {row['stack_per_query_ms']:>15.3f} {row['speedup']:>7.1f}x "
+              f"{row['adds_per_s']:>9} {row['matrix_mb']:>10.1f}")
+    print(json.dumps({"width": args.width, "queries": args.queries, "results": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
