@@ -10,7 +10,8 @@
      CIDEr of held-out captions decoded from Ŝ_Y, against the true S_Y (ceiling) and random (floor);
      steps 8 and 9 use whichever of the two decodes held-out Ŝ_Y better;
   8. `vljepa stream`: selective decoding of a long held-out stream, events against the annotations;
-  9. Ray Serve on 127.0.0.1: a classify, a VQA and a caption request over HTTP, then stop.
+  9. Ray Serve on 127.0.0.1, its retrieval index filled from the eval cache: a classify, a VQA, a
+     caption and a retrieve request over HTTP, then stop.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def comparison(untrained: dict, trained: dict) -> str:
     return table(rows, ["metric", "untrained", "trained", "chance", "trained / chance"])
 
 
-def serve_requests(model_dir: Path, eval_shards: Path) -> None:
+def serve_requests(model_dir: Path, eval_shards: Path, eval_cache: Path) -> None:
     import requests
     from ray import serve
 
@@ -106,7 +107,8 @@ def serve_requests(model_dir: Path, eval_shards: Path) -> None:
     clip = next(s for s in samples if "txt" in s.members and "mp4" in s.members)
     question = next(s for s in samples if "json" in s.members and "query" in json.loads(s.members["json"]))
     port = free_loopback_port()
-    start(ServeAppArgs(model=str(model_dir), num_cpus=0), host="127.0.0.1", port=port)
+    # the retrieval index holds the eval cache's captioned videos (their cached S_V, no decoding)
+    start(ServeAppArgs(model=str(model_dir), num_cpus=0, index_cache=str(eval_cache)), host="127.0.0.1", port=port)
     base = f"http://127.0.0.1:{port}"
     try:
         labels = [scene.caption for scene in all_scenes()]
@@ -123,6 +125,12 @@ def serve_requests(model_dir: Path, eval_shards: Path) -> None:
         caption = requests.post(f"{base}/v1/caption", files={"media": ("clip.mp4", clip.members["mp4"])},
                                 timeout=120).json()
         print(f"POST /v1/caption   -> {caption['text']!r} (truth: {clip.members['txt'].decode()!r})")
+        query = clip.members["txt"].decode()
+        found = requests.post(f"{base}/v1/retrieve", json={"query": query, "k": 3}, timeout=120).json()["results"]
+        indexed = len(requests.get(f"{base}/v1/index/items", timeout=120).json()["items"])
+        print(f"POST /v1/retrieve  {query!r} among {indexed} held-out videos:")
+        for hit in found:
+            print(f"    {hit['score']:.3f}  {hit['id']}  {hit['caption']!r}")
     finally:
         serve.shutdown()
     print(f"served on {base}; stopped")
@@ -211,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(streamed['events'])} decodes; first annotations: "
           + "; ".join(f"{a['time']:.1f}s {a['caption']!r}" for a in annotations[:3]))
 
-    banner("9. serving on Ray Serve (127.0.0.1): classify, VQA and caption over HTTP")
-    serve_requests(Path(served["model"]), data / "eval")
+    banner("9. serving on Ray Serve (127.0.0.1): classify, VQA, caption and retrieval over HTTP")
+    serve_requests(Path(served["model"]), data / "eval", caches / "eval")
 
     print(f"\n{clock.report()}")
     print(f"\ndemo finished.\n  data:          {data}\n  feature cache: {caches}\n  model:         {result['model']}"
