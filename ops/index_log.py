@@ -82,6 +82,11 @@ class IndexLog:
     def add(self, item_id: str, embedding: np.ndarray, meta: dict) -> None:
         self._append(self._add_line(item_id, embedding, meta))
 
+    def add_many(self, items: list[tuple[str, np.ndarray, dict]]) -> None:
+        """One write and one sync for all of them (a cache's thousands of items at start-up)."""
+        if items:
+            self._append("".join(self._add_line(*item) for item in items))
+
     def delete(self, item_id: str) -> None:
         self._append(json.dumps({"op": "delete", "id": item_id}) + "\n")
 

@@ -37,6 +37,11 @@ class VectorIndex:
         self.matrix[row] = vector
         self.meta[item_id] = meta
 
+    def holds(self, item_id: str, embedding: np.ndarray, meta: dict) -> bool:
+        """Whether the index already has exactly this item (same embedding bits, same meta)."""
+        row = self.rows.get(item_id)
+        return row is not None and self.meta[item_id] == meta and np.array_equal(self.matrix[row], embedding)
+
     def delete(self, item_id: str) -> bool:
         row = self.rows.pop(item_id, None)
         if row is None:

@@ -102,6 +102,18 @@ class RetrievalIndex:
         self.index.add(item_id, embedding, meta)
         return {"id": item_id, **meta}
 
+    def add_many(self, items: list[tuple[str, np.ndarray, dict]]) -> int:
+        """Adds (id, embedding, meta) items in one call and, with a store, one synced write; items
+        the index already holds unchanged are skipped, so the ingress re-adding a cache's items at
+        every start (each ingress replica does) writes nothing. -> how many were new or changed."""
+        fresh = [(item_id, self.index.vector(embedding), meta) for item_id, embedding, meta in items]
+        fresh = [item for item in fresh if not self.index.holds(*item)]
+        if self.log:
+            self.log.add_many(fresh)
+        for item in fresh:
+            self.index.add(*item)
+        return len(fresh)
+
     def list(self) -> list[dict]:
         return self.index.list()
 

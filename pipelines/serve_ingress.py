@@ -94,10 +94,9 @@ class Ingress:
         rows = [r for r in load_rows(cache) if r["media_kind"] == "video" and r["task"] == "caption"]
         features = row_features([r["s_v_shape"] for r in rows], [r["s_v"] for r in rows])
         embeddings = await asyncio.gather(*(self.visual.predict_cached.remote(f) for f in features))
-        await asyncio.gather(*(
-            self.index.add.remote(f"{row['shard']}/{row['key']}", embedding,
-                                  {"kind": "video", "caption": row["target"], "source": cache})
-            for row, embedding in zip(rows, embeddings)))
+        await self.index.add_many.remote([
+            (f"{row['shard']}/{row['key']}", embedding, {"kind": "video", "caption": row["target"], "source": cache})
+            for row, embedding in zip(rows, embeddings)])
 
     # -- plumbing ------------------------------------------------------------------------------
     def authorize(self, request: Request) -> None:

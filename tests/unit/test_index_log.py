@@ -83,3 +83,18 @@ def test_search_equals_a_full_ranking_through_adds_replacements_and_deletes():
     for k in (1, 5, len(ids), len(ids) + 10):
         assert [r["id"] for r in index.search(query, k)] == expected[:k]
     assert sorted(i["id"] for i in index.list()) == sorted(ids) and len(index) == len(ids)
+
+
+def test_re_adding_unchanged_items_writes_nothing(tmp_path):
+    """The ingress re-adds a feature cache's items at every start, once per ingress replica: only
+    new or changed items reach the log, in one write."""
+    items = [(f"shard/{i}", _unit(i), {"kind": "video", "caption": f"c{i}"}) for i in range(50)]
+    index = make_index(str(tmp_path))
+    assert index.add_many(items) == 50
+    size = (tmp_path / LOG_NAME).stat().st_size
+    assert make_index(str(tmp_path)).add_many(items) == 0  # a second start, or a second replica
+    assert (tmp_path / LOG_NAME).stat().st_size == size
+    changed = [items[0], (items[1][0], items[1][1], {"kind": "video", "caption": "new"})]
+    reopened = make_index(str(tmp_path))
+    assert reopened.add_many(changed) == 1
+    assert make_index(str(tmp_path)).list()[1] == {"id": "shard/1", "kind": "video", "caption": "new"}
