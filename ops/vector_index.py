@@ -9,6 +9,7 @@ delete moves the last row into the freed one (O(D)). Listing keeps insertion ord
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -55,8 +56,10 @@ class VectorIndex:
         self.ids.pop()
         return True
 
-    def list(self) -> list[dict]:
-        return [{"id": item_id, **self.meta[item_id]} for item_id in self.rows]
+    def list(self, offset: int = 0, limit: int | None = None) -> list[dict]:
+        """Items in insertion order, from `offset`, at most `limit` of them."""
+        stop = None if limit is None else offset + limit
+        return [{"id": item_id, **self.meta[item_id]} for item_id in itertools.islice(self.rows, offset, stop)]
 
     def items(self) -> Iterator[tuple[str, np.ndarray, dict]]:
         """(id, embedding, meta) in insertion order."""

@@ -29,6 +29,8 @@ CANDIDATES = TextListField(name="candidates", limit=MAX_CANDIDATES, description=
 ITEM_ID = TextField(name="id", description="the item's id in the index; adding an existing id replaces it")
 SEARCH = TextField(name="query", description="the text to find videos (and images) for")
 TOP_K = IntField(name="k", default=10, low=1, high=1000, description="how many results")
+OFFSET = IntField(name="offset", default=0, low=0, high=10**9, description="items to skip")
+LIMIT = IntField(name="limit", default=1000, low=1, high=10_000, description="items per page")
 BEAMS = IntField(name="beams", default=1, low=1, high=MAX_BEAMS, description="beam width; 1 is greedy decoding")
 
 # /v1/stream: the window grid, then how segments are chosen (the flags of `vljepa stream`)
@@ -58,3 +60,4 @@ RETRIEVE = RequestBody(SEARCH, TOP_K)
 CAPTION = RequestBody(QUERY, BEAMS, media=ANY_MEDIA)
 STREAM = RequestBody(WINDOW, STRIDE, STRATEGY, SEGMENTS, SECONDS_PER_DECODE, THRESHOLD, POOL, QUERY,
                      media=VIDEO_ONLY)
+LIST_ITEMS = RequestBody(OFFSET, LIMIT)  # query parameters: GET /v1/index/items?offset=&limit=

@@ -57,7 +57,9 @@ class IndexItem(Documented):
 
 
 class IndexItems(Documented):
-    items: list[IndexItem]
+    items: list[IndexItem] = Field(description="in the order they were first added, from `offset`")
+    total: int = Field(description="items in the index")
+    next_offset: int | None = Field(description="the `offset` of the next page; null on the last one")
 
 
 class Deleted(Documented):

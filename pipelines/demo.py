@@ -127,7 +127,7 @@ def serve_requests(model_dir: Path, eval_shards: Path, eval_cache: Path) -> None
         print(f"POST /v1/caption   -> {caption['text']!r} (truth: {clip.members['txt'].decode()!r})")
         query = clip.members["txt"].decode()
         found = requests.post(f"{base}/v1/retrieve", json={"query": query, "k": 3}, timeout=120).json()["results"]
-        indexed = len(requests.get(f"{base}/v1/index/items", timeout=120).json()["items"])
+        indexed = requests.get(f"{base}/v1/index/items", timeout=120).json()["total"]
         print(f"POST /v1/retrieve  {query!r} among {indexed} held-out videos:")
         for hit in found:
             print(f"    {hit['score']:.3f}  {hit['id']}  {hit['caption']!r}")

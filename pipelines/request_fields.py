@@ -206,13 +206,18 @@ class RequestBody:
     def __init__(self, *fields: Field, media: str | None = None):
         self.fields, self.media = fields, media
 
-    def refuse_unknown(self, given: dict, upload_field: str) -> None:
+    def refuse_unknown(self, given: dict, upload_field: str = "") -> None:
         """`given`: the fields left after the upload (`upload_field`) was taken out."""
         unknown = sorted(set(given) - {f.name for f in self.fields})
         if unknown:
             takes = [upload_field] * bool(self.media) + [f.name for f in self.fields]
             raise HTTPException(422, f"unknown field{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))}: "
                                      f"this endpoint takes {', '.join(map(repr, takes)) or 'no fields'}")
+
+    def query_parameters(self) -> dict:
+        """FastAPI's `openapi_extra` for a GET reading these fields from its query string."""
+        return {"parameters": [{"name": f.name, "in": "query", "required": f.required, "schema": f.schema(),
+                                "description": f.description} for f in self.fields]}
 
     def openapi(self) -> dict:
         """FastAPI's `openapi_extra`: the JSON object and the multipart form (each list as one part

@@ -117,6 +117,10 @@ class RetrievalIndex:
     def list(self) -> list[dict]:
         return self.index.list()
 
+    def page(self, offset: int, limit: int) -> tuple[list[dict], int]:
+        """(items offset .. offset + limit in insertion order, how many there are)."""
+        return self.index.list(offset, limit), len(self.index)
+
     def delete(self, item_id: str) -> bool:
         if item_id not in self.index.rows:
             return False

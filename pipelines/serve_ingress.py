@@ -273,10 +273,15 @@ class Ingress:
         kind, embedding = await self.predict(media, None)
         return await self.index.add.remote(item_id, embedding, {"kind": kind})
 
-    @app.get("/v1/index/items", response_model=None, responses=responses(IndexItems, 401))
+    @app.get("/v1/index/items", response_model=None, responses=responses(IndexItems, 401, 422),
+             openapi_extra=api.LIST_ITEMS.query_parameters())
     async def list_items(self, request: Request) -> dict:
         self.authorize(request)
-        return {"items": await self.index.list.remote()}
+        query = dict(request.query_params)
+        api.LIST_ITEMS.refuse_unknown(query)
+        offset, limit = api.OFFSET.read(query), api.LIMIT.read(query)
+        items, total = await self.index.page.remote(offset, limit)
+        return {"items": items, "total": total, "next_offset": offset + limit if offset + limit < total else None}
 
     # :path: ids of items indexed from a feature cache are `shard/key`, with a slash
     @app.delete("/v1/index/items/{item_id:path}", response_model=None, responses=responses(Deleted, 401, 404))

@@ -134,7 +134,13 @@ def test_embeddings_and_retrieval_index(served, documented, index_store):
         added = _post(f"{base}/v1/index/items", data, id=item_id)
         assert documented(added, "post", "/v1/index/items").status_code == 200
     listed = documented(requests.get(f"{base}/v1/index/items", timeout=30), "get", "/v1/index/items")
-    assert {i["id"] for i in listed.json()["items"]} == {"clip-a", "clip-b", "photo"}
+    assert [i["id"] for i in listed.json()["items"]] == ["clip-a", "clip-b", "photo"]  # the order they came in
+    assert listed.json()["total"] == 3 and listed.json()["next_offset"] is None
+    pages = [documented(requests.get(f"{base}/v1/index/items", params=page, timeout=30), "get", "/v1/index/items")
+             for page in ({"limit": 2}, {"offset": 2, "limit": 2}, {"limit": 0}, {"limit": 2, "ofset": 1})]
+    assert [i["id"] for i in pages[0].json()["items"]] == ["clip-a", "clip-b"] and pages[0].json()["next_offset"] == 2
+    assert [i["id"] for i in pages[1].json()["items"]] == ["photo"] and pages[1].json()["next_offset"] is None
+    assert [p.status_code for p in pages[2:]] == [422, 422]  # a limit out of range; a misspelt parameter
     found = documented(_post(f"{base}/v1/retrieve", query="a red ball moves left", k=2), "post", "/v1/retrieve")
     results = found.json()["results"]
     assert len(results) == 2 and results[0]["score"] >= results[1]["score"]
