@@ -15,6 +15,7 @@ volume the index's node sees after a restart (on a cluster: a shared volume).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -26,8 +27,27 @@ from ops.vector_index import VectorIndex
 LOG_NAME = "index.jsonl"
 
 
+MODEL_NAME = "model.json"  # beside the log: which model's predictions it holds
+
+
 class WrongWidth(ValueError):
     """The log belongs to a model of another embedding width."""
+
+
+def prediction_fingerprint(model_dir: str | Path) -> str:
+    """What an item's Ŝ_Y depends on, as one digest: the x-encoder's identity (frozen, so its id and
+    config hash name it) and the trained weights after it, the predictor's and the heads' files.
+    A retrained model of the same shape gets another digest, so a store of its predictions is not
+    mixed with a new model's. Reads the predictor's weights (~2 GB for the paper preset, ~2 s)."""
+    model_dir = Path(model_dir)
+    manifest = json.loads((model_dir / "vljepa.json").read_text())
+    digest = hashlib.sha256(json.dumps([manifest.get("x_encoder_identity"), manifest["config"]],
+                                       sort_keys=True).encode())
+    for path in [model_dir / "heads.safetensors", *sorted((model_dir / "predictor").glob("*.safetensors"))]:
+        with path.open("rb") as weights:
+            while chunk := weights.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 def encode_embedding(embedding: np.ndarray) -> str:
@@ -39,10 +59,28 @@ def decode_embedding(text: str) -> np.ndarray:
 
 
 class IndexLog:
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path, model: str | None = None):
+        """model: the prediction_fingerprint of the model serving; a store written by another model
+        is refused (ValueError), a new store records it. None: not checked (tests of the log alone)."""
         self.path = Path(directory) / LOG_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.skipped = 0  # torn or unreadable lines met when opening
+        if model is not None:
+            self.claim(model)
+
+    def claim(self, model: str) -> None:
+        record = self.path.parent / MODEL_NAME
+        if record.exists():
+            recorded = json.loads(record.read_text()).get("prediction_fingerprint")
+            if recorded != model:
+                raise ValueError(f"index store {self.path.parent} holds the predictions of another model "
+                                 f"(fingerprint {recorded}; this model's is {model}): they are not comparable "
+                                 "with this model's. Give this model its own --index-store directory")
+        elif self.path.exists() and self.path.stat().st_size:
+            raise ValueError(f"index store {self.path.parent} has items but no {MODEL_NAME} naming their "
+                             "model: give this model its own --index-store directory")
+        else:
+            record.write_text(json.dumps({"prediction_fingerprint": model}) + "\n")
 
     def replay(self, width: int) -> VectorIndex:
         """The index as the log leaves it; then the log is compacted to its live items. ValueError

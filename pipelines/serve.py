@@ -25,6 +25,7 @@ from pathlib import Path
 from model.export import read_manifest, recorded_x_encoder
 from model.y_decoder_export import decoder_dir_of
 from ops.cache_files import require_feature_cache
+from ops.index_log import prediction_fingerprint
 from pipelines.cli_types import non_negative_float, port, positive_float, positive_int
 from pipelines.model_source import is_mlflow_uri, resolve_model_dir, source_for_workers
 from pipelines.net import check_can_listen
@@ -69,12 +70,14 @@ def build_app(args: ServeAppArgs):
     store = os.path.abspath(args.index_store) if args.index_store else None
     if store and os.path.exists(store) and not os.path.isdir(store):
         raise ValueError(f"index_store {args.index_store} is a file; give a directory (created if missing)")
+    fingerprint = prediction_fingerprint(model_dir) if store else None  # the store's items are this model's
     decoder = None
     if decoder_dir_of(model_dir) is not None:
         decoder = TextDecoder.options(ray_actor_options={
             "num_cpus": args.num_cpus, "num_gpus": args.decoder_num_gpus, **env}).bind(source)
     return Ingress.options(ray_actor_options={"num_cpus": 0, **env}).bind(
-        visual.bind(source, args.max_batch_size), text.bind(source), index.bind(embed_dim, store), settings, decoder)
+        visual.bind(source, args.max_batch_size), text.bind(source), index.bind(embed_dim, store, fingerprint),
+        settings, decoder)
 
 
 def replica_env(source: str) -> dict:

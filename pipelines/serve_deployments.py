@@ -86,10 +86,11 @@ class TextEncoder:
 
 @serve.deployment(num_replicas=1, max_ongoing_requests=256)  # one replica: the index is state, and every add must be seen
 class RetrievalIndex:
-    def __init__(self, width: int, store: str | None = None):
+    def __init__(self, width: int, store: str | None = None, model: str | None = None):
         """width: the model's embedding width. store: a directory whose log (ops/index_log.py) keeps
-        the items across restarts; None: in memory only, and a restarted replica starts empty."""
-        self.log = IndexLog(store) if store else None
+        the items across restarts; None: in memory only, and a restarted replica starts empty.
+        model: the serving model's prediction_fingerprint: a store of another model's is refused."""
+        self.log = IndexLog(store, model) if store else None
         self.index = self.log.replay(width) if self.log else VectorIndex(width)
         if self.log and self.log.skipped:
             logging.getLogger("ray.serve").warning(

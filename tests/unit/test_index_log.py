@@ -98,3 +98,33 @@ def test_re_adding_unchanged_items_writes_nothing(tmp_path):
     reopened = make_index(str(tmp_path))
     assert reopened.add_many(changed) == 1
     assert make_index(str(tmp_path)).list()[1] == {"id": "shard/1", "kind": "video", "caption": "new"}
+
+
+def test_a_store_is_refused_to_another_model_of_the_same_shape(tmp_path, captioning_model_dir):
+    """Same width, other weights (a retrained model): its stored Ŝ_Y are not comparable with this
+    model's, and mixing them would rank old predictions against new ones."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from ops.index_log import prediction_fingerprint
+
+    same = shutil.copytree(captioning_model_dir, tmp_path / "same", ignore=shutil.ignore_patterns("y_decoder"))
+    retrained = shutil.copytree(same, tmp_path / "retrained")
+    heads = load_file(retrained / "heads.safetensors")
+    name = sorted(heads)[0]
+    heads[name] = np.asarray(heads[name] + 1, dtype=heads[name].dtype)
+    save_file(heads, retrained / "heads.safetensors")
+    assert prediction_fingerprint(captioning_model_dir) == prediction_fingerprint(same)
+    assert prediction_fingerprint(retrained) != prediction_fingerprint(same)
+
+    store = tmp_path / "store"
+    first = RetrievalIndex.func_or_class(WIDTH, str(store), prediction_fingerprint(same))
+    first.add("a", _unit(1), {"kind": "video"})
+    assert RetrievalIndex.func_or_class(WIDTH, str(store), prediction_fingerprint(same)).list() == first.list()
+    with pytest.raises(ValueError, match="predictions of another model"):
+        RetrievalIndex.func_or_class(WIDTH, str(store), prediction_fingerprint(retrained))
+    unnamed = tmp_path / "unnamed"  # items, but no record of whose
+    make_index(str(unnamed)).add("a", _unit(1), {"kind": "video"})
+    with pytest.raises(ValueError, match="no model.json"):
+        RetrievalIndex.func_or_class(WIDTH, str(unnamed), prediction_fingerprint(same))
