@@ -115,11 +115,8 @@ class RetrievalIndex:
             self.index.add(*item)
         return len(fresh)
 
-    def list(self) -> list[dict]:
-        return self.index.list()
-
-    def page(self, offset: int, limit: int) -> tuple[list[dict], int]:
-        """(items offset .. offset + limit in insertion order, how many there are)."""
+    def page(self, offset: int = 0, limit: int | None = None) -> tuple[list[dict], int]:
+        """(items offset .. offset + limit in insertion order (all by default), how many there are)."""
         return self.index.list(offset, limit), len(self.index)
 
     def delete(self, item_id: str) -> bool:

@@ -29,7 +29,7 @@ def test_a_reopened_index_has_the_items_it_was_left_with(tmp_path):
     expected = index.search(_unit(10), k=3)
 
     reopened = make_index(str(tmp_path))
-    assert reopened.list() == index.list() == [
+    assert reopened.page()[0] == index.page()[0] == [
         {"id": "clip-0", "kind": "video"}, {"id": "clip-1", "kind": "image"}, {"id": "clip-3", "kind": "video"}]
     assert reopened.search(_unit(10), k=3) == expected  # same embeddings, bit for bit
     assert reopened.search(_unit(10), k=3)[0]["id"] == "clip-1"
@@ -60,7 +60,7 @@ def test_without_a_store_nothing_is_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     index = make_index()
     index.add("a", _unit(1), {"kind": "video"})
-    assert index.list() == [{"id": "a", "kind": "video"}] and not list(tmp_path.iterdir())
+    assert index.page()[0] == [{"id": "a", "kind": "video"}] and not list(tmp_path.iterdir())
 
 
 def test_search_equals_a_full_ranking_through_adds_replacements_and_deletes():
@@ -97,7 +97,7 @@ def test_re_adding_unchanged_items_writes_nothing(tmp_path):
     changed = [items[0], (items[1][0], items[1][1], {"kind": "video", "caption": "new"})]
     reopened = make_index(str(tmp_path))
     assert reopened.add_many(changed) == 1
-    assert make_index(str(tmp_path)).list()[1] == {"id": "shard/1", "kind": "video", "caption": "new"}
+    assert make_index(str(tmp_path)).page()[0][1] == {"id": "shard/1", "kind": "video", "caption": "new"}
 
 
 def test_a_store_is_refused_to_another_model_of_the_same_shape(tmp_path, captioning_model_dir):
@@ -121,7 +121,7 @@ def test_a_store_is_refused_to_another_model_of_the_same_shape(tmp_path, caption
     store = tmp_path / "store"
     first = RetrievalIndex.func_or_class(WIDTH, str(store), prediction_fingerprint(same))
     first.add("a", _unit(1), {"kind": "video"})
-    assert RetrievalIndex.func_or_class(WIDTH, str(store), prediction_fingerprint(same)).list() == first.list()
+    assert RetrievalIndex.func_or_class(WIDTH, str(store), prediction_fingerprint(same)).page() == first.page()
     with pytest.raises(ValueError, match="predictions of another model"):
         RetrievalIndex.func_or_class(WIDTH, str(store), prediction_fingerprint(retrained))
     unnamed = tmp_path / "unnamed"  # items, but no record of whose
