@@ -34,6 +34,10 @@ PREPROCESSING = "uniform-centre-segments/resize-short-side/centre-crop/imagenet-
 
 ARROW_STORAGE = {"float16": pa.float16(), "float32": pa.float32()}
 
+# Reading a cache that does not exist (yet): a missing path, or one under a file (which a
+# write will refuse, in FeatureCache.check_writable)
+NOTHING_THERE = (FileNotFoundError, NotADirectoryError)
+
 REPORT_SCHEMA = pa.schema([("key", pa.string()), ("status", pa.string()),
                            ("reason", pa.string()), ("error_message", pa.string())])
 
@@ -78,13 +82,13 @@ class FeatureCache:
     def manifest(self) -> dict | None:
         try:
             return json.loads(self.fs.cat_file(self.path("manifest.json")))
-        except FileNotFoundError:
+        except NOTHING_THERE:
             return None
 
     def marker(self, shard: str) -> dict | None:
         try:
             return json.loads(self.fs.cat_file(self.path(f"{shard}.done.json")))
-        except FileNotFoundError:
+        except NOTHING_THERE:
             return None
 
     def markers(self, shards: list[str], known: dict[str, dict] | None = None) -> dict[str, dict | None]:
@@ -99,7 +103,7 @@ class FeatureCache:
         self.fs.invalidate_cache(self.root)  # commits ran in other processes: no cached listing
         try:
             listed = {path.rsplit("/", 1)[-1] for path in self.fs.ls(self.root, detail=False)}
-        except FileNotFoundError:
+        except NOTHING_THERE:
             return {shard: None for shard in shards}
         known = {**(self.manifest() or {}).get("shards", {}), **(known or {})}
         result: dict[str, dict | None] = {}
@@ -150,6 +154,17 @@ class FeatureCache:
             os.replace(staging, target)
         else:
             self.fs.pipe_file(target, data)  # one PUT: the object appears whole or not at all
+
+    def check_writable(self) -> None:
+        """Write and remove a probe file, so an unwritable --out (a read-only mount, a path under
+        a file, a bucket without write access) is one line before any shard is decoded, not a
+        commit task's traceback after the first shard's features were computed and lost."""
+        probe = f".write-probe-{uuid.uuid4().hex}"
+        try:
+            self.write_bytes(probe, b"")
+            self.fs.rm_file(self.path(probe))
+        except OSError as exc:
+            raise PermissionError(f"cannot write the feature cache at {self.url}: {exc}") from exc
 
     def commit_shard(self, shard: str, rows: list[dict], report: list[dict], fingerprint: str,
                      storage_dtype: str) -> dict:

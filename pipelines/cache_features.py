@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     pending = [(u, n) for u, n in zip(urls, names) if status[n] == "pending"]
     if pending:
         check_reachable(checkpoint)  # no hub access: one line now, not every actor's traceback later
+        cache.check_writable()  # likewise for an --out this run could not commit to
     started = time.perf_counter()
     committed, stages = run_pipeline(pending, cache, checkpoint, fingerprint, num_frames, args) if pending else ({}, [])
     elapsed = time.perf_counter() - started

@@ -144,3 +144,7 @@ def test_shards_from_s3_and_cache_to_s3(ray_instance, sample_data, s3_endpoint, 
     assert sum(m["rows"] for m in manifest["shards"].values()) == result["cached"]
     again = _run(capsys, "--shards", "s3://vljepa-test/data/train", "--out", "s3://vljepa-test/cache")
     assert again["shards_processed"] == 0
+    # a cache in a bucket that does not exist: one line before any shard is decoded
+    with pytest.raises(PermissionError, match="cannot write the feature cache at s3://no-such-bucket/cache"):
+        cache_features.main(["--shards", "s3://vljepa-test/data/train", "--out", "s3://no-such-bucket/cache",
+                             "--preset", "tiny"])

@@ -118,3 +118,20 @@ def test_storage_its_user_sets_up_is_a_user_error_with_what_to_set(capsys, monke
     assert "AWS_ENDPOINT_URL" in err and "Traceback" not in err
     assert run_as_process(unreadable, "train") == 2
     assert "vljepa train: error: Access Denied: s3://bucket/shards" in capsys.readouterr().err
+
+
+def test_cache_features_refuses_an_unwritable_out_before_decoding_anything(tiny_config, tmp_path, ray_must_not_start):
+    # before: every shard was parsed, decoded and featurised, then the first commit task failed
+    # with a traceback and the computed features were lost
+    import tarfile
+
+    from pipelines import cache_features
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    tarfile.open(shards / "s-000.tar", "w").close()
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("")
+    with pytest.raises(PermissionError, match=f"cannot write the feature cache at {not_a_dir}/cache"):
+        cache_features.main(["--shards", str(shards), "--out", str(not_a_dir / "cache"), "--preset", "tiny"])
+    assert list(shards.iterdir()) == [shards / "s-000.tar"]
