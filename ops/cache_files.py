@@ -68,6 +68,22 @@ def require_feature_cache(url: str, x_encoder: dict[str, str] | None = None, rea
     return shards
 
 
+def selected_row_count(url: str, media_kinds: tuple[str, ...], tasks: tuple[str, ...]) -> tuple[int | None, dict[str, int]]:
+    """(rows of the cache a stage selects, rows per "media_kind/task" of the whole cache), from the
+    manifest alone: the shard markers count their rows by kind (caches written before they did:
+    (None, {})), so a run can refuse a cache that cannot fill its batches before any worker starts."""
+    shards = (FeatureCache(url).manifest() or {}).get("shards") or {}
+    if not shards or any("kinds" not in counts for counts in shards.values()):
+        return None, {}
+    by_kind: dict[str, int] = {}
+    for counts in shards.values():
+        for kind, rows in counts["kinds"].items():
+            by_kind[kind] = by_kind.get(kind, 0) + rows
+    selected = sum(rows for kind, rows in by_kind.items()
+                   if kind.split("/", 1)[0] in media_kinds and kind.split("/", 1)[1] in tasks)
+    return selected, dict(sorted(by_kind.items()))
+
+
 @dataclass(frozen=True)
 class CacheFileReader:
     """`map_batches` callable: a batch of pass items -> the selected rows of their files, one

@@ -3,7 +3,8 @@
     CACHE/manifest.json              fingerprint (+ its fields), per-shard counts
     CACHE/<shard>.parquet            one row per cached sample: key, texts, frame times, S_V
     CACHE/<shard>.report.parquet     one row per input sample, failed ones included: key, status, error
-    CACHE/<shard>.done.json          commit marker: written last, holds the fingerprint
+    CACHE/<shard>.done.json          commit marker: written last, holds the fingerprint and the
+                                     shard's counts (rows, rows per media kind / task, bad samples)
 
 A shard is complete only when its marker exists with the run's fingerprint. Data files are
 written atomically (temporary file + rename on a filesystem; a single PUT on S3, where an object
@@ -177,7 +178,10 @@ class FeatureCache:
         for row in report:
             if row["status"] != "ok":
                 bad[row["reason"]] = bad.get(row["reason"], 0) + 1
-        counts = {"rows": table.num_rows, "bad": bad, "bytes": len(data), "fingerprint": fingerprint}
+        kinds: dict[str, int] = {}  # "media_kind/task" -> rows: what a training stage can check before it starts
+        for row in rows:
+            kinds[f"{row['media_kind']}/{row['task']}"] = kinds.get(f"{row['media_kind']}/{row['task']}", 0) + 1
+        counts = {"rows": table.num_rows, "bad": bad, "bytes": len(data), "fingerprint": fingerprint, "kinds": kinds}
         self.write_bytes(f"{shard}.done.json", json.dumps(counts, sort_keys=True).encode())
         return counts
 

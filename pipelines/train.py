@@ -89,13 +89,16 @@ def run(config: TrainConfig, resume: bool = False, address: str | None = None) -
     from model.checkpoint_loading import check_reachable
     from model.encoder_identity import x_encoder_identity
     from model.presets import get_preset
-    from pipelines.train_driver import check_caches, fit, open_tracking
+    from pipelines.train_driver import check_caches, fit, open_tracking, require_full_batches
     from pipelines.train_loop import train_loop_per_worker
     from pipelines.training_data import build_train_dataset
 
     preset = get_preset(config.preset)
     # the predictor reads the preset's x-encoder features: a cache of another encoder's is refused here
     check_caches(config, x_encoder_identity(preset.x_encoder.checkpoint), reader=f"this run's preset {config.preset}")
+    replayed = config.replay_weight if config.replay_cache else 0.0
+    require_full_batches(config.cache, config.spec.media_kinds, config.spec.tasks, config.workers, config.batch_size,
+                         f"stage {config.stage}", share=1.0 - replayed)
     if not config.init_model:  # every worker loads the preset's checkpoints: without the hub, say so now
         for component in (preset.x_encoder, preset.predictor, preset.y_encoder):
             check_reachable(component.checkpoint)

@@ -129,14 +129,16 @@ def run(config: DecoderTrainConfig, resume: bool = False, address: str | None = 
     from pipelines.decoder_loop import decoder_loop_per_worker, starting_lm
     from pipelines.mlflow_model import log_and_register
     from pipelines.model_source import resolve_model_dir
-    from pipelines.train_driver import check_caches, fit, open_tracking
+    from pipelines.train_driver import check_caches, fit, open_tracking, require_full_batches
     from pipelines.tracking import using_tracking_uri
-    from pipelines.training_data import build_decoder_dataset
+    from pipelines.training_data import DECODER_MEDIA_KINDS, DECODER_TASKS, build_decoder_dataset
 
     # the predictor reads cached S_V (eval cache, and the training cache on predictions): of the
     # x-encoder the model was trained on (recorded at export; None for an older export: not checked)
     model_dir = model_dir or resolve_model_dir(config.model, config.model_tracking_uri, config.model_registry_uri)
     check_caches(config, recorded_x_encoder(model_dir), reader=f"model {config.model}")
+    require_full_batches(config.cache, DECODER_MEDIA_KINDS, DECODER_TASKS, config.workers, config.batch_size,
+                         "the Y-decoder")
     start = starting_lm(config, VLJepaConfig.from_dict(read_manifest(model_dir)["config"]))
     if start is not None:  # each worker starts from this LM (the paper's: gated Llama): reachable?
         check_reachable(start.checkpoint)

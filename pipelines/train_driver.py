@@ -27,6 +27,25 @@ def check_caches(config, x_encoder: dict[str, str] | None = None, reader: str = 
         require_feature_cache(url, x_encoder if url in config.feature_caches() else None, reader)
 
 
+def require_full_batches(url: str, media_kinds: tuple[str, ...], tasks: tuple[str, ...], workers: int,
+                         batch_size: int, what: str, share: float = 1.0) -> None:
+    """The rows `what` selects from the cache fill at least one batch on every worker (each reads
+    an equal split and drops a partial batch). Checked from the manifest before Ray starts: found by
+    the workers instead, it is a traceback from each, retried --max-failures times. `share`: the
+    part of the mix this cache makes (SFT replays pretraining rows beside it). A cache whose
+    markers predate the per-kind counts is left to the workers' own check."""
+    from ops.cache_files import selected_row_count
+
+    selected, by_kind = selected_row_count(url, media_kinds, tasks)
+    needed = workers * batch_size
+    if selected is None or selected / share >= needed:
+        return
+    held = ", ".join(f"{kind} {rows}" for kind, rows in by_kind.items()) or "no rows"
+    raise ValueError(f"{url} holds {selected} rows {what} trains on ({' or '.join(media_kinds)}; "
+                     f"{', '.join(tasks)}), fewer than a batch per worker ({workers} x {batch_size} = {needed}); "
+                     f"it holds {held}: lower --batch-size or --workers, or cache more data")
+
+
 def open_tracking(config, run_name: str, resume: bool) -> dict:
     """Create (or, on resume, reopen) the run's MLflow run and log the resolved config as params.
     Fills in config.tracking_uri and config.mlflow_run_id; returns the config as a dict."""
@@ -37,6 +56,9 @@ def open_tracking(config, run_name: str, resume: bool) -> dict:
     out = Path(config.out)
     if (out / "train_config.json").exists() and not resume:
         raise SystemExit(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    if resume and not (out / "train_config.json").exists():
+        # kept a start, not an error: a job that always passes --resume restarts or begins alike
+        print(f"--resume: {out} holds no run yet; starting one")
     out.mkdir(parents=True, exist_ok=True)
     config.tracking_uri = tracking_uri_for(str(out), config.tracking_uri)
     with using_tracking_uri(config.tracking_uri):
@@ -69,6 +91,9 @@ def storage_of(config) -> tuple[str, object | None]:
 
         handler = pyarrow.fs.FSSpecHandler(s3fs.S3FileSystem())
         return config.storage.removeprefix("s3://"), pyarrow.fs.PyFileSystem(handler)
+    if config.storage and "://" not in config.storage:
+        # a relative path is the driver's (Ray Train's controller refuses one: "URI has empty scheme")
+        return str(Path(config.storage).resolve()), None
     return config.storage or str(Path(config.out) / "ray"), None
 
 

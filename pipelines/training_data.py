@@ -67,8 +67,12 @@ def build_train_dataset(config):
     return read_pass(stage_sources(config), TRAIN_COLUMNS, config.epochs_per_pass, config.seed)
 
 
+# the Y-decoder learns from every cached caption, image and video
+DECODER_MEDIA_KINDS, DECODER_TASKS = ("image", "video"), ("caption",)
+
+
 def build_decoder_dataset(config):
-    """Every cached caption (image and video); S_V too when the decoder learns from Ŝ_Y."""
+    """Every cached caption; S_V too when the decoder learns from Ŝ_Y."""
     columns = ("target", "task", "media_kind") + (("s_v", "s_v_shape") if config.mode == "predicted" else ())
-    source = CacheSource(config.cache, ("image", "video"), ("caption",))
+    source = CacheSource(config.cache, DECODER_MEDIA_KINDS, DECODER_TASKS)
     return read_pass([source], columns, config.epochs_per_pass, config.seed)

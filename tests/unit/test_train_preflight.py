@@ -1,0 +1,94 @@
+"""What a training run checks before Ray starts: that its cache can fill a batch on every worker,
+that its run directory can be made, and where its checkpoints go."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ops.cache_files import selected_row_count
+from ops.feature_cache import FeatureCache
+from pipelines.cache_features import fingerprint_for
+from pipelines.report import TRACEBACK_ENV, run_as_process
+
+
+def _write_cache(root, kinds: dict[str, int], storage_dtype: str = "float16") -> str:
+    """A feature cache written by the cache's own writer: `kinds` "media_kind/task" -> rows, one
+    shard per kind (tiny preset's fingerprint, so a tiny-preset run accepts its features)."""
+    fingerprint, _, _ = fingerprint_for("tiny", None, storage_dtype)
+    cache = FeatureCache(str(root))
+    shards = {}
+    for index, (kind, count) in enumerate(kinds.items()):
+        media_kind, task = kind.split("/")
+        rows = [{"key": f"{index}-{i}", "shard": f"s{index}", "source": "yfcc", "task": task, "media_kind": media_kind,
+                 "query": "", "target": f"caption {i}", "candidates": [], "frame_times": [0.0],
+                 "s_v_shape": [4, 8], "s_v": np.ones(32, dtype=np.float16)} for i in range(count)]
+        shards[f"s{index}"] = cache.commit_shard(f"s{index}", rows, [], fingerprint.digest(), storage_dtype)
+    cache.write_manifest(fingerprint, shards)
+    return str(root)
+
+
+def test_the_manifest_counts_rows_by_kind_and_a_stage_selects_its_own(tmp_path):
+    url = _write_cache(tmp_path / "cache", {"video/caption": 5, "video/vqa": 3, "image/caption": 2})
+    assert selected_row_count(url, ("video",), ("caption",)) == (5, {"image/caption": 2, "video/caption": 5,
+                                                                     "video/vqa": 3})
+    assert selected_row_count(url, ("image", "video"), ("caption", "vqa"))[0] == 10
+    assert selected_row_count(url, ("image",), ("vqa",))[0] == 0
+
+
+def test_a_cache_from_before_the_per_kind_counts_is_left_to_the_workers(tmp_path):
+    url = _write_cache(tmp_path / "cache", {"video/caption": 5})
+    cache = FeatureCache(url)
+    manifest = cache.manifest()
+    del manifest["shards"]["s0"]["kinds"]
+    cache.write_bytes("manifest.json", __import__("json").dumps(manifest).encode())
+    assert selected_row_count(url, ("video",), ("caption",)) == (None, {})
+
+
+def test_train_refuses_a_cache_that_cannot_fill_a_batch_per_worker_before_ray_starts(
+        tiny_config, tmp_path, ray_must_not_start):
+    # before: each worker raised "yields no full batch", and Ray Train retried it --max-failures times
+    from pipelines import train
+
+    url = _write_cache(tmp_path / "cache", {"video/caption": 6, "video/vqa": 2})
+    common = ["--cache", url, "--preset", "tiny", "--steps", "1"]
+    with pytest.raises(ValueError, match=r"holds 0 rows stage pretrain-image trains on \(image; caption\).*"
+                                         r"it holds video/caption 6, video/vqa 2"):
+        train.main(["--stage", "pretrain-image", "--out", str(tmp_path / "r1"), *common])
+    with pytest.raises(ValueError, match=r"holds 8 rows stage sft .* \(2 x 5 = 10\)"):
+        train.main(["--stage", "sft", "--out", str(tmp_path / "r2"), "--workers", "2", "--batch-size", "5", *common])
+    # nothing was written: the corrected command needs no --resume
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+
+
+def test_train_decoder_refuses_a_cache_without_enough_captions(captioning_model_dir, tmp_path, ray_must_not_start):
+    from pipelines import train_decoder
+
+    url = _write_cache(tmp_path / "cache", {"video/caption": 3, "video/vqa": 40})
+    with pytest.raises(ValueError, match=r"holds 3 rows the Y-decoder trains on \(image or video; caption\)"):
+        train_decoder.main(["--model", str(captioning_model_dir), "--cache", url, "--out", str(tmp_path / "d"),
+                            "--batch-size", "4", "--steps", "1"])
+
+
+def test_a_run_directory_under_a_file_is_one_line(tiny_config, tmp_path, capsys, monkeypatch, ray_must_not_start):
+    from pipelines import train
+
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+    url = _write_cache(tmp_path / "cache", {"video/caption": 8})
+    (tmp_path / "a-file").write_text("")
+    argv = ["--stage", "pretrain-video", "--cache", url, "--out", str(tmp_path / "a-file" / "run"), "--preset", "tiny",
+            "--batch-size", "4", "--steps", "1"]
+    assert run_as_process(lambda: train.main(argv), "train") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vljepa train: error: [Errno 20] Not a directory") and "Traceback" not in err
+
+
+def test_relative_checkpoint_storage_is_the_drivers_path(tmp_path, monkeypatch):
+    from pipelines.train_config import TrainConfig
+    from pipelines.train_driver import storage_of
+
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig(stage="sft", cache="c", out=str(tmp_path / "run"), storage="shared/ckpt")
+    assert storage_of(config) == (str(tmp_path / "shared" / "ckpt"), None)
+    config.storage = None
+    assert storage_of(config) == (str(tmp_path / "run" / "ray"), None)
