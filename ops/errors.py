@@ -23,6 +23,7 @@ CORRUPT_VIDEO = "corrupt_video"
 VIDEO_TOO_SHORT = "video_too_short"
 VIDEO_TOO_LARGE = "video_too_large"
 TOO_MANY_WINDOWS = "too_many_windows"  # a stream longer than a server accepts
+WINDOW_TOO_SHORT = "window_too_short"  # a stream's window spans fewer frames than the model samples
 TRUNCATED_SHARD = "truncated_shard"
 UNREADABLE_SHARD = "unreadable_shard"
 # A well-formed tar without samples: reported as one record so the shard still gets committed

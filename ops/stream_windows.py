@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ops.decode import open_video, read_frames_at_size
-from ops.errors import TOO_MANY_WINDOWS, VIDEO_TOO_SHORT, SampleError
+from ops.errors import TOO_MANY_WINDOWS, VIDEO_TOO_SHORT, WINDOW_TOO_SHORT, SampleError
 from ops.preprocess import uniform_frame_indices
 
 
@@ -52,8 +52,13 @@ def iter_windows(data: bytes, spec: WindowSpec, chunk: int = 32,
     if max_windows is not None and len(windows) > max_windows:
         raise SampleError(TOO_MANY_WINDOWS, f"the video gives {len(windows)} windows, more than the {max_windows} "
                                             "allowed: raise the stride or send a shorter video")
-    if windows[0][1] - windows[0][0] < spec.num_frames:
+    if available < spec.num_frames:
         raise SampleError(VIDEO_TOO_SHORT, f"video has {available} frames, fewer than the {spec.num_frames} a window needs")
+    if windows[0][1] - windows[0][0] < spec.num_frames:  # the video is long enough, the window is not
+        shortest = math.ceil(spec.num_frames / fps * 100) / 100
+        raise SampleError(WINDOW_TOO_SHORT, f"a {spec.window_s:g} s window holds {windows[0][1] - windows[0][0]} frames of this "
+                         f"{fps:g} fps video, fewer than the {spec.num_frames} a window needs: use a window of at "
+                         f"least {shortest:g} s")
     for first in range(0, len(windows), chunk):
         group = windows[first : first + chunk]
         indices = [start + uniform_frame_indices(end - start, spec.num_frames) for start, end in group]

@@ -65,8 +65,18 @@ def test_bad_videos_are_refused_with_a_reason():
         list(iter_windows(b"", spec))
     with pytest.raises(SampleError, match="corrupt"):
         list(iter_windows(clip_bytes()[:300], spec))
-    with pytest.raises(SampleError, match="too_short"):
+    with pytest.raises(SampleError, match="video_too_short: video has 4 frames, fewer than the 8"):
         list(iter_windows(clip_bytes(num_frames=4), spec))
+
+
+def test_a_window_too_short_for_the_models_frames_names_the_shortest_that_works():
+    # before: "video has 16 frames, fewer than the 8 a window needs" (the video was not the problem)
+    short = WindowSpec(window_s=0.5, num_frames=8, image_size=64)  # 4 frames of an 8 fps clip
+    with pytest.raises(SampleError, match="window_too_short: a 0.5 s window holds 4 frames of this 8 fps video, "
+                                          "fewer than the 8 a window needs: use a window of at least 1 s"):
+        list(iter_windows(clip_bytes(num_frames=16), short))
+    enough = WindowSpec(window_s=1.0, num_frames=8, image_size=64)
+    assert sum(len(t) for t, _ in iter_windows(clip_bytes(num_frames=16), enough)) > 0
 
 
 def test_a_video_over_the_window_limit_is_refused_before_decoding(long_video, monkeypatch):
