@@ -38,6 +38,9 @@ class Entry:
     answer: str = ""
     candidates: list[str] = field(default_factory=list)
     source: str = ""
+    # why the input could not be read (a sidecar or manifest line that is not valid JSON, a
+    # candidates field that is not a list): reported as this entry's failure while the rest go on
+    error: str = ""
 
 
 def _candidates(value) -> list[str]:
@@ -47,11 +50,28 @@ def _candidates(value) -> list[str]:
     if not text:
         return []
     if text.startswith("["):
-        return [str(v) for v in json.loads(text)]
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"candidates {text[:80]!r} are not a JSON list ({exc})") from None
+        if not isinstance(values, list):
+            raise ValueError(f"candidates {text[:80]!r} are not a JSON list")
+        return [str(v) for v in values]
     return [part.strip() for part in text.split("|") if part.strip()]
 
 
-def _entry(record: dict, base: Path) -> Entry:
+def _entry(record, base: Path, where: str) -> Entry:
+    """`record` (one manifest row or line, or a file's sidecars) -> its Entry; a record that cannot
+    be read gives an Entry that carries why (`where`: the line or file to name)."""
+    if not isinstance(record, dict):
+        return Entry(path=where, error=f"{where}: not a JSON object ({type(record).__name__})")
+    try:
+        return _fields(record, base)
+    except ValueError as exc:  # candidates that are not a JSON list
+        return Entry(path=str(record.get("path") or record.get("media") or where), error=f"{where}: {exc}")
+
+
+def _fields(record: dict, base: Path) -> Entry:
     path = str(record.get("path") or record.get("media") or "")
     if path and not Path(path).is_absolute():
         path = str(base / path)
@@ -67,26 +87,35 @@ def read_entries(source: str) -> Iterator[Entry]:
             record: dict = {}
             sidecar_json = media.with_suffix(".json")
             if sidecar_json.exists():
-                record.update(json.loads(sidecar_json.read_text()))
+                try:
+                    record = json.loads(sidecar_json.read_text())
+                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    yield Entry(path=str(media), error=f"{sidecar_json}: not JSON ({exc})")
+                    continue
+                if not isinstance(record, dict):
+                    yield Entry(path=str(media), error=f"{sidecar_json}: not a JSON object ({type(record).__name__})")
+                    continue
             sidecar_txt = media.with_suffix(".txt")
             if sidecar_txt.exists():
-                record["caption"] = sidecar_txt.read_text().strip()
+                record["caption"] = sidecar_txt.read_text(errors="replace").strip()
             # relative to the folder, which _entry joins back on (rglob's paths already start with a
             # relative folder's name); set last, so a sidecar's own "path" field cannot redirect it
             record["path"] = str(media.relative_to(location))
-            yield _entry(record, location)
+            yield _entry(record, location, str(sidecar_json))
     elif location.suffix.lower() == ".csv":
         with location.open(newline="") as handle:
-            for record in csv.DictReader(handle):
-                yield _entry(record, location.parent)
+            for number, record in enumerate(csv.DictReader(handle), 2):  # line 1: the header
+                yield _entry(record, location.parent, f"{source}:{number}")
     elif location.suffix.lower() in (".jsonl", ".ndjson"):
         with location.open() as handle:
             for number, line in enumerate(handle, 1):
                 if line.strip():
                     try:
-                        yield _entry(json.loads(line), location.parent)
+                        record = json.loads(line)
                     except json.JSONDecodeError as exc:
-                        raise ValueError(f"{source}:{number}: not JSON ({exc})") from None
+                        yield Entry(path=f"{source}:{number}", error=f"{source}:{number}: not JSON ({exc})")
+                        continue
+                    yield _entry(record, location.parent, f"{source}:{number}")
     elif not location.exists():
         raise ValueError(f"{source!r} does not exist")
     else:
@@ -94,6 +123,8 @@ def read_entries(source: str) -> Iterator[Entry]:
 
 
 def _members(entry: Entry) -> dict[str, bytes]:
+    if entry.error:
+        raise ValueError(entry.error)
     extension = Path(entry.path).suffix.lower().lstrip(".")
     if extension not in MEDIA_EXTENSIONS:
         raise ValueError(f"unsupported media type {extension!r}")

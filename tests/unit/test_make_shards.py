@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -79,3 +80,38 @@ def test_a_shard_size_below_one_is_a_usage_error(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         make_shards.main(["--input", str(tmp_path), "--out", str(tmp_path / "shards"), "--samples-per-shard", "0"])
     assert exit_info.value.code == 2
+
+
+def _report(out) -> list[dict]:
+    return [row for path in sorted(out.glob("*.parquet")) for row in pq.read_table(path).to_pylist()]
+
+
+def test_an_unreadable_record_is_a_reported_failure_and_every_good_one_goes_through(tmp_path, capsys):
+    # before: one bad line or sidecar stopped the whole run (the samples after it were never written,
+    # the open shard left unfinished); a JSON line that was not an object was a traceback
+    media = _media(tmp_path)
+    manifest = tmp_path / "data.jsonl"
+    manifest.write_text("\n".join([json.dumps({"path": "media/clip.mp4", "caption": "first"}), "{not json",
+                                   "[1, 2]", json.dumps({"path": "media/photo.jpg", "caption": "x", "candidates": "[oops"}),
+                                   json.dumps({"path": "media/photo.jpg", "caption": "last"})]))
+    assert make_shards.main(["--input", str(manifest), "--out", str(tmp_path / "jsonl"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"shards": 1, "written": 2, "failed": 3}
+    assert [s.members["txt"] for s in iter_samples(str(tmp_path / "jsonl" / "00000.tar"))] == [b"first", b"last"]
+    errors = [row["error_message"] for row in _report(tmp_path / "jsonl") if row["status"] == "error"]
+    assert errors[0].startswith(f"{manifest}:2: not JSON")
+    assert errors[1] == f"{manifest}:3: not a JSON object (list)"
+    assert errors[2].startswith(f"{manifest}:4: candidates '[oops' are not a JSON list")
+
+    csv_file = tmp_path / "data.csv"
+    csv_file.write_text('path,caption,candidates\nmedia/clip.mp4,a ball,"[bad"\nmedia/photo.jpg,a cube,a|b\n')
+    assert make_shards.main(["--input", str(csv_file), "--out", str(tmp_path / "csv")]) == 0
+    rows = _report(tmp_path / "csv")
+    assert [r["status"] for r in rows] == ["error", "ok"] and rows[0]["error_message"].startswith(f"{csv_file}:2: ")
+
+    (media / "clip.txt").write_text("a red ball")
+    (media / "clip.json").write_text("{broken")
+    (media / "photo.txt").write_text("a blue cube")
+    assert make_shards.main(["--input", str(media), "--out", str(tmp_path / "folder")]) == 0
+    rows = {Path(r["path"]).name: r for r in _report(tmp_path / "folder")}
+    assert rows["clip.mp4"]["status"] == "error" and "clip.json: not JSON" in rows["clip.mp4"]["error_message"]
+    assert rows["photo.jpg"]["status"] == "ok"
