@@ -20,7 +20,8 @@ import hmac
 from dataclasses import dataclass
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import HTTPException, Request
+from fastapi_offline import FastAPIOffline
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -59,7 +60,10 @@ class ServeSettings:
     index_cache: str | None = None  # a feature cache whose captioned videos fill the index at startup
 
 
-app = FastAPI(title="VL-JEPA", version="1", description=(
+# FastAPIOffline: FastAPI whose /docs (Swagger UI) and /redoc load their JavaScript and CSS from
+# files the package ships, served under /docs-static, instead of a CDN a cluster may not reach
+# (with FastAPI's own pages they were blank offline; /openapi.json is the same either way).
+app = FastAPIOffline(static_url="/docs-static", title="VL-JEPA", version="1", description=(
     "Predicted-embedding vision-language model: embed, classify, answer, retrieve, caption, stream. "
     "Media comes as a multipart file part `media` (other fields as form parts, lists as one JSON-array "
     "part) or base64 in a JSON field `media_b64`. With a token configured, every endpoint but /healthz "

@@ -360,3 +360,23 @@ def test_no_value_of_any_field_gets_a_5xx_or_harms_later_requests(served, docume
     assert _post(f"{base}/v1/classify", image_bytes(), labels=GOOD_VALUES["labels"]).status_code == 200
     for item in {i["id"] for i in listed.json()["items"]} - before:  # leave the index as the sweep found it
         assert requests.delete(f"{base}/v1/index/items/{item}", timeout=30).status_code == 200
+
+
+@pytest.mark.parametrize("prefix", ["", "/secure"])
+def test_the_api_docs_pages_load_everything_from_the_server(served, prefix):
+    """/docs and /redoc work on a cluster that cannot reach a CDN: every script and stylesheet the
+    pages name is served by the application itself (FastAPI's own pages loaded them from
+    cdn.jsdelivr.net and were blank offline), under the application's route prefix."""
+    import re
+
+    base, _ = served
+    for page, script in (("docs", "swagger-ui-bundle.js"), ("redoc", "redoc.standalone.js")):
+        html = requests.get(f"{base}{prefix}/{page}", timeout=10)
+        assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+        assets = re.findall(r"""(?:src|href)=["']([^"']+\.(?:js|css|png))["']""", html.text)
+        assert any(a.endswith(script) for a in assets), assets
+        for asset in assets:
+            assert asset.startswith(f"{prefix}/docs-static/"), asset  # not a CDN
+            fetched = requests.get(f"{base}{asset}", timeout=10)
+            assert fetched.status_code == 200 and len(fetched.content) > 1000, asset
+        assert f"{prefix}/openapi.json" in html.text
