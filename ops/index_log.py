@@ -8,6 +8,10 @@ rewrite every item). Opening replays the log and rewrites it with only the live 
 a temp file, then a rename), so it grows with the changes of one run, not of every run. A torn last
 line (the process killed mid-write) is skipped and counted, never fatal.
 
+A feature cache's items (`--index-cache`) are added again by every ingress at every start; one
+deleted over HTTP leaves a tombstone, kept through compaction, so it stays deleted (until an
+explicit add of the same id).
+
 Single writer: the index is one replica (infra/serve_config.yaml). The directory must be on a
 volume the index's node sees after a restart (on a cluster: a shared volume).
 """
@@ -65,6 +69,7 @@ class IndexLog:
         self.path = Path(directory) / LOG_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.skipped = 0  # torn or unreadable lines met when opening
+        self.removed: set[str] = set()  # tombstones: deleted cache items (see the module's docstring)
         if model is not None:
             self.claim(model)
 
@@ -99,8 +104,11 @@ class IndexLog:
                                                  f"this model's are {width}: another model's index? "
                                                  "give this model its own index store")
                             index.add(change["id"], embedding, change["meta"])
+                            self.removed.discard(change["id"])
                         else:
                             index.delete(change["id"])
+                            if change.get("tombstone"):
+                                self.removed.add(change["id"])
                     except WrongWidth:
                         raise
                     except (ValueError, KeyError, TypeError):
@@ -113,20 +121,30 @@ class IndexLog:
         with staging.open("w", encoding="utf-8") as out:
             for item_id, embedding, meta in index.items():
                 out.write(self._add_line(item_id, embedding, meta))
+            for item_id in sorted(self.removed):
+                out.write(self._delete_line(item_id, tombstone=True))
             out.flush()
             os.fsync(out.fileno())
         os.replace(staging, self.path)
 
     def add(self, item_id: str, embedding: np.ndarray, meta: dict) -> None:
         self._append(self._add_line(item_id, embedding, meta))
+        self.removed.discard(item_id)  # an explicit add lifts a tombstone (the line supersedes it on replay)
 
     def add_many(self, items: list[tuple[str, np.ndarray, dict]]) -> None:
         """One write and one sync for all of them (a cache's thousands of items at start-up)."""
         if items:
             self._append("".join(self._add_line(*item) for item in items))
 
-    def delete(self, item_id: str) -> None:
-        self._append(json.dumps({"op": "delete", "id": item_id}) + "\n")
+    def delete(self, item_id: str, tombstone: bool = False) -> None:
+        """tombstone: the id stays deleted through compaction (a cache's item, which would be added again)."""
+        self._append(self._delete_line(item_id, tombstone))
+        if tombstone:
+            self.removed.add(item_id)
+
+    @staticmethod
+    def _delete_line(item_id: str, tombstone: bool) -> str:
+        return json.dumps({"op": "delete", "id": item_id, **({"tombstone": True} if tombstone else {})}) + "\n"
 
     @staticmethod
     def _add_line(item_id: str, embedding: np.ndarray, meta: dict) -> str:

@@ -92,6 +92,9 @@ class RetrievalIndex:
         model: the serving model's prediction_fingerprint: a store of another model's is refused."""
         self.log = IndexLog(store, model) if store else None
         self.index = self.log.replay(width) if self.log else VectorIndex(width)
+        # ids of cache items deleted over HTTP: add_many (an ingress adding its --index-cache, at
+        # every start and on every new replica) skips them; the store keeps them across restarts
+        self.removed: set[str] = self.log.removed if self.log else set()
         if self.log and self.log.skipped:
             logging.getLogger("ray.serve").warning(
                 "index store %s: %d unreadable line(s) skipped (a write cut short?)", store, self.log.skipped)
@@ -101,13 +104,16 @@ class RetrievalIndex:
         if self.log:
             self.log.add(item_id, embedding, meta)  # on disk before it is answered
         self.index.add(item_id, embedding, meta)
+        self.removed.discard(item_id)  # an explicit add brings a deleted cache item back
         return {"id": item_id, **meta}
 
     def add_many(self, items: list[tuple[str, np.ndarray, dict]]) -> int:
         """Adds (id, embedding, meta) items in one call and, with a store, one synced write; items
         the index already holds unchanged are skipped, so the ingress re-adding a cache's items at
-        every start (each ingress replica does) writes nothing. -> how many were new or changed."""
-        fresh = [(item_id, self.index.vector(embedding), meta) for item_id, embedding, meta in items]
+        every start (each ingress replica does) writes nothing, and items deleted over HTTP are not
+        added back. -> how many were new or changed."""
+        fresh = [(item_id, self.index.vector(embedding), meta) for item_id, embedding, meta in items
+                 if item_id not in self.removed]
         fresh = [item for item in fresh if not self.index.holds(*item)]
         if self.log:
             self.log.add_many(fresh)
@@ -122,8 +128,11 @@ class RetrievalIndex:
     def delete(self, item_id: str) -> bool:
         if item_id not in self.index.rows:
             return False
+        from_cache = "source" in self.index.meta[item_id]  # an --index-cache item: would be added again
         if self.log:
-            self.log.delete(item_id)
+            self.log.delete(item_id, tombstone=from_cache)
+        elif from_cache:
+            self.removed.add(item_id)
         return self.index.delete(item_id)
 
     def search(self, query: np.ndarray, k: int) -> list[dict]:

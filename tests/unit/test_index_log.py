@@ -128,3 +128,32 @@ def test_a_store_is_refused_to_another_model_of_the_same_shape(tmp_path, caption
     make_index(str(unnamed)).add("a", _unit(1), {"kind": "video"})
     with pytest.raises(ValueError, match="no model.json"):
         RetrievalIndex.func_or_class(WIDTH, str(unnamed), prediction_fingerprint(same))
+
+
+@pytest.mark.parametrize("stored", [True, False])
+def test_a_deleted_cache_item_is_not_added_back_by_the_next_ingress(tmp_path, stored):
+    """Every ingress adds its --index-cache at start (each replica, each restart): a cache item
+    deleted over HTTP used to come back with the next one. It stays deleted for the index's life,
+    and with a store across restarts and compactions; an explicit add brings it back."""
+    cache_items = [(f"shard/{i}", _unit(i), {"kind": "video", "caption": f"c{i}", "source": "cache/eval"})
+                   for i in range(4)]
+    store = str(tmp_path) if stored else None
+    index = make_index(store)
+    index.add_many(cache_items)
+    index.add("upload", _unit(9), {"kind": "video"})
+    assert index.delete("shard/1") and index.delete("upload")
+    assert index.add_many(cache_items) == 0  # a second ingress replica starting
+    ids = [item["id"] for item in index.page()[0]]
+    assert ids == ["shard/0", "shard/2", "shard/3"]  # shard/1 still gone
+    if stored:
+        for _ in range(2):  # two restarts: the tombstone survives compaction
+            index = make_index(store)
+            assert index.add_many(cache_items) == 0 and "shard/1" not in [i["id"] for i in index.page()[0]]
+        log = (tmp_path / LOG_NAME).read_text()
+        assert log.count('"op": "delete"') == 1 and '"upload"' not in log  # only the cache item's tombstone
+    index.add("shard/1", _unit(1), {"kind": "video"})  # explicitly added again over HTTP
+    if stored:
+        index = make_index(store)
+    assert "shard/1" in [item["id"] for item in index.page()[0]]
+    if stored:
+        assert '"op": "delete"' not in (tmp_path / LOG_NAME).read_text()  # the tombstone lifted
