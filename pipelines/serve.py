@@ -42,6 +42,41 @@ def check_index_cache(model_dir: Path, args: ServeAppArgs) -> None:
         require_feature_cache(args.index_cache, recorded_x_encoder(model_dir), reader=f"model {args.model}")
 
 
+TOKEN_ENV = "VLJEPA_SERVE_TOKEN"
+
+
+def serving_token(args: ServeAppArgs) -> str | None:
+    """The bearer token: `token_file`'s content, else `token`, else $VLJEPA_SERVE_TOKEN; None: no
+    auth. A token asked for but empty (an empty secret mount, an unset variable expanded to "") is
+    refused: serving on without auth would expose what the operator meant to protect."""
+    if args.token_file:
+        token, origin = Path(args.token_file).read_text().strip(), f"token file {args.token_file}"
+    elif args.token is not None:
+        token, origin = args.token.strip(), "token"
+    elif TOKEN_ENV in os.environ:
+        token, origin = os.environ[TOKEN_ENV].strip(), f"${TOKEN_ENV}"
+    else:
+        return None
+    if not token:
+        raise ValueError(f"{origin} is empty: refusing to serve without the authentication it asks for "
+                         f"(give a token, or unset it to serve without one)")
+    return token
+
+
+def index_store_path(args: ServeAppArgs) -> str | None:
+    """The index store as an absolute path (the index replica's working directory is not the
+    builder's on a cluster). Refused here when it is, or lies under, a file: found by the index
+    replica, it is a failed deployment and a Ray traceback. (A path this machine cannot see, a
+    volume mounted only in the pods, is left to the replica.)"""
+    if not args.index_store:
+        return None
+    store = Path(os.path.abspath(args.index_store))
+    existing = next(p for p in (store, *store.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"index_store {args.index_store}: {existing} is a file; give a directory (created if missing)")
+    return str(store)
+
+
 def build_app(args: ServeAppArgs):
     """Serve application builder. `serve run` / `serve deploy` hand it their `args` already validated
     into ServeAppArgs (an unknown key or a bad value fails the deploy, naming the field)."""
@@ -55,10 +90,8 @@ def build_app(args: ServeAppArgs):
     # whether the model carries a Y-decoder.
     model_dir, source, _, _ = source_for_workers(args.model)
     check_index_cache(model_dir, args)
-    token = args.token or os.environ.get("VLJEPA_SERVE_TOKEN")
-    if args.token_file:
-        token = Path(args.token_file).read_text().strip()
-    settings = ServeSettings(model=source, token=token or None, index_cache=args.index_cache,
+    token = serving_token(args)
+    settings = ServeSettings(model=source, token=token, index_cache=args.index_cache,
                              max_request_bytes=int(args.max_request_mb * 2**20),
                              max_stream_windows=args.max_stream_windows)
     env = replica_env(source)
@@ -66,10 +99,7 @@ def build_app(args: ServeAppArgs):
     text = TextEncoder.options(ray_actor_options={"num_cpus": args.num_cpus, **env})
     index = RetrievalIndex.options(ray_actor_options={"num_cpus": 0})
     embed_dim = read_manifest(model_dir)["config"]["embed_dim"]
-    # absolute: the index replica's working directory is not the builder's on a cluster
-    store = os.path.abspath(args.index_store) if args.index_store else None
-    if store and os.path.exists(store) and not os.path.isdir(store):
-        raise ValueError(f"index_store {args.index_store} is a file; give a directory (created if missing)")
+    store = index_store_path(args)
     fingerprint = prediction_fingerprint(model_dir) if store else None  # the store's items are this model's
     decoder = None
     if decoder_dir_of(model_dir) is not None:
@@ -123,14 +153,17 @@ def main(argv: list[str] | None = None) -> int:
 
     if local:  # a cluster's proxies listen on its nodes, not here
         check_can_listen(args.host, args.port)
-    if args.index_cache:  # checked before Ray starts (build_app checks it again, for `serve run`)
-        check_index_cache(resolve_model_dir(args.model), ServeAppArgs(model=args.model, index_cache=args.index_cache))
+    app_args = ServeAppArgs(model=args.model, token_file=args.token_file, max_request_mb=args.max_request_mb,
+                            max_stream_windows=args.max_stream_windows, index_cache=args.index_cache,
+                            index_store=args.index_store)
+    # checked before Ray starts (build_app checks them again, for `serve run`)
+    serving_token(app_args)
+    index_store_path(app_args)
+    if args.index_cache:
+        check_index_cache(resolve_model_dir(args.model), app_args)
     init_ray(args.address)
     num_gpus = args.num_gpus if args.num_gpus is not None else (1 if gpus_available() else 0)
-    start(ServeAppArgs(model=args.model, token_file=args.token_file, max_request_mb=args.max_request_mb,
-                       max_stream_windows=args.max_stream_windows, num_gpus=num_gpus, index_cache=args.index_cache,
-                       index_store=args.index_store),
-          host=args.host, port=args.port)
+    start(app_args.model_copy(update={"num_gpus": num_gpus}), host=args.host, port=args.port)
     mode = "throughput-optimized" if optimized else "Ray's default"
     print(f"serving on http://{args.host}:{args.port}  (OpenAPI: /docs, /openapi.json; Serve mode: {mode}, "
           f"{SERVE_THROUGHPUT_ENV}); Ctrl-C stops", flush=True)

@@ -135,3 +135,39 @@ def test_cache_features_refuses_an_unwritable_out_before_decoding_anything(tiny_
     with pytest.raises(PermissionError, match=f"cannot write the feature cache at {not_a_dir}/cache"):
         cache_features.main(["--shards", str(shards), "--out", str(not_a_dir / "cache"), "--preset", "tiny"])
     assert list(shards.iterdir()) == [shards / "s-000.tar"]
+
+
+def test_serve_refuses_an_empty_token_instead_of_serving_without_auth(captioning_model_dir, tmp_path,
+                                                                       ray_must_not_start, monkeypatch):
+    # before: an empty token file (a secret mounted empty) started the server with no auth at all
+    from pipelines import serve
+    from pipelines.net import free_loopback_port
+    from pipelines.serve_args import ServeAppArgs
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    empty = tmp_path / "token"
+    empty.write_text("\n")
+    with pytest.raises(ValueError, match=f"token file {empty} is empty: refusing to serve without"):
+        serve.main(["--model", str(captioning_model_dir), "--token-file", str(empty), "--port", str(free_loopback_port())])
+    monkeypatch.setenv(serve.TOKEN_ENV, " ")
+    with pytest.raises(ValueError, match=r"\$VLJEPA_SERVE_TOKEN is empty"):
+        serve.build_app(ServeAppArgs(model=str(captioning_model_dir)))  # `serve run` / `serve deploy` too
+    monkeypatch.setenv(serve.TOKEN_ENV, "from-env")
+    assert serve.serving_token(ServeAppArgs(model="m")) == "from-env"
+    empty.write_text("from-file\n")
+    assert serve.serving_token(ServeAppArgs(model="m", token_file=str(empty))) == "from-file"
+    monkeypatch.delenv(serve.TOKEN_ENV)
+    assert serve.serving_token(ServeAppArgs(model="m")) is None  # no token asked for: no auth
+
+
+def test_serve_refuses_an_index_store_under_a_file_before_starting_ray(captioning_model_dir, tmp_path,
+                                                                      ray_must_not_start, monkeypatch):
+    # before: the index replica failed to create it: a failed deployment and a Ray traceback
+    from pipelines import serve
+    from pipelines.net import free_loopback_port
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ValueError, match=f"index_store .*: {tmp_path / 'a-file'} is a file; give a directory"):
+        serve.main(["--model", str(captioning_model_dir), "--index-store", str(tmp_path / "a-file" / "store"),
+                    "--port", str(free_loopback_port())])
