@@ -180,7 +180,8 @@ class FeatureCache:
                 bad[row["reason"]] = bad.get(row["reason"], 0) + 1
         kinds: dict[str, int] = {}  # "media_kind/task" -> rows: what a training stage can check before it starts
         for row in rows:
-            kinds[f"{row['media_kind']}/{row['task']}"] = kinds.get(f"{row['media_kind']}/{row['task']}", 0) + 1
+            kind = f"{row['media_kind']}/{row['task']}"
+            kinds[kind] = kinds.get(kind, 0) + 1
         counts = {"rows": table.num_rows, "bad": bad, "bytes": len(data), "fingerprint": fingerprint, "kinds": kinds}
         self.write_bytes(f"{shard}.done.json", json.dumps(counts, sort_keys=True).encode())
         return counts

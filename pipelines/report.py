@@ -77,7 +77,8 @@ def json_printed_now() -> Iterator[None]:
 # What a verb raises for a mistake of its user (the project's convention: ValueError for user
 # errors, assert for invariants): a path with no shards, a cache or a model that is not one, a bad
 # value; and storage its user has to set up: a path or bucket it may not read or write (or one
-# under a file), S3 without credentials. A process entry point reports these in one line instead of a traceback.
+# under a file), S3 without credentials. A process entry point reports these in one line instead
+# of a traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError)
 # botocore's, matched by name: importing botocore for every verb would cost its start-up time
 CREDENTIAL_ERRORS = ("NoCredentialsError", "PartialCredentialsError")
