@@ -19,6 +19,8 @@ class UnsupportedMedia(ValueError):
 
 def sniff(data: bytes) -> str:
     """'image' or 'video' from the file signature."""
+    if not data:
+        raise UnsupportedMedia("the media is empty (0 bytes)")
     head = data[:16]
     if head.startswith(b"\xff\xd8\xff") or head.startswith(b"\x89PNG\r\n\x1a\n") or (
             head[:4] == b"RIFF" and head[8:12] == b"WEBP"):

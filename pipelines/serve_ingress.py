@@ -150,7 +150,9 @@ class Ingress:
             except (binascii.Error, ValueError):
                 raise HTTPException(400, "media_b64 is not valid base64") from None
         body.refuse_unknown(fields, upload_field)
-        if body.media and not media:
+        if body.media and media == b"":
+            raise HTTPException(422, f"the media is empty (0 bytes): '{upload_field}' was sent without content")
+        if body.media and media is None:
             raise HTTPException(422, "no media: send a multipart field 'media' or JSON 'media_b64'")
         return media, fields
 

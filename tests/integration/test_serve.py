@@ -163,7 +163,7 @@ def test_embeddings_and_retrieval_index(served, documented, index_store):
     ("non_media", 415), ("truncated_video", 422), ("huge_image", 422), ("wide_video", 422), ("oversize", 413),
     ("no_labels", 422), ("too_many_labels", 422), ("long_query", 422), ("bad_json", 400),
     ("wrong_type", 422), ("no_media", 422), ("bad_base64", 400), ("misspelt_field", 422), ("media_as_text", 422),
-    ("deep_json", 400), ("deep_form_field", 400),
+    ("deep_json", 400), ("deep_form_field", 400), ("empty_media", 422), ("empty_media_b64", 422),
 ])
 def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(served, documented, case, status):
     base, _ = served
@@ -197,12 +197,18 @@ def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(served, documented,
         response = requests.post(url, data=b"[" * 5000, headers={"content-type": "application/json"}, timeout=30)
     elif case == "deep_form_field":
         response = _post(url, image_bytes(), labels="[" * 5000)
+    elif case == "empty_media":
+        response = _post(url, b"", labels=labels)
+    elif case == "empty_media_b64":
+        response = requests.post(url, json={"media_b64": "", "labels": labels}, timeout=30)
     elif case == "media_as_text":  # a form field, not a file part
         response = requests.post(url, files={"media": (None, "hello"), "labels": (None, json.dumps(labels))}, timeout=30)
     else:
         response = requests.post(url, json={"media_b64": "***", "labels": labels}, timeout=30)
     assert response.status_code == status, response.text
     assert documented(response, "post", "/v1/classify").json()["detail"]
+    if case.startswith("empty_media"):  # said as such, not "no media: send ..."
+        assert response.json()["detail"].startswith("the media is empty (0 bytes)")
     assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
     assert _post(url, image_bytes(), labels=labels).status_code == 200
 

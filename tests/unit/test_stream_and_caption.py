@@ -119,6 +119,9 @@ def test_caption_cli_errors_are_clear(captioning_model_dir, minilm_config, tmp_p
     junk.write_bytes(b"not media at all")
     assert caption.main(["--model", str(captioning_model_dir), "--media", str(junk)]) == 2
     assert "not an image" in capsys.readouterr().err
+    junk.write_bytes(b"")
+    assert caption.main(["--model", str(captioning_model_dir), "--media", str(junk)]) == 2
+    assert "the media is empty (0 bytes)" in capsys.readouterr().err  # not "not an image or a video"
     plain = tmp_path / "plain"
     from pipelines import export
 
