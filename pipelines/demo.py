@@ -11,7 +11,7 @@
      steps 8 and 9 use whichever of the two decodes held-out Ŝ_Y better;
   8. `vljepa stream`: selective decoding of a long held-out stream, events against the annotations;
   9. Ray Serve on 127.0.0.1, its retrieval index filled from the eval cache: a classify, a VQA, a
-     caption and a retrieve request over HTTP, then stop.
+     caption and a retrieve request over HTTP, the /docs page's assets (served offline), then stop.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import io
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -131,6 +132,11 @@ def serve_requests(model_dir: Path, eval_shards: Path, eval_cache: Path) -> None
         print(f"POST /v1/retrieve  {query!r} among {indexed} held-out videos:")
         for hit in found:
             print(f"    {hit['score']:.3f}  {hit['id']}  {hit['caption']!r}")
+        # the API reference page and everything it loads come from the server: it works offline
+        assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", requests.get(f"{base}/docs", timeout=30).text)
+        local = [a for a in assets if a.startswith("/") and requests.get(f"{base}{a}", timeout=30).status_code == 200]
+        print(f"GET /docs          API reference (Swagger UI): {len(local)} of {len(assets)} scripts and "
+              "stylesheets served by the application itself")
     finally:
         serve.shutdown()
     print(f"served on {base}; stopped")
