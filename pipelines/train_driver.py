@@ -53,6 +53,8 @@ def open_tracking(config, run_name: str, resume: bool) -> dict:
 
     from pipelines.tracking import flatten, start_or_resume_run, tracking_uri_for, using_tracking_uri
 
+    if not config.experiment.strip():  # MLflow's own refusal comes after the run directory is made
+        raise ValueError("--experiment must name an MLflow experiment, not be empty")
     out = Path(config.out)
     if (out / "train_config.json").exists() and not resume:
         raise SystemExit(f"{out} already holds a run; pass --resume to continue it, or choose another --out")

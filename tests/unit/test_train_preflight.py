@@ -92,3 +92,13 @@ def test_relative_checkpoint_storage_is_the_drivers_path(tmp_path, monkeypatch):
     assert storage_of(config) == (str(tmp_path / "shared" / "ckpt"), None)
     config.storage = None
     assert storage_of(config) == (str(tmp_path / "run" / "ray"), None)
+
+
+def test_an_empty_experiment_name_is_refused_before_the_run_directory_is_made(tiny_config, tmp_path, ray_must_not_start):
+    from pipelines import train
+
+    url = _write_cache(tmp_path / "cache", {"video/caption": 8})
+    with pytest.raises(ValueError, match="--experiment must name an MLflow experiment"):
+        train.main(["--stage", "sft", "--cache", url, "--out", str(tmp_path / "run"), "--preset", "tiny",
+                    "--batch-size", "4", "--steps", "1", "--experiment", " "])
+    assert not (tmp_path / "run").exists()  # was: an mlflow.db left behind, then MLflow's traceback
