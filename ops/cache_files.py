@@ -84,6 +84,14 @@ def selected_row_count(url: str, media_kinds: tuple[str, ...], tasks: tuple[str,
     return selected, dict(sorted(by_kind.items()))
 
 
+def read_shard_columns(url: str, shard: str, columns: list[str]) -> pa.Table:
+    """Only `columns` of one cached shard: the text columns of a shard are a few KB where its S_V
+    is megabytes, so a reader that needs S_V for a few rows reads the rest first and decides."""
+    cache = FeatureCache(url)
+    with cache.fs.open(cache.path(f"{shard}.parquet"), "rb") as handle:
+        return pq.read_table(handle, columns=columns)
+
+
 @dataclass(frozen=True)
 class CacheFileReader:
     """`map_batches` callable: a batch of pass items -> the selected rows of their files, one

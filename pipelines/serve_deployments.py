@@ -121,6 +121,13 @@ class RetrievalIndex:
             self.index.add(*item)
         return len(fresh)
 
+    def missing(self, items: list[tuple[str, dict]]) -> list[str]:
+        """Of (id, meta) items an ingress would add from a cache: the ids to predict and add, those
+        not held with that meta and not deleted over HTTP. Within one application the model is
+        fixed (and a store is this model's), so an item held with the same meta holds the same Ŝ_Y."""
+        return [item_id for item_id, meta in items
+                if item_id not in self.removed and self.index.meta.get(item_id) != meta]
+
     def page(self, offset: int = 0, limit: int | None = None) -> tuple[list[dict], int]:
         """(items offset .. offset + limit in insertion order (all by default), how many there are)."""
         return self.index.list(offset, limit), len(self.index)

@@ -17,6 +17,7 @@ import asyncio
 import base64
 import binascii
 import hmac
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,16 +92,36 @@ class Ingress:
 
     async def index_from_cache(self, cache: str) -> None:
         """Add every captioned video of a feature cache (its cached S_V, the captioning prompt).
-        Idempotent across ingress replicas: ids are `shard/key`."""
-        from ops.collate import row_features
-        from ops.evaluation import load_rows
+        Idempotent across ingress replicas: ids are `shard/key`.
 
-        rows = [r for r in load_rows(cache) if r["media_kind"] == "video" and r["task"] == "caption"]
-        features = row_features([r["s_v_shape"] for r in rows], [r["s_v"] for r in rows])
-        embeddings = await asyncio.gather(*(self.visual.predict_cached.remote(f) for f in features))
-        await self.index.add_many.remote([
-            (f"{row['shard']}/{row['key']}", embedding, {"kind": "video", "caption": row["target"], "source": cache})
-            for row, embedding in zip(rows, embeddings)])
+        Every ingress replica runs this at every start, and the replica answers nothing until it is
+        done. So a shard at a time, its text columns first: the index names the items it does not
+        hold yet (or holds with other captions) and not deleted, and only those rows' S_V are read
+        and predicted. A second replica, or a restart against a kept index, predicts nothing (it
+        used to read the whole cache, S_V included, into each replica and predict every item)."""
+        from ops.cache_files import read_shard_columns, require_feature_cache
+        from ops.collate import row_features
+
+        def item_id(row: dict) -> str:
+            return f"{row['shard']}/{row['key']}"
+
+        listed = predicted = 0
+        for shard in require_feature_cache(cache):
+            texts = read_shard_columns(cache, shard, ["shard", "key", "media_kind", "task", "target"]).to_pylist()
+            items = {item_id(row): {"kind": "video", "caption": row["target"], "source": cache}
+                     for row in texts if row["media_kind"] == "video" and row["task"] == "caption"}
+            missing = set(await self.index.missing.remote(list(items.items()))) if items else set()
+            listed, predicted = listed + len(items), predicted + len(missing)
+            if not missing:
+                continue
+            rows = [row for row in read_shard_columns(cache, shard, ["shard", "key", "s_v_shape", "s_v"]).to_pylist()
+                    if item_id(row) in missing]
+            arrays = row_features([row["s_v_shape"] for row in rows], [row["s_v"] for row in rows])
+            embeddings = await asyncio.gather(*(self.visual.predict_cached.remote(f) for f in arrays))
+            await self.index.add_many.remote([(item_id(row), embedding, items[item_id(row)])
+                                              for row, embedding in zip(rows, embeddings)])
+        logging.getLogger("ray.serve").info("index cache %s: %d captioned videos, %d predicted and added "
+                                            "(the rest held already, or deleted)", cache, listed, predicted)
 
     # -- plumbing ------------------------------------------------------------------------------
     def authorize(self, request: Request) -> None:

@@ -157,3 +157,16 @@ def test_a_deleted_cache_item_is_not_added_back_by_the_next_ingress(tmp_path, st
     assert "shard/1" in [item["id"] for item in index.page()[0]]
     if stored:
         assert '"op": "delete"' not in (tmp_path / LOG_NAME).read_text()  # the tombstone lifted
+
+
+def test_the_index_names_the_cache_items_an_ingress_still_has_to_predict(tmp_path):
+    """An ingress predicts only these (a second replica or a restart against a kept index: none)."""
+    meta = {i: {"kind": "video", "caption": f"c{i}", "source": "cache/eval"} for i in range(4)}
+    index = make_index(str(tmp_path))
+    assert index.missing([(f"shard/{i}", meta[i]) for i in range(4)]) == ["shard/0", "shard/1", "shard/2", "shard/3"]
+    index.add_many([(f"shard/{i}", _unit(i), meta[i]) for i in range(3)])
+    index.delete("shard/0")
+    recaptioned = {**meta[2], "caption": "a new caption"}  # the cache was rebuilt with another caption
+    asked = [(f"shard/{i}", meta[i]) for i in range(2)] + [("shard/2", recaptioned), ("shard/3", meta[3])]
+    assert index.missing(asked) == ["shard/2", "shard/3"]  # 0 deleted over HTTP, 1 held as it is
+    assert make_index(str(tmp_path)).missing(asked) == ["shard/2", "shard/3"]  # the same after a restart
