@@ -87,12 +87,27 @@ S3_CREDENTIALS_HINT = ("S3 needs credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_A
 TRACEBACK_ENV = "VLJEPA_TRACEBACK"
 
 
+def worker_failures(exc: BaseException) -> list[BaseException]:
+    """The errors of the workers of a failed Ray Train run (its WorkerGroupError, matched by name:
+    importing Ray Train to check would cost every verb its start-up time), else []."""
+    failures = getattr(exc, "worker_failures", None)
+    if type(exc).__name__ == "WorkerGroupError" and isinstance(failures, dict):
+        return [failures[rank] for rank in sorted(failures)]
+    return []
+
+
 def user_error_message(exc: BaseException) -> str | None:
-    """The one-line message of a user error; None for anything else (a bug: its traceback)."""
+    """The one-line message of a user error; None for anything else (a bug: its traceback). A
+    training run whose workers all failed on a user error (data that cannot fill a batch, a cache
+    file gone) is one too: the workers' message, not Ray Train's traceback around it."""
     if isinstance(exc, USER_ERRORS):
         return str(exc)
     if any(c.__module__.startswith("botocore") and c.__name__ in CREDENTIAL_ERRORS for c in type(exc).__mro__):
         return f"{exc} ({S3_CREDENTIALS_HINT})"
+    failures = worker_failures(exc)
+    messages = [user_error_message(failure) for failure in failures]
+    if failures and None not in messages:
+        return "; ".join(dict.fromkeys(messages)) + f" (in {len(failures)} training worker(s))"
     return None
 
 
@@ -109,7 +124,10 @@ def run_as_process(main: Callable[[], int | None], verb: str) -> int:
         message = user_error_message(exc)
         if message is None or os.environ.get(TRACEBACK_ENV) == "1":
             raise
-        print(f"vljepa {verb}: error: {message}\n  (raised at {raise_site(exc)}; "
+        site = raise_site(exc)
+        if worker_failures(exc):  # their tracebacks stayed in the workers (Ray Train logs them above)
+            site += ", from a training worker"
+        print(f"vljepa {verb}: error: {message}\n  (raised at {site}; "
               f"{TRACEBACK_ENV}=1 shows the traceback)", file=sys.stderr)
         return 2
 

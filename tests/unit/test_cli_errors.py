@@ -171,3 +171,28 @@ def test_serve_refuses_an_index_store_under_a_file_before_starting_ray(captionin
     with pytest.raises(ValueError, match=f"index_store .*: {tmp_path / 'a-file'} is a file; give a directory"):
         serve.main(["--model", str(captioning_model_dir), "--index-store", str(tmp_path / "a-file" / "store"),
                     "--port", str(free_loopback_port())])
+
+
+def test_a_user_error_in_every_training_worker_is_one_line_from_where_the_worker_raised_it(capsys, monkeypatch):
+    # before: Ray Train's WorkerGroupError traceback, exit status 1, the workers' message inside it
+    from ray.train import WorkerGroupError
+
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+
+    def raised_in_a_worker() -> ValueError:  # as the driver gets it: unpickled, without its traceback
+        return ValueError("the training data yields no full batch: lower --batch-size or add data")
+
+    def failed_run():
+        raise WorkerGroupError("rank 0 and 1 failed", {1: raised_in_a_worker(), 0: raised_in_a_worker()})
+
+    assert run_as_process(failed_run, "train") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vljepa train: error: the training data yields no full batch: lower --batch-size or add "
+                          "data (in 2 training worker(s))\n")
+    assert "failed_run, from a training worker;" in err and "Traceback" not in err
+
+    def crashed_worker():  # a bug in a worker is still its traceback
+        raise WorkerGroupError("rank 0 failed", {0: raised_in_a_worker(), 1: RuntimeError("a bug")})
+
+    with pytest.raises(WorkerGroupError):
+        run_as_process(crashed_worker, "train")
