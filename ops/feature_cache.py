@@ -17,6 +17,7 @@ plain pyarrow, and variable N per row (images and clips can share a shard).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -163,9 +164,10 @@ class FeatureCache:
         probe = f".write-probe-{uuid.uuid4().hex}"
         try:
             self.write_bytes(probe, b"")
-            self.fs.rm_file(self.path(probe))
         except OSError as exc:
             raise PermissionError(f"cannot write the feature cache at {self.url}: {exc}") from exc
+        with contextlib.suppress(OSError):  # a bucket may grant writes and not deletes: a run needs only writes
+            self.fs.rm_file(self.path(probe))
 
     def commit_shard(self, shard: str, rows: list[dict], report: list[dict], fingerprint: str,
                      storage_dtype: str) -> dict:
