@@ -69,7 +69,7 @@ class IndexLog:
         self.path = Path(directory) / LOG_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.skipped = 0  # torn or unreadable lines met when opening
-        self.removed: set[str] = set()  # tombstones: deleted cache items (see the module's docstring)
+        self.removed: set[str] = set()  # the tombstones replay() read (see the module's docstring)
         if model is not None:
             self.claim(model)
 
@@ -128,8 +128,7 @@ class IndexLog:
         os.replace(staging, self.path)
 
     def add(self, item_id: str, embedding: np.ndarray, meta: dict) -> None:
-        self._append(self._add_line(item_id, embedding, meta))
-        self.removed.discard(item_id)  # an explicit add lifts a tombstone (the line supersedes it on replay)
+        self._append(self._add_line(item_id, embedding, meta))  # supersedes a tombstone on replay
 
     def add_many(self, items: list[tuple[str, np.ndarray, dict]]) -> None:
         """One write and one sync for all of them (a cache's thousands of items at start-up)."""
@@ -139,8 +138,6 @@ class IndexLog:
     def delete(self, item_id: str, tombstone: bool = False) -> None:
         """tombstone: the id stays deleted through compaction (a cache's item, which would be added again)."""
         self._append(self._delete_line(item_id, tombstone))
-        if tombstone:
-            self.removed.add(item_id)
 
     @staticmethod
     def _delete_line(item_id: str, tombstone: bool) -> str:

@@ -94,7 +94,7 @@ class RetrievalIndex:
         self.index = self.log.replay(width) if self.log else VectorIndex(width)
         # ids of cache items deleted over HTTP: add_many (an ingress adding its --index-cache, at
         # every start and on every new replica) skips them; the store keeps them across restarts
-        self.removed: set[str] = self.log.removed if self.log else set()
+        self.removed: set[str] = set(self.log.removed) if self.log else set()
         if self.log and self.log.skipped:
             logging.getLogger("ray.serve").warning(
                 "index store %s: %d unreadable line(s) skipped (a write cut short?)", store, self.log.skipped)
@@ -108,10 +108,11 @@ class RetrievalIndex:
         return {"id": item_id, **meta}
 
     def add_many(self, items: list[tuple[str, np.ndarray, dict]]) -> int:
-        """Adds (id, embedding, meta) items in one call and, with a store, one synced write; items
-        the index already holds unchanged are skipped, so the ingress re-adding a cache's items at
-        every start (each ingress replica does) writes nothing, and items deleted over HTTP are not
-        added back. -> how many were new or changed."""
+        """Adds (id, embedding, meta) items in one call and, with a store, one synced write. An
+        ingress sends only what `missing` named, but two replicas starting together both predict
+        them, and an item may be deleted while they do: so items the index already holds
+        unchanged are skipped (the second replica writes nothing) and deleted ones are not added
+        back. -> how many were new or changed."""
         fresh = [(item_id, self.index.vector(embedding), meta) for item_id, embedding, meta in items
                  if item_id not in self.removed]
         fresh = [item for item in fresh if not self.index.holds(*item)]
@@ -138,7 +139,7 @@ class RetrievalIndex:
         from_cache = "source" in self.index.meta[item_id]  # an --index-cache item: would be added again
         if self.log:
             self.log.delete(item_id, tombstone=from_cache)
-        elif from_cache:
+        if from_cache:
             self.removed.add(item_id)
         return self.index.delete(item_id)
 
