@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from pipelines.train_config import cache_list, require_distinct_caches
+
 MODES = ("text", "predicted")
 RUN_KIND = "y-decoder"  # marks a run directory's train_config.json as a decoder run
 
@@ -23,7 +25,7 @@ class DecoderTrainConfig:
     # workers on other nodes (where the driver's download does not exist) fetch the same model themselves
     model_tracking_uri: str | None = None
     model_registry_uri: str | None = None
-    cache: str  # its captions (and, for mode "predicted", cached S_V)
+    cache: list[str]  # its captions (and, for mode "predicted", cached S_V): one or more caches, one dataset
     out: str
     run_kind: str = RUN_KIND
     mode: str = "text"
@@ -58,17 +60,20 @@ class DecoderTrainConfig:
     mlflow_run_id: str | None = None
     registered_model: str | None = "vljepa-captioner"
 
+    def __post_init__(self) -> None:
+        self.cache = cache_list(self.cache)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def caches(self) -> list[str]:
         """Every feature cache the run reads."""
-        return [url for url in (self.cache, self.eval_cache) if url]
+        return [url for url in (*self.cache, self.eval_cache) if url]
 
     def feature_caches(self) -> list[str]:
         """The caches whose S_V the run reads with the model: the training cache only when it
         decodes predictions (text mode reads captions), the eval cache always (CIDEr from Ŝ_Y)."""
-        return [url for url in (self.cache if self.mode == "predicted" else None, self.eval_cache) if url]
+        return [url for url in (*(self.cache if self.mode == "predicted" else ()), self.eval_cache) if url]
 
     @classmethod
     def from_dict(cls, data: dict) -> "DecoderTrainConfig":
@@ -87,3 +92,4 @@ class DecoderTrainConfig:
             raise ValueError(f"--text-mix must be in [0, 1], got {self.text_mix}")
         if self.text_mix and self.mode != "predicted":
             raise ValueError("--text-mix mixes S_Y into a fine-tune on predictions: it needs --mode predicted")
+        require_distinct_caches(self.cache)

@@ -1,5 +1,8 @@
 """`vljepa train --stage STAGE --cache CACHE --out RUN`: optimise predictor + y-encoder on Ray Train.
 
+Several `--cache` options make one dataset: every epoch reads each cache's rows once, shuffled
+together (a cache per source, e.g. Datacomp and YFCC cached separately for the image stage).
+
     RUN/ray/train/checkpoint_*     Ray Train checkpoints (or under --storage, e.g. s3://)
     RUN/mlflow.db                  MLflow store, unless MLFLOW_TRACKING_URI is set
     RUN/mlartifacts/               MLflow artifacts of that store
@@ -29,7 +32,9 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     # what to train on
     parser.add_argument("--stage", required=True, choices=sorted(STAGES))
-    parser.add_argument("--cache", required=True, help="feature cache (local or s3://)")
+    parser.add_argument("--cache", required=True, action="append",
+                        help="feature cache (local or s3://); repeat it to train on several caches as one dataset "
+                             "(e.g. one per source)")
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--preset", default="minilm")
     parser.add_argument("--init-model", default=None,

@@ -38,10 +38,26 @@ STAGES = {
 }
 
 
+def cache_list(cache: str | list[str] | tuple[str, ...]) -> list[str]:
+    """A run's training caches as a list: one string is one cache."""
+    return [cache] if isinstance(cache, str) else list(cache)
+
+
+def require_distinct_caches(caches: list[str]) -> None:
+    """A cache named twice would be read twice per epoch: a silent doubling of its weight."""
+    named_twice = sorted({url for url in caches if caches.count(url) > 1})
+    if not caches:
+        raise ValueError("--cache: name at least one feature cache")
+    if named_twice:
+        raise ValueError(f"--cache names {', '.join(named_twice)} more than once: each cache is read once per epoch")
+
+
 @dataclass(kw_only=True)
 class TrainConfig:
     stage: str
-    cache: str
+    # one or more feature caches read as one dataset (e.g. one per source: Datacomp, YFCC); a single
+    # string is taken as one (the Python API, and run directories written before lists)
+    cache: list[str]
     out: str  # the run directory: checkpoints, MLflow store (by default), exported model
     preset: str = "minilm"
     init_model: str | None = None  # an exported model to start from (a previous stage's): a directory or an MLflow URI
@@ -80,6 +96,9 @@ class TrainConfig:
     mlflow_run_id: str | None = None  # filled in by the driver
     registered_model: str | None = "vljepa"
 
+    def __post_init__(self) -> None:
+        self.cache = cache_list(self.cache)
+
     @property
     def spec(self) -> StageSpec:
         return STAGES[self.stage]
@@ -93,7 +112,7 @@ class TrainConfig:
 
     def caches(self) -> list[str]:
         """Every feature cache the run reads."""
-        return [url for url in (self.cache, self.eval_cache, self.replay_cache) if url]
+        return [url for url in (*self.cache, self.eval_cache, self.replay_cache) if url]
 
     def feature_caches(self) -> list[str]:
         """The caches whose S_V the run reads with the preset's model: all of them."""
@@ -114,3 +133,4 @@ class TrainConfig:
             raise ValueError("--replay-weight needs --replay-cache")
         if not 0.0 <= self.replay_weight < 1.0:
             raise ValueError("--replay-weight must be in [0, 1)")
+        require_distinct_caches(self.cache)

@@ -39,7 +39,8 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     # what to train on
     parser.add_argument("--model", required=True, help="exported VL-JEPA model directory or MLflow model URI")
-    parser.add_argument("--cache", required=True, help="feature cache with captions (local or s3://)")
+    parser.add_argument("--cache", required=True, action="append",
+                        help="feature cache with captions (local or s3://); repeat it to read several as one dataset")
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--mode", choices=MODES, default="text")
     parser.add_argument("--init-decoder", default=None, help="decoder to continue from (a run's RUN/model)")

@@ -27,23 +27,33 @@ def check_caches(config, x_encoder: dict[str, str] | None = None, reader: str = 
         require_feature_cache(url, x_encoder if url in config.feature_caches() else None, reader)
 
 
-def require_full_batches(url: str, media_kinds: tuple[str, ...], tasks: tuple[str, ...], workers: int,
+def require_full_batches(urls: list[str], media_kinds: tuple[str, ...], tasks: tuple[str, ...], workers: int,
                          batch_size: int, what: str, share: float = 1.0) -> None:
-    """The rows `what` selects from the cache fill at least one batch on every worker (each reads
-    an equal split and drops a partial batch). Checked from the manifest before Ray starts: found by
-    the workers instead, it is a traceback from each, retried --max-failures times. `share`: the
-    part of the mix this cache makes (SFT replays pretraining rows beside it). A cache whose
-    markers predate the per-kind counts is left to the workers' own check."""
+    """The rows `what` selects from the caches (read as one dataset) fill at least one batch on
+    every worker (each reads an equal split and drops a partial batch). Checked from the manifests
+    before Ray starts: found by the workers instead, it is a traceback from each, retried
+    --max-failures times. `share`: the part of the mix these caches make (SFT replays pretraining
+    rows beside them). Caches whose markers predate the per-kind counts are left to the workers'
+    own check."""
     from ops.cache_files import selected_row_count
 
-    selected, by_kind = selected_row_count(url, media_kinds, tasks)
+    selected, by_kind = 0, {}
+    for url in urls:
+        rows, kinds = selected_row_count(url, media_kinds, tasks)
+        if rows is None:
+            return
+        selected += rows
+        for kind, count in kinds.items():
+            by_kind[kind] = by_kind.get(kind, 0) + count
     needed = workers * batch_size
-    if selected is None or selected / share >= needed:
+    if selected / share >= needed:
         return
-    held = ", ".join(f"{kind} {rows}" for kind, rows in by_kind.items()) or "no rows"
-    raise ValueError(f"{url} holds {selected} rows {what} trains on ({' or '.join(media_kinds)}; "
-                     f"{', '.join(tasks)}), fewer than a batch per worker ({workers} x {batch_size} = {needed}); "
-                     f"it holds {held}: lower --batch-size or --workers, or cache more data")
+    held = ", ".join(f"{kind} {rows}" for kind, rows in sorted(by_kind.items())) or "no rows"
+    where = urls[0] if len(urls) == 1 else f"the {len(urls)} caches ({', '.join(urls)}) together"
+    raise ValueError(f"{where} hold{'s' if len(urls) == 1 else ''} {selected} rows {what} trains on "
+                     f"({' or '.join(media_kinds)}; {', '.join(tasks)}), fewer than a batch per worker "
+                     f"({workers} x {batch_size} = {needed}); {'it holds' if len(urls) == 1 else 'they hold'} {held}: "
+                     "lower --batch-size or --workers, or cache more data")
 
 
 def open_tracking(config, run_name: str, resume: bool) -> dict:

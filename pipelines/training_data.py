@@ -49,18 +49,19 @@ def count_rows(source: CacheSource) -> int:
 
 
 def stage_sources(config) -> list[CacheSource]:
-    """A TrainConfig's caches: its stage's rows, plus replayed pretraining rows mixed by weight."""
+    """A TrainConfig's caches: its stage's rows of each training cache, plus replayed pretraining
+    rows mixed by weight."""
     kinds = tuple(config.spec.media_kinds)
-    main = CacheSource(config.cache, kinds, tuple(config.spec.tasks))
+    main = [CacheSource(url, kinds, tuple(config.spec.tasks)) for url in config.cache]
     if not (config.replay_cache and config.replay_weight > 0):
-        return [main]
+        return main
     replay = CacheSource(config.replay_cache, kinds, ("caption",), replay=True)
-    main_rows, replay_rows = count_rows(main), count_rows(replay)
+    main_rows, replay_rows = sum(count_rows(source) for source in main), count_rows(replay)
     # replayed share w of the mix: replay_rows * f = w / (1 - w) * main_rows
     fraction = config.replay_weight / (1 - config.replay_weight) * main_rows / max(replay_rows, 1)
     if fraction > 1:
         print(f"train: only {replay_rows} replay rows for a {config.replay_weight:.0%} share; using all of them")
-    return [main, dataclasses.replace(replay, keep=min(1.0, fraction))]
+    return [*main, dataclasses.replace(replay, keep=min(1.0, fraction))]
 
 
 def build_train_dataset(config):
@@ -72,7 +73,7 @@ DECODER_MEDIA_KINDS, DECODER_TASKS = ("image", "video"), ("caption",)
 
 
 def build_decoder_dataset(config):
-    """Every cached caption; S_V too when the decoder learns from Ŝ_Y."""
+    """Every cached caption of the run's caches; S_V too when the decoder learns from Ŝ_Y."""
     columns = ("target", "task", "media_kind") + (("s_v", "s_v_shape") if config.mode == "predicted" else ())
-    source = CacheSource(config.cache, DECODER_MEDIA_KINDS, DECODER_TASKS)
-    return read_pass([source], columns, config.epochs_per_pass, config.seed)
+    sources = [CacheSource(url, DECODER_MEDIA_KINDS, DECODER_TASKS) for url in config.cache]
+    return read_pass(sources, columns, config.epochs_per_pass, config.seed)

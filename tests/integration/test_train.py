@@ -85,7 +85,7 @@ def test_same_seed_same_loss_curve(ray_instance, caches, tmp_path, capsys):
 def test_a_stage_starts_from_the_previous_stages_model(ray_instance, caches, tmp_path, capsys, monkeypatch):
     """The paper's stages chain (pretraining, then SFT): --init-model starts from an exported model.
     At lr 0 the next stage must export exactly the model it started from, not a fresh init.
-    The next stage names it by registry URI, in a registry separate from the tracking store; the Ray
+    The next stage names it by registry URI and reads two caches, in a registry separate from the tracking store; the Ray
     workers started before these variables were set: they resolve it with the driver's store."""
     first = _train(capsys, caches, tmp_path / "pretrain", "--stage", "pretrain-video", "--steps", "3",
                    "--checkpoint-every", "3")
@@ -93,8 +93,11 @@ def test_a_stage_starts_from_the_previous_stages_model(ray_instance, caches, tmp
     source = registered_uri(first["model"], store, "stage-one", registry_uri=registry)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", registry)
+    # the SFT stage reads two caches as one dataset (a cache per source)
     _train(capsys, caches, tmp_path / "sft", "--init-model", source, "--lr", "0", "--steps", "2",
-           "--checkpoint-every", "2")
+           "--checkpoint-every", "2", "--cache", str(caches / "eval"))
+    metadata = json.loads((tmp_path / "sft" / "model" / "vljepa.json").read_text())["metadata"]
+    assert metadata["cache"] == [str(caches / "train"), str(caches / "eval")]
     start, after = load_model(first["model"]).state_dict(), load_model(tmp_path / "sft" / "model").state_dict()
     assert set(start) == set(after)
     for name, tensor in start.items():
@@ -197,6 +200,35 @@ def test_a_pass_streams_its_epochs_and_the_replay_share(ray_instance, caches):
     sft_rows = count_rows(CacheSource(cache, ("image", "video"), ("caption", "vqa", "classification")))
     assert len(replayed) - sum(replayed) == sft_rows  # every SFT row, once
     assert 0.1 < sum(replayed) / len(replayed) < 0.4  # ~25% replayed (a seeded draw per file)
+
+
+def test_several_caches_are_read_as_one_dataset(ray_instance, caches):
+    """`--cache A --cache B`: each epoch holds every stage row of both caches once (their shard
+    names overlap, as two sources' 00000.tar would); a replay share is taken of their sum."""
+    from ops.cache_files import CacheSource
+    from pipelines.decoder_config import DecoderTrainConfig
+    from pipelines.train_config import TrainConfig
+    from pipelines.training_data import (DECODER_MEDIA_KINDS, DECODER_TASKS, build_decoder_dataset,
+                                         build_train_dataset, count_rows, stage_sources)
+
+    train_cache, eval_cache = str(caches / "train"), str(caches / "eval")
+    sft = ("image", "video"), ("caption", "vqa", "classification")
+    rows = [count_rows(CacheSource(url, *sft)) for url in (train_cache, eval_cache)]
+    assert min(rows) > 0
+    both = TrainConfig(stage="sft", cache=[train_cache, eval_cache], out="")
+    assert len(column(build_train_dataset(both), "epoch")) == sum(rows)
+
+    mixed = TrainConfig(stage="sft", cache=[train_cache, eval_cache], out="", replay_cache=train_cache, replay_weight=0.25)
+    replay_rows = count_rows(CacheSource(train_cache, *sft[:1], ("caption",), replay=True))
+    # the replayed rows make a quarter of the mix: a third of both caches' rows, not of the first's
+    assert stage_sources(mixed)[-1].keep == pytest.approx(sum(rows) / 3 / replay_rows)
+    replayed = column(build_train_dataset(mixed), "replay")
+    assert len(replayed) - sum(replayed) == sum(rows)
+    assert 0.15 < sum(replayed) / len(replayed) < 0.35
+
+    captions = [count_rows(CacheSource(url, DECODER_MEDIA_KINDS, DECODER_TASKS)) for url in (train_cache, eval_cache)]
+    decoder = DecoderTrainConfig(model="m", cache=[train_cache, eval_cache], out="")
+    assert len(column(build_decoder_dataset(decoder), "epoch")) == sum(captions)
 
 
 def test_the_loops_collation_streams_batches_without_deprecated_calls(ray_instance, caches, tiny_model):

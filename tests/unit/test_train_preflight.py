@@ -102,3 +102,27 @@ def test_an_empty_experiment_name_is_refused_before_the_run_directory_is_made(ti
         train.main(["--stage", "sft", "--cache", url, "--out", str(tmp_path / "run"), "--preset", "tiny",
                     "--batch-size", "4", "--steps", "1", "--experiment", " "])
     assert not (tmp_path / "run").exists()  # was: an mlflow.db left behind, then MLflow's traceback
+
+
+def test_several_caches_fill_batches_together_and_are_named_once(tiny_config, tmp_path, capsys, ray_must_not_start):
+    """`--cache A --cache B` is one dataset: rows are counted across both (each alone is short of a
+    batch per worker here, both together are not), and a cache named twice is a usage error."""
+    from pipelines import train
+    from pipelines.train_config import TrainConfig
+    from pipelines.train_driver import require_full_batches
+
+    a = _write_cache(tmp_path / "a", {"video/caption": 6})
+    b = _write_cache(tmp_path / "b", {"video/caption": 5, "image/caption": 3})
+    with pytest.raises(ValueError, match=r"holds 6 rows"):
+        require_full_batches([a], ("video",), ("caption",), 2, 5, "stage pretrain-video")
+    require_full_batches([a, b], ("video",), ("caption",), 2, 5, "stage pretrain-video")  # 11 rows >= 10
+    with pytest.raises(ValueError, match=r"the 2 caches \(.*\) together hold 3 rows stage pretrain-image .*"
+                                         r"they hold image/caption 3, video/caption 11"):
+        train.main(["--stage", "pretrain-image", "--cache", a, "--cache", b, "--out", str(tmp_path / "run"),
+                    "--preset", "tiny", "--steps", "1", "--batch-size", "2", "--workers", "2"])
+    assert not (tmp_path / "run").exists()
+
+    assert train.main(["--stage", "sft", "--cache", a, "--cache", b, "--cache", a, "--out", str(tmp_path / "run")]) == 2
+    assert f"--cache names {a} more than once" in capsys.readouterr().err
+    # one string is one cache: the Python API, and run directories written before lists
+    assert TrainConfig.from_dict({"stage": "sft", "cache": a, "out": "o"}).cache == [a]
