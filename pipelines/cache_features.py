@@ -78,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     names = [shard_name(u) for u in urls]
     duplicated = [n for n, c in Counter(names).items() if c > 1]
     if duplicated:
-        raise SystemExit(f"cache-features: shards share output names {duplicated}: give shards unique file names")
+        shown = ", ".join(duplicated[:5]) + (f" and {len(duplicated) - 5} more" if len(duplicated) > 5 else "")
+        raise SystemExit(f"cache-features: shards in different folders share file names ({shown}), and a cache "
+                         "holds one shard per name: cache each source to its own --out (train and train-decoder "
+                         "read several caches as one dataset: --cache A --cache B), or give the shards unique names")
     cache = FeatureCache(args.out)
     status = cache.status(names, digest)
 

@@ -137,6 +137,21 @@ def test_cache_features_refuses_an_unwritable_out_before_decoding_anything(tiny_
     assert list(shards.iterdir()) == [shards / "s-000.tar"]
 
 
+def test_cache_features_says_how_to_cache_sources_whose_shard_names_collide(tmp_path, ray_must_not_start):
+    import tarfile
+
+    from pipelines import cache_features
+
+    for source in ("datacomp", "yfcc"):  # both number their shards from 00000
+        (tmp_path / source).mkdir()
+        tarfile.open(tmp_path / source / "00000.tar", "w").close()
+    with pytest.raises(SystemExit, match=r"share file names \(00000\).*cache each source to its own --out.*"
+                                         r"--cache A --cache B"):
+        cache_features.main(["--shards", f"{tmp_path}/{{datacomp,yfcc}}", "--out", str(tmp_path / "cache"),
+                             "--preset", "tiny"])
+    assert not (tmp_path / "cache").exists()
+
+
 def test_serve_refuses_an_empty_token_instead_of_serving_without_auth(captioning_model_dir, tmp_path,
                                                                        ray_must_not_start, monkeypatch):
     # before: an empty token file (a secret mounted empty) started the server with no auth at all
