@@ -2,9 +2,10 @@
 
   1. `vljepa summary` for the paper preset (meta device, no weights);
   2. `vljepa sample-data`: real H.264 clips, JPEG/PNG images and VQA samples as webdataset shards;
-  3. `vljepa cache-features` on Ray Data for the train and eval splits (then a dry-run re-run);
+  3. `vljepa cache-features` on Ray Data: the train split as a cache per source (images; clips and
+     VQA), as a cluster caches Datacomp and Action100M, and the eval split (then a dry-run re-run);
   4. `vljepa export --preset` + `vljepa evaluate`: the untrained model, which sits at chance;
-  5. `vljepa train --stage sft` on Ray Train, tracked in MLflow (SQLite under the run);
+  5. `vljepa train --stage sft` on Ray Train over both train caches, tracked in MLflow (SQLite under the run);
   6. `vljepa evaluate` of the trained model on held-out combinations, against chance;
   7. `vljepa train-decoder`: the Y-decoder, text-only, then fine-tuned on predicted embeddings;
      CIDEr of held-out captions decoded from Ŝ_Y, against the true S_Y (ceiling) and random (floor);
@@ -172,8 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     sample_data.main(["--out", str(data), "--seed", str(args.seed)])
 
     banner("3. feature caching on Ray Data: parse -> decode -> frozen x-encoder actors -> Parquet")
-    for split in ("train", "eval"):
-        cache_features.main(["--shards", str(data / split), "--out", str(caches / split), "--preset", args.preset])
+    # a cache per source, as Datacomp (images) and Action100M (clips) would be: training reads both
+    train_caches = {"train-images": "image-*.tar", "train-clips": "{video,vqa}-*.tar"}
+    for name, shards in train_caches.items():
+        cache_features.main(["--shards", str(data / "train" / shards), "--out", str(caches / name),
+                             "--preset", args.preset])
+    cache_features.main(["--shards", str(data / "eval"), "--out", str(caches / "eval"), "--preset", args.preset])
+    train_cache_args = [arg for name in train_caches for arg in ("--cache", str(caches / name))]
     banner("   re-run: complete shards with the same fingerprint are skipped")
     cache_features.main(["--shards", str(data / "eval"), "--out", str(caches / "eval"), "--preset", args.preset,
                          "--dry-run"])
@@ -186,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     schedule = DEMO_TRAIN_ARGS + (["--steps", str(args.steps)] if args.steps else [])
     if run.exists():
         shutil.rmtree(run)  # the demo's own previous run: start fresh, so every demo trains the same
-    result = last_json(train.main, [*schedule, "--cache", str(caches / "train"), "--eval-cache",
+    result = last_json(train.main, [*schedule, *train_cache_args, "--eval-cache",
                                     str(caches / "eval"), "--out", str(run), "--preset", args.preset,
                                     "--seed", str(args.seed)])
 
@@ -198,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     banner("7. the Y-decoder on Ray Train: text-only, then fine-tuned on predicted embeddings")
     for name in ("decoder-text", "decoder"):
         shutil.rmtree(out / name, ignore_errors=True)
-    common = ["--model", result["model"], "--cache", str(caches / "train"), "--seed", str(args.seed),
+    common = ["--model", result["model"], *train_cache_args, "--seed", str(args.seed),
               "--eval-cache", str(caches / "eval")]
     text_only = last_json(train_decoder.main, [*DEMO_DECODER_TEXT_ARGS, *common, "--out", str(out / "decoder-text"),
                                                "--registered-model", ""])
