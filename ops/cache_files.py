@@ -28,8 +28,10 @@ FILTER_COLUMNS = ["media_kind", "task"]
 
 @dataclass(frozen=True)
 class CacheSource:
-    """One cache a stage reads: which rows of it, and which share of them (replayed pretraining
-    data is subsampled to its mixing weight; `keep` 1.0 reads every selected row)."""
+    """One cache a stage reads: which rows of it, and how many times over per epoch (its mixing
+    weight): `keep` 1.0 reads every selected row once, 0.3 a seeded 30% of them (replayed
+    pretraining data, a large source weighted down), 2.5 every row twice and a seeded half once
+    more (a small source weighted up)."""
 
     url: str
     media_kinds: tuple[str, ...]
@@ -37,17 +39,25 @@ class CacheSource:
     replay: bool = False
     keep: float = 1.0
 
+    def copies(self) -> list[float]:
+        """The share of the rows each read of a file keeps: 2.5 -> [1.0, 1.0, 0.5]."""
+        whole, part = divmod(self.keep, 1.0)
+        return [1.0] * int(whole) + ([part] if part > 1e-9 else [])
+
 
 def pass_items(sources: list[CacheSource], epochs: int, seed: int) -> list[dict]:
-    """The files of one pass: every source's shards once per epoch, each epoch in a seeded order
-    of its own (so epochs differ beyond what the local shuffle buffer mixes)."""
-    files = []
+    """The file reads of one pass: every source's shards once per epoch (or as many times as its
+    weight asks, each read a `copy`), each epoch in a seeded order of its own (so epochs differ
+    beyond what the local shuffle buffer mixes, and copies of a file do not come together)."""
+    reads = []
     for index, source in enumerate(sources):
-        files += [(index, shard) for shard in require_feature_cache(source.url)]
+        shards = require_feature_cache(source.url)
+        reads += [(index, shard, copy) for copy in range(len(source.copies())) for shard in shards]
     items = []
     for epoch in range(epochs):
-        order = np.random.default_rng([seed, epoch]).permutation(len(files))
-        items += [{"source": int(files[i][0]), "shard": files[i][1], "epoch": epoch} for i in order]
+        order = np.random.default_rng([seed, epoch]).permutation(len(reads))
+        items += [{"source": int(reads[i][0]), "shard": reads[i][1], "copy": reads[i][2], "epoch": epoch}
+                  for i in order]
     return items
 
 
@@ -103,20 +113,23 @@ class CacheFileReader:
     record_batch_rows: int = 256
 
     def __call__(self, items: dict[str, np.ndarray]) -> Iterator[pa.Table]:
-        for source_index, shard, epoch in zip(items["source"], items["shard"], items["epoch"]):
-            yield from self.read_file(int(source_index), str(shard), int(epoch))
+        copies = items["copy"] if "copy" in items else np.zeros(len(items["shard"]), dtype=np.int64)
+        for source_index, shard, copy, epoch in zip(items["source"], items["shard"], copies, items["epoch"]):
+            yield from self.read_file(int(source_index), str(shard), int(epoch), int(copy))
 
-    def read_file(self, source_index: int, shard: str, epoch: int) -> Iterator[pa.Table]:
+    def read_file(self, source_index: int, shard: str, epoch: int, copy: int = 0) -> Iterator[pa.Table]:
         source = self.sources[source_index]
+        share = source.copies()[copy]
         cache = FeatureCache(source.url)
         columns = list(dict.fromkeys([*self.columns, *FILTER_COLUMNS]))
-        # a seeded draw per (epoch, file): the replayed subset is the same in a resumed run
-        sampler = np.random.default_rng([self.seed, epoch, source_index, *shard.encode()])
+        # a seeded draw per (epoch, file, copy): a subsampled subset is the same in a resumed run
+        # (a later copy adds a number no byte of the name can be: the first keeps its old draw)
+        sampler = np.random.default_rng([self.seed, epoch, source_index, *shard.encode(), *([256 + copy] if copy else [])])
         with cache.fs.open(cache.path(f"{shard}.parquet"), "rb") as handle:
             for record_batch in pq.ParquetFile(handle).iter_batches(batch_size=self.record_batch_rows, columns=columns):
                 table = select_rows(pa.Table.from_batches([record_batch]), list(source.media_kinds),
                                     list(source.tasks), source.replay)
-                if source.keep < 1.0:
-                    table = table.filter(pa.array(sampler.random(table.num_rows) < source.keep))
+                if share < 1.0:
+                    table = table.filter(pa.array(sampler.random(table.num_rows) < share))
                 if table.num_rows:
                     yield table.append_column("epoch", pa.array(np.full(table.num_rows, epoch, dtype=np.int64)))

@@ -39,3 +39,11 @@ def port(text: str) -> int:
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be a TCP port from 1 to 65535, got {value}")
     return value
+
+
+def positive_floats(text: str) -> list[float]:
+    """A comma-separated list of positive finite numbers (`--cache-weights 0.7,0.3`)."""
+    try:
+        return [positive_float(part) for part in text.split(",")]
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        raise argparse.ArgumentTypeError(f"must be positive numbers separated by commas, got {text!r}") from exc

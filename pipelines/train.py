@@ -1,7 +1,8 @@
 """`vljepa train --stage STAGE --cache CACHE --out RUN`: optimise predictor + y-encoder on Ray Train.
 
 Several `--cache` options make one dataset: every epoch reads each cache's rows once, shuffled
-together (a cache per source, e.g. Datacomp and YFCC cached separately for the image stage).
+together (a cache per source, e.g. Datacomp and YFCC cached separately for the image stage), or
+in the shares `--cache-weights` gives (a small source repeated, a large one subsampled).
 
     RUN/ray/train/checkpoint_*     Ray Train checkpoints (or under --storage, e.g. s3://)
     RUN/mlflow.db                  MLflow store, unless MLFLOW_TRACKING_URI is set
@@ -20,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.cli_types import non_negative_float, non_negative_int, positive_float, positive_int
+from pipelines.cli_types import non_negative_float, non_negative_int, positive_float, positive_floats, positive_int
 from pipelines.model_source import source_for_workers
 from pipelines.report import print_json_result, run_as_process
 from pipelines.train_config import STAGES, TrainConfig
@@ -35,6 +36,8 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     parser.add_argument("--cache", required=True, action="append",
                         help="feature cache (local or s3://); repeat it to train on several caches as one dataset "
                              "(e.g. one per source)")
+    parser.add_argument("--cache-weights", type=positive_floats, default=None,
+                        help="each --cache's share of an epoch, e.g. 0.7,0.3 (default: each by its size)")
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--preset", default="minilm")
     parser.add_argument("--init-model", default=None,
@@ -74,7 +77,7 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     args = parser.parse_args(argv)
     init = source_for_workers(args.init_model) if args.init_model else None  # checked before Ray starts
     config = TrainConfig(
-        stage=args.stage, cache=args.cache, out=str(Path(args.out).resolve()), preset=args.preset,
+        stage=args.stage, cache=args.cache, cache_weights=args.cache_weights, out=str(Path(args.out).resolve()), preset=args.preset,
         init_model=init and init.source, init_model_tracking_uri=init and init.tracking_uri,
         init_model_registry_uri=init and init.registry_uri,
         steps=args.steps, workers=args.workers, batch_size=args.batch_size,
@@ -103,7 +106,7 @@ def run(config: TrainConfig, resume: bool = False, address: str | None = None) -
     check_caches(config, x_encoder_identity(preset.x_encoder.checkpoint), reader=f"this run's preset {config.preset}")
     replayed = config.replay_weight if config.replay_cache else 0.0
     require_full_batches(config.cache, config.spec.media_kinds, config.spec.tasks, config.workers, config.batch_size,
-                         f"stage {config.stage}", share=1.0 - replayed)
+                         f"stage {config.stage}", share=1.0 - replayed, weighted=bool(config.cache_weights))
     if not config.init_model:  # every worker loads the preset's checkpoints: without the hub, say so now
         for component in (preset.x_encoder, preset.predictor, preset.y_encoder):
             check_reachable(component.checkpoint)

@@ -58,6 +58,8 @@ class TrainConfig:
     # one or more feature caches read as one dataset (e.g. one per source: Datacomp, YFCC); a single
     # string is taken as one (the Python API, and run directories written before lists)
     cache: list[str]
+    # each cache's share of an epoch's rows (normalised); None: each by its size
+    cache_weights: list[float] | None = None
     out: str  # the run directory: checkpoints, MLflow store (by default), exported model
     preset: str = "minilm"
     init_model: str | None = None  # an exported model to start from (a previous stage's): a directory or an MLflow URI
@@ -134,3 +136,7 @@ class TrainConfig:
         if not 0.0 <= self.replay_weight < 1.0:
             raise ValueError("--replay-weight must be in [0, 1)")
         require_distinct_caches(self.cache)
+        if self.cache_weights is not None and (len(self.cache_weights) != len(self.cache)
+                                               or not all(w > 0 for w in self.cache_weights)):
+            raise ValueError(f"--cache-weights needs one positive weight per --cache ({len(self.cache)}), "
+                             f"got {self.cache_weights}")

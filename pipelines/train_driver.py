@@ -28,13 +28,13 @@ def check_caches(config, x_encoder: dict[str, str] | None = None, reader: str = 
 
 
 def require_full_batches(urls: list[str], media_kinds: tuple[str, ...], tasks: tuple[str, ...], workers: int,
-                         batch_size: int, what: str, share: float = 1.0) -> None:
+                         batch_size: int, what: str, share: float = 1.0, weighted: bool = False) -> None:
     """The rows `what` selects from the caches (read as one dataset) fill at least one batch on
     every worker (each reads an equal split and drops a partial batch). Checked from the manifests
     before Ray starts: found by the workers instead, it is a traceback from each, retried
     --max-failures times. `share`: the part of the mix these caches make (SFT replays pretraining
-    rows beside them). Caches whose markers predate the per-kind counts are left to the workers'
-    own check."""
+    rows beside them). `weighted` (--cache-weights): each cache must hold rows to give its share.
+    Caches whose markers predate the per-kind counts are left to the workers' own check."""
     from ops.cache_files import selected_row_count
 
     selected, by_kind = 0, {}
@@ -42,6 +42,10 @@ def require_full_batches(urls: list[str], media_kinds: tuple[str, ...], tasks: t
         rows, kinds = selected_row_count(url, media_kinds, tasks)
         if rows is None:
             return
+        if weighted and rows == 0:
+            raise ValueError(f"--cache-weights gives {url} a share, but it holds no rows {what} trains on "
+                             f"({' or '.join(media_kinds)}; {', '.join(tasks)}); it holds "
+                             + (", ".join(f"{kind} {count}" for kind, count in kinds.items()) or "no rows"))
         selected += rows
         for kind, count in kinds.items():
             by_kind[kind] = by_kind.get(kind, 0) + count

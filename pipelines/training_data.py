@@ -48,15 +48,39 @@ def count_rows(source: CacheSource) -> int:
     return read_pass([source], ("media_kind", "task"), epochs=1, seed=0).count()
 
 
+def stage_rows(source: CacheSource) -> int:
+    """count_rows from the cache's manifest (its markers count rows by kind); read from the files
+    only for a cache written before they did."""
+    from ops.cache_files import selected_row_count
+
+    rows, _ = selected_row_count(source.url, source.media_kinds, source.tasks)
+    return count_rows(source) if rows is None else rows
+
+
+def weighted(sources: list[CacheSource], weights: list[float]) -> list[CacheSource]:
+    """Each source read `keep` times over so that it makes its weight's share of an epoch, an epoch
+    holding as many rows as the sources together (a small source is repeated, a large one
+    subsampled, each read drawing its own seeded subset)."""
+    rows = [stage_rows(source) for source in sources]
+    total, weight_sum = sum(rows), sum(weights)
+    for source, count, weight in zip(sources, rows, weights):
+        if count == 0:
+            raise ValueError(f"--cache-weights gives {source.url} a share, but it holds no rows this stage trains on")
+    return [dataclasses.replace(source, keep=weight / weight_sum * total / count)
+            for source, count, weight in zip(sources, rows, weights)]
+
+
 def stage_sources(config) -> list[CacheSource]:
-    """A TrainConfig's caches: its stage's rows of each training cache, plus replayed pretraining
-    rows mixed by weight."""
+    """A TrainConfig's caches: its stage's rows of each training cache (in their --cache-weights
+    shares, else each by its size), plus replayed pretraining rows mixed by weight."""
     kinds = tuple(config.spec.media_kinds)
     main = [CacheSource(url, kinds, tuple(config.spec.tasks)) for url in config.cache]
+    if config.cache_weights:
+        main = weighted(main, config.cache_weights)
     if not (config.replay_cache and config.replay_weight > 0):
         return main
     replay = CacheSource(config.replay_cache, kinds, ("caption",), replay=True)
-    main_rows, replay_rows = sum(count_rows(source) for source in main), count_rows(replay)
+    main_rows, replay_rows = sum(stage_rows(source) for source in main), stage_rows(replay)
     # replayed share w of the mix: replay_rows * f = w / (1 - w) * main_rows
     fraction = config.replay_weight / (1 - config.replay_weight) * main_rows / max(replay_rows, 1)
     if fraction > 1:

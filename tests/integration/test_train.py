@@ -204,12 +204,13 @@ def test_a_pass_streams_its_epochs_and_the_replay_share(ray_instance, caches):
 
 def test_several_caches_are_read_as_one_dataset(ray_instance, caches):
     """`--cache A --cache B`: each epoch holds every stage row of both caches once (their shard
-    names overlap, as two sources' 00000.tar would); a replay share is taken of their sum."""
+    names overlap, as two sources' 00000.tar would), or their `--cache-weights` shares; a replay
+    share is taken of their sum."""
     from ops.cache_files import CacheSource
     from pipelines.decoder_config import DecoderTrainConfig
     from pipelines.train_config import TrainConfig
     from pipelines.training_data import (DECODER_MEDIA_KINDS, DECODER_TASKS, build_decoder_dataset,
-                                         build_train_dataset, count_rows, stage_sources)
+                                         build_train_dataset, count_rows, read_pass, stage_rows, stage_sources)
 
     train_cache, eval_cache = str(caches / "train"), str(caches / "eval")
     sft = ("image", "video"), ("caption", "vqa", "classification")
@@ -225,6 +226,22 @@ def test_several_caches_are_read_as_one_dataset(ray_instance, caches):
     replayed = column(build_train_dataset(mixed), "replay")
     assert len(replayed) - sum(replayed) == sum(rows)
     assert 0.15 < sum(replayed) / len(replayed) < 0.35
+
+    # --cache-weights 1,3: a quarter of each epoch from the first cache, whatever their sizes (their video
+    # captions are disjoint: the eval split holds combinations the train split never shows)
+    videos = ("video",), ("caption",)
+    video_rows = [stage_rows(CacheSource(url, *videos)) for url in (train_cache, eval_cache)]
+    assert video_rows[0] == count_rows(CacheSource(train_cache, *videos))  # the manifest's count is the files'
+    train_targets, eval_targets = (set(column(read_pass([CacheSource(url, *videos)], ("target",), epochs=1, seed=0),
+                                              "target")) for url in (train_cache, eval_cache))
+    assert train_targets and eval_targets and not train_targets & eval_targets
+    natural_share = video_rows[1] / sum(video_rows)
+    even = TrainConfig(stage="pretrain-video", cache=[train_cache, eval_cache], out="", cache_weights=[1, 3])
+    targets = column(build_train_dataset(even), "target")
+    share = sum(target in eval_targets for target in targets) / len(targets)
+    print(f"video rows {video_rows}, natural share {natural_share:.2f}, weighted share {share:.2f} of {len(targets)}")
+    assert natural_share < 0.35 and 0.65 < share < 0.85
+    assert abs(len(targets) - sum(video_rows)) < 0.2 * sum(video_rows)  # an epoch keeps its size
 
     captions = [count_rows(CacheSource(url, DECODER_MEDIA_KINDS, DECODER_TASKS)) for url in (train_cache, eval_cache)]
     decoder = DecoderTrainConfig(model="m", cache=[train_cache, eval_cache], out="")

@@ -72,6 +72,25 @@ def test_replayed_rows_are_subsampled_to_their_share_reproducibly(tmp_path):
     assert again["target"].to_pylist() == kept["target"].to_pylist()  # a resumed run draws the same rows
 
 
+def test_a_weight_above_one_repeats_a_source_and_draws_its_remainder(tmp_path):
+    """--cache-weights: keep 2.5 reads every row twice and a seeded half once more, each copy of a
+    file a read of its own in the epoch's order; copy 0 draws as an unweighted subsample did."""
+    url = write_cache(tmp_path / "c", shards=10, rows=100)
+    assert CacheSource(url, ("video",), ("caption",), keep=2.5).copies() == [1.0, 1.0, 0.5]
+    assert CacheSource(url, ("video",), ("caption",), keep=1.0).copies() == [1.0]
+    upweighted = CacheSource(url, ("video", "image"), ("caption", "vqa"), keep=2.5)
+    items = pass_items([upweighted], epochs=1, seed=3)
+    assert sorted((i["shard"], i["copy"]) for i in items) == sorted(
+        (f"shard-{s:03d}", c) for s in range(10) for c in range(3))
+    rows = pa.concat_tables(list(CacheFileReader((upweighted,), ("target",), seed=3)(as_batch(items))))
+    counts = np.bincount(np.unique(rows["target"].to_pylist(), return_counts=True)[1])
+    assert counts[0] == counts[1] == 0 and counts[2] + counts[3] == 1000  # every row twice or three times
+    assert 400 < counts[3] < 600  # a half drawn for the third read
+    # a subsample (keep < 1) is one read of copy 0, drawn as before copies existed
+    sub = CacheSource(url, ("video", "image"), ("caption", "vqa"), keep=0.25)
+    assert {i["copy"] for i in pass_items([sub], epochs=1, seed=3)} == {0}
+
+
 def test_a_missing_shard_file_is_an_error_not_an_empty_epoch(tmp_path):
     url = write_cache(tmp_path / "c", shards=2)
     (tmp_path / "c" / "shard-001.parquet").unlink()

@@ -3,6 +3,8 @@ that its run directory can be made, and where its checkpoints go."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -126,3 +128,24 @@ def test_several_caches_fill_batches_together_and_are_named_once(tiny_config, tm
     assert f"--cache names {a} more than once" in capsys.readouterr().err
     # one string is one cache: the Python API, and run directories written before lists
     assert TrainConfig.from_dict({"stage": "sft", "cache": a, "out": "o"}).cache == [a]
+
+
+def test_cache_weights_are_one_positive_share_per_cache_of_a_cache_with_rows(tiny_config, tmp_path, capsys,
+                                                                              ray_must_not_start):
+    from pipelines import train
+
+    a = _write_cache(tmp_path / "a", {"video/caption": 6})
+    b = _write_cache(tmp_path / "b", {"image/caption": 6})
+    common = ["--stage", "pretrain-video", "--cache", a, "--cache", b, "--out", str(tmp_path / "run"),
+              "--preset", "tiny", "--steps", "1", "--batch-size", "2"]
+    for weights, message in (("0.7", "needs one positive weight per --cache (2)"),
+                             ("0.7,0", "must be positive numbers separated by commas"),
+                             ("0.7,x", "must be positive numbers separated by commas")):
+        with pytest.raises(SystemExit) if "commas" in message else contextlib.nullcontext():
+            assert train.main([*common, "--cache-weights", weights]) == 2
+        assert message in capsys.readouterr().err
+    # a share given to a cache with none of the stage's rows: refused before Ray, naming what it holds
+    with pytest.raises(ValueError, match=rf"--cache-weights gives {b} a share, but it holds no rows stage "
+                                         r"pretrain-video trains on \(video; caption\); it holds image/caption 6"):
+        train.main([*common, "--cache-weights", "0.5,0.5"])
+    assert not (tmp_path / "run").exists()
