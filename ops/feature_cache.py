@@ -69,6 +69,13 @@ def cache_schema(storage_dtype: str) -> pa.Schema:
     ])
 
 
+def cache_url(url: str | None) -> str | None:
+    """A cache as a driver hands it to other processes: a local path made absolute (Ray Data's
+    read tasks, a training worker, a Serve replica resolve a relative one in their own working
+    directory, which is not the driver's); a URL as given."""
+    return FeatureCache(url).url if url else url
+
+
 class FeatureCache:
     def __init__(self, url: str):
         self.url = url.rstrip("/")

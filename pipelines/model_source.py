@@ -82,6 +82,15 @@ def source_for_workers(source: str) -> WorkerModel:
     return WorkerModel(model_dir, str(model_dir.resolve()), None, None)
 
 
+def local_path_for_workers(source: str | None) -> str | None:
+    """A path a driver hands to its Ray workers, absolute when it names something on this machine
+    (a worker resolves a relative one in its own working directory); anything else (a hub id, a
+    URI) as given."""
+    if source is None or is_mlflow_uri(source) or not Path(source).exists():
+        return source
+    return str(Path(source).resolve())
+
+
 def mlflow_store() -> tuple[str, str]:
     """(tracking URI, registry URI) of this process, which a driver hands to its Ray workers with an
     MLflow model URI: their nodes' environment may name no MLflow server, or another. The registry

@@ -25,6 +25,7 @@ from pathlib import Path
 from model.export import read_manifest, recorded_x_encoder
 from model.y_decoder_export import decoder_dir_of
 from ops.cache_files import require_feature_cache
+from ops.feature_cache import cache_url
 from ops.index_log import prediction_fingerprint
 from pipelines.cli_types import non_negative_float, port, positive_float, positive_int
 from pipelines.model_source import is_mlflow_uri, resolve_model_dir, source_for_workers
@@ -91,7 +92,7 @@ def build_app(args: ServeAppArgs):
     model_dir, source, _, _ = source_for_workers(args.model)
     check_index_cache(model_dir, args)
     token = serving_token(args)
-    settings = ServeSettings(model=source, token=token, index_cache=args.index_cache,
+    settings = ServeSettings(model=source, token=token, index_cache=cache_url(args.index_cache),
                              max_request_bytes=int(args.max_request_mb * 2**20),
                              max_stream_windows=args.max_stream_windows)
     env = replica_env(source)

@@ -75,17 +75,20 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     parser.add_argument("--registered-model", default="vljepa", help="MLflow registry name ('' to skip)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    from ops.feature_cache import cache_url  # workers resolve a relative path in their own directory
+
     init = source_for_workers(args.init_model) if args.init_model else None  # checked before Ray starts
     config = TrainConfig(
-        stage=args.stage, cache=args.cache, cache_weights=args.cache_weights, out=str(Path(args.out).resolve()), preset=args.preset,
+        stage=args.stage, cache=[cache_url(url) for url in args.cache], cache_weights=args.cache_weights,
+        out=str(Path(args.out).resolve()), preset=args.preset,
         init_model=init and init.source, init_model_tracking_uri=init and init.tracking_uri,
         init_model_registry_uri=init and init.registry_uri,
         steps=args.steps, workers=args.workers, batch_size=args.batch_size,
         grad_accum=args.grad_accum, lr=args.lr, threads_per_worker=args.threads_per_worker,
         cpus_per_worker=args.cpus_per_worker, warmup_steps=args.warmup_steps, seed=args.seed,
         epochs_per_pass=args.epochs_per_pass, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
-        eval_cache=args.eval_cache, eval_every=args.eval_every,
-        replay_cache=args.replay_cache, replay_weight=args.replay_weight, max_failures=args.max_failures,
+        eval_cache=cache_url(args.eval_cache), eval_every=args.eval_every,
+        replay_cache=cache_url(args.replay_cache), replay_weight=args.replay_weight, max_failures=args.max_failures,
         experiment=args.experiment, registered_model=args.registered_model or None,
         storage=args.storage, placement_strategy=args.placement_strategy,
     )

@@ -71,17 +71,19 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from pipelines.model_source import source_for_workers
+    from pipelines.model_source import local_path_for_workers, source_for_workers
+    from ops.feature_cache import cache_url
 
     model = source_for_workers(args.model)
     config = DecoderTrainConfig(
         model=model.source, model_tracking_uri=model.tracking_uri, model_registry_uri=model.registry_uri,
-        cache=args.cache, out=str(Path(args.out).resolve()),
-        mode=args.mode, init_decoder=args.init_decoder, decoder_checkpoint=args.decoder_checkpoint,
+        cache=[cache_url(url) for url in args.cache], out=str(Path(args.out).resolve()), mode=args.mode,
+        init_decoder=local_path_for_workers(args.init_decoder),
+        decoder_checkpoint=local_path_for_workers(args.decoder_checkpoint),
         prefix_length=args.prefix_length, noise_norm=args.noise_norm, text_mix=args.text_mix, steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed, workers=args.workers,
         cpus_per_worker=args.cpus_per_worker, checkpoint_every=args.checkpoint_every,
-        max_failures=args.max_failures, eval_cache=args.eval_cache, num_beams=args.num_beams,
+        max_failures=args.max_failures, eval_cache=cache_url(args.eval_cache), num_beams=args.num_beams,
         experiment=args.experiment, registered_model=args.registered_model or None, storage=args.storage,
     )
     config.validate()

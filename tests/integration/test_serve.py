@@ -35,7 +35,7 @@ def index_store(tmp_path_factory):
 def served(ray_instance, caches, captioning_model_dir, index_store, tmp_path_factory):
     """Two applications over the same VL-JEPA weights: "open" (no token, 1 MB limit, 64 stream
     windows, its index kept in `index_store`) with a Y-decoder, from its directory; "secure" (token,
-    index from the eval cache, in memory) without one, from an MLflow registry URI, which every
+    index from the eval cache named by a relative path, in memory) without one, from an MLflow registry URI, which every
     replica resolves for itself."""
     from ray import serve
 
@@ -56,10 +56,15 @@ def served(ray_instance, caches, captioning_model_dir, index_store, tmp_path_fac
     token_file.write_text(TOKEN)
     # The Ray instance started without MLFLOW_TRACKING_URI: the replicas learn it from the builder.
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    # its index cache named relative to the builder's directory, as `vljepa serve --index-cache eval`
+    # run beside it: the ingress replica, in a working directory of its own, gets the absolute path
+    cwd = os.getcwd()
+    os.chdir(caches)
     try:
         serve.run(build_app(ServeAppArgs(model=plain_uri, num_cpus=0, token_file=str(token_file),
-                                         index_cache=str(caches / "eval"))), name="secure", route_prefix="/secure")
+                                         index_cache="eval")), name="secure", route_prefix="/secure")
     finally:
+        os.chdir(cwd)
         del os.environ["MLFLOW_TRACKING_URI"]
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

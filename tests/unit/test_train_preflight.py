@@ -149,3 +149,23 @@ def test_cache_weights_are_one_positive_share_per_cache_of_a_cache_with_rows(tin
                                          r"pretrain-video trains on \(video; caption\); it holds image/caption 6"):
         train.main([*common, "--cache-weights", "0.5,0.5"])
     assert not (tmp_path / "run").exists()
+
+
+def test_relative_paths_reach_the_workers_absolute(captioning_model_dir, tmp_path, monkeypatch):
+    # before: `--eval-cache cache/eval` was read by the rank-0 worker in its own working directory,
+    # and every worker failed on "no cached samples under cache/eval" (retried --max-failures times)
+    from pipelines import train, train_decoder
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "decoder-run").mkdir()
+    config, _ = train.parse_args(["--stage", "sft", "--cache", "cache/a", "--cache", "./cache/b/", "--eval-cache",
+                                  "cache/eval", "--replay-cache", "s3://bucket/replay", "--replay-weight", "0.1",
+                                  "--out", "run"])
+    assert config.cache == [str(tmp_path / "cache" / "a"), str(tmp_path / "cache" / "b")]
+    assert (config.eval_cache, config.replay_cache) == (str(tmp_path / "cache" / "eval"), "s3://bucket/replay")
+    decoder, _ = train_decoder.parse_args(["--model", str(captioning_model_dir), "--cache", "cache/a", "--eval-cache",
+                                           "cache/eval", "--out", "d", "--mode", "predicted",
+                                           "--init-decoder", "decoder-run", "--decoder-checkpoint", "org/some-lm"])
+    assert decoder.cache == [str(tmp_path / "cache" / "a")] and decoder.eval_cache == str(tmp_path / "cache" / "eval")
+    assert decoder.init_decoder == str(tmp_path / "decoder-run")
+    assert decoder.decoder_checkpoint == "org/some-lm"  # a hub id is not a path
