@@ -113,8 +113,7 @@ class CacheFileReader:
     record_batch_rows: int = 256
 
     def __call__(self, items: dict[str, np.ndarray]) -> Iterator[pa.Table]:
-        copies = items["copy"] if "copy" in items else np.zeros(len(items["shard"]), dtype=np.int64)
-        for source_index, shard, copy, epoch in zip(items["source"], items["shard"], copies, items["epoch"]):
+        for source_index, shard, copy, epoch in zip(items["source"], items["shard"], items["copy"], items["epoch"]):
             yield from self.read_file(int(source_index), str(shard), int(epoch), int(copy))
 
     def read_file(self, source_index: int, shard: str, epoch: int, copy: int = 0) -> Iterator[pa.Table]:
@@ -124,7 +123,8 @@ class CacheFileReader:
         columns = list(dict.fromkeys([*self.columns, *FILTER_COLUMNS]))
         # a seeded draw per (epoch, file, copy): a subsampled subset is the same in a resumed run
         # (a later copy adds a number no byte of the name can be: the first keeps its old draw)
-        sampler = np.random.default_rng([self.seed, epoch, source_index, *shard.encode(), *([256 + copy] if copy else [])])
+        later_copy = [256 + copy] if copy else []
+        sampler = np.random.default_rng([self.seed, epoch, source_index, *shard.encode(), *later_copy])
         with cache.fs.open(cache.path(f"{shard}.parquet"), "rb") as handle:
             for record_batch in pq.ParquetFile(handle).iter_batches(batch_size=self.record_batch_rows, columns=columns):
                 table = select_rows(pa.Table.from_batches([record_batch]), list(source.media_kinds),
