@@ -26,6 +26,7 @@ class DecoderTrainConfig:
     model_tracking_uri: str | None = None
     model_registry_uri: str | None = None
     cache: list[str]  # its captions (and, for mode "predicted", cached S_V): one or more caches, one dataset
+    cache_weights: list[float] | None = None  # each cache's share of an epoch (normalised); None: by size
     out: str
     run_kind: str = RUN_KIND
     mode: str = "text"
@@ -92,4 +93,4 @@ class DecoderTrainConfig:
             raise ValueError(f"--text-mix must be in [0, 1], got {self.text_mix}")
         if self.text_mix and self.mode != "predicted":
             raise ValueError("--text-mix mixes S_Y into a fine-tune on predictions: it needs --mode predicted")
-        require_distinct_caches(self.cache)
+        require_distinct_caches(self.cache, self.cache_weights)

@@ -43,13 +43,16 @@ def cache_list(cache: str | list[str] | tuple[str, ...]) -> list[str]:
     return [cache] if isinstance(cache, str) else list(cache)
 
 
-def require_distinct_caches(caches: list[str]) -> None:
-    """A cache named twice would be read twice per epoch: a silent doubling of its weight."""
+def require_distinct_caches(caches: list[str], weights: list[float] | None = None) -> None:
+    """At least one cache, none named twice (it would be read twice per epoch: a silent doubling
+    of its weight), and with --cache-weights one positive weight per cache."""
     named_twice = sorted({url for url in caches if caches.count(url) > 1})
     if not caches:
         raise ValueError("--cache: name at least one feature cache")
     if named_twice:
         raise ValueError(f"--cache names {', '.join(named_twice)} more than once: each cache is read once per epoch")
+    if weights is not None and (len(weights) != len(caches) or not all(w > 0 for w in weights)):
+        raise ValueError(f"--cache-weights needs one positive weight per --cache ({len(caches)}), got {weights}")
 
 
 @dataclass(kw_only=True)
@@ -135,8 +138,4 @@ class TrainConfig:
             raise ValueError("--replay-weight needs --replay-cache")
         if not 0.0 <= self.replay_weight < 1.0:
             raise ValueError("--replay-weight must be in [0, 1)")
-        require_distinct_caches(self.cache)
-        if self.cache_weights is not None and (len(self.cache_weights) != len(self.cache)
-                                               or not all(w > 0 for w in self.cache_weights)):
-            raise ValueError(f"--cache-weights needs one positive weight per --cache ({len(self.cache)}), "
-                             f"got {self.cache_weights}")
+        require_distinct_caches(self.cache, self.cache_weights)

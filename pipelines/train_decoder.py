@@ -28,7 +28,7 @@ import torch
 from model.config import VLJepaConfig
 from model.export import read_manifest
 from model.y_decoder_export import DECODER_SUBDIR, save_y_decoder
-from pipelines.cli_types import non_negative_float, non_negative_int, positive_float, positive_int
+from pipelines.cli_types import non_negative_float, non_negative_int, positive_float, positive_floats, positive_int
 from pipelines.decoder_config import MODES, DecoderTrainConfig
 from pipelines.report import print_json_result, run_as_process
 from pipelines.train_config import STATE_FILE
@@ -41,6 +41,8 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
     parser.add_argument("--model", required=True, help="exported VL-JEPA model directory or MLflow model URI")
     parser.add_argument("--cache", required=True, action="append",
                         help="feature cache with captions (local or s3://); repeat it to read several as one dataset")
+    parser.add_argument("--cache-weights", type=positive_floats, default=None,
+                        help="each --cache's share of an epoch, e.g. 0.7,0.3 (default: each by its size)")
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--mode", choices=MODES, default="text")
     parser.add_argument("--init-decoder", default=None, help="decoder to continue from (a run's RUN/model)")
@@ -77,7 +79,7 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
     model = source_for_workers(args.model)
     config = DecoderTrainConfig(
         model=model.source, model_tracking_uri=model.tracking_uri, model_registry_uri=model.registry_uri,
-        cache=[cache_url(url) for url in args.cache], out=str(Path(args.out).resolve()), mode=args.mode,
+        cache=[cache_url(url) for url in args.cache], cache_weights=args.cache_weights, out=str(Path(args.out).resolve()), mode=args.mode,
         init_decoder=local_path_for_workers(args.init_decoder),
         decoder_checkpoint=local_path_for_workers(args.decoder_checkpoint),
         prefix_length=args.prefix_length, noise_norm=args.noise_norm, text_mix=args.text_mix, steps=args.steps,
@@ -141,7 +143,7 @@ def run(config: DecoderTrainConfig, resume: bool = False, address: str | None = 
     model_dir = model_dir or resolve_model_dir(config.model, config.model_tracking_uri, config.model_registry_uri)
     check_caches(config, recorded_x_encoder(model_dir), reader=f"model {config.model}")
     require_full_batches(config.cache, DECODER_MEDIA_KINDS, DECODER_TASKS, config.workers, config.batch_size,
-                         "the Y-decoder")
+                         "the Y-decoder", weighted=bool(config.cache_weights))
     start = starting_lm(config, VLJepaConfig.from_dict(read_manifest(model_dir)["config"]))
     if start is not None:  # each worker starts from this LM (the paper's: gated Llama): reachable?
         check_reachable(start.checkpoint)

@@ -100,4 +100,6 @@ def build_decoder_dataset(config):
     """Every cached caption of the run's caches; S_V too when the decoder learns from Ŝ_Y."""
     columns = ("target", "task", "media_kind") + (("s_v", "s_v_shape") if config.mode == "predicted" else ())
     sources = [CacheSource(url, DECODER_MEDIA_KINDS, DECODER_TASKS) for url in config.cache]
+    if config.cache_weights:
+        sources = weighted(sources, config.cache_weights)
     return read_pass(sources, columns, config.epochs_per_pass, config.seed)

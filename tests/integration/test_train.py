@@ -246,6 +246,12 @@ def test_several_caches_are_read_as_one_dataset(ray_instance, caches):
     captions = [count_rows(CacheSource(url, DECODER_MEDIA_KINDS, DECODER_TASKS)) for url in (train_cache, eval_cache)]
     decoder = DecoderTrainConfig(model="m", cache=[train_cache, eval_cache], out="")
     assert len(column(build_decoder_dataset(decoder), "epoch")) == sum(captions)
+    eval_captions = set(column(read_pass([CacheSource(eval_cache, DECODER_MEDIA_KINDS, DECODER_TASKS)], ("target",),
+                                         epochs=1, seed=0), "target"))
+    weighted_decoder = DecoderTrainConfig(model="m", cache=[train_cache, eval_cache], out="", cache_weights=[1, 3])
+    targets = column(build_decoder_dataset(weighted_decoder), "target")
+    print(f"captions {captions}, weighted share {sum(t in eval_captions for t in targets) / len(targets):.2f}")
+    assert captions[1] / sum(captions) < 0.35 < 0.65 < sum(t in eval_captions for t in targets) / len(targets)
 
 
 def test_the_loops_collation_streams_batches_without_deprecated_calls(ray_instance, caches, tiny_model):

@@ -130,8 +130,8 @@ def test_several_caches_fill_batches_together_and_are_named_once(tiny_config, tm
     assert TrainConfig.from_dict({"stage": "sft", "cache": a, "out": "o"}).cache == [a]
 
 
-def test_cache_weights_are_one_positive_share_per_cache_of_a_cache_with_rows(tiny_config, tmp_path, capsys,
-                                                                              ray_must_not_start):
+def test_cache_weights_are_one_positive_share_per_cache_of_a_cache_with_rows(tiny_config, captioning_model_dir,
+                                                                              tmp_path, capsys, ray_must_not_start):
     from pipelines import train
 
     a = _write_cache(tmp_path / "a", {"video/caption": 6})
@@ -144,6 +144,10 @@ def test_cache_weights_are_one_positive_share_per_cache_of_a_cache_with_rows(tin
         with pytest.raises(SystemExit) if "commas" in message else contextlib.nullcontext():
             assert train.main([*common, "--cache-weights", weights]) == 2
         assert message in capsys.readouterr().err
+    from pipelines import train_decoder
+
+    assert train_decoder.main(["--model", str(captioning_model_dir), "--cache", a, "--cache", b, "--cache-weights", "1", "--out", "d"]) == 2
+    assert "needs one positive weight per --cache (2)" in capsys.readouterr().err
     # a share given to a cache with none of the stage's rows: refused before Ray, naming what it holds
     with pytest.raises(ValueError, match=rf"--cache-weights gives {b} a share, but it holds no rows stage "
                                          r"pretrain-video trains on \(video; caption\); it holds image/caption 6"):
