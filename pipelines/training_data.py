@@ -70,6 +70,17 @@ def weighted(sources: list[CacheSource], weights: list[float]) -> list[CacheSour
             for source, count, weight in zip(sources, rows, weights)]
 
 
+def announce_mix(verb: str, sources: list[CacheSource]) -> None:
+    """One line saying what an epoch holds when it reads more than one cache: each cache's rows
+    and, where a weight changes it, how many times over they are read."""
+    if len(sources) < 2:
+        return
+    parts = [f"{source.url} {'replayed ' if source.replay else ''}{stage_rows(source)} rows"
+             + ("" if source.keep == 1.0 else f" read x{source.keep:.2f}") for source in sources]
+    per_epoch = sum(stage_rows(source) * source.keep for source in sources)
+    print(f"{verb}: {len(sources)} caches as one dataset, ~{per_epoch:.0f} rows per epoch: {'; '.join(parts)}")
+
+
 def stage_sources(config) -> list[CacheSource]:
     """A TrainConfig's caches: its stage's rows of each training cache (in their --cache-weights
     shares, else each by its size), plus replayed pretraining rows mixed by weight."""
@@ -89,7 +100,9 @@ def stage_sources(config) -> list[CacheSource]:
 
 
 def build_train_dataset(config):
-    return read_pass(stage_sources(config), TRAIN_COLUMNS, config.epochs_per_pass, config.seed)
+    sources = stage_sources(config)
+    announce_mix("train", sources)
+    return read_pass(sources, TRAIN_COLUMNS, config.epochs_per_pass, config.seed)
 
 
 # the Y-decoder learns from every cached caption, image and video
@@ -102,4 +115,5 @@ def build_decoder_dataset(config):
     sources = [CacheSource(url, DECODER_MEDIA_KINDS, DECODER_TASKS) for url in config.cache]
     if config.cache_weights:
         sources = weighted(sources, config.cache_weights)
+    announce_mix("train-decoder", sources)
     return read_pass(sources, columns, config.epochs_per_pass, config.seed)

@@ -202,7 +202,7 @@ def test_a_pass_streams_its_epochs_and_the_replay_share(ray_instance, caches):
     assert 0.1 < sum(replayed) / len(replayed) < 0.4  # ~25% replayed (a seeded draw per file)
 
 
-def test_several_caches_are_read_as_one_dataset(ray_instance, caches):
+def test_several_caches_are_read_as_one_dataset(ray_instance, caches, capsys):
     """`--cache A --cache B`: each epoch holds every stage row of both caches once (their shard
     names overlap, as two sources' 00000.tar would), or their `--cache-weights` shares; a replay
     share is taken of their sum."""
@@ -238,6 +238,9 @@ def test_several_caches_are_read_as_one_dataset(ray_instance, caches):
     natural_share = video_rows[1] / sum(video_rows)
     even = TrainConfig(stage="pretrain-video", cache=[train_cache, eval_cache], out="", cache_weights=[1, 3])
     targets = column(build_train_dataset(even), "target")
+    announced = capsys.readouterr().out  # the run says what an epoch holds
+    assert (f"train: 2 caches as one dataset, ~{sum(video_rows)} rows per epoch: {train_cache} {video_rows[0]} rows "
+            f"read x0.33; {eval_cache} {video_rows[1]} rows read x3.00") in announced
     share = sum(target in eval_targets for target in targets) / len(targets)
     print(f"video rows {video_rows}, natural share {natural_share:.2f}, weighted share {share:.2f} of {len(targets)}")
     assert natural_share < 0.35 and 0.65 < share < 0.85
