@@ -38,6 +38,7 @@ class CacheSource:
     tasks: tuple[str, ...]
     replay: bool = False
     keep: float = 1.0
+    rows: int | None = None  # the selected rows once counted (pipelines.training_data.counted), per read
 
     def copies(self) -> list[float]:
         """The share of the rows each read of a file keeps: 2.5 -> [1.0, 1.0, 0.5]."""

@@ -27,6 +27,10 @@ def check_caches(config, x_encoder: dict[str, str] | None = None, reader: str = 
         require_feature_cache(url, x_encoder if url in config.feature_caches() else None, reader)
 
 
+def rows_by_kind(kinds: dict[str, int]) -> str:
+    return ", ".join(f"{kind} {rows}" for kind, rows in sorted(kinds.items())) or "no rows"
+
+
 def require_full_batches(urls: list[str], media_kinds: tuple[str, ...], tasks: tuple[str, ...], workers: int,
                          batch_size: int, what: str, share: float = 1.0, weighted: bool = False) -> None:
     """The rows `what` selects from the caches (read as one dataset) fill at least one batch on
@@ -44,15 +48,14 @@ def require_full_batches(urls: list[str], media_kinds: tuple[str, ...], tasks: t
             return
         if weighted and rows == 0:
             raise ValueError(f"--cache-weights gives {url} a share, but it holds no rows {what} trains on "
-                             f"({' or '.join(media_kinds)}; {', '.join(tasks)}); it holds "
-                             + (", ".join(f"{kind} {count}" for kind, count in kinds.items()) or "no rows"))
+                             f"({' or '.join(media_kinds)}; {', '.join(tasks)}); it holds {rows_by_kind(kinds)}")
         selected += rows
         for kind, count in kinds.items():
             by_kind[kind] = by_kind.get(kind, 0) + count
     needed = workers * batch_size
     if selected / share >= needed:
         return
-    held = ", ".join(f"{kind} {rows}" for kind, rows in sorted(by_kind.items())) or "no rows"
+    held = rows_by_kind(by_kind)
     where = urls[0] if len(urls) == 1 else f"the {len(urls)} caches ({', '.join(urls)}) together"
     raise ValueError(f"{where} hold{'s' if len(urls) == 1 else ''} {selected} rows {what} trains on "
                      f"({' or '.join(media_kinds)}; {', '.join(tasks)}), fewer than a batch per worker "

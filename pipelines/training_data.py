@@ -50,17 +50,26 @@ def count_rows(source: CacheSource) -> int:
 
 def stage_rows(source: CacheSource) -> int:
     """count_rows from the cache's manifest (its markers count rows by kind); read from the files
-    only for a cache written before they did."""
+    only for a cache written before they did. A source `counted` already is not read again."""
     from ops.cache_files import selected_row_count
 
+    if source.rows is not None:
+        return source.rows
     rows, _ = selected_row_count(source.url, source.media_kinds, source.tasks)
     return count_rows(source) if rows is None else rows
+
+
+def counted(sources: list[CacheSource]) -> list[CacheSource]:
+    """The sources with their rows counted once: weighting, the replay share and the epoch's
+    summary all need them (a manifest request each on S3, a pass over an old cache's files)."""
+    return [dataclasses.replace(source, rows=stage_rows(source)) for source in sources]
 
 
 def weighted(sources: list[CacheSource], weights: list[float]) -> list[CacheSource]:
     """Each source read `keep` times over so that it makes its weight's share of an epoch, an epoch
     holding as many rows as the sources together (a small source is repeated, a large one
     subsampled, each read drawing its own seeded subset)."""
+    sources = counted(sources)
     rows = [stage_rows(source) for source in sources]
     total, weight_sum = sum(rows), sum(weights)
     for source, count, weight in zip(sources, rows, weights):
@@ -86,11 +95,14 @@ def stage_sources(config) -> list[CacheSource]:
     shares, else each by its size), plus replayed pretraining rows mixed by weight."""
     kinds = tuple(config.spec.media_kinds)
     main = [CacheSource(url, kinds, tuple(config.spec.tasks)) for url in config.cache]
+    replaying = bool(config.replay_cache and config.replay_weight > 0)
+    if len(main) > 1 or replaying:
+        main = counted(main)
     if config.cache_weights:
         main = weighted(main, config.cache_weights)
-    if not (config.replay_cache and config.replay_weight > 0):
+    if not replaying:
         return main
-    replay = CacheSource(config.replay_cache, kinds, ("caption",), replay=True)
+    [replay] = counted([CacheSource(config.replay_cache, kinds, ("caption",), replay=True)])
     main_rows, replay_rows = sum(stage_rows(source) for source in main), stage_rows(replay)
     # replayed share w of the mix: replay_rows * f = w / (1 - w) * main_rows
     fraction = config.replay_weight / (1 - config.replay_weight) * main_rows / max(replay_rows, 1)
@@ -113,6 +125,8 @@ def build_decoder_dataset(config):
     """Every cached caption of the run's caches; S_V too when the decoder learns from Ŝ_Y."""
     columns = ("target", "task", "media_kind") + (("s_v", "s_v_shape") if config.mode == "predicted" else ())
     sources = [CacheSource(url, DECODER_MEDIA_KINDS, DECODER_TASKS) for url in config.cache]
+    if len(sources) > 1:
+        sources = counted(sources)
     if config.cache_weights:
         sources = weighted(sources, config.cache_weights)
     announce_mix("train-decoder", sources)
