@@ -95,7 +95,7 @@ def comparison(untrained: dict, trained: dict) -> str:
     return table(rows, ["metric", "untrained", "trained", "chance", "trained / chance"])
 
 
-def serve_requests(model_dir: Path, eval_shards: Path, eval_cache: Path) -> None:
+def serve_requests(model_dir: Path, eval_shards: Path, index_caches: list[Path]) -> None:
     import requests
     from ray import serve
 
@@ -109,8 +109,10 @@ def serve_requests(model_dir: Path, eval_shards: Path, eval_cache: Path) -> None
     clip = next(s for s in samples if "txt" in s.members and "mp4" in s.members)
     question = next(s for s in samples if "json" in s.members and "query" in json.loads(s.members["json"]))
     port = free_loopback_port()
-    # the retrieval index holds the eval cache's captioned videos (their cached S_V, no decoding)
-    start(ServeAppArgs(model=str(model_dir), num_cpus=0, index_cache=str(eval_cache)), host="127.0.0.1", port=port)
+    # the retrieval index holds the caches' captioned videos (their cached S_V, no decoding), their
+    # ids starting with the cache's name: both caches have a shard video-00000
+    start(ServeAppArgs(model=str(model_dir), num_cpus=0, index_cache=[str(c) for c in index_caches]),
+          host="127.0.0.1", port=port)
     base = f"http://127.0.0.1:{port}"
     try:
         labels = [scene.caption for scene in all_scenes()]
@@ -129,8 +131,9 @@ def serve_requests(model_dir: Path, eval_shards: Path, eval_cache: Path) -> None
         print(f"POST /v1/caption   -> {caption['text']!r} (truth: {clip.members['txt'].decode()!r})")
         query = clip.members["txt"].decode()
         found = requests.post(f"{base}/v1/retrieve", json={"query": query, "k": 3}, timeout=120).json()["results"]
-        indexed = requests.get(f"{base}/v1/index/items", timeout=120).json()["total"]
-        print(f"POST /v1/retrieve  {query!r} among {indexed} held-out videos:")
+        indexed = requests.get(f"{base}/v1/index/items", params={"limit": 1}, timeout=120).json()["total"]
+        print(f"POST /v1/retrieve  {query!r} among {indexed} videos of {len(index_caches)} caches "
+              f"({', '.join(c.name for c in index_caches)}):")
         for hit in found:
             print(f"    {hit['score']:.3f}  {hit['id']}  {hit['caption']!r}")
         # the API reference page and everything it loads come from the server: it works offline
@@ -232,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
           + "; ".join(f"{a['time']:.1f}s {a['caption']!r}" for a in annotations[:3]))
 
     banner("9. serving on Ray Serve (127.0.0.1): classify, VQA, caption and retrieval over HTTP")
-    serve_requests(Path(served["model"]), data / "eval", caches / "eval")
+    serve_requests(Path(served["model"]), data / "eval", [caches / "eval", caches / "train-clips"])
 
     print(f"\n{clock.report()}")
     print(f"\ndemo finished.\n  data:          {data}\n  feature cache: {caches}\n  model:         {result['model']}"

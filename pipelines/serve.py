@@ -26,6 +26,7 @@ from model.export import read_manifest, recorded_x_encoder
 from model.y_decoder_export import decoder_dir_of
 from ops.cache_files import require_feature_cache
 from ops.feature_cache import cache_url
+from ops.index_items import cache_names
 from ops.index_log import prediction_fingerprint
 from pipelines.cli_types import non_negative_float, port, positive_float, positive_int
 from pipelines.model_source import is_mlflow_uri, resolve_model_dir, source_for_workers
@@ -36,11 +37,13 @@ from pipelines.serve_args import ServeAppArgs
 MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
-def check_index_cache(model_dir: Path, args: ServeAppArgs) -> None:
-    """A mistyped --index-cache, or a cache of another x-encoder than the model's, fails the deploy
-    here, not in every ingress replica's constructor (which Serve would restart)."""
-    if args.index_cache:
-        require_feature_cache(args.index_cache, recorded_x_encoder(model_dir), reader=f"model {args.model}")
+def check_index_caches(model_dir: Path, args: ServeAppArgs) -> None:
+    """A mistyped --index-cache, a cache of another x-encoder than the model's, or two caches whose
+    items' ids would collide fail the deploy here, not in every ingress replica's constructor
+    (which Serve would restart)."""
+    cache_names([cache_url(cache) for cache in args.index_cache])
+    for cache in args.index_cache:
+        require_feature_cache(cache, recorded_x_encoder(model_dir), reader=f"model {args.model}")
 
 
 TOKEN_ENV = "VLJEPA_SERVE_TOKEN"
@@ -90,9 +93,9 @@ def build_app(args: ServeAppArgs):
     # it there (pipelines.model_source); resolving it here too fails early on a bad source and says
     # whether the model carries a Y-decoder.
     model_dir, source, _, _ = source_for_workers(args.model)
-    check_index_cache(model_dir, args)
+    check_index_caches(model_dir, args)
     token = serving_token(args)
-    settings = ServeSettings(model=source, token=token, index_cache=cache_url(args.index_cache),
+    settings = ServeSettings(model=source, token=token, index_caches=[cache_url(c) for c in args.index_cache],
                              max_request_bytes=int(args.max_request_mb * 2**20),
                              max_stream_windows=args.max_stream_windows)
     env = replica_env(source)
@@ -138,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-request-mb", type=positive_float, default=defaults["max_request_mb"].default)
     parser.add_argument("--max-stream-windows", type=positive_int, default=defaults["max_stream_windows"].default,
                         help="/v1/stream refuses (422) a video giving more windows, before decoding it")
-    parser.add_argument("--index-cache", default=None, help="feature cache whose captioned videos fill the retrieval index")
+    parser.add_argument("--index-cache", action="append", default=[],
+                        help="feature cache whose captioned videos fill the retrieval index; repeat for several "
+                             "(item ids: <cache directory's name>/<shard>/<key>)")
     parser.add_argument("--index-store", default=None,
                         help="directory keeping the index's items across restarts (default: memory only)")
     parser.add_argument("--num-gpus", type=non_negative_float, default=None, help="GPUs per visual replica (default: 1 if any)")
@@ -161,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     serving_token(app_args)
     index_store_path(app_args)
     if args.index_cache:
-        check_index_cache(resolve_model_dir(args.model), app_args)
+        check_index_caches(resolve_model_dir(args.model), app_args)
     init_ray(args.address)
     num_gpus = args.num_gpus if args.num_gpus is not None else (1 if gpus_available() else 0)
     start(app_args.model_copy(update={"num_gpus": num_gpus}), host=args.host, port=args.port)

@@ -9,7 +9,7 @@ where a plain dict would have dropped it silently and served with the default. V
 `serve run` command line arrive as strings; pydantic converts them ("32" -> 32.0).
 """
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class ServeAppArgs(BaseModel):
@@ -25,7 +25,14 @@ class ServeAppArgs(BaseModel):
     num_cpus: float = Field(1, ge=0, description="CPUs per model replica (visual, text, decoder)")
     num_gpus: float = Field(0, ge=0, description="GPUs per visual replica")
     decoder_num_gpus: float = Field(0, ge=0, description="GPUs per Y-decoder replica")
-    index_cache: str | None = Field(None, description="a feature cache whose captioned videos fill the index")
+    index_cache: list[str] = Field([], description="feature caches whose captioned videos fill the index "
+                                                  "(one, or a list); their items' ids are <cache name>/<shard>/<key>")
     index_store: str | None = Field(None, description="a directory keeping the index's items across restarts "
                                                       "(on a cluster: a volume the index's node mounts); "
                                                       "default: in memory only")
+
+    @field_validator("index_cache", mode="before")
+    @classmethod
+    def one_cache_or_several(cls, value):
+        """`index_cache: cache/eval` (one, as `serve run ... index_cache=cache/eval` gives it) or a list."""
+        return [value] if isinstance(value, str) else [] if value is None else value

@@ -129,6 +129,22 @@ class RetrievalIndex:
         return [item_id for item_id, meta in items
                 if item_id not in self.removed and self.index.meta.get(item_id) != meta]
 
+    def drop_stale_cache_items(self, listed: dict[str, list[str]]) -> list[str]:
+        """{cache: the ids of its items an ingress found in it} for the caches the application serves:
+        drops the items of a cache (meta "source") that it no longer lists, or whose cache is no
+        longer served, so the index mirrors its caches as they are now (a cache rebuilt with fewer
+        samples, an `--index-cache` dropped, ids of an older scheme in a kept store). Items added
+        over HTTP have no source and are never touched. No tombstones: a served cache that lists
+        the item again brings it back. -> the dropped ids."""
+        wanted = {source: set(ids) for source, ids in listed.items()}
+        stale = [item_id for item_id, meta in self.index.meta.items()
+                 if "source" in meta and item_id not in wanted.get(meta["source"], ())]
+        if self.log:
+            self.log.delete_many(stale)
+        for item_id in stale:
+            self.index.delete(item_id)
+        return stale
+
     def page(self, offset: int = 0, limit: int | None = None) -> tuple[list[dict], int]:
         """(items offset .. offset + limit in insertion order (all by default), how many there are)."""
         return self.index.list(offset, limit), len(self.index)

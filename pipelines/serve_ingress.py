@@ -18,7 +18,7 @@ import base64
 import binascii
 import hmac
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from fastapi import HTTPException, Request
@@ -29,6 +29,7 @@ from ray.serve.handle import DeploymentHandle
 from model.export import read_manifest
 from model.tokenize import count_tokens, load_tokenizer
 from ops.errors import SampleError
+from ops.index_items import cache_item_id, cache_names
 from ops.media_input import UnsupportedMedia, decode_media, sniff
 from ops.selective_decoding import DecodePlan, plan_segments
 from ops.segmentation import segment_embeddings
@@ -58,7 +59,7 @@ class ServeSettings:
     max_request_bytes: int  # checked before a body is read
     max_stream_windows: int  # a stream request embeds at most this many windows
     token: str | None = None
-    index_cache: str | None = None  # a feature cache whose captioned videos fill the index at startup
+    index_caches: list[str] = field(default_factory=list)  # feature caches whose captioned videos fill the index at startup
 
 
 # FastAPIOffline: FastAPI whose /docs (Swagger UI) and /redoc load their JavaScript and CSS from
@@ -87,12 +88,22 @@ class Ingress:
         self.image_size = config["x_encoder"]["image_size"]
         self.num_frames = config["x_encoder"]["num_frames"]
         self.query_tokenizer = load_tokenizer(f"{model_dir}/predictor")
-        if settings.index_cache:
-            await self.index_from_cache(settings.index_cache)
+        await self.index_from_caches(settings.index_caches)
 
-    async def index_from_cache(self, cache: str) -> None:
+    async def index_from_caches(self, caches: list[str]) -> None:
+        """Fill the index with the caches' captioned videos, then drop the cache items it holds that
+        they no longer list (RetrievalIndex.drop_stale_cache_items), uploads untouched."""
+        listed = {cache: await self.index_from_cache(cache, name) for cache, name in cache_names(caches).items()}
+        dropped = await self.index.drop_stale_cache_items.remote(listed)
+        if dropped:
+            logging.getLogger("ray.serve").warning(
+                "index: %d item(s) of feature caches dropped: no served cache lists them now (a cache rebuilt or no "
+                "longer served, or ids of an older scheme), e.g. %s", len(dropped), ", ".join(dropped[:3]))
+
+    async def index_from_cache(self, cache: str, name: str) -> list[str]:
         """Add every captioned video of a feature cache (its cached S_V, the captioning prompt).
-        Idempotent across ingress replicas: ids are `shard/key`.
+        Idempotent across ingress replicas: ids are `name/shard/key` (ops/index_items.py).
+        -> the ids of the cache's captioned videos.
 
         Every ingress replica runs this at every start, and the replica answers nothing until it is
         done. So a shard at a time, its text columns first: the index names the items it does not
@@ -103,15 +114,16 @@ class Ingress:
         from ops.collate import row_features
 
         def item_id(row: dict) -> str:
-            return f"{row['shard']}/{row['key']}"
+            return cache_item_id(name, row["shard"], row["key"])
 
-        listed = predicted = 0
+        listed, predicted = [], 0
         for shard in require_feature_cache(cache):
             texts = read_shard_columns(cache, shard, ["shard", "key", "media_kind", "task", "target"]).to_pylist()
             items = {item_id(row): {"kind": "video", "caption": row["target"], "source": cache}
                      for row in texts if row["media_kind"] == "video" and row["task"] == "caption"}
             missing = set(await self.index.missing.remote(list(items.items()))) if items else set()
-            listed, predicted = listed + len(items), predicted + len(missing)
+            listed += items
+            predicted += len(missing)
             if not missing:
                 continue
             rows = [row for row in read_shard_columns(cache, shard, ["shard", "key", "s_v_shape", "s_v"]).to_pylist()
@@ -121,7 +133,8 @@ class Ingress:
             await self.index.add_many.remote([(item_id(row), embedding, items[item_id(row)])
                                               for row, embedding in zip(rows, embeddings)])
         logging.getLogger("ray.serve").info("index cache %s: %d captioned videos, %d predicted and added "
-                                            "(the rest held already, or deleted)", cache, listed, predicted)
+                                            "(the rest held already, or deleted)", cache, len(listed), predicted)
+        return listed
 
     # -- plumbing ------------------------------------------------------------------------------
     def authorize(self, request: Request) -> None:

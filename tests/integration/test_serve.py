@@ -56,13 +56,15 @@ def served(ray_instance, caches, captioning_model_dir, index_store, tmp_path_fac
     token_file.write_text(TOKEN)
     # The Ray instance started without MLFLOW_TRACKING_URI: the replicas learn it from the builder.
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-    # its index cache named relative to the builder's directory, as `vljepa serve --index-cache eval`
-    # run beside it: the ingress replica, in a working directory of its own, gets the absolute path
+    # its index caches named relative to the builder's directory, as `vljepa serve --index-cache eval
+    # --index-cache train` run beside them: the ingress replica, in a working directory of its own,
+    # gets absolute paths. Both caches have a shard `video-00000`: their items' ids start with the
+    # cache's name, so they do not collide
     cwd = os.getcwd()
     os.chdir(caches)
     try:
         serve.run(build_app(ServeAppArgs(model=plain_uri, num_cpus=0, token_file=str(token_file),
-                                         index_cache="eval")), name="secure", route_prefix="/secure")
+                                         index_cache=["eval", "train"])), name="secure", route_prefix="/secure")
     finally:
         os.chdir(cwd)
         del os.environ["MLFLOW_TRACKING_URI"]
@@ -249,18 +251,21 @@ def test_index_built_from_a_feature_cache_ranks_like_the_model(served, caches):
 
     base, model = served
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    rows = [r for r in load_rows(str(caches / "eval")) if r["media_kind"] == "video" and r["task"] == "caption"]
-    items = requests.get(f"{base}/secure/v1/index/items", headers=auth, timeout=30).json()["items"]
-    assert {i["id"] for i in items} == {f"{r['shard']}/{r['key']}" for r in rows}
+    rows = [{**r, "id": f"{name}/{r['shard']}/{r['key']}"} for name in ("eval", "train")
+            for r in load_rows(str(caches / name)) if r["media_kind"] == "video" and r["task"] == "caption"]
+    items = requests.get(f"{base}/secure/v1/index/items", params={"limit": 1000}, headers=auth, timeout=30).json()
+    assert {i["id"] for i in items["items"]} == {r["id"] for r in rows} and items["total"] == len(rows)
+    shards = [{r["shard"] for r in rows if r["id"].startswith(f"{name}/")} for name in ("eval", "train")]
+    assert shards[0] & shards[1], shards  # what ids of `shard/key` alone would have collided on
 
     query = rows[0]["target"]
     found = requests.post(f"{base}/secure/v1/retrieve", json={"query": query, "k": 3}, headers=auth, timeout=30).json()
     s_v, mask = pad_visual(row_features([r["s_v_shape"] for r in rows], [r["s_v"] for r in rows]))
     videos = model.embed_visual(s_v, [""] * len(rows), mask)  # the exported preset's captioning prompt is ""
     expected = rank(model.embed_texts([query]), videos)
-    assert [r["id"] for r in found["results"]] == [f"{rows[i]['shard']}/{rows[i]['key']}" for i in expected.indices[0, :3].tolist()]
+    assert [r["id"] for r in found["results"]] == [rows[i]["id"] for i in expected.indices[0, :3].tolist()]
 
-    # Their ids are `shard/key`: DELETE takes the slash as part of the id (a path parameter stops at one).
+    # Their ids are `cache/shard/key`: DELETE takes the slashes as part of the id (a path parameter stops at one).
     best = found["results"][0]["id"]
     deleted = requests.delete(f"{base}/secure/v1/index/items/{best}", headers=auth, timeout=30)
     assert deleted.status_code == 200 and deleted.json() == {"deleted": best}, deleted.text

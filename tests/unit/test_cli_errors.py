@@ -83,6 +83,19 @@ def test_serve_checks_its_index_cache_before_starting_ray(captioning_model_dir, 
                     "--port", str(free_loopback_port())])
 
 
+def test_serve_refuses_index_caches_whose_item_ids_would_collide(captioning_model_dir, tmp_path, ray_must_not_start):
+    """Items of a cache are `<cache name>/<shard>/<key>`: two caches named alike (each source cached
+    to its own bucket's `eval/`) would share ids, one cache's videos replacing the other's."""
+    from pipelines import serve
+    from pipelines.net import free_loopback_port
+
+    run = ["--model", str(captioning_model_dir), "--port", str(free_loopback_port())]
+    with pytest.raises(ValueError, match=r"index caches .*a/eval and .*b/eval share the name 'eval'"):
+        serve.main([*run, "--index-cache", str(tmp_path / "a" / "eval"), "--index-cache", str(tmp_path / "b" / "eval")])
+    with pytest.raises(ValueError, match="is given twice"):
+        serve.main([*run, "--index-cache", str(tmp_path / "eval"), "--index-cache", str(tmp_path / "eval") + "/"])
+
+
 def test_serve_refuses_a_port_a_server_already_listens_on(captioning_model_dir, ray_must_not_start, monkeypatch):
     """Serve's proxy binds with SO_REUSEPORT, so a second server on a taken port would start and
     share the connections with the first: two models answering at random."""

@@ -170,3 +170,36 @@ def test_the_index_names_the_cache_items_an_ingress_still_has_to_predict(tmp_pat
     asked = [(f"shard/{i}", meta[i]) for i in range(2)] + [("shard/2", recaptioned), ("shard/3", meta[3])]
     assert index.missing(asked) == ["shard/2", "shard/3"]  # 0 deleted over HTTP, 1 held as it is
     assert make_index(str(tmp_path)).missing(asked) == ["shard/2", "shard/3"]  # the same after a restart
+
+
+def test_cache_items_no_served_cache_lists_are_dropped_uploads_kept(tmp_path):
+    """The index mirrors its caches as they are now: a sample gone from a rebuilt cache, a cache no
+    longer served, and items under ids of an older scheme (`shard/key`) leave it at the next start,
+    without tombstones; items added over HTTP stay."""
+    def cache_item(item_id, source, seed):
+        return item_id, _unit(seed), {"kind": "video", "caption": f"c{seed}", "source": source}
+
+    index = make_index(str(tmp_path))
+    index.add_many([cache_item("eval/s0/a", "/c/eval", 1), cache_item("eval/s0/b", "/c/eval", 2),
+                    cache_item("clips/s0/a", "/c/clips", 3), cache_item("s0/a", "/c/eval", 4)])
+    index.add("upload", _unit(5), {"kind": "video"})
+    dropped = index.drop_stale_cache_items({"/c/eval": ["eval/s0/a", "eval/s0/new"]})  # clips no longer served
+    assert sorted(dropped) == ["clips/s0/a", "eval/s0/b", "s0/a"]
+    assert [i["id"] for i in index.page()[0]] == ["eval/s0/a", "upload"]
+    assert index.drop_stale_cache_items({"/c/eval": ["eval/s0/a"]}) == []  # a second ingress replica
+    reopened = make_index(str(tmp_path))
+    assert [i["id"] for i in reopened.page()[0]] == ["eval/s0/a", "upload"] and not reopened.removed
+    assert reopened.missing([("eval/s0/b", {"kind": "video", "caption": "c2", "source": "/c/eval"})]) == ["eval/s0/b"]
+    assert make_index().drop_stale_cache_items({}) == []  # no caches, no store: nothing to drop
+
+
+def test_cache_item_ids_carry_the_caches_name():
+    from ops.index_items import cache_item_id, cache_names
+
+    assert cache_names(["s3://b/caches/action100m/", "/data/plm"]) == {"s3://b/caches/action100m/": "action100m",
+                                                                       "/data/plm": "plm"}
+    assert cache_item_id("plm", "00000", "clip7") == "plm/00000/clip7"
+    with pytest.raises(ValueError, match="share the name 'eval'"):
+        cache_names(["s3://a/eval", "s3://b/eval/"])
+    with pytest.raises(ValueError, match="given twice"):
+        cache_names(["s3://a/eval", "s3://a/eval/"])
