@@ -8,7 +8,8 @@ The job's runtime_env carries the project as `working_dir` (so the cluster runs 
 checkout: `python -m pipelines.cli <verb> ...`), environment variables (MLFLOW_TRACKING_URI, the
 S3 endpoint and credentials present here, and every --env K=V), and optionally the pinned
 dependencies (`--deps pip`; by default the cluster image built from infra/Dockerfile already has
-them). Logs stream until the job ends; the exit status is the job's (0 succeeded, 1 failed,
+them). Paths in the command must be as the cluster's nodes see them (absolute, or URLs): a
+relative one is refused before submitting (pipelines/submit_paths.py). Logs stream until the job ends; the exit status is the job's (0 succeeded, 1 failed,
 130 stopped).
 
 Authentication: clusters run with Ray token authentication (RAY_AUTH_MODE=token). The token comes
@@ -31,6 +32,7 @@ from ray.exceptions import AuthenticationError
 
 from pipelines.cli import VERBS
 from pipelines.report import run_as_process
+from pipelines.submit_paths import refuse_relative_paths
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Never shipped to the cluster: environments, outputs, caches, VCS data.
@@ -139,6 +141,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     args, command = parse(sys.argv[1:] if argv is None else list(argv))
     try:
+        if args.action is None:
+            refuse_relative_paths(command)  # before connecting: a refused command needs no cluster
         job_client = client(args.address, args.token_file)
         if args.action == "list":
             for job in job_client.list_jobs():
