@@ -9,8 +9,8 @@ checkout: `python -m pipelines.cli <verb> ...`), environment variables (MLFLOW_T
 S3 endpoint and credentials present here, and every --env K=V), and optionally the pinned
 dependencies (`--deps pip`; by default the cluster image built from infra/Dockerfile already has
 them). Paths in the command must be as the cluster's nodes see them (absolute, or URLs): a
-relative one is refused before submitting (pipelines/submit_paths.py). Logs stream until the job ends; the exit status is the job's (0 succeeded, 1 failed,
-130 stopped).
+relative one is refused before submitting (pipelines/submit_paths.py). Logs stream until the job
+ends; the exit status is the job's (0 succeeded, 1 failed, 130 stopped).
 
 Authentication: clusters run with Ray token authentication (RAY_AUTH_MODE=token). The token comes
 from --token-file, else RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH / ~/.ray/auth_token as Ray itself
