@@ -103,6 +103,7 @@ ERROR_MEANINGS = {
     415: "the upload is not media this endpoint takes",
     422: "a field is missing, of the wrong type or out of range; or the media cannot be decoded",
     501: "the served model has no Y-decoder",
+    503: "a model deployment does not answer yet (a replica still starting, or not placed for lack of resources)",
 }
 
 

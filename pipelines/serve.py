@@ -122,6 +122,24 @@ def replica_env(source: str) -> dict:
     return {"runtime_env": {"env_vars": env_vars}} if is_mlflow_uri(source) and env_vars else {}
 
 
+def local_replica_cpus(model_dir: Path) -> float:
+    """CPUs per model replica on a local instance: 1, or an equal share of a machine with fewer CPUs
+    than model replicas. A 2-core machine serving a model with a Y-decoder has three (visual, text,
+    decoder): at 1 CPU each the third never started, and `vljepa serve` waited for it without a
+    word, /v1/caption hanging. Floored to hundredths: Ray counts resources in fixed point, and
+    three shares of 2/3 rounded up would ask for more than 2."""
+    import math
+
+    import ray
+
+    replicas = 3 if decoder_dir_of(model_dir) is not None else 2
+    cpus = ray.cluster_resources().get("CPU", 0)
+    share = min(1.0, math.floor(100 * cpus / replicas) / 100)
+    if share < 1:
+        print(f"serve: {cpus:g} CPUs for {replicas} model replicas: {share:g} CPU each (--num-cpus sets it)", flush=True)
+    return share
+
+
 def start(args: ServeAppArgs, host: str = "127.0.0.1", port: int = 8000, name: str = "vljepa"):
     """Deploy the application on the current Ray instance; returns once it is ready."""
     from ray import serve
@@ -147,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index-store", default=None,
                         help="directory keeping the index's items across restarts (default: memory only)")
     parser.add_argument("--num-gpus", type=non_negative_float, default=None, help="GPUs per visual replica (default: 1 if any)")
+    parser.add_argument("--num-cpus", type=non_negative_float, default=None,
+                        help="CPUs per model replica (visual, text, decoder); default 1, or on a local instance with "
+                             "fewer CPUs than replicas an equal share, so that all of them start")
     parser.add_argument("--address", default=None)
     args = parser.parse_args(argv)
 
@@ -165,11 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     # checked before Ray starts (build_app checks them again, for `serve run`)
     serving_token(app_args)
     index_store_path(app_args)
+    model_dir = resolve_model_dir(args.model)
     if args.index_cache:
-        check_index_caches(resolve_model_dir(args.model), app_args)
+        check_index_caches(model_dir, app_args)
     init_ray(args.address)
     num_gpus = args.num_gpus if args.num_gpus is not None else (1 if gpus_available() else 0)
-    start(app_args.model_copy(update={"num_gpus": num_gpus}), host=args.host, port=args.port)
+    num_cpus = args.num_cpus
+    if num_cpus is None:
+        num_cpus = local_replica_cpus(model_dir) if local else app_args.num_cpus
+    start(app_args.model_copy(update={"num_gpus": num_gpus, "num_cpus": num_cpus}), host=args.host, port=args.port)
     mode = "throughput-optimized" if optimized else "Ray's default"
     print(f"serving on http://{args.host}:{args.port}  (OpenAPI: /docs, /openapi.json; Serve mode: {mode}, "
           f"{SERVE_THROUGHPUT_ENV}); Ctrl-C stops", flush=True)

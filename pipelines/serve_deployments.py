@@ -26,9 +26,16 @@ from ops.vector_index import VectorIndex
 from pipelines.model_source import resolve_model_dir
 
 
+class Answers:
+    """`ready()` for the ingress's /readyz: it answers once the replica has loaded its model."""
+
+    async def ready(self) -> bool:
+        return True
+
+
 # max_ongoing_requests >= max_batch_size, or Serve never lets a batch fill up.
 @serve.deployment(max_ongoing_requests=32)
-class VisualPredictor:
+class VisualPredictor(Answers):
     def __init__(self, model: str, max_batch_size: int = 16):
         model_dir = resolve_model_dir(model)  # here, on the replica's own node (pipelines.model_source)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -57,7 +64,7 @@ class VisualPredictor:
 
 
 @serve.deployment(max_ongoing_requests=128)
-class TextEncoder:
+class TextEncoder(Answers):
     def __init__(self, model: str, label_cache_size: int = 4096):
         self.model = load_model(resolve_model_dir(model)).eval()
         self.labels: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -164,7 +171,7 @@ class RetrievalIndex:
 
 
 @serve.deployment(max_ongoing_requests=64)
-class TextDecoder:
+class TextDecoder(Answers):
     """The Y-decoder: Ŝ_Y -> text, dynamically batched (requests with the same beam width decode together)."""
 
     def __init__(self, model: str):

@@ -70,6 +70,24 @@ app = FastAPIOffline(static_url="/docs-static", title="VL-JEPA", version="1", de
     "Media comes as a multipart file part `media` (other fields as form parts, lists as one JSON-array "
     "part) or base64 in a JSON field `media_b64`. With a token configured, every endpoint but /healthz "
     "needs `Authorization: Bearer <token>`."))
+READY_TIMEOUT_S = 5.0  # /readyz: how long a model deployment may take to answer
+
+
+async def answers(handle: DeploymentHandle) -> bool:
+    """Whether the deployment answers `ready()` within READY_TIMEOUT_S; a call left waiting (no
+    replica to take it) is cancelled, so probes do not pile up behind a replica that never starts."""
+    response = handle.ready.remote()
+
+    async def awaited():
+        return await response
+
+    try:
+        return await asyncio.wait_for(awaited(), READY_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        response.cancel()
+        return False
+
+
 # What a request of each kind can be refused with (every endpoint but /healthz: 401 with a token).
 TEXT_ERRORS = (400, 401, 413, 422)
 MEDIA_ERRORS = (*TEXT_ERRORS, 415)
@@ -268,10 +286,18 @@ class Ingress:
     async def healthz(self) -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz", response_model=None, responses=responses(Status, 401))
+    @app.get("/readyz", response_model=None, responses=responses(Status, 401, 503))
     async def readyz(self, request: Request) -> dict:
+        """Ready when every model deployment answers within READY_TIMEOUT_S: the decoder's too (a
+        replica that could not be placed left /v1/caption hanging while this said ready)."""
         self.authorize(request)
-        await self.text.embed_many.remote(["ready"])
+        deployments = {"visual": self.visual, "text": self.text, "decoder": self.decoder}
+        answered = await asyncio.gather(*(answers(handle) for handle in deployments.values() if handle))
+        silent = [name for name, ok in zip([n for n, h in deployments.items() if h], answered) if not ok]
+        if silent:
+            raise HTTPException(503, f"not ready: the {', '.join(silent)} deployment(s) do not answer within "
+                                     f"{READY_TIMEOUT_S:g} s (a replica still starting, or not placed for lack of "
+                                     "resources: see `serve status`)")
         return {"status": "ready"}
 
     @app.post("/v1/embed/text", response_model=None, responses=responses(TextEmbeddings, *TEXT_ERRORS),

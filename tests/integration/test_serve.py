@@ -236,6 +236,36 @@ def test_token_protects_everything_but_health(served, documented):
     assert ready.status_code == 200  # the open app needs none
 
 
+def test_readiness_waits_for_every_model_deployment(served, documented, captioning_model_dir):
+    """An application whose decoder replica cannot be placed (it asks for a GPU this machine lacks):
+    its ingress answers, but /readyz says 503 and names the decoder, where it used to say ready
+    (it asked the text deployment only) while /v1/caption hung."""
+    from ray import serve
+
+    from pipelines.serve import build_app
+    from pipelines.serve_args import ServeAppArgs
+
+    base, _ = served
+    # serve.run waits for the application to be running, which this one never is: deploy without waiting
+    serve._run(build_app(ServeAppArgs(model=str(captioning_model_dir), num_cpus=0, decoder_num_gpus=1)),
+               name="unplaced", route_prefix="/unplaced", _blocking=False)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the ingress and the other model replicas start; the decoder never does
+            assert time.monotonic() < deadline
+            ready = requests.get(f"{base}/unplaced/readyz", timeout=30)
+            if ready.status_code == 503 and "decoder" in ready.text and "visual" not in ready.text:
+                break
+            assert ready.status_code in (404, 503), ready.text  # 404: its route not up yet
+            time.sleep(1)
+        documented(ready, "get", "/readyz")
+        assert ready.json()["detail"].startswith("not ready: the decoder deployment(s) do not answer within 5 s")
+        assert requests.get(f"{base}/unplaced/healthz", timeout=10).status_code == 200
+    finally:
+        serve.delete("unplaced")
+    assert requests.get(f"{base}/readyz", timeout=30).status_code == 200  # the other applications are unaffected
+
+
 def test_replicas_of_a_registry_model_share_one_download(served):
     """The "secure" app names models:/served-plain/1: the builder and its three model-loading replicas
     (ingress, visual, text) resolved it on this machine into one directory, no staging left over."""

@@ -52,3 +52,20 @@ def test_serve_validates_the_builders_args_before_building(captioning_model_dir)
             serve.build_app, {"model": str(captioning_model_dir), "max_batch_size": 0})
     with pytest.raises(ValidationError, match="model"):
         call_user_app_builder_with_args_if_necessary(serve.build_app, {"max_request_mb": 2})
+
+
+def test_a_local_instance_gives_each_model_replica_a_share_of_a_small_machine(captioning_model_dir, tmp_path,
+                                                                            monkeypatch):
+    """Three model replicas (visual, text, decoder) at 1 CPU each never all start on 2 CPUs. Shares
+    are floored: three of 0.67 would ask Ray for more than 2 CPUs."""
+    import shutil
+
+    import ray
+
+    from pipelines.serve import local_replica_cpus
+
+    plain = shutil.copytree(captioning_model_dir, tmp_path / "plain", ignore=shutil.ignore_patterns("y_decoder"))
+    for cpus, with_decoder, without in [(2, 0.66, 1.0), (1, 0.33, 0.5), (8, 1.0, 1.0)]:
+        monkeypatch.setattr(ray, "cluster_resources", lambda cpus=cpus: {"CPU": float(cpus)})
+        assert local_replica_cpus(captioning_model_dir) == with_decoder and 3 * with_decoder <= cpus
+        assert local_replica_cpus(plain) == without

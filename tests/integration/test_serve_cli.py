@@ -1,0 +1,51 @@
+"""`vljepa serve` as a user runs it: its own local Ray instance, default resources, a model with a
+Y-decoder (three model replicas) on this machine. On a 2-CPU machine the decoder's replica used to
+wait forever for a CPU: the command never said it was serving, /readyz said ready anyway, and
+/v1/caption hung."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from pipelines.net import free_loopback_port
+from tests.media_fixtures import clip_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_vljepa_serve_starts_every_replica_on_this_machine(captioning_model_dir, tmp_path):
+    port = free_loopback_port()
+    # a local instance of its own (not the test session's): as on a user's machine
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="vlj-", dir="/tmp")  # short: Ray's socket paths
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "pipelines.serve", "--model", str(captioning_model_dir),
+                                    "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while "serving on" not in log.read_text():
+            assert process.poll() is None, f"vljepa serve exited {process.returncode}:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"never said it was serving:\n{log.read_text()[-3000:]}"
+            time.sleep(1)
+        assert requests.get(f"{base}/readyz", timeout=30).status_code == 200
+        caption = requests.post(f"{base}/v1/caption", files={"media": ("clip.mp4", clip_bytes())}, timeout=60)
+        assert caption.status_code == 200 and caption.json()["text"], caption.text
+        if (os.cpu_count() or 1) < 3:  # fewer CPUs than model replicas: each got a share
+            assert "CPU each (--num-cpus sets it)" in log.read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)  # what a process manager sends; `vljepa serve` shuts Serve down
+        try:
+            assert process.wait(timeout=120) == 0, log.read_text()[-3000:]
+        finally:
+            if process.poll() is None:
+                process.kill()
