@@ -24,6 +24,7 @@ from ops.index_log import IndexLog
 from ops.media_input import frames_to_input
 from ops.vector_index import VectorIndex
 from pipelines.model_source import resolve_model_dir
+from pipelines.replica_notice import notice
 
 
 class Answers:
@@ -103,8 +104,8 @@ class RetrievalIndex:
         # every start and on every new replica) skips them; the store keeps them across restarts
         self.removed: set[str] = set(self.log.removed) if self.log else set()
         if self.log and self.log.skipped:
-            logging.getLogger("ray.serve").warning(
-                "index store %s: %d unreadable line(s) skipped (a write cut short?)", store, self.log.skipped)
+            notice(logging.WARNING, "index store %s: %d unreadable line(s) skipped (a write cut short?)",
+                   store, self.log.skipped)
 
     def add(self, item_id: str, embedding: np.ndarray, meta: dict) -> dict:
         embedding = self.index.vector(embedding)  # checked before it is logged

@@ -50,6 +50,7 @@ from pipelines.api_responses import (
     responses,
 )
 from pipelines.model_source import resolve_model_dir
+from pipelines.replica_notice import notice
 from pipelines.request_fields import RequestBody, TextField, maybe_json, parse_json, parse_multipart
 
 
@@ -114,9 +115,9 @@ class Ingress:
         listed = {cache: await self.index_from_cache(cache, name) for cache, name in cache_names(caches).items()}
         dropped = await self.index.drop_stale_cache_items.remote(listed)
         if dropped:
-            logging.getLogger("ray.serve").warning(
-                "index: %d item(s) of feature caches dropped: no served cache lists them now (a cache rebuilt or no "
-                "longer served, or ids of an older scheme), e.g. %s", len(dropped), ", ".join(dropped[:3]))
+            notice(logging.WARNING, "index: %d item(s) of feature caches dropped: no served cache lists them now (a "
+                                    "cache rebuilt or no longer served, or ids of an older scheme), e.g. %s",
+                   len(dropped), ", ".join(dropped[:3]))
 
     async def index_from_cache(self, cache: str, name: str) -> list[str]:
         """Add every captioned video of a feature cache (its cached S_V, the captioning prompt).
@@ -150,8 +151,8 @@ class Ingress:
             embeddings = await asyncio.gather(*(self.visual.predict_cached.remote(f) for f in arrays))
             await self.index.add_many.remote([(item_id(row), embedding, items[item_id(row)])
                                               for row, embedding in zip(rows, embeddings)])
-        logging.getLogger("ray.serve").info("index cache %s: %d captioned videos, %d predicted and added "
-                                            "(the rest held already, or deleted)", cache, len(listed), predicted)
+        notice(logging.INFO, "index cache %s: %d captioned videos, %d predicted and added (the rest held already, "
+                             "or deleted)", cache, len(listed), predicted)
         return listed
 
     # -- plumbing ------------------------------------------------------------------------------

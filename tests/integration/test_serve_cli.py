@@ -1,5 +1,5 @@
 """`vljepa serve` as a user runs it: its own local Ray instance, default resources, a model with a
-Y-decoder (three model replicas) on this machine. On a 2-CPU machine the decoder's replica used to
+Y-decoder (three model replicas) on this machine, an index cache. On a 2-CPU machine the decoder's replica used to
 wait forever for a CPU: the command never said it was serving, /readyz said ready anyway, and
 /v1/caption hung."""
 
@@ -21,7 +21,7 @@ from tests.media_fixtures import clip_bytes
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_vljepa_serve_starts_every_replica_on_this_machine(captioning_model_dir, tmp_path):
+def test_vljepa_serve_starts_every_replica_on_this_machine(captioning_model_dir, caches, tmp_path):
     port = free_loopback_port()
     # a local instance of its own (not the test session's): as on a user's machine
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
@@ -29,7 +29,8 @@ def test_vljepa_serve_starts_every_replica_on_this_machine(captioning_model_dir,
     log = tmp_path / "serve.log"
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "-m", "pipelines.serve", "--model", str(captioning_model_dir),
-                                    "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+                                    "--port", str(port), "--index-cache", str(caches / "eval")],
+                                   stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 240
@@ -40,6 +41,10 @@ def test_vljepa_serve_starts_every_replica_on_this_machine(captioning_model_dir,
         assert requests.get(f"{base}/readyz", timeout=30).status_code == 200
         caption = requests.post(f"{base}/v1/caption", files={"media": ("clip.mp4", clip_bytes())}, timeout=60)
         assert caption.status_code == 200 and caption.json()["text"], caption.text
+        # the ingress's start-up notice reaches this console, though Serve buffers replica logs
+        # in the throughput-optimized mode (pipelines/replica_notice.py)
+        total = requests.get(f"{base}/v1/index/items", params={"limit": 1}, timeout=30).json()["total"]
+        assert f"index cache {caches / 'eval'}: {total} captioned videos" in log.read_text() and total > 0
         if (os.cpu_count() or 1) < 3:  # fewer CPUs than model replicas: each got a share
             assert "CPU each (--num-cpus sets it)" in log.read_text()
     finally:
