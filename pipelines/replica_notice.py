@@ -23,5 +23,13 @@ def notice(level: int, message: str, *args) -> None:
     logger.log(level, message, *args)
     for handler in logger.handlers:
         handler.flush()
-    if sys.stderr is not sys.__stderr__ and logger.isEnabledFor(level):  # Serve redirected stderr to the log
-        print(f"{logging.getLevelName(level)} {message % args}", file=sys.__stderr__, flush=True)
+    if logger.isEnabledFor(level) and not logs_to_stderr(logger):
+        # written, not print()ed: Serve replaces print in the replica with one that logs its arguments
+        sys.__stderr__.write(f"{logging.getLevelName(level)} {message % args}\n")
+        sys.__stderr__.flush()
+
+
+def logs_to_stderr(logger: logging.Logger) -> bool:
+    """Whether Serve gave its logger a stream handler (its default mode), which already reaches the
+    console. (Whether sys.stderr was replaced cannot tell: Ray wraps it in every worker.)"""
+    return any(type(handler) is logging.StreamHandler for handler in logger.handlers)

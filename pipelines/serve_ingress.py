@@ -292,9 +292,10 @@ class Ingress:
         """Ready when every model deployment answers within READY_TIMEOUT_S: the decoder's too (a
         replica that could not be placed left /v1/caption hanging while this said ready)."""
         self.authorize(request)
-        deployments = {"visual": self.visual, "text": self.text, "decoder": self.decoder}
-        answered = await asyncio.gather(*(answers(handle) for handle in deployments.values() if handle))
-        silent = [name for name, ok in zip([n for n, h in deployments.items() if h], answered) if not ok]
+        deployments = {name: handle for name, handle in
+                       {"visual": self.visual, "text": self.text, "decoder": self.decoder}.items() if handle is not None}
+        answered = await asyncio.gather(*(answers(handle) for handle in deployments.values()))
+        silent = [name for name, ok in zip(deployments, answered) if not ok]
         if silent:
             raise HTTPException(503, f"not ready: the {', '.join(silent)} deployment(s) do not answer within "
                                      f"{READY_TIMEOUT_S:g} s (a replica still starting, or not placed for lack of "

@@ -44,7 +44,9 @@ def test_vljepa_serve_starts_every_replica_on_this_machine(captioning_model_dir,
         # the ingress's start-up notice reaches this console, though Serve buffers replica logs
         # in the throughput-optimized mode (pipelines/replica_notice.py)
         total = requests.get(f"{base}/v1/index/items", params={"limit": 1}, timeout=30).json()["total"]
-        assert f"index cache {caches / 'eval'}: {total} captioned videos" in log.read_text() and total > 0
+        said = f"INFO index cache {caches / 'eval'}: {total} captioned videos, {total} predicted and added"
+        assert total > 0 and any(line.rstrip().endswith(f"{said} (the rest held already, or deleted)")
+                                 for line in log.read_text().splitlines()), log.read_text()[-3000:]
         if (os.cpu_count() or 1) < 3:  # fewer CPUs than model replicas: each got a share
             assert "CPU each (--num-cpus sets it)" in log.read_text()
     finally:
