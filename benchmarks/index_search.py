@@ -1,5 +1,7 @@
 """Retrieval index search: the kept matrix (ops/vector_index.py) vs stacking every embedding per
-query (what the index did before: `np.stack` of N items, a full `argsort`).
+query (what the index did before: `np.stack` of N items, a full `argsort`), and a search
+restricted to an id prefix (`/v1/retrieve`'s `prefix`: one cache's items, here half of them) against
+the full search it narrows.
 
 For each index size N it fills both with the same N random unit embeddings of the paper's width
 (1536) and times --queries searches for the top 10, alternating the two, median per query. Also
@@ -46,22 +48,29 @@ def measure(size: int, width: int, queries: int) -> dict:
     embeddings = unit_rows(size, width, seed=size)
     kept, stacked = VectorIndex(width), StackPerQuery()
     started = time.perf_counter()
-    for i, embedding in enumerate(embeddings):
-        kept.add(f"item-{i}", embedding, {"kind": "video"})
+    ids = [f"{'a' if i % 2 else 'b'}/item-{i}" for i in range(size)]  # two "caches", interleaved
+    for item_id, embedding in zip(ids, embeddings):
+        kept.add(item_id, embedding, {"kind": "video"})
     add_s = time.perf_counter() - started
-    for i, embedding in enumerate(embeddings):
-        stacked.add(f"item-{i}", embedding, {"kind": "video"})
-    times: dict[str, list[float]] = {"kept": [], "stacked": []}
-    for query in unit_rows(queries, width, seed=size + 1):
+    for item_id, embedding in zip(ids, embeddings):
+        stacked.add(item_id, embedding, {"kind": "video"})
+    times: dict[str, list[float]] = {"kept": [], "stacked": [], "prefix": []}
+    for n, query in enumerate(unit_rows(queries, width, seed=size + 1)):
         found = {}
         for name, index in (("kept", kept), ("stacked", stacked)):
             started = time.perf_counter()
             found[name] = [r["id"] for r in index.search(query, 10)]
             times[name].append(time.perf_counter() - started)
         assert found["kept"] == found["stacked"]  # same answer, only the cost differs
-    kept_ms, stacked_ms = (statistics.median(times[n]) * 1e3 for n in ("kept", "stacked"))
+        started = time.perf_counter()
+        narrowed = [r["id"] for r in kept.search(query, 10, prefix="a/")]
+        times["prefix"].append(time.perf_counter() - started)
+        if n == 0:  # the full ranking filtered to the prefix, checked once
+            assert narrowed == [r["id"] for r in kept.search(query, size) if r["id"].startswith("a/")][:10]
+    kept_ms, stacked_ms, prefix_ms = (statistics.median(times[n]) * 1e3 for n in ("kept", "stacked", "prefix"))
     return {"items": size, "kept_ms": round(kept_ms, 3), "stack_per_query_ms": round(stacked_ms, 3),
-            "speedup": round(stacked_ms / kept_ms, 1), "adds_per_s": round(size / add_s),
+            "speedup": round(stacked_ms / kept_ms, 1), "prefix_half_ms": round(prefix_ms, 3),
+            "prefix_over_full": round(prefix_ms / kept_ms, 2), "adds_per_s": round(size / add_s),
             "matrix_mb": round(kept.matrix.nbytes / 2**20, 1)}
 
 
@@ -71,13 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=30)
     parser.add_argument("--width", type=int, default=1536)
     args = parser.parse_args(argv)
-    print(f"{'items':>7} {'kept ms':>9} {'stack/query ms':>15} {'speedup':>8} {'adds/s':>9} {'matrix MB':>10}")
+    print(f"{'items':>7} {'kept ms':>9} {'stack/query ms':>15} {'speedup':>8} {'prefix ms':>10} {'prefix/full':>12} "
+          f"{'adds/s':>9} {'matrix MB':>10}")
     results = []
     for size in args.sizes:
         row = measure(size, args.width, args.queries)
         results.append(row)
         print(f"{row['items']:>7} {row['kept_ms']:>9.3f} {row['stack_per_query_ms']:>15.3f} {row['speedup']:>7.1f}x "
-              f"{row['adds_per_s']:>9} {row['matrix_mb']:>10.1f}")
+              f"{row['prefix_half_ms']:>10.3f} {row['prefix_over_full']:>11.2f}x {row['adds_per_s']:>9} "
+              f"{row['matrix_mb']:>10.1f}")
     print(json.dumps({"width": args.width, "queries": args.queries, "results": results}))
     return 0
 

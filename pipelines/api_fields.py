@@ -31,6 +31,8 @@ SEARCH = TextField(name="query", description="the text to find videos (and image
 TOP_K = IntField(name="k", default=10, low=1, high=1000, description="how many results")
 OFFSET = IntField(name="offset", default=0, low=0, high=10**9, description="items to skip")
 LIMIT = IntField(name="limit", default=1000, low=1, high=10_000, description="items per page")
+PREFIX = TextField(name="prefix", required=False, description=(
+    "only items whose id starts with this: one feature cache's videos are `<cache name>/`"))
 BEAMS = IntField(name="beams", default=1, low=1, high=MAX_BEAMS, description="beam width; 1 is greedy decoding")
 
 # /v1/stream: the window grid, then how segments are chosen (the flags of `vljepa stream`)
@@ -56,8 +58,8 @@ EMBED_MEDIA = RequestBody(QUERY, media=ANY_MEDIA)
 CLASSIFY = RequestBody(LABELS, QUERY, media=ANY_MEDIA)
 VQA = RequestBody(QUESTION, CANDIDATES, media=ANY_MEDIA)
 ADD_ITEM = RequestBody(ITEM_ID, media=ANY_MEDIA)
-RETRIEVE = RequestBody(SEARCH, TOP_K)
+RETRIEVE = RequestBody(SEARCH, TOP_K, PREFIX)
 CAPTION = RequestBody(QUERY, BEAMS, media=ANY_MEDIA)
 STREAM = RequestBody(WINDOW, STRIDE, STRATEGY, SEGMENTS, SECONDS_PER_DECODE, THRESHOLD, POOL, QUERY,
                      media=VIDEO_ONLY)
-LIST_ITEMS = RequestBody(OFFSET, LIMIT)  # query parameters: GET /v1/index/items?offset=&limit=
+LIST_ITEMS = RequestBody(OFFSET, LIMIT, PREFIX)  # query parameters: GET /v1/index/items?offset=&limit=&prefix=

@@ -153,9 +153,10 @@ class RetrievalIndex:
             self.index.delete(item_id)
         return stale
 
-    def page(self, offset: int = 0, limit: int | None = None) -> tuple[list[dict], int]:
-        """(items offset .. offset + limit in insertion order (all by default), how many there are)."""
-        return self.index.list(offset, limit), len(self.index)
+    def page(self, offset: int = 0, limit: int | None = None, prefix: str | None = None) -> tuple[list[dict], int]:
+        """(items offset .. offset + limit in insertion order (all by default), how many there are),
+        of the items whose id starts with `prefix` when given."""
+        return self.index.list(offset, limit, prefix), self.index.count(prefix)
 
     def delete(self, item_id: str) -> bool:
         if item_id not in self.index.rows:
@@ -167,8 +168,8 @@ class RetrievalIndex:
             self.removed.add(item_id)
         return self.index.delete(item_id)
 
-    def search(self, query: np.ndarray, k: int) -> list[dict]:
-        return self.index.search(query, k)
+    def search(self, query: np.ndarray, k: int, prefix: str | None = None) -> list[dict]:
+        return self.index.search(query, k, prefix)
 
 
 @serve.deployment(max_ongoing_requests=64)

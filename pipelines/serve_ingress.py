@@ -348,10 +348,10 @@ class Ingress:
         query = dict(request.query_params)
         api.LIST_ITEMS.refuse_unknown(query)
         offset, limit = api.OFFSET.read(query), api.LIMIT.read(query)
-        items, total = await self.index.page.remote(offset, limit)
+        items, total = await self.index.page.remote(offset, limit, api.PREFIX.read(query))
         return {"items": items, "total": total, "next_offset": offset + limit if offset + limit < total else None}
 
-    # :path: ids of items indexed from a feature cache are `shard/key`, with a slash
+    # :path: ids of items indexed from a feature cache are `cache/shard/key`, with slashes
     @app.delete("/v1/index/items/{item_id:path}", response_model=None, responses=responses(Deleted, 401, 404))
     async def delete_item(self, item_id: str, request: Request) -> dict:
         self.authorize(request)
@@ -363,9 +363,9 @@ class Ingress:
               openapi_extra=api.RETRIEVE.openapi())
     async def retrieve(self, request: Request) -> dict:
         _, fields = await self.fields(request, api.RETRIEVE)
-        query, k = api.SEARCH.read(fields), api.TOP_K.read(fields)
+        query, k, prefix = api.SEARCH.read(fields), api.TOP_K.read(fields), api.PREFIX.read(fields)
         embedding = (await self.text.embed_many.remote([query]))[0]
-        return {"results": await self.index.search.remote(embedding, k)}
+        return {"results": await self.index.search.remote(embedding, k, prefix)}
 
     @app.post("/v1/caption", response_model=None, responses=responses(Caption, *MEDIA_ERRORS, 501),
               openapi_extra=api.CAPTION.openapi())

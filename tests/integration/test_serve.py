@@ -294,6 +294,15 @@ def test_index_built_from_a_feature_cache_ranks_like_the_model(served, caches):
     videos = model.embed_visual(s_v, [""] * len(rows), mask)  # the exported preset's captioning prompt is ""
     expected = rank(model.embed_texts([query]), videos)
     assert [r["id"] for r in found["results"]] == [rows[i]["id"] for i in expected.indices[0, :3].tolist()]
+    # one cache's videos: `prefix` ranks and lists among that cache's items only
+    in_train = requests.post(f"{base}/secure/v1/retrieve", json={"query": query, "k": 3, "prefix": "train/"},
+                             headers=auth, timeout=30).json()["results"]
+    assert [r["id"] for r in in_train] == [rows[i]["id"] for i in expected.indices[0].tolist()
+                                           if rows[i]["id"].startswith("train/")][:3]
+    listed = requests.get(f"{base}/secure/v1/index/items", params={"prefix": "eval/", "limit": 5}, headers=auth,
+                          timeout=30).json()
+    assert listed["total"] == sum(r["id"].startswith("eval/") for r in rows) < len(rows)
+    assert len(listed["items"]) == 5 and all(i["id"].startswith("eval/") for i in listed["items"])
 
     # Their ids are `cache/shard/key`: DELETE takes the slashes as part of the id (a path parameter stops at one).
     best = found["results"][0]["id"]

@@ -203,3 +203,31 @@ def test_cache_item_ids_carry_the_caches_name():
         cache_names(["s3://a/eval", "s3://b/eval/"])
     with pytest.raises(ValueError, match="given twice"):
         cache_names(["s3://a/eval", "s3://a/eval/"])
+
+
+def test_search_and_listing_restricted_to_a_prefix_equal_a_filtered_full_ranking():
+    """`prefix` (one cache's items: `eval/`) ranks and lists as the full index filtered to it would,
+    through deletes that move rows."""
+    from ops.vector_index import VectorIndex
+
+    index = VectorIndex(WIDTH)
+    for i in range(40):
+        index.add(f"{'eval' if i % 3 else 'clips'}/s0/{i}", _unit(i), {"kind": "video"})
+    for i in (1, 3, 7):
+        index.delete(f"{'eval' if i % 3 else 'clips'}/s0/{i}")
+    query = _unit(1000)
+    full = index.search(query, k=len(index))
+    for prefix in ("eval/", "clips/", "nothing/"):
+        expected = [r for r in full if r["id"].startswith(prefix)]
+        assert index.search(query, k=5, prefix=prefix) == expected[:5]
+        assert index.count(prefix) == len(expected)
+        listed = [i["id"] for i in index.list(prefix=prefix)]
+        assert sorted(listed) == sorted(r["id"] for r in expected)
+        assert [i["id"] for i in index.list(2, 3, prefix)] == listed[2:5]
+    assert index.search(query, k=5, prefix=None) == full[:5] and index.count() == 37
+    # the rows kept for a prefix follow the index: a delete moves the last row into the hole, an add appends
+    index.delete("eval/s0/2")
+    index.add("eval/s0/new", query, {"kind": "video"})
+    full = index.search(query, k=len(index))
+    assert index.search(query, k=5, prefix="eval/") == [r for r in full if r["id"].startswith("eval/")][:5]
+    assert index.search(query, k=1, prefix="eval/")[0]["id"] == "eval/s0/new"
