@@ -68,7 +68,7 @@ class VectorIndex:
                 for item_id in itertools.islice(self.matching(prefix), offset, stop)]
 
     def count(self, prefix: str | None = None) -> int:
-        return len(self.ids) if prefix is None else sum(1 for _ in self.matching(prefix))
+        return len(self.ids) if prefix is None else len(self.rows_matching(prefix))  # a listing's pages: one scan
 
     def matching(self, prefix: str | None) -> Iterator[str]:
         """Ids in insertion order, those starting with `prefix` when given: a scan of the ids (a
