@@ -29,6 +29,7 @@ bench: setup bench-selective
 	$(PY) -m benchmarks.decode_memory
 	$(PY) -m benchmarks.cache_throughput
 	$(PY) -m benchmarks.cache_status
+	$(PY) -m benchmarks.cache_memory
 	$(PY) -m benchmarks.pipeline_startup
 	$(PY) -m benchmarks.train_throughput
 	$(PY) -m benchmarks.train_step

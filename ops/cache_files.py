@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ops.cache_parquet import group_tables, rows_at
 from ops.feature_cache import FeatureCache
 from ops.training_rows import select_rows
 
@@ -97,10 +98,19 @@ def selected_row_count(url: str, media_kinds: tuple[str, ...], tasks: tuple[str,
 
 def read_shard_columns(url: str, shard: str, columns: list[str]) -> pa.Table:
     """Only `columns` of one cached shard: the text columns of a shard are a few KB where its S_V
-    is megabytes, so a reader that needs S_V for a few rows reads the rest first and decides."""
+    is megabytes, so a reader that needs S_V for a few rows reads the rest first and decides
+    (then read_shard_rows)."""
     cache = FeatureCache(url)
     with cache.fs.open(cache.path(f"{shard}.parquet"), "rb") as handle:
         return pq.read_table(handle, columns=columns)
+
+
+def read_shard_rows(url: str, shard: str, indices: list[int], columns: list[str]) -> list[dict]:
+    """The rows numbered `indices` of one cached shard (S_V as numpy), reading only the row groups
+    that hold them."""
+    cache = FeatureCache(url)
+    with cache.fs.open(cache.path(f"{shard}.parquet"), "rb") as handle:
+        return rows_at(handle, indices, columns)
 
 
 @dataclass(frozen=True)
@@ -127,10 +137,15 @@ class CacheFileReader:
         later_copy = [256 + copy] if copy else []
         sampler = np.random.default_rng([self.seed, epoch, source_index, *shard.encode(), *later_copy])
         with cache.fs.open(cache.path(f"{shard}.parquet"), "rb") as handle:
-            for record_batch in pq.ParquetFile(handle).iter_batches(batch_size=self.record_batch_rows, columns=columns):
-                table = select_rows(pa.Table.from_batches([record_batch]), list(source.media_kinds),
-                                    list(source.tasks), source.replay)
-                if share < 1.0:
-                    table = table.filter(pa.array(sampler.random(table.num_rows) < share))
-                if table.num_rows:
-                    yield table.append_column("epoch", pa.array(np.full(table.num_rows, epoch, dtype=np.int64)))
+            for group in group_tables(handle, columns):  # one row group in memory at a time
+                for record_batch in group.to_batches(max_chunksize=self.record_batch_rows):
+                    yield from self.selected(pa.Table.from_batches([record_batch]), source, share, sampler, epoch)
+
+    @staticmethod
+    def selected(table: pa.Table, source: CacheSource, share: float, sampler: np.random.Generator,
+                 epoch: int) -> Iterator[pa.Table]:
+        table = select_rows(table, list(source.media_kinds), list(source.tasks), source.replay)
+        if share < 1.0:
+            table = table.filter(pa.array(sampler.random(table.num_rows) < share))
+        if table.num_rows:
+            yield table.append_column("epoch", pa.array(np.full(table.num_rows, epoch, dtype=np.int64)))

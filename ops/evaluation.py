@@ -12,23 +12,26 @@ Chance levels are computed from the same data (1 / labels, relevant / videos, 1 
 from __future__ import annotations
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from model.tasks import rank
 from model.vljepa import VLJepa
+from ops.cache_parquet import group_tables, table_rows
 from ops.collate import pad_visual, row_features
 from ops.feature_cache import FeatureCache
 
 
 def load_rows(cache_url: str, max_samples: int | None = None) -> list[dict]:
+    """The cache's rows (up to `max_samples`), S_V as numpy views of what was read: the features
+    held once, at their stored dtype (ops/cache_parquet.py), read a row group at a time."""
     cache = FeatureCache(cache_url)
     rows: list[dict] = []
     for path in cache.shard_files():
         with cache.fs.open(path, "rb") as handle:
-            rows.extend(pq.read_table(handle).to_pylist())
-        if max_samples is not None and len(rows) >= max_samples:
-            return rows[:max_samples]
+            for table in group_tables(handle):
+                rows.extend(table_rows(table))
+                if max_samples is not None and len(rows) >= max_samples:
+                    return rows[:max_samples]
     if not rows:
         raise ValueError(f"no cached samples under {cache_url} (is it a feature cache with a manifest.json?)")
     return rows

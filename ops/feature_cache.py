@@ -7,9 +7,10 @@
                                      shard's counts (rows, rows per media kind / task, bad samples)
 
 A shard is complete only when its marker exists with the run's fingerprint. Data files are
-written atomically (temporary file + rename on a filesystem; a single PUT on S3, where an object
-appears whole or not at all) and the marker after them, so a killed run never leaves a partial
-file that passes for a complete one.
+written atomically (temporary file + rename on a filesystem; on S3 an upload completed at close,
+a single PUT or a multipart upload, where an object appears whole or not at all) and the marker
+after them, so a killed run never leaves a partial file that passes for a complete one. A shard's
+features are streamed out a row group at a time (ops/cache_parquet.py).
 
 S_V is stored as a flat list of float16 plus its (N, D) shape: Parquet-native, readable with
 plain pyarrow, and variable N per row (images and clips can share a shard).
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import uuid
@@ -28,13 +28,11 @@ from dataclasses import asdict, dataclass
 import fsspec
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from ops.cache_parquet import parquet_bytes, write_row_groups
 
 FORMAT = "vljepa-feature-cache/1"
 PREPROCESSING = "uniform-centre-segments/resize-short-side/centre-crop/imagenet-norm"
-
-ARROW_STORAGE = {"float16": pa.float16(), "float32": pa.float32()}
 
 # Reading a cache that does not exist (yet): a missing path, or one under a file (which a
 # write will refuse, in FeatureCache.check_writable)
@@ -58,15 +56,6 @@ class Fingerprint:
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def cache_schema(storage_dtype: str) -> pa.Schema:
-    return pa.schema([
-        ("key", pa.string()), ("shard", pa.string()), ("source", pa.string()), ("task", pa.string()),
-        ("media_kind", pa.string()), ("query", pa.string()), ("target", pa.string()),
-        ("candidates", pa.list_(pa.string())), ("frame_times", pa.list_(pa.float32())),
-        ("s_v_shape", pa.list_(pa.int32())), ("s_v", pa.list_(ARROW_STORAGE[storage_dtype])),
-    ])
 
 
 def cache_url(url: str | None) -> str | None:
@@ -152,17 +141,42 @@ class FeatureCache:
     # -- writing ---------------------------------------------------------------------------
     def write_bytes(self, name: str, data: bytes) -> None:
         """Atomic: readers see the old content or the new, never a part."""
+        if self.is_local:
+            with self.open_atomic(name) as handle:
+                handle.write(data)
+        else:
+            self.fs.pipe_file(self.path(name), data)  # one PUT: the object appears whole or not at all
+
+    @contextlib.contextmanager
+    def open_atomic(self, name: str):
+        """A binary file to write `name` through, as a stream: it appears whole when the block
+        ends, or not at all when the block raises. On a filesystem: a temporary file, fsynced,
+        then renamed. On an object store: the upload (multipart past one block) is completed at
+        close, so the object appears at once; on an error it is aborted instead."""
         target = self.path(name)
         if self.is_local:
             self.fs.makedirs(self.root, exist_ok=True)
             staging = f"{target}.tmp-{uuid.uuid4().hex}"
-            with open(staging, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(staging, target)
-        else:
-            self.fs.pipe_file(target, data)  # one PUT: the object appears whole or not at all
+            try:
+                with open(staging, "wb") as handle:
+                    yield handle
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(staging, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(staging)
+                raise
+            return
+        handle = self.fs.open(target, "wb")
+        try:
+            yield handle
+        except BaseException:
+            handle.discard()  # s3fs: abort the multipart upload; a single PUT was never sent
+            with contextlib.suppress(AttributeError):  # fsspec's buffered files let it be set
+                handle.closed = True  # else the file's __del__ would close it, sending what it buffered
+            raise
+        handle.close()
 
     def check_writable(self) -> None:
         """Write and remove a probe file, so an unwritable --out (a read-only mount, a path under
@@ -178,11 +192,12 @@ class FeatureCache:
 
     def commit_shard(self, shard: str, rows: list[dict], report: list[dict], fingerprint: str,
                      storage_dtype: str) -> dict:
-        """Write a shard's features and report, then its marker. Returns its counts."""
-        table = rows_to_table(rows, storage_dtype)
-        data = _parquet_bytes(table, bulk_columns=("s_v",))
-        self.write_bytes(f"{shard}.parquet", data)
-        self.write_bytes(f"{shard}.report.parquet", _parquet_bytes(pa.Table.from_pylist(report, schema=REPORT_SCHEMA)))
+        """Write a shard's features (streamed, a row group at a time: ops/cache_parquet.py) and
+        report, then its marker. Returns its counts."""
+        with self.open_atomic(f"{shard}.parquet") as handle:
+            write_row_groups(handle, rows, storage_dtype)
+            size = handle.tell()
+        self.write_bytes(f"{shard}.report.parquet", parquet_bytes(pa.Table.from_pylist(report, schema=REPORT_SCHEMA)))
         bad: dict[str, int] = {}
         for row in report:
             if row["status"] != "ok":
@@ -191,7 +206,7 @@ class FeatureCache:
         for row in rows:
             kind = f"{row['media_kind']}/{row['task']}"
             kinds[kind] = kinds.get(kind, 0) + 1
-        counts = {"rows": table.num_rows, "bad": bad, "bytes": len(data), "fingerprint": fingerprint, "kinds": kinds}
+        counts = {"rows": len(rows), "bad": bad, "bytes": size, "fingerprint": fingerprint, "kinds": kinds}
         self.write_bytes(f"{shard}.done.json", json.dumps(counts, sort_keys=True).encode())
         return counts
 
@@ -208,10 +223,6 @@ class FeatureCache:
     def shard_files(self) -> list[str]:
         return [self.path(f"{shard}.parquet") for shard in self.shard_names()]
 
-    def read_shard(self, shard: str) -> pa.Table:
-        with self.fs.open(self.path(f"{shard}.parquet"), "rb") as handle:
-            return pq.read_table(handle)
-
 
 def s_v_row(s_v: np.ndarray) -> tuple[list[int], np.ndarray]:
     """(N, D) array -> the (shape, flat values) pair stored in a row."""
@@ -220,52 +231,3 @@ def s_v_row(s_v: np.ndarray) -> tuple[list[int], np.ndarray]:
 
 def s_v_from_row(shape: list[int], flat) -> np.ndarray:
     return np.asarray(flat).reshape(shape)
-
-
-# int32 list offsets: a chunk of the S_V column holds fewer values than this (a paper-size 8-frame
-# sample has 2^20, so a shard of thousands of them spans several chunks).
-MAX_VALUES_PER_CHUNK = 2**31 - 1
-
-
-def _list_chunk(part: list[np.ndarray], value_type: pa.DataType) -> pa.ListArray:
-    offsets = np.zeros(len(part) + 1, dtype=np.int32)
-    np.cumsum([len(flat) for flat in part], out=offsets[1:])
-    values = np.concatenate(part) if part else np.zeros(0, dtype=value_type.to_pandas_dtype())
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=value_type))
-
-
-def _s_v_column(flats: list[np.ndarray], value_type: pa.DataType) -> pa.ChunkedArray:
-    chunks, part, total = [], [], 0
-    for flat in flats:
-        if part and total + len(flat) > MAX_VALUES_PER_CHUNK:
-            chunks.append(_list_chunk(part, value_type))
-            part, total = [], 0
-        part.append(flat)
-        total += len(flat)
-    chunks.append(_list_chunk(part, value_type))
-    return pa.chunked_array(chunks)
-
-
-def rows_to_table(rows: list[dict], storage_dtype: str) -> pa.Table:
-    """Cache rows -> the cache table. S_V goes in as whole numpy buffers: converting it row by row
-    through Python (pa.Table.from_pylist) costs ~30 ms per paper-size sample, this ~0.1 ms."""
-    schema = cache_schema(storage_dtype)
-    columns = []
-    for field in schema:
-        if field.name == "s_v":
-            columns.append(_s_v_column([np.asarray(r["s_v"]).reshape(-1) for r in rows], field.type.value_type))
-        else:
-            columns.append(pa.array([r[field.name] for r in rows], type=field.type))
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def _parquet_bytes(table: pa.Table, bulk_columns: tuple[str, ...] = ()) -> bytes:
-    """zstd Parquet. Bulk float columns (S_V) skip what only costs there: a dictionary (never
-    smaller for features) and min/max statistics (nobody filters on them), and are stored byte-
-    stream-split (zstd then finds the exponent bytes). Measured on 32 paper-size rows of random
-    features: encoding 0.43 s instead of 1.3 s with the defaults, and 10% smaller (docs/benchmarks.md)."""
-    plain = [name for name in table.column_names if name not in bulk_columns]
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd", use_dictionary=plain, write_statistics=plain,
-                   column_encoding={f"{name}.list.element": "BYTE_STREAM_SPLIT" for name in bulk_columns} or None)
-    return buffer.getvalue()

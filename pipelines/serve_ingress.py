@@ -129,7 +129,7 @@ class Ingress:
         hold yet (or holds with other captions) and not deleted, and only those rows' S_V are read
         and predicted. A second replica, or a restart against a kept index, predicts nothing (it
         used to read the whole cache, S_V included, into each replica and predict every item)."""
-        from ops.cache_files import read_shard_columns, require_feature_cache
+        from ops.cache_files import read_shard_columns, read_shard_rows, require_feature_cache
         from ops.collate import row_features
 
         def item_id(row: dict) -> str:
@@ -145,8 +145,8 @@ class Ingress:
             predicted += len(missing)
             if not missing:
                 continue
-            rows = [row for row in read_shard_columns(cache, shard, ["shard", "key", "s_v_shape", "s_v"]).to_pylist()
-                    if item_id(row) in missing]
+            at = [index for index, row in enumerate(texts) if item_id(row) in missing]
+            rows = read_shard_rows(cache, shard, at, ["shard", "key", "s_v_shape", "s_v"])
             arrays = row_features([row["s_v_shape"] for row in rows], [row["s_v"] for row in rows])
             embeddings = await asyncio.gather(*(self.visual.predict_cached.remote(f) for f in arrays))
             await self.index.add_many.remote([(item_id(row), embedding, items[item_id(row)])

@@ -8,8 +8,8 @@ import io
 import numpy as np
 import pyarrow.parquet as pq
 
-import ops.feature_cache as feature_cache
-from ops.feature_cache import _parquet_bytes, cache_schema, rows_to_table
+import ops.cache_parquet as cache_parquet
+from ops.cache_parquet import cache_schema, parquet_bytes, rows_to_table
 
 
 def make_rows(lengths: list[int], dtype=np.float16) -> list[dict]:
@@ -24,7 +24,7 @@ def test_rows_round_trip_through_parquet_exactly():
     rows = make_rows([64, 16, 0, 64])
     table = rows_to_table(rows, "float16")
     assert table.schema.equals(cache_schema("float16"))
-    back = pq.read_table(io.BytesIO(_parquet_bytes(table, bulk_columns=("s_v",))))
+    back = pq.read_table(io.BytesIO(parquet_bytes(table, bulk_columns=("s_v",))))
     assert back.schema.equals(cache_schema("float16"))
     for i, row in enumerate(rows):
         assert np.array_equal(np.asarray(back["s_v"][i].values), row["s_v"])
@@ -33,7 +33,7 @@ def test_rows_round_trip_through_parquet_exactly():
 
 
 def test_s_v_is_split_into_chunks_under_the_offset_limit(monkeypatch):
-    monkeypatch.setattr(feature_cache, "MAX_VALUES_PER_CHUNK", 100)
+    monkeypatch.setattr(cache_parquet, "MAX_VALUES_PER_CHUNK", 100)
     rows = make_rows([40, 40, 40, 150, 10], dtype=np.float32)  # one row alone exceeds the limit
     column = rows_to_table(rows, "float32")["s_v"]
     assert [len(chunk) for chunk in column.chunks] == [2, 1, 1, 1]
@@ -42,7 +42,7 @@ def test_s_v_is_split_into_chunks_under_the_offset_limit(monkeypatch):
 
 
 def test_bulk_column_skips_dictionary_and_statistics():
-    data = _parquet_bytes(rows_to_table(make_rows([64, 64]), "float16"), bulk_columns=("s_v",))
+    data = parquet_bytes(rows_to_table(make_rows([64, 64]), "float16"), bulk_columns=("s_v",))
     group = pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0)
     columns = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
     s_v = columns["s_v.list.element"]
