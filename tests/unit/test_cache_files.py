@@ -48,9 +48,9 @@ def test_each_epoch_lists_every_shard_once_in_a_seeded_order(tmp_path):
 
 def test_reader_yields_the_stage_rows_with_their_epoch(tmp_path):
     source = CacheSource(write_cache(tmp_path / "c", shards=2, rows=10), ("video",), ("caption",))
-    reader = CacheFileReader((source,), ("target", "s_v"), record_batch_rows=4)
+    reader = CacheFileReader((source,), ("target", "s_v"), record_batch_rows=2)
     tables = list(reader(as_batch(pass_items([source], epochs=2, seed=0))))
-    assert len(tables) > 2 * 2  # several record batches per file: memory stays bounded
+    assert len(tables) > 2 * 2 and max(t.num_rows for t in tables) == 2  # several bounded tables per file
     rows = pa.concat_tables(tables)
     # video (even r) captioning (r not a multiple of 3) rows: r in {2, 4, 8}, per shard, per epoch
     assert sorted(rows["target"].to_pylist()) == sorted(

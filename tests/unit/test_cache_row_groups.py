@@ -77,7 +77,25 @@ def test_training_reads_the_same_rows_and_subsample_from_one_group_or_many(tmp_p
         assert max(len(keys) for keys in grouped) <= 3  # a yielded table never spans row groups
     every_caption = [row["key"] for row in rows if row["task"] == "caption"]
     assert sum(read(many_groups, 1.0), []) == every_caption
-    assert 0 < len(sum(read(many_groups, 0.5), [])) < len(every_caption)
+    # the subsample is one seeded draw per selected row in file order, as the reader always drew it
+    # (a resumed run, or one over a cache written before row groups, keeps the same rows)
+    draws = np.random.default_rng([3, 1, 0, *b"s0"]).random(len(every_caption)) < 0.5
+    assert sum(read(many_groups, 0.5), []) == [key for key, drawn in zip(every_caption, draws) if drawn]
+    assert 0 < draws.sum() < len(every_caption)
+
+
+def test_a_subsampled_source_reads_only_the_row_groups_with_drawn_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache_parquet, "ROW_GROUP_BYTES", 128)  # a row a group
+    rows = mixed_rows(30)
+    cache, _ = commit(tmp_path / "cache", rows)
+    groups_read = []
+    real_read = pq.ParquetFile.read_row_group
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group",
+                        lambda self, group, **kw: groups_read.append(group) or real_read(self, group, **kw))
+    source = CacheSource(cache.url, ("video",), ("caption",), keep=0.2)
+    keys = sum((t["key"].to_pylist() for t in CacheFileReader((source,), ("key", "s_v")).read_file(0, "s0", 0)), [])
+    assert 0 < len(keys) < 10
+    assert groups_read == [int(key[1:]) for key in keys]  # the drawn rows' groups, no other
 
 
 def test_rows_at_reads_only_the_groups_holding_them(tmp_path, monkeypatch):
