@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ops.cache_parquet import rows_at
+from ops.cache_parquet import group_starts, rows_at
 from ops.feature_cache import FeatureCache
 from ops.training_rows import select_rows, selection_mask
 
@@ -139,7 +139,7 @@ class CacheFileReader:
         with cache.fs.open(cache.path(f"{shard}.parquet"), "rb") as handle:
             parquet = pq.ParquetFile(handle)
             drawn = None if share >= 1.0 else self.drawn_rows(parquet, source, share, sampler)
-            starts = np.cumsum([0, *(parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups))])
+            starts = group_starts(parquet)
             for group, (start, stop) in enumerate(zip(starts[:-1], starts[1:])):
                 if drawn is not None and not drawn[start:stop].any():
                     continue  # a subsampled source: no row of this group drawn, its S_V never read

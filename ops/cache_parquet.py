@@ -133,13 +133,19 @@ def group_tables(handle, columns: list[str] | None = None) -> Iterator[pa.Table]
         yield parquet.read_row_group(group, columns=columns)
 
 
+def group_starts(parquet: pq.ParquetFile) -> np.ndarray:
+    """The file order index of each row group's first row, then the file's row count."""
+    return np.cumsum([0, *(parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups))])
+
+
 def rows_at(handle, indices: list[int], columns: list[str] | None = None) -> list[dict]:
     """The rows numbered `indices` (file order) as table_rows gives them, in that order; only the
     row groups holding them are read."""
     parquet = pq.ParquetFile(handle)
-    starts = np.cumsum([0, *(parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups))])
-    if any(not 0 <= index < starts[-1] for index in indices):
-        raise IndexError(f"rows {indices} asked of a file of {int(starts[-1])}")
+    starts = group_starts(parquet)
+    outside = [index for index in indices if not 0 <= index < starts[-1]]
+    if outside:
+        raise IndexError(f"rows {outside[:5]} asked of a file of {int(starts[-1])}")
     wanted = set(indices)
     found: dict[int, dict] = {}
     for group in sorted(set((np.searchsorted(starts, indices, side="right") - 1).tolist())):
