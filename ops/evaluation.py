@@ -11,6 +11,9 @@ Chance levels are computed from the same data (1 / labels, relevant / videos, 1 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 
@@ -21,20 +24,26 @@ from ops.collate import pad_visual, row_features
 from ops.feature_cache import FeatureCache
 
 
-def load_rows(cache_url: str, max_samples: int | None = None) -> list[dict]:
-    """The cache's rows (up to `max_samples`), S_V as numpy views of what was read: the features
-    held once, at their stored dtype (ops/cache_parquet.py), read a row group at a time."""
+def row_chunks(cache_url: str, max_samples: int | None = None) -> Iterator[list[dict]]:
+    """The cache's rows (up to `max_samples`), a row group at a time, S_V as numpy views of it."""
     cache = FeatureCache(cache_url)
-    rows: list[dict] = []
+    seen = 0
     for path in cache.shard_files():
         with cache.fs.open(path, "rb") as handle:
             for table in group_tables(handle):
-                rows.extend(table_rows(table))
-                if max_samples is not None and len(rows) >= max_samples:
-                    return rows[:max_samples]
-    if not rows:
+                rows = table_rows(table)[: None if max_samples is None else max_samples - seen]
+                seen += len(rows)
+                yield rows
+                if max_samples is not None and seen >= max_samples:
+                    return
+    if not seen:
         raise ValueError(f"no cached samples under {cache_url} (is it a feature cache with a manifest.json?)")
-    return rows
+
+
+def load_rows(cache_url: str, max_samples: int | None = None) -> list[dict]:
+    """The cache's rows (up to `max_samples`), S_V as numpy views of what was read: the features
+    held once, at their stored dtype (ops/cache_parquet.py), read a row group at a time."""
+    return [row for rows in row_chunks(cache_url, max_samples) for row in rows]
 
 
 @torch.no_grad()
@@ -49,15 +58,74 @@ def predict(model: VLJepa, rows: list[dict], queries: list[str], batch_size: int
     return torch.cat(out)
 
 
+def scored_kind(row: dict) -> str | None:
+    """"caption" (classification and retrieval), "vqa" (candidate answers) or None (not scored)."""
+    if row["task"] == "caption":
+        return "caption"
+    return "vqa" if row["task"] in ("vqa", "classification") and row["candidates"] else None
+
+
+@dataclass
+class Predictions:
+    """The rows evaluation scores, without their S_V, each with Ŝ_Y under its own query (the
+    captioning prompt, or its question). Fed rows a chunk at a time: each kind is predicted in
+    batches of `batch_size` as they fill, the batches the whole list would make, so the numbers
+    are the same whether the rows came at once or a row group at a time."""
+
+    model: VLJepa
+    caption_prompt: str
+    batch_size: int = 64
+    rows_seen: int = 0
+    pending: dict[str, list[dict]] = field(default_factory=lambda: {"caption": [], "vqa": []})
+    done: dict[str, list[dict]] = field(default_factory=lambda: {"caption": [], "vqa": []})
+
+    def add(self, rows: list[dict]) -> None:
+        self.rows_seen += len(rows)
+        for row in rows:
+            kind = scored_kind(row)
+            if kind:
+                self.pending[kind].append(row)
+        for kind in self.pending:
+            self.flush(kind, self.batch_size)
+
+    def flush(self, kind: str, at_least: int = 1) -> None:
+        while len(self.pending[kind]) >= at_least and self.pending[kind]:
+            chunk, self.pending[kind] = self.pending[kind][: self.batch_size], self.pending[kind][self.batch_size :]
+            queries = [self.caption_prompt if kind == "caption" else row["query"] for row in chunk]
+            for row, prediction in zip(chunk, predict(self.model, chunk, queries, self.batch_size)):
+                self.done[kind].append({**{k: v for k, v in row.items() if k != "s_v"}, "predicted": prediction})
+
+    def finish(self) -> tuple[list[dict], list[dict]]:
+        for kind in self.pending:
+            self.flush(kind)
+        return self.done["caption"], self.done["vqa"]
+
+
 def evaluate(model: VLJepa, rows: list[dict], caption_prompt: str = "") -> dict:
+    """The metrics over rows held in memory (the in-training evaluation keeps its rows)."""
+    return evaluate_chunks(model, [rows], caption_prompt)
+
+
+def evaluate_cache(model: VLJepa, cache_url: str, caption_prompt: str = "", max_samples: int | None = None) -> dict:
+    """The metrics over a cache read a row group at a time: only the predictions are kept, ~E floats
+    a row instead of its S_V (2 MiB a paper-size clip), so the cache's size does not matter."""
+    return evaluate_chunks(model, row_chunks(cache_url, max_samples), caption_prompt)
+
+
+@torch.no_grad()
+def evaluate_chunks(model: VLJepa, chunks: Iterable[list[dict]], caption_prompt: str = "") -> dict:
     model.eval()
-    result: dict = {"num_samples": len(rows)}
-    captioned = [r for r in rows if r["task"] == "caption"]
+    predictions = Predictions(model, caption_prompt)
+    for rows in chunks:
+        predictions.add(rows)
+    captioned, vqa = predictions.finish()
+    result: dict = {"num_samples": predictions.rows_seen}
     if captioned:
         labels = sorted({r["target"] for r in captioned})
-        predicted = predict(model, captioned, [caption_prompt] * len(captioned))
+        label_index = {label: index for index, label in enumerate(labels)}
+        predicted = torch.stack([r["predicted"] for r in captioned])
         label_embeddings = model.embed_texts(labels).cpu()
-        truth = torch.tensor([labels.index(r["target"]) for r in captioned])
+        truth = torch.tensor([label_index[r["target"]] for r in captioned])
         ranked = rank(predicted, label_embeddings).indices
         result["classification"] = {
             "top1": float((ranked[:, 0] == truth).float().mean()),
@@ -68,13 +136,11 @@ def evaluate(model: VLJepa, rows: list[dict], caption_prompt: str = "") -> dict:
         if videos:
             result["retrieval"] = _retrieval(predicted[videos], [captioned[i]["target"] for i in videos],
                                              labels, label_embeddings)
-    vqa = [r for r in rows if r["task"] in ("vqa", "classification") and r["candidates"]]
     if vqa:
-        predicted = predict(model, vqa, [r["query"] for r in vqa])
         correct = []
-        for row, prediction in zip(vqa, predicted):
+        for row in vqa:
             options = model.embed_texts(row["candidates"]).cpu()
-            best = row["candidates"][int((options @ prediction).argmax())]
+            best = row["candidates"][int((options @ row["predicted"]).argmax())]
             correct.append(best.strip().lower() == row["target"].strip().lower())
         result["vqa"] = {"accuracy": float(np.mean(correct)),
                          "chance": float(np.mean([1.0 / len(r["candidates"]) for r in vqa]))}

@@ -10,7 +10,7 @@ import argparse
 
 from model.export import load_model, read_manifest, recorded_x_encoder
 from ops.cache_files import require_feature_cache
-from ops.evaluation import evaluate, load_rows
+from ops.evaluation import evaluate_cache
 from pipelines.cli_types import positive_int
 from pipelines.model_source import resolve_model_dir
 from pipelines.report import print_json_result, run_as_process, table
@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     # features of another x-encoder would give numbers that mean nothing (or a shape error): refused
     require_feature_cache(args.cache, recorded_x_encoder(model_dir), reader=f"model {args.model}")
     prompt = args.prompt if args.prompt is not None else read_manifest(model_dir)["metadata"].get("caption_prompt", "")
-    result = evaluate(load_model(model_dir), load_rows(args.cache, args.max_samples), prompt)
+    # a row group at a time, predictions kept and features dropped: any size of cache fits
+    result = evaluate_cache(load_model(model_dir), args.cache, prompt, args.max_samples)
     print(f"evaluate: {result['num_samples']} samples from {args.cache}")
     print(results_table(result))
     if args.json:

@@ -44,3 +44,41 @@ def test_real_predict_path_runs_on_cached_shapes(minilm_model):
     out = evaluation.predict(minilm_model, rows, ["", ""])
     assert out.shape == (2, minilm_model.config.embed_dim)
     torch.testing.assert_close(out.norm(dim=-1), torch.ones(2))
+
+
+def test_a_cache_evaluated_a_row_group_at_a_time_scores_as_the_rows_held_at_once(minilm_model, tmp_path, monkeypatch):
+    """`vljepa evaluate` keeps predictions, not S_V: the same numbers as evaluating every row in memory."""
+    import ops.cache_parquet as cache_parquet
+    from ops.feature_cache import FeatureCache, Fingerprint
+
+    monkeypatch.setattr(cache_parquet, "ROW_GROUP_BYTES", 3 * 8 * 64 * 2)  # three 8-token rows a group
+    rng = np.random.default_rng(0)
+    captions = ["a red ball moves left", "a blue cube moves up", "a green triangle moves down", "a yellow ball"]
+    rows = [{"key": f"k{i:02d}", "shard": "s", "source": "t", "media_kind": "video" if i % 4 else "image",
+             "task": "vqa" if i % 5 == 0 else "caption", "query": "Which colour?" if i % 5 == 0 else "",
+             "target": "red" if i % 5 == 0 else captions[i % 4],
+             "candidates": ["red", "blue", "green"] if i % 5 == 0 else [], "frame_times": [0.0],
+             "s_v_shape": [8, 64], "s_v": rng.standard_normal(8 * 64).astype(np.float16)} for i in range(20)]
+    fingerprint = Fingerprint(x_encoder="x", x_encoder_config_hash="0", num_frames=1, image_size=8, storage_dtype="float16")
+    cache = FeatureCache(str(tmp_path / "cache"))
+    for shard, part in (("a", rows[:11]), ("b", rows[11:])):
+        cache.commit_shard(shard, part, [], fingerprint.digest(), "float16")
+    cache.write_manifest(fingerprint, cache.markers(["a", "b"]))
+
+    streamed = evaluation.evaluate_cache(minilm_model, cache.url, "a prompt")
+    assert streamed == evaluation.evaluate(minilm_model, evaluation.load_rows(cache.url), "a prompt")
+    assert streamed["num_samples"] == 20 and {"classification", "retrieval", "vqa"} <= streamed.keys()
+    assert (evaluation.evaluate_cache(minilm_model, cache.url, max_samples=7)
+            == evaluation.evaluate(minilm_model, evaluation.load_rows(cache.url, 7)))
+
+    # batches fill across row groups exactly as over the whole list: the same predictions, bit for bit
+    predictions = evaluation.Predictions(minilm_model, "a prompt", batch_size=4)
+    for chunk in evaluation.row_chunks(cache.url):
+        assert len(chunk) <= 3
+        predictions.add(chunk)
+    captioned, vqa = predictions.finish()
+    whole = [r for r in rows if r["task"] == "caption"]
+    expected = evaluation.predict(minilm_model, whole, ["a prompt"] * len(whole), batch_size=4)
+    assert [r["key"] for r in captioned] == [r["key"] for r in whole] and "s_v" not in captioned[0]
+    assert torch.equal(torch.stack([r["predicted"] for r in captioned]), expected)
+    assert [r["key"] for r in vqa] == [r["key"] for r in rows if r["task"] == "vqa"]
