@@ -9,6 +9,8 @@ the cache's row groups, kept here as the baseline) and today's, alternating for 
              each built, encoded and written before the next (ops/cache_parquet.py).
   train read the training reader (ops.cache_files.CacheFileReader) over the file. Before: a file of
              one row group (as every cache was written). Now: the same rows in row groups.
+  read 10%   the same, for a source read at a 10% share (--cache-weights far down, SFT replay):
+             the same drawn rows; now only the row groups holding one are read.
   eval load  ops.evaluation.load_rows. Before: every column through to_pylist (S_V as Python floats).
              Now: a row group at a time, S_V as numpy views.
   index read the S_V of 4 rows, as the serve index reads the rows it lacks. Before: the shard's S_V
@@ -88,9 +90,10 @@ def run_once(operation: str, way: str, cache_dir: str, rows: int) -> dict:
         else:
             FeatureCache(cache_dir).commit_shard("s0", data, [], "bench", "float16")
         checksum = Path(cache_dir, "s0.parquet").stat().st_size
-    elif operation == "train read":
-        reader = CacheFileReader((CacheSource(cache_dir, ("video",), ("caption",)),), ("s_v", "s_v_shape", "target"))
-        checksum = sum(table.num_rows for table in reader.read_file(0, "s0", 0))
+    elif operation in ("train read", "read 10%"):
+        source = CacheSource(cache_dir, ("video",), ("caption",), keep=1.0 if operation == "train read" else 0.1)
+        reader = CacheFileReader((source,), ("key", "s_v", "s_v_shape", "target"))
+        checksum = ",".join(key for table in reader.read_file(0, "s0", 0) for key in table["key"].to_pylist())
     elif operation == "eval load":
         loaded = load_before(cache_dir) if way == "before" else load_rows(cache_dir)
         checksum = float(sum(float(np.asarray(row["s_v"][:8], dtype=np.float32).sum()) for row in loaded))
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ops.cache_parquet import ROW_GROUP_BYTES
 
-    operations = ("commit", "train read", "eval load", "index read")
+    operations = ("commit", "train read", "read 10%", "eval load", "index read")
     runs: dict[tuple[str, str], list[dict]] = {(op, way): [] for op in operations for way in ("before", "now")}
     with tempfile.TemporaryDirectory() as tmp:
         caches = {way: f"{tmp}/{way}" for way in ("before", "now")}
