@@ -59,7 +59,8 @@ def predict(model: VLJepa, rows: list[dict], queries: list[str], batch_size: int
 
 
 def scored_kind(row: dict) -> str | None:
-    """"caption" (classification and retrieval), "vqa" (candidate answers) or None (not scored)."""
+    """What a row is scored on: "caption" (classification and retrieval), "vqa" (its candidate
+    answers), or None (neither)."""
     if row["task"] == "caption":
         return "caption"
     return "vqa" if row["task"] in ("vqa", "classification") and row["candidates"] else None
