@@ -11,7 +11,7 @@ Chance levels are computed from the same data (1 / labels, relevant / videos, 1 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,18 +107,23 @@ def evaluate(model: VLJepa, rows: list[dict], caption_prompt: str = "") -> dict:
     return evaluate_chunks(model, [rows], caption_prompt)
 
 
-def evaluate_cache(model: VLJepa, cache_url: str, caption_prompt: str = "", max_samples: int | None = None) -> dict:
+def evaluate_cache(model: VLJepa, cache_url: str, caption_prompt: str = "", max_samples: int | None = None,
+                   progress: Callable[[int], object] | None = None) -> dict:
     """The metrics over a cache read a row group at a time: only the predictions are kept, ~E floats
-    a row instead of its S_V (2 MiB a paper-size clip), so the cache's size does not matter."""
-    return evaluate_chunks(model, row_chunks(cache_url, max_samples), caption_prompt)
+    a row instead of its S_V (2 MiB a paper-size clip), so the cache's size does not matter.
+    `progress` is called with each row group's row count once its rows are in."""
+    return evaluate_chunks(model, row_chunks(cache_url, max_samples), caption_prompt, progress)
 
 
 @torch.no_grad()
-def evaluate_chunks(model: VLJepa, chunks: Iterable[list[dict]], caption_prompt: str = "") -> dict:
+def evaluate_chunks(model: VLJepa, chunks: Iterable[list[dict]], caption_prompt: str = "",
+                    progress: Callable[[int], object] | None = None) -> dict:
     model.eval()
     predictions = Predictions(model, caption_prompt)
     for rows in chunks:
         predictions.add(rows)
+        if progress is not None:
+            progress(len(rows))
     captioned, vqa = predictions.finish()
     result: dict = {"num_samples": predictions.rows_seen}
     if captioned:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 
+from tqdm import tqdm
+
 from model.export import load_model, read_manifest, recorded_x_encoder
 from ops.cache_files import require_feature_cache
 from ops.evaluation import evaluate_cache
+from ops.feature_cache import FeatureCache
 from pipelines.cli_types import positive_int
 from pipelines.model_source import resolve_model_dir
 from pipelines.report import print_json_result, run_as_process, table
@@ -43,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     # features of another x-encoder would give numbers that mean nothing (or a shape error): refused
     require_feature_cache(args.cache, recorded_x_encoder(model_dir), reader=f"model {args.model}")
     prompt = args.prompt if args.prompt is not None else read_manifest(model_dir)["metadata"].get("caption_prompt", "")
-    # a row group at a time, predictions kept and features dropped: any size of cache fits
-    result = evaluate_cache(load_model(model_dir), args.cache, prompt, args.max_samples)
+    model = load_model(model_dir)
+    rows = sum(counts.get("rows", 0) for counts in (FeatureCache(args.cache).manifest() or {}).get("shards", {}).values())
+    with tqdm(total=min(rows, args.max_samples or rows), desc="evaluate", unit="sample") as bar:
+        # a row group at a time, predictions kept and features dropped: any size of cache fits
+        result = evaluate_cache(model, args.cache, prompt, args.max_samples, progress=bar.update)
     print(f"evaluate: {result['num_samples']} samples from {args.cache}")
     print(results_table(result))
     if args.json:
