@@ -40,7 +40,11 @@ def classify(model: VLJepa, s_v: torch.Tensor, labels: list[str], prompt: str | 
 def answer_vqa(model: VLJepa, s_v: torch.Tensor, questions: list[str], candidates: list[list[str]]) -> list[Ranking]:
     """One question and its own candidate answers per sample -> candidates ranked per sample."""
     predicted = model.embed_visual(s_v, questions)  # (B, E)
-    return [rank(predicted[i : i + 1], model.embed_texts(options)) for i, options in enumerate(candidates)]
+    answers = list(dict.fromkeys(answer for options in candidates for answer in options))  # each encoded once
+    embedded = model.embed_texts(answers)
+    index = {answer: i for i, answer in enumerate(answers)}
+    return [rank(predicted[i : i + 1], embedded[[index[answer] for answer in options]])
+            for i, options in enumerate(candidates)]
 
 
 def retrieve(model: VLJepa, video_embeddings: torch.Tensor, text_queries: list[str]) -> Ranking:

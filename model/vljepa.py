@@ -22,6 +22,9 @@ from model.tokenize import tokenize
 from model.x_encoder import XEncoder
 from model.y_encoder import YEncoder
 
+# Texts per forward pass of `embed_texts`.
+TEXT_BATCH = 256
+
 
 class VLJepa(nn.Module):
     def __init__(
@@ -92,11 +95,23 @@ class VLJepa(nn.Module):
                         self.config.y_encoder.max_tokens)
 
     @torch.no_grad()
-    def embed_texts(self, texts: list[str]) -> torch.Tensor:
-        """Candidate / target texts -> L2-normalised S_Y (K, E)."""
-        ids, mask = self.tokenize_targets(texts)
+    def embed_texts(self, texts: list[str], batch_size: int = TEXT_BATCH) -> torch.Tensor:
+        """Candidate / target texts -> L2-normalised S_Y (K, E), on the model's device.
+
+        Encoded `batch_size` at a time, longest first: a batch pads to its longest text, so texts of
+        like length batched together waste little, and a long list (every label of an evaluation,
+        an MLflow batch prediction) never becomes one forward pass over all of it. The rows come
+        back in the order given; a list of at most `batch_size` is one batch, as before."""
         device = self.logit_scale.device
-        return F.normalize(self.encode_target(ids.to(device), mask.to(device)).float(), dim=-1)
+        if not texts:
+            return torch.zeros(0, self.config.embed_dim, device=device)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        out = torch.empty(len(texts), self.config.embed_dim, device=device)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            ids, mask = self.tokenize_targets([texts[i] for i in chunk])
+            out[chunk] = F.normalize(self.encode_target(ids.to(device), mask.to(device)).float(), dim=-1)
+        return out
 
     @torch.no_grad()
     def embed_visual(self, s_v: torch.Tensor, queries: list[str] | None = None,

@@ -143,19 +143,30 @@ def evaluate_chunks(model: VLJepa, chunks: Iterable[list[dict]], caption_prompt:
             result["retrieval"] = _retrieval(predicted[videos], [captioned[i]["target"] for i in videos],
                                              labels, label_embeddings)
     if vqa:
-        correct = []
-        for row in vqa:
-            options = model.embed_texts(row["candidates"]).cpu()
-            best = row["candidates"][int((options @ row["predicted"]).argmax())]
-            correct.append(best.strip().lower() == row["target"].strip().lower())
-        result["vqa"] = {"accuracy": float(np.mean(correct)),
-                         "chance": float(np.mean([1.0 / len(r["candidates"]) for r in vqa]))}
+        result["vqa"] = vqa_accuracy(model, vqa)
     return result
+
+
+def vqa_accuracy(model: VLJepa, vqa: list[dict]) -> dict:
+    """Accuracy of picking, per row, the candidate answer nearest its prediction. Every distinct
+    answer is encoded once, in batches (answer sets repeat across questions: "yes" / "no", colours,
+    directions), where one forward pass per row cost 2000 passes of a few texts each for the
+    in-training evaluation's rows (benchmarks/vqa_scoring.py)."""
+    answers = list(dict.fromkeys(answer for row in vqa for answer in row["candidates"]))
+    embedded = model.embed_texts(answers).cpu()
+    index = {answer: i for i, answer in enumerate(answers)}
+    correct = []
+    for row in vqa:
+        options = embedded[[index[answer] for answer in row["candidates"]]]
+        best = row["candidates"][int((options @ row["predicted"]).argmax())]
+        correct.append(best.strip().lower() == row["target"].strip().lower())
+    return {"accuracy": float(np.mean(correct)), "chance": float(np.mean([1.0 / len(r["candidates"]) for r in vqa]))}
 
 
 def _retrieval(video_embeddings, video_captions, labels, label_embeddings) -> dict:
     queries = sorted(set(video_captions))
-    query_embeddings = label_embeddings[[labels.index(q) for q in queries]]
+    label_index = {label: index for index, label in enumerate(labels)}
+    query_embeddings = label_embeddings[[label_index[q] for q in queries]]
     ranked = rank(query_embeddings, video_embeddings).indices  # (Q, V)
     captions = np.array(video_captions)
     hits = {k: [] for k in (1, 5, 10)}

@@ -82,3 +82,25 @@ def test_a_cache_evaluated_a_row_group_at_a_time_scores_as_the_rows_held_at_once
     assert [r["key"] for r in captioned] == [r["key"] for r in whole] and "s_v" not in captioned[0]
     assert torch.equal(torch.stack([r["predicted"] for r in captioned]), expected)
     assert [r["key"] for r in vqa] == [r["key"] for r in rows if r["task"] == "vqa"]
+
+
+def test_vqa_encodes_each_distinct_answer_once_and_picks_as_per_row_encoding_did(minilm_model, monkeypatch):
+    """Answer sets repeat across questions; scoring encodes each distinct answer once, in one pass
+    here, and picks for every row the answer that encoding that row's candidates alone picks."""
+    rng = np.random.default_rng(0)
+    pool = ["red", "blue", "green", "yellow", "left", "right", "up", "down", "a ball", "a cube"]
+    rows = [{"candidates": list(rng.choice(pool, size=int(rng.integers(2, 5)), replace=False)),
+             "target": str(rng.choice(pool))} for _ in range(40)]
+    for row in rows:
+        row["predicted"] = minilm_model.embed_texts([str(rng.choice(pool)) + " " + str(rng.choice(pool))])[0]
+
+    def picked_alone(row):
+        return row["candidates"][int((minilm_model.embed_texts(row["candidates"]) @ row["predicted"]).argmax())]
+
+    expected = np.mean([picked_alone(r).lower() == r["target"].lower() for r in rows])
+    passes = []
+    encode = minilm_model.encode_target
+    monkeypatch.setattr(minilm_model, "encode_target", lambda ids, mask: passes.append(len(ids)) or encode(ids, mask))
+    result = evaluation.vqa_accuracy(minilm_model, rows)
+    assert result["accuracy"] == pytest.approx(expected) and 0 < expected < 1
+    assert passes == [len({a for r in rows for a in r["candidates"]})]  # one pass, each answer once

@@ -63,3 +63,28 @@ def test_device_autocast_is_bf16_on_a_gpu_only():
     assert not cpu._enabled
     with cpu:  # float32 stays float32 on a CPU
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_texts_are_encoded_in_batches_longest_first_and_come_back_in_order(minilm_model, monkeypatch):
+    texts = ["a", "a red ball moves left across the table", "up", "a blue cube", "", "a green triangle moves down"]
+    alone = torch.cat([minilm_model.embed_texts([text]) for text in texts])
+    passes = []
+    encode = minilm_model.encode_target
+    monkeypatch.setattr(minilm_model, "encode_target", lambda ids, mask: passes.append(ids.shape) or encode(ids, mask))
+    batched = minilm_model.embed_texts(texts, batch_size=4)
+    torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-5)
+    assert [shape[0] for shape in passes] == [4, 2] and passes[0][1] > passes[1][1]  # long texts pad together
+    assert minilm_model.embed_texts([]).shape == (0, minilm_model.config.embed_dim)
+
+
+def test_vqa_answers_rank_as_each_sample_encoded_alone(minilm_model):
+    torch.manual_seed(2)
+    size = minilm_model.config.x_encoder.image_size
+    s_v = minilm_model.encode_visual(torch.randn(3, 4, 3, size, size))
+    candidates = [["red", "blue"], ["blue", "a ball", "red"], ["left", "red"]]
+    answers = answer_vqa(minilm_model, s_v, ["what colour?", "what is it?", "which way?"], candidates)
+    predicted = minilm_model.embed_visual(s_v, ["what colour?", "what is it?", "which way?"])
+    for ranking, options, row in zip(answers, candidates, predicted):
+        expected = rank(row[None], minilm_model.embed_texts(options))
+        assert ranking.indices.tolist() == expected.indices.tolist()
+        torch.testing.assert_close(ranking.scores, expected.scores, atol=1e-5, rtol=1e-5)
