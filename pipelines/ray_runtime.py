@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 
 import ray
 import ray.data
@@ -75,6 +77,24 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, log_to_dri
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver,
                  runtime_env={"worker_process_setup_hook": quiet_local_instance_workers})
+    keep_python_sigterm_handler()
+
+
+def keep_python_sigterm_handler() -> None:
+    """Make SIGTERM reach the driver's Python handler directly, as Ray meant it to (`ray.init` sets
+    one: a graceful `sys.exit`, whose atexit hook shuts Ray down).
+
+    Ray's core worker puts abseil's failure-signal handler in front of it: on SIGTERM that handler
+    prints a stack trace, then arms a 3-second alarm that aborts the process (SIGABRT, a core dump)
+    should the graceful exit take longer, which tearing down a local instance does. So a process
+    manager stopping `vljepa serve` while it started, or `ray job stop` on a driver, got a stack
+    trace and exit code 134 instead of a clean exit (ray-project/ray#64830). Registering the same
+    Python handler again replaces abseil's at the C level; nothing else changes."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread (Ray then sets none either)
+    handler = signal.getsignal(signal.SIGTERM)
+    if handler is not None:  # None: set outside Python, nothing of ours to restore
+        signal.signal(signal.SIGTERM, handler)
 
 
 def gpus_available() -> int:

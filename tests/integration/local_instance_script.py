@@ -1,6 +1,9 @@
 """A driver that starts a local instance the project's way (pipelines.ray_runtime.init_ray) and
 prints, as one JSON line, the level of Ray Train's placement group cleaner logger in a worker and
-in this driver, and whether that logger is the one the cleaner really logs through."""
+in this driver, and whether that logger is the one the cleaner really logs through.
+
+With --until-sigterm it then waits for SIGTERM, and takes 4 s to clean up once it comes (longer
+than the 3 s after which abseil's failure-signal handler, in front of Ray's, aborts a driver)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,9 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
+import time
 
 import ray
 
@@ -33,8 +38,14 @@ def main() -> int:
     seen = ray.get(cleaner_logger_in_worker.remote())
     seen["driver_level"] = logging.getLogger(PLACEMENT_GROUP_CLEANER_LOGGER).getEffectiveLevel()
     print(json.dumps(seen), flush=True)
-    ray.shutdown()
-    shutil.rmtree(temp_dir, ignore_errors=True)
+    try:
+        if "--until-sigterm" in sys.argv:
+            time.sleep(120)  # Ray's SIGTERM handler ends it with SystemExit
+    finally:
+        if "--until-sigterm" in sys.argv:
+            time.sleep(4)  # a slow graceful exit: as tearing down a local instance with replicas is
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
     return 0
 
 
