@@ -43,6 +43,7 @@ class VisualPredictor(Answers):
         self.model = load_model(model_dir).eval().to(self.device)
         self.caption_prompt = read_manifest(model_dir)["metadata"].get("caption_prompt", "")
         self.predict.set_max_batch_size(max_batch_size)  # 1 turns dynamic batching off
+        self.max_batch_size = max_batch_size
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def predict(self, requests: list[tuple[np.ndarray, str | None]]) -> list[np.ndarray]:
@@ -58,10 +59,23 @@ class VisualPredictor(Answers):
                 out[i] = embedding
         return out
 
-    async def predict_cached(self, s_v: np.ndarray) -> np.ndarray:
-        """A cached S_V (N, D) -> Ŝ_Y with the captioning prompt (index building)."""
-        tensor = torch.from_numpy(np.asarray(s_v, dtype=np.float32))[None]
-        return embed_features(self.model, tensor, [self.caption_prompt], self.device)[0]
+    async def predict_cached(self, features: list[np.ndarray]) -> list[np.ndarray]:
+        """Cached S_V [(N, D)] -> their Ŝ_Y with the captioning prompt (index building). Rows of one
+        token count go through the model together, `max_batch_size` at a time: a forward pass per
+        row (as this did first) left a GPU idle between launches and cost a handle call each
+        (benchmarks/index_fill.py)."""
+        out: list[np.ndarray | None] = [None] * len(features)
+        by_length: dict[tuple, list[int]] = {}
+        for i, f in enumerate(features):
+            by_length.setdefault(np.shape(f), []).append(i)
+        for rows in by_length.values():
+            for start in range(0, len(rows), self.max_batch_size):
+                chunk = rows[start : start + self.max_batch_size]
+                s_v = torch.from_numpy(np.stack([np.asarray(features[i], dtype=np.float32) for i in chunk]))
+                for i, embedding in zip(chunk, embed_features(self.model, s_v, [self.caption_prompt] * len(chunk),
+                                                              self.device)):
+                    out[i] = embedding
+        return out
 
 
 @serve.deployment(max_ongoing_requests=128)

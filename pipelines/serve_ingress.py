@@ -72,6 +72,9 @@ app = FastAPIOffline(static_url="/docs-static", title="VL-JEPA", version="1", de
     "part) or base64 in a JSON field `media_b64`. With a token configured, every endpoint but /healthz "
     "needs `Authorization: Bearer <token>`."))
 READY_TIMEOUT_S = 5.0  # /readyz: how long a model deployment may take to answer
+# Cached S_V per call to the visual replica when the index is filled from a feature cache: one
+# batch of its model (`max_batch_size`, 16 by default); 32 MiB a call for paper-size clips.
+INDEX_PREDICT_ROWS = 16
 
 
 async def answers(handle: DeploymentHandle) -> bool:
@@ -148,7 +151,9 @@ class Ingress:
             at = [index for index, row in enumerate(texts) if item_id(row) in missing]
             rows = read_shard_rows(cache, shard, at, ["shard", "key", "s_v_shape", "s_v"])
             arrays = row_features([row["s_v_shape"] for row in rows], [row["s_v"] for row in rows])
-            embeddings = await asyncio.gather(*(self.visual.predict_cached.remote(f) for f in arrays))
+            calls = [self.visual.predict_cached.remote(arrays[start : start + INDEX_PREDICT_ROWS])
+                     for start in range(0, len(arrays), INDEX_PREDICT_ROWS)]
+            embeddings = [embedding for chunk in await asyncio.gather(*calls) for embedding in chunk]
             await self.index.add_many.remote([(item_id(row), embedding, items[item_id(row)])
                                               for row, embedding in zip(rows, embeddings)])
         notice(logging.INFO, "index cache %s: %d captioned videos, %d predicted and added (the rest held already, "
