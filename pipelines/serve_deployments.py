@@ -27,6 +27,14 @@ from pipelines.model_source import resolve_model_dir
 from pipelines.replica_notice import notice
 
 
+def same_shape_batches(shapes: list[tuple], max_size: int) -> list[list[int]]:
+    """Indices of inputs of one shape together (stacked without padding), at most `max_size` a batch."""
+    by_shape: dict[tuple, list[int]] = {}
+    for i, shape in enumerate(shapes):
+        by_shape.setdefault(tuple(shape), []).append(i)
+    return [rows[start : start + max_size] for rows in by_shape.values() for start in range(0, len(rows), max_size)]
+
+
 class Answers:
     """`ready()` for the ingress's /readyz: it answers once the replica has loaded its model."""
 
@@ -49,10 +57,8 @@ class VisualPredictor(Answers):
     async def predict(self, requests: list[tuple[np.ndarray, str | None]]) -> list[np.ndarray]:
         """[(frames (T, S, S, 3) uint8, query or None for the model's captioning prompt)] -> Ŝ_Y."""
         out: list[np.ndarray | None] = [None] * len(requests)
-        by_length: dict[int, list[int]] = {}
-        for i, (frames, _) in enumerate(requests):
-            by_length.setdefault(frames.shape[0], []).append(i)
-        for rows in by_length.values():  # images and clips encode separately, in one call each
+        # images and clips encode separately, in one call each (@serve.batch bounds the batch)
+        for rows in same_shape_batches([frames.shape for frames, _ in requests], len(requests)):
             frames = torch.stack([frames_to_input(requests[i][0]) for i in rows])
             queries = [requests[i][1] if requests[i][1] is not None else self.caption_prompt for i in rows]
             for i, embedding in zip(rows, embed_clips(self.model, frames, queries, self.device)):
@@ -65,16 +71,10 @@ class VisualPredictor(Answers):
         row (as this did first) left a GPU idle between launches and cost a handle call each
         (benchmarks/index_fill.py)."""
         out: list[np.ndarray | None] = [None] * len(features)
-        by_length: dict[tuple, list[int]] = {}
-        for i, f in enumerate(features):
-            by_length.setdefault(np.shape(f), []).append(i)
-        for rows in by_length.values():
-            for start in range(0, len(rows), self.max_batch_size):
-                chunk = rows[start : start + self.max_batch_size]
-                s_v = torch.from_numpy(np.stack([np.asarray(features[i], dtype=np.float32) for i in chunk]))
-                for i, embedding in zip(chunk, embed_features(self.model, s_v, [self.caption_prompt] * len(chunk),
-                                                              self.device)):
-                    out[i] = embedding
+        for rows in same_shape_batches([np.shape(f) for f in features], self.max_batch_size):
+            s_v = torch.from_numpy(np.stack([np.asarray(features[i], dtype=np.float32) for i in rows]))
+            for i, embedding in zip(rows, embed_features(self.model, s_v, [self.caption_prompt] * len(rows), self.device)):
+                out[i] = embedding
         return out
 
 
