@@ -1,6 +1,6 @@
 """Filling the retrieval index from a feature cache: the visual replica predicting cached S_V a row
 per call (what the ingress did first: one handle call and one forward pass at batch 1 per video)
-vs INDEX_PREDICT_ROWS rows per call, batched in the replica (`VisualPredictor.predict_cached`).
+vs ROWS_PER_CALL rows per call, batched in the replica (`VisualPredictor.predict_cached`).
 
 A Serve application of an untrained preset's model on this machine (the visual replica on the GPU
 when there is one); --rows random S_V of the preset's clip size (tokens x x-encoder width, float16
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from pipelines import export
-from pipelines.serve_ingress import INDEX_PREDICT_ROWS
+from pipelines.cached_predictions import ROWS_PER_CALL
 
 
 def per_row(handle, features: list[np.ndarray]) -> list[np.ndarray]:
@@ -32,8 +32,8 @@ def per_row(handle, features: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def batched(handle, features: list[np.ndarray]) -> list[np.ndarray]:
-    responses = [handle.predict_cached.remote(features[start : start + INDEX_PREDICT_ROWS])
-                 for start in range(0, len(features), INDEX_PREDICT_ROWS)]
+    responses = [handle.predict_cached.remote(features[start : start + ROWS_PER_CALL])
+                 for start in range(0, len(features), ROWS_PER_CALL)]
     return [embedding for response in responses for embedding in response.result()]
 
 
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         serve.run(build_app(ServeAppArgs(model=model_dir, num_cpus=0, num_gpus=1 if gpu else 0)), name="bench",
                   route_prefix="/bench")
         handle = serve.get_deployment_handle("VisualPredictor", app_name="bench")
-        batched(handle, features[:INDEX_PREDICT_ROWS])  # warm-up: first calls, first forward passes
+        batched(handle, features[:ROWS_PER_CALL])  # warm-up: first calls, first forward passes
         per_row(handle, features[:4])
         seconds: dict[str, list[float]] = {"per_row": [], "batched": []}
         for _ in range(args.rounds):
@@ -89,12 +89,12 @@ def main(argv: list[str] | None = None) -> int:
 
     medians = {name: statistics.median(values) for name, values in seconds.items()}
     result = {"preset": args.preset, "device": torch.cuda.get_device_name() if gpu else "cpu", "rows": args.rows,
-              "s_v_shape": list(shape), "rows_per_call": INDEX_PREDICT_ROWS,
+              "s_v_shape": list(shape), "rows_per_call": ROWS_PER_CALL,
               **{f"{name}_s": round(value, 3) for name, value in medians.items()},
               **{f"{name}_rows_per_s": round(args.rows / value, 1) for name, value in medians.items()},
               "speedup": round(medians["per_row"] / medians["batched"], 2)}
     print(f"{args.preset} on {result['device']}: {args.rows} cached S_V {tuple(shape)}: a row per call "
-          f"{result['per_row_rows_per_s']} rows/s, {INDEX_PREDICT_ROWS} per call {result['batched_rows_per_s']} rows/s "
+          f"{result['per_row_rows_per_s']} rows/s, {ROWS_PER_CALL} per call {result['batched_rows_per_s']} rows/s "
           f"(x{result['speedup']})")
     print(json.dumps(result))
     return 0

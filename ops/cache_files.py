@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ops.cache_parquet import group_starts, rows_at
+from ops.cache_parquet import group_starts, rows_at, rows_by_group
 from ops.feature_cache import FeatureCache
 from ops.training_rows import select_rows, selection_mask
 
@@ -111,6 +111,15 @@ def read_shard_rows(url: str, shard: str, indices: list[int], columns: list[str]
     cache = FeatureCache(url)
     with cache.fs.open(cache.path(f"{shard}.parquet"), "rb") as handle:
         return rows_at(handle, indices, columns)
+
+
+def shard_rows_by_group(url: str, shard: str, indices: list[int], columns: list[str]) -> Iterator[list[dict]]:
+    """The rows numbered `indices` of one cached shard (S_V as numpy), in file order, a row group's
+    worth at a time: a reader of many rows holds one group of S_V (16 MiB), not the shard's."""
+    cache = FeatureCache(url)
+    with cache.fs.open(cache.path(f"{shard}.parquet"), "rb") as handle:
+        for group in rows_by_group(handle, indices, columns):
+            yield [row for _, row in group]
 
 
 @dataclass(frozen=True)

@@ -138,20 +138,25 @@ def group_starts(parquet: pq.ParquetFile) -> np.ndarray:
     return np.cumsum([0, *(parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups))])
 
 
-def rows_at(handle, indices: list[int], columns: list[str] | None = None) -> list[dict]:
-    """The rows numbered `indices` (file order) as table_rows gives them, in that order; only the
-    row groups holding them are read."""
+def rows_by_group(handle, indices: list[int], columns: list[str] | None = None) -> Iterator[list[tuple[int, dict]]]:
+    """[(index, row)] of the rows numbered `indices` (file order), as table_rows gives them, one list
+    per row group holding any of them, in file order; only those groups are read, one at a time."""
     parquet = pq.ParquetFile(handle)
     starts = group_starts(parquet)
     outside = [index for index in indices if not 0 <= index < starts[-1]]
     if outside:
         raise IndexError(f"rows {outside[:5]} asked of a file of {int(starts[-1])}")
     wanted = set(indices)
-    found: dict[int, dict] = {}
     for group in sorted(set((np.searchsorted(starts, indices, side="right") - 1).tolist())):
         start = int(starts[group])
         rows = table_rows(parquet.read_row_group(group, columns=columns))
-        found.update({start + offset: row for offset, row in enumerate(rows) if start + offset in wanted})
+        yield [(start + offset, row) for offset, row in enumerate(rows) if start + offset in wanted]
+
+
+def rows_at(handle, indices: list[int], columns: list[str] | None = None) -> list[dict]:
+    """The rows numbered `indices` (file order) as table_rows gives them, in that order; only the
+    row groups holding them are read."""
+    found = {index: row for group in rows_by_group(handle, indices, columns) for index, row in group}
     return [found[index] for index in indices]
 
 

@@ -49,6 +49,7 @@ from pipelines.api_responses import (
     TextEmbeddings,
     responses,
 )
+from pipelines.cached_predictions import predict_in_calls
 from pipelines.model_source import resolve_model_dir
 from pipelines.replica_notice import notice
 from pipelines.request_fields import RequestBody, TextField, maybe_json, parse_json, parse_multipart
@@ -72,9 +73,6 @@ app = FastAPIOffline(static_url="/docs-static", title="VL-JEPA", version="1", de
     "part) or base64 in a JSON field `media_b64`. With a token configured, every endpoint but /healthz "
     "needs `Authorization: Bearer <token>`."))
 READY_TIMEOUT_S = 5.0  # /readyz: how long a model deployment may take to answer
-# Cached S_V per call to the visual replica when the index is filled from a feature cache: one
-# batch of its model (`max_batch_size`, 16 by default); 32 MiB a call for paper-size clips.
-INDEX_PREDICT_ROWS = 16
 
 
 async def answers(handle: DeploymentHandle) -> bool:
@@ -132,8 +130,7 @@ class Ingress:
         hold yet (or holds with other captions) and not deleted, and only those rows' S_V are read
         and predicted. A second replica, or a restart against a kept index, predicts nothing (it
         used to read the whole cache, S_V included, into each replica and predict every item)."""
-        from ops.cache_files import read_shard_columns, read_shard_rows, require_feature_cache
-        from ops.collate import row_features
+        from ops.cache_files import read_shard_columns, require_feature_cache, shard_rows_by_group
 
         def item_id(row: dict) -> str:
             return cache_item_id(name, row["shard"], row["key"])
@@ -149,13 +146,9 @@ class Ingress:
             if not missing:
                 continue
             at = [index for index, row in enumerate(texts) if item_id(row) in missing]
-            rows = read_shard_rows(cache, shard, at, ["shard", "key", "s_v_shape", "s_v"])
-            arrays = row_features([row["s_v_shape"] for row in rows], [row["s_v"] for row in rows])
-            calls = [self.visual.predict_cached.remote(arrays[start : start + INDEX_PREDICT_ROWS])
-                     for start in range(0, len(arrays), INDEX_PREDICT_ROWS)]
-            embeddings = [embedding for chunk in await asyncio.gather(*calls) for embedding in chunk]
-            await self.index.add_many.remote([(item_id(row), embedding, items[item_id(row)])
-                                              for row, embedding in zip(rows, embeddings)])
+            rows = shard_rows_by_group(cache, shard, at, ["shard", "key", "s_v_shape", "s_v"])
+            await self.index.add_many.remote(await predict_in_calls(
+                rows, lambda row: (item_id(row), items[item_id(row)]), self.visual.predict_cached.remote))
         notice(logging.INFO, "index cache %s: %d captioned videos, %d predicted and added (the rest held already, "
                              "or deleted)", cache, len(listed), predicted)
         return listed

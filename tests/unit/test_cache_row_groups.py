@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import ops.cache_parquet as cache_parquet
-from ops.cache_files import CacheFileReader, CacheSource, read_shard_rows
+from ops.cache_files import CacheFileReader, CacheSource, read_shard_rows, shard_rows_by_group
 from ops.cache_parquet import row_group_bounds
 from ops.evaluation import load_rows
 from ops.feature_cache import FeatureCache, Fingerprint
@@ -114,6 +114,22 @@ def test_rows_at_reads_only_the_groups_holding_them(tmp_path, monkeypatch):
     assert read_shard_rows(cache.url, "s0", [], ["key"]) == []
     with pytest.raises(IndexError, match="file of 8"):
         read_shard_rows(cache.url, "s0", [8], ["key"])
+
+
+def test_rows_come_a_group_at_a_time_each_group_read_when_its_rows_are_asked_for(tmp_path, monkeypatch):
+    """Serve's index reads the rows it lacks this way: one group of S_V held at a time."""
+    monkeypatch.setattr(cache_parquet, "ROW_GROUP_BYTES", 2 * 128)
+    rows = make_rows([64] * 8)
+    cache, _ = commit(tmp_path / "cache", rows)
+    groups_read = []
+    real_read = pq.ParquetFile.read_row_group
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group",
+                        lambda self, group, **kw: groups_read.append(group) or real_read(self, group, **kw))
+
+    by_group = shard_rows_by_group(cache.url, "s0", [0, 1, 4, 7], ["key", "s_v_shape", "s_v"])
+    assert [row["key"] for row in next(by_group)] == ["k0", "k1"] and groups_read == [0]  # lazily, in file order
+    assert [[row["key"] for row in group] for group in by_group] == [["k4"], ["k7"]]
+    assert groups_read == [0, 2, 3]
 
 
 def test_a_commit_failing_in_a_later_group_leaves_no_file(tmp_path, monkeypatch):
