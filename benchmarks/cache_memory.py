@@ -15,10 +15,13 @@ the cache's row groups, kept here as the baseline) and today's, alternating for 
              Now: a row group at a time, S_V as numpy views.
   index read the S_V of 4 rows, as the serve index reads the rows it lacks. Before: the shard's S_V
              column whole, then to_pylist. Now: only the row groups holding them (rows_at).
+  index fill every row's S_V, as Serve's ingress fills an empty index from the shard (the replica's
+             forward left out). Before: the rows read at once (rows_at), then sent. Now: a row
+             group at a time, at most 4 calls of 16 rows out (pipelines/cached_predictions.py).
 Peak memory is the process's peak RSS during the operation (VmHWM, reset just before) minus its RSS
 then (the rows or the file's path ready, modules imported). Linux only.
 
-    python -m benchmarks.cache_memory [--rows 64] [--rounds 3]
+    python -m benchmarks.cache_memory [--rows 64] [--rounds 3] [--operations "index fill" ...]
 """
 
 from __future__ import annotations
@@ -74,7 +77,37 @@ def index_read_before(cache_dir: str, indices: list[int]) -> list:
     return [rows[i] for i in indices]
 
 
+def index_fill(cache_dir: str, way: str, rows: int) -> float:
+    """Serve's ingress filling an empty index from the shard: every row's S_V to the visual replica.
+    The replica's forward is out of scope (here a mean of 8 columns, a few floats per row kept, as
+    the index keeps Ŝ_Y): this measures what the ingress holds. Before: the rows it lacked read at
+    once, then sent. Now: pipelines.cached_predictions, a row group at a time, 4 calls of 16 out."""
+    import asyncio
+
+    from ops.cache_files import read_shard_rows, shard_rows_by_group
+    from ops.collate import row_features
+    from pipelines.cached_predictions import predict_in_calls
+
+    async def predict(arrays):
+        await asyncio.sleep(0)
+        return [np.asarray(a[:, :8], dtype=np.float32).mean(axis=0) for a in arrays]
+
+    columns = ["shard", "key", "s_v_shape", "s_v"]
+    if way == "before":
+        found = read_shard_rows(cache_dir, "s0", list(range(rows)), columns)
+        arrays = row_features([row["s_v_shape"] for row in found], [row["s_v"] for row in found])
+        embeddings = asyncio.run(predict(arrays))
+    else:
+        predicted = asyncio.run(predict_in_calls(shard_rows_by_group(cache_dir, "s0", list(range(rows)), columns),
+                                                 lambda row: (row["key"], {}), predict))
+        embeddings = [embedding for _, embedding, _ in predicted]
+    return float(sum(float(e.sum()) for e in embeddings))
+
+
 # -- one operation in a fresh process ---------------------------------------------------------------
+OPERATIONS = ("commit", "train read", "read 10%", "eval load", "index read", "index fill")
+
+
 def run_once(operation: str, way: str, cache_dir: str, rows: int) -> dict:
     from ops.cache_files import CacheFileReader, CacheSource, read_shard_rows
     from ops.evaluation import load_rows
@@ -97,6 +130,8 @@ def run_once(operation: str, way: str, cache_dir: str, rows: int) -> dict:
     elif operation == "eval load":
         loaded = load_before(cache_dir) if way == "before" else load_rows(cache_dir)
         checksum = float(sum(float(np.asarray(row["s_v"][:8], dtype=np.float32).sum()) for row in loaded))
+    elif operation == "index fill":
+        checksum = index_fill(cache_dir, way, rows)
     else:
         indices = [1, rows // 2, rows - 1, 0]
         found = (index_read_before(cache_dir, indices) if way == "before"
@@ -127,11 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=64, help="paper-size rows in the shard (2 MiB of S_V each)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--operations", nargs="+", choices=OPERATIONS, default=list(OPERATIONS),
+                        help="run only these (commit always writes the shards the others read)")
     args = parser.parse_args(argv)
 
     from ops.cache_parquet import ROW_GROUP_BYTES
 
-    operations = ("commit", "train read", "read 10%", "eval load", "index read")
+    operations = [op for op in OPERATIONS if op in args.operations]
     runs: dict[tuple[str, str], list[dict]] = {(op, way): [] for op in operations for way in ("before", "now")}
     with tempfile.TemporaryDirectory() as tmp:
         caches = {way: f"{tmp}/{way}" for way in ("before", "now")}
@@ -140,9 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             for op in operations:
                 for way in ("before", "now"):
-                    target = f"{tmp}/commit-{way}" if op == "commit" else caches[way]
+                    # index fill: the ingress's way of reading, both over today's file
+                    target = f"{tmp}/commit-{way}" if op == "commit" else caches["now" if op == "index fill" else way]
                     runs[op, way].append(measure(op, way, target, args.rows))
-    for op in operations[1:]:
+    for op in (op for op in operations if op != "commit"):
         checksums = {run["checksum"] for way in ("before", "now") for run in runs[op, way]}
         assert len(checksums) == 1, f"{op}: the two ways read different rows: {checksums}"
 
