@@ -32,6 +32,15 @@ def mixed_rows(count: int) -> list[dict]:
     return rows
 
 
+def record_group_reads(monkeypatch) -> list[int]:
+    """The row groups read from now on, in order (every reader goes through read_row_group)."""
+    groups_read: list[int] = []
+    real_read = pq.ParquetFile.read_row_group
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group",
+                        lambda self, group, **kw: groups_read.append(group) or real_read(self, group, **kw))
+    return groups_read
+
+
 def test_groups_fill_up_to_the_budget_and_a_larger_row_stands_alone():
     rows = make_rows([64, 64, 64, 200, 8, 8])  # float16: 128, 128, 128, 400, 16, 16 bytes of S_V
     assert row_group_bounds(rows, "float16", group_bytes=256) == [(0, 2), (2, 3), (3, 4), (4, 6)]
@@ -88,10 +97,7 @@ def test_a_subsampled_source_reads_only_the_row_groups_with_drawn_rows(tmp_path,
     monkeypatch.setattr(cache_parquet, "ROW_GROUP_BYTES", 128)  # a row a group
     rows = mixed_rows(30)
     cache, _ = commit(tmp_path / "cache", rows)
-    groups_read = []
-    real_read = pq.ParquetFile.read_row_group
-    monkeypatch.setattr(pq.ParquetFile, "read_row_group",
-                        lambda self, group, **kw: groups_read.append(group) or real_read(self, group, **kw))
+    groups_read = record_group_reads(monkeypatch)
     source = CacheSource(cache.url, ("video",), ("caption",), keep=0.2)
     keys = sum((t["key"].to_pylist() for t in CacheFileReader((source,), ("key", "s_v")).read_file(0, "s0", 0)), [])
     assert 0 < len(keys) < 10
@@ -102,10 +108,7 @@ def test_rows_at_reads_only_the_groups_holding_them(tmp_path, monkeypatch):
     monkeypatch.setattr(cache_parquet, "ROW_GROUP_BYTES", 2 * 128)
     rows = make_rows([64] * 8)
     cache, _ = commit(tmp_path / "cache", rows)
-    groups_read = []
-    real_read = pq.ParquetFile.read_row_group
-    monkeypatch.setattr(pq.ParquetFile, "read_row_group",
-                        lambda self, group, **kw: groups_read.append(group) or real_read(self, group, **kw))
+    groups_read = record_group_reads(monkeypatch)
 
     found = read_shard_rows(cache.url, "s0", [5, 0, 4], ["key", "s_v_shape", "s_v"])
     assert [row["key"] for row in found] == ["k5", "k0", "k4"]
@@ -121,10 +124,7 @@ def test_rows_come_a_group_at_a_time_each_group_read_when_its_rows_are_asked_for
     monkeypatch.setattr(cache_parquet, "ROW_GROUP_BYTES", 2 * 128)
     rows = make_rows([64] * 8)
     cache, _ = commit(tmp_path / "cache", rows)
-    groups_read = []
-    real_read = pq.ParquetFile.read_row_group
-    monkeypatch.setattr(pq.ParquetFile, "read_row_group",
-                        lambda self, group, **kw: groups_read.append(group) or real_read(self, group, **kw))
+    groups_read = record_group_reads(monkeypatch)
 
     by_group = shard_rows_by_group(cache.url, "s0", [0, 1, 4, 7], ["key", "s_v_shape", "s_v"])
     assert [row["key"] for row in next(by_group)] == ["k0", "k1"] and groups_read == [0]  # lazily, in file order
