@@ -40,11 +40,16 @@ def classify(model: VLJepa, s_v: torch.Tensor, labels: list[str], prompt: str | 
 def answer_vqa(model: VLJepa, s_v: torch.Tensor, questions: list[str], candidates: list[list[str]]) -> list[Ranking]:
     """One question and its own candidate answers per sample -> candidates ranked per sample."""
     predicted = model.embed_visual(s_v, questions)  # (B, E)
-    answers = list(dict.fromkeys(answer for options in candidates for answer in options))  # each encoded once
+    return [rank(predicted[i : i + 1], options) for i, options in enumerate(embed_candidates(model, candidates))]
+
+
+def embed_candidates(model: VLJepa, candidates: list[list[str]]) -> list[torch.Tensor]:
+    """Each sample's candidate answers -> their S_Y (K_i, E). Every distinct answer is encoded once,
+    in batches: answer sets repeat across questions ("yes" / "no", colours, directions)."""
+    answers = list(dict.fromkeys(answer for options in candidates for answer in options))
     embedded = model.embed_texts(answers)
     index = {answer: i for i, answer in enumerate(answers)}
-    return [rank(predicted[i : i + 1], embedded[[index[answer] for answer in options]])
-            for i, options in enumerate(candidates)]
+    return [embedded[[index[answer] for answer in options]] for options in candidates]
 
 
 def retrieve(model: VLJepa, video_embeddings: torch.Tensor, text_queries: list[str]) -> Ranking:

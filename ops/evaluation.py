@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from model.tasks import rank
+from model.tasks import embed_candidates, rank
 from model.vljepa import VLJepa
 from ops.cache_parquet import group_tables, table_rows
 from ops.collate import pad_visual, row_features
@@ -152,13 +152,9 @@ def vqa_accuracy(model: VLJepa, vqa: list[dict]) -> dict:
     answer is encoded once, in batches (answer sets repeat across questions: "yes" / "no", colours,
     directions), where one forward pass per row cost 2000 passes of a few texts each for the
     in-training evaluation's rows (benchmarks/vqa_scoring.py)."""
-    answers = list(dict.fromkeys(answer for row in vqa for answer in row["candidates"]))
-    embedded = model.embed_texts(answers).cpu()
-    index = {answer: i for i, answer in enumerate(answers)}
     correct = []
-    for row in vqa:
-        options = embedded[[index[answer] for answer in row["candidates"]]]
-        best = row["candidates"][int((options @ row["predicted"]).argmax())]
+    for row, options in zip(vqa, embed_candidates(model, [row["candidates"] for row in vqa])):
+        best = row["candidates"][int((options.cpu() @ row["predicted"]).argmax())]
         correct.append(best.strip().lower() == row["target"].strip().lower())
     return {"accuracy": float(np.mean(correct)), "chance": float(np.mean([1.0 / len(r["candidates"]) for r in vqa]))}
 
