@@ -12,7 +12,8 @@ A feature cache's items (`--index-cache`) are added again by every ingress at ev
 deleted over HTTP leaves a tombstone, kept through compaction, so it stays deleted (until an
 explicit add of the same id).
 
-Single writer: the index is one replica (infra/serve_config.yaml). The directory must be on a
+Single writer: each shard of the index is one replica (infra/serve_config.yaml), with a directory
+of its own (ops/index_shards.py). The directory must be on a
 volume the index's node sees after a restart (on a cluster: a shared volume).
 """
 

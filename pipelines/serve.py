@@ -3,7 +3,7 @@
     HTTP -> Ingress (FastAPI: validation, auth, size limit)
               -> VisualPredictor (x-encoder + predictor, @serve.batch)
               -> TextEncoder     (y-encoder, @serve.batch, LRU label cache)
-              -> RetrievalIndex  (one replica: the video index)
+              -> RetrievalIndex  (the video index: one replica per shard, RetrievalIndex_1 ...)
               -> TextDecoder     (Y-decoder, @serve.batch; when the model has one: caption, stream)
 
 MODEL is an exported model directory or an MLflow model URI. Binds 127.0.0.1 unless told
@@ -28,6 +28,7 @@ from ops.cache_files import require_feature_cache
 from ops.feature_cache import cache_url
 from ops.index_items import cache_names
 from ops.index_log import prediction_fingerprint
+from ops.index_shards import shard_store
 from pipelines.cli_types import non_negative_float, port, positive_float, positive_int
 from pipelines.model_source import is_mlflow_uri, resolve_model_dir, source_for_workers
 from pipelines.net import check_can_listen
@@ -69,16 +70,24 @@ def serving_token(args: ServeAppArgs) -> str | None:
 
 def index_store_path(args: ServeAppArgs) -> str | None:
     """The index store as an absolute path (the index replica's working directory is not the
-    builder's on a cluster). Refused here when it is, or lies under, a file: found by the index
-    replica, it is a failed deployment and a Ray traceback. (A path this machine cannot see, a
-    volume mounted only in the pods, is left to the replica.)"""
+    builder's on a cluster). Refused here when it is, or lies under, a file, or holds an index split
+    over another number of shards: found by the index replicas, it is a failed deployment and a Ray
+    traceback. (A path this machine cannot see, a volume mounted only in the pods, is left to the
+    replicas, which check the same.)"""
     if not args.index_store:
         return None
     store = Path(os.path.abspath(args.index_store))
     existing = next(p for p in (store, *store.parents) if p.exists())
     if not existing.is_dir():
         raise ValueError(f"index_store {args.index_store}: {existing} is a file; give a directory (created if missing)")
+    shard_store(store, 0, args.index_shards)
     return str(store)
+
+
+def index_deployment_name(shard: int) -> str:
+    """RetrievalIndex, RetrievalIndex_1, ...: Serve's own names for copies of one deployment, so a
+    config's `RetrievalIndex` entry fits an index of any shard count."""
+    return "RetrievalIndex" if shard == 0 else f"RetrievalIndex_{shard}"
 
 
 def build_app(args: ServeAppArgs):
@@ -101,17 +110,17 @@ def build_app(args: ServeAppArgs):
     env = replica_env(source)
     visual = VisualPredictor.options(ray_actor_options={"num_cpus": args.num_cpus, "num_gpus": args.num_gpus, **env})
     text = TextEncoder.options(ray_actor_options={"num_cpus": args.num_cpus, **env})
-    index = RetrievalIndex.options(ray_actor_options={"num_cpus": 0})
     embed_dim = read_manifest(model_dir)["config"]["embed_dim"]
     store = index_store_path(args)
     fingerprint = prediction_fingerprint(model_dir) if store else None  # the store's items are this model's
+    index = [RetrievalIndex.options(name=index_deployment_name(shard), ray_actor_options={"num_cpus": 0}).bind(
+        embed_dim, store, fingerprint, shard, args.index_shards) for shard in range(args.index_shards)]
     decoder = None
     if decoder_dir_of(model_dir) is not None:
         decoder = TextDecoder.options(ray_actor_options={
             "num_cpus": args.num_cpus, "num_gpus": args.decoder_num_gpus, **env}).bind(source)
     return Ingress.options(ray_actor_options={"num_cpus": 0, **env}).bind(
-        visual.bind(source, args.max_batch_size), text.bind(source), index.bind(embed_dim, store, fingerprint),
-        settings, decoder)
+        visual.bind(source, args.max_batch_size), text.bind(source), index, settings, decoder)
 
 
 def replica_env(source: str) -> dict:
@@ -164,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(item ids: <cache directory's name>/<shard>/<key>)")
     parser.add_argument("--index-store", default=None,
                         help="directory keeping the index's items across restarts (default: memory only)")
+    parser.add_argument("--index-shards", type=positive_int, default=defaults["index_shards"].default,
+                        help="replicas the retrieval index is split over (memory and search time per replica / N); "
+                             "a store keeps the count it was written with")
     parser.add_argument("--num-gpus", type=non_negative_float, default=None, help="GPUs per visual replica (default: 1 if any)")
     parser.add_argument("--num-cpus", type=non_negative_float, default=None,
                         help="CPUs per model replica (visual, text, decoder); default 1, or on a local instance with "
@@ -182,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         check_can_listen(args.host, args.port)
     app_args = ServeAppArgs(model=args.model, token_file=args.token_file, max_request_mb=args.max_request_mb,
                             max_stream_windows=args.max_stream_windows, index_cache=args.index_cache,
-                            index_store=args.index_store)
+                            index_store=args.index_store, index_shards=args.index_shards)
     # checked before Ray starts (build_app checks them again, for `serve run`)
     serving_token(app_args)
     index_store_path(app_args)

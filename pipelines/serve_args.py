@@ -30,6 +30,9 @@ class ServeAppArgs(BaseModel):
     index_store: str | None = Field(None, description="a directory keeping the index's items across restarts "
                                                       "(on a cluster: a volume the index's node mounts); "
                                                       "default: in memory only")
+    index_shards: int = Field(1, ge=1, description="replicas the retrieval index is split over, each holding and "
+                                                  "searching the ids that hash to it (deployments RetrievalIndex, "
+                                                  "RetrievalIndex_1, ...); a store keeps its shard count")
 
     @field_validator("index_cache", mode="before")
     @classmethod

@@ -2,8 +2,8 @@
 
     VisualPredictor   x-encoder + predictor: frames (+ query) -> Ŝ_Y, dynamically batched
     TextEncoder       y-encoder: texts -> S_Y, dynamically batched, LRU cache for label texts
-    RetrievalIndex    one replica holding the video index (id -> Ŝ_Y): add / list / delete / search,
-                      kept on disk across restarts when given a store directory
+    RetrievalIndex    one replica per shard of the video index (id -> Ŝ_Y): add / list / delete /
+                      search, kept on disk across restarts when given a store directory
 
 Each loads the exported model once in `__init__` (one GPU per visual replica when present), from
 the source it is given (a directory or an MLflow URI), resolved on its own node.
@@ -21,6 +21,7 @@ from ray import serve
 from model.export import load_model, read_manifest
 from model.tasks import embed_clips, embed_features
 from ops.index_log import IndexLog
+from ops.index_shards import shard_store
 from ops.media_input import frames_to_input
 from ops.vector_index import VectorIndex
 from pipelines.model_source import resolve_model_dir
@@ -106,12 +107,20 @@ class TextEncoder(Answers):
         return result
 
 
-@serve.deployment(num_replicas=1, max_ongoing_requests=256)  # one replica: the index is state, and every add must be seen
-class RetrievalIndex:
-    def __init__(self, width: int, store: str | None = None, model: str | None = None):
+# One replica per shard: a shard is state, and every add to it must be seen by its searches. An
+# index of N shards is N of these deployments (pipelines.serve.index_deployment_name), each
+# holding the ids that hash to it (ops/index_shards.py).
+@serve.deployment(num_replicas=1, max_ongoing_requests=256)
+class RetrievalIndex(Answers):
+    def __init__(self, width: int, store: str | None = None, model: str | None = None, shard: int = 0,
+                 shards: int = 1):
         """width: the model's embedding width. store: a directory whose log (ops/index_log.py) keeps
-        the items across restarts; None: in memory only, and a restarted replica starts empty.
-        model: the serving model's prediction_fingerprint: a store of another model's is refused."""
+        the items across restarts (this shard's part of it: ops.index_shards.shard_store); None: in
+        memory only, and a restarted replica starts empty. model: the serving model's
+        prediction_fingerprint: a store of another model's is refused. shard, shards: which part
+        of a split index this replica holds."""
+        if store:
+            store = str(shard_store(store, shard, shards))
         self.log = IndexLog(store, model) if store else None
         self.index = self.log.replay(width) if self.log else VectorIndex(width)
         # ids of cache items deleted over HTTP: add_many (an ingress adding its --index-cache, at

@@ -53,6 +53,7 @@ from pipelines.cached_predictions import predict_in_calls
 from pipelines.model_source import resolve_model_dir
 from pipelines.replica_notice import notice
 from pipelines.request_fields import RequestBody, TextField, maybe_json, parse_json, parse_multipart
+from pipelines.sharded_index import ShardedIndex
 
 
 @dataclass(kw_only=True)
@@ -99,9 +100,11 @@ MEDIA_ERRORS = (*TEXT_ERRORS, 415)
 @serve.ingress(app)
 class Ingress:
     # async: Serve awaits it, and filling the index from a cache awaits the model deployments
-    async def __init__(self, visual: DeploymentHandle, text: DeploymentHandle, index: DeploymentHandle,
+    async def __init__(self, visual: DeploymentHandle, text: DeploymentHandle, index: list[DeploymentHandle],
                        settings: ServeSettings, decoder: DeploymentHandle | None = None):
-        self.visual, self.text, self.index, self.settings = visual, text, index, settings
+        """index: the retrieval index's shards, shard i at position i (one for an unsplit index)."""
+        self.visual, self.text, self.settings = visual, text, settings
+        self.index = ShardedIndex(index)
         self.decoder = decoder  # None: the model has no Y-decoder, so no captions or streams
         model_dir = resolve_model_dir(settings.model)
         config = read_manifest(model_dir)["config"]
@@ -114,7 +117,7 @@ class Ingress:
         """Fill the index with the caches' captioned videos, then drop the cache items it holds that
         they no longer list (RetrievalIndex.drop_stale_cache_items), uploads untouched."""
         listed = {cache: await self.index_from_cache(cache, name) for cache, name in cache_names(caches).items()}
-        dropped = await self.index.drop_stale_cache_items.remote(listed)
+        dropped = await self.index.drop_stale_cache_items(listed)
         if dropped:
             notice(logging.WARNING, "index: %d item(s) of feature caches dropped: no served cache lists them now (a "
                                     "cache rebuilt or no longer served, or ids of an older scheme), e.g. %s",
@@ -140,14 +143,14 @@ class Ingress:
             texts = read_shard_columns(cache, shard, ["shard", "key", "media_kind", "task", "target"]).to_pylist()
             items = {item_id(row): {"kind": "video", "caption": row["target"], "source": cache}
                      for row in texts if row["media_kind"] == "video" and row["task"] == "caption"}
-            missing = set(await self.index.missing.remote(list(items.items()))) if items else set()
+            missing = set(await self.index.missing(list(items.items()))) if items else set()
             listed += items
             predicted += len(missing)
             if not missing:
                 continue
             at = [index for index, row in enumerate(texts) if item_id(row) in missing]
             rows = shard_rows_by_group(cache, shard, at, ["shard", "key", "s_v_shape", "s_v"])
-            await self.index.add_many.remote(await predict_in_calls(
+            await self.index.add_many(await predict_in_calls(
                 rows, lambda row: (item_id(row), items[item_id(row)]), self.visual.predict_cached.remote))
         notice(logging.INFO, "index cache %s: %d captioned videos, %d predicted and added (the rest held already, "
                              "or deleted)", cache, len(listed), predicted)
@@ -287,11 +290,14 @@ class Ingress:
 
     @app.get("/readyz", response_model=None, responses=responses(Status, 401, 503))
     async def readyz(self, request: Request) -> dict:
-        """Ready when every model deployment answers within READY_TIMEOUT_S: the decoder's too (a
-        replica that could not be placed left /v1/caption hanging while this said ready)."""
+        """Ready when every model deployment and every index shard answers within READY_TIMEOUT_S:
+        the decoder's too (a replica that could not be placed left /v1/caption hanging while this
+        said ready), and each shard (one short of memory would leave searches waiting)."""
         self.authorize(request)
         deployments = {name: handle for name, handle in
                        {"visual": self.visual, "text": self.text, "decoder": self.decoder}.items() if handle is not None}
+        shards = self.index.shards
+        deployments.update({"index" if len(shards) == 1 else f"index shard {i}": shard for i, shard in enumerate(shards)})
         answered = await asyncio.gather(*(answers(handle) for handle in deployments.values()))
         silent = [name for name, ok in zip(deployments, answered) if not ok]
         if silent:
@@ -337,7 +343,7 @@ class Ingress:
         media, fields = await self.fields(request, api.ADD_ITEM)
         item_id = api.ITEM_ID.read(fields)
         kind, embedding = await self.predict(media, None)
-        return await self.index.add.remote(item_id, embedding, {"kind": kind})
+        return await self.index.add(item_id, embedding, {"kind": kind})
 
     @app.get("/v1/index/items", response_model=None, responses=responses(IndexItems, 401, 422),
              openapi_extra=api.LIST_ITEMS.query_parameters())
@@ -346,14 +352,14 @@ class Ingress:
         query = dict(request.query_params)
         api.LIST_ITEMS.refuse_unknown(query)
         offset, limit = api.OFFSET.read(query), api.LIMIT.read(query)
-        items, total = await self.index.page.remote(offset, limit, api.PREFIX.read(query))
+        items, total = await self.index.page(offset, limit, api.PREFIX.read(query))
         return {"items": items, "total": total, "next_offset": offset + limit if offset + limit < total else None}
 
     # :path: ids of items indexed from a feature cache are `cache/shard/key`, with slashes
     @app.delete("/v1/index/items/{item_id:path}", response_model=None, responses=responses(Deleted, 401, 404))
     async def delete_item(self, item_id: str, request: Request) -> dict:
         self.authorize(request)
-        if not await self.index.delete.remote(item_id):
+        if not await self.index.delete(item_id):
             raise HTTPException(404, f"no item {item_id!r} in the index")
         return {"deleted": item_id}
 
@@ -363,7 +369,7 @@ class Ingress:
         _, fields = await self.fields(request, api.RETRIEVE)
         query, k, prefix = api.SEARCH.read(fields), api.TOP_K.read(fields), api.PREFIX.read(fields)
         embedding = (await self.text.embed_many.remote([query]))[0]
-        return {"results": await self.index.search.remote(embedding, k, prefix)}
+        return {"results": await self.index.search(embedding, k, prefix)}
 
     @app.post("/v1/caption", response_model=None, responses=responses(Caption, *MEDIA_ERRORS, 501),
               openapi_extra=api.CAPTION.openapi())

@@ -35,8 +35,8 @@ def index_store(tmp_path_factory):
 def served(ray_instance, caches, captioning_model_dir, index_store, tmp_path_factory):
     """Two applications over the same VL-JEPA weights: "open" (no token, 1 MB limit, 64 stream
     windows, its index kept in `index_store`) with a Y-decoder, from its directory; "secure" (token,
-    index from the eval cache named by a relative path, in memory) without one, from an MLflow registry URI, which every
-    replica resolves for itself."""
+    index from the eval and train caches named by relative paths, in memory, split over 3 shards)
+    without one, from an MLflow registry URI, which every replica resolves for itself."""
     from ray import serve
 
     from pipelines.serve import build_app
@@ -64,7 +64,8 @@ def served(ray_instance, caches, captioning_model_dir, index_store, tmp_path_fac
     os.chdir(caches)
     try:
         serve.run(build_app(ServeAppArgs(model=plain_uri, num_cpus=0, token_file=str(token_file),
-                                         index_cache=["eval", "train"])), name="secure", route_prefix="/secure")
+                                         index_cache=["eval", "train"], index_shards=3)),
+                  name="secure", route_prefix="/secure")
     finally:
         os.chdir(cwd)
         del os.environ["MLFLOW_TRACKING_URI"]
@@ -232,6 +233,8 @@ def test_token_protects_everything_but_health(served, documented):
     right = requests.post(f"{secure}/v1/embed/text", json={"texts": ["a"]}, timeout=30,
                           headers={"Authorization": f"Bearer {TOKEN}"})
     assert right.status_code == 200
+    ready = requests.get(f"{secure}/readyz", timeout=30, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert ready.status_code == 200, ready.text  # its model deployments and its 3 index shards answer
     ready = documented(requests.get(f"{base}/readyz", timeout=30), "get", "/readyz")
     assert ready.status_code == 200  # the open app needs none
 
@@ -253,7 +256,8 @@ def test_readiness_waits_for_every_model_deployment(served, documented, captioni
         deadline = time.monotonic() + 120
         while True:  # the ingress and the other model replicas start; the decoder never does
             assert time.monotonic() < deadline
-            ready = requests.get(f"{base}/unplaced/readyz", timeout=30)
+            # the first request waits in the proxy for the ingress replica to start: 26-31 s on 2 busy cores
+            ready = requests.get(f"{base}/unplaced/readyz", timeout=120)
             if ready.status_code == 503 and "decoder" in ready.text and "visual" not in ready.text:
                 break
             assert ready.status_code in (404, 503), ready.text  # 404: its route not up yet
@@ -303,6 +307,19 @@ def test_index_built_from_a_feature_cache_ranks_like_the_model(served, caches):
                           timeout=30).json()
     assert listed["total"] == sum(r["id"].startswith("eval/") for r in rows) < len(rows)
     assert len(listed["items"]) == 5 and all(i["id"].startswith("eval/") for i in listed["items"])
+    # the index is split over 3 replicas, each holding the ids that hash to it: pages of the listing
+    # cover every item once, shard 0's first, then shard 1's, then shard 2's
+    from ray import serve
+
+    from ops.index_shards import shard_of
+
+    deployments = serve.status().applications["secure"].deployments
+    assert {"RetrievalIndex", "RetrievalIndex_1", "RetrievalIndex_2"} <= set(deployments)
+    paged = [item["id"] for offset in range(0, len(rows), 7) for item in requests.get(
+        f"{base}/secure/v1/index/items", params={"offset": offset, "limit": 7}, headers=auth, timeout=30).json()["items"]]
+    assert sorted(paged) == sorted(r["id"] for r in rows)
+    shards = [shard_of(item_id, 3) for item_id in paged]
+    assert shards == sorted(shards) and set(shards) == {0, 1, 2}
 
     # Their ids are `cache/shard/key`: DELETE takes the slashes as part of the id (a path parameter stops at one).
     best = found["results"][0]["id"]

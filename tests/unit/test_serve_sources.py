@@ -11,8 +11,8 @@ from pipelines.serve_args import ServeAppArgs
 def _model_replicas(app) -> dict:
     ingress = app._bound_deployment  # Serve's Application wraps the bound ingress deployment
     bound = {"Ingress": ingress}
-    bound.update({arg._bound_deployment.name: arg._bound_deployment
-                  for arg in ingress.init_args if hasattr(arg, "_bound_deployment")})
+    args = [a for arg in ingress.init_args for a in (arg if isinstance(arg, list) else [arg])]  # the index: a list of shards
+    bound.update({arg._bound_deployment.name: arg._bound_deployment for arg in args if hasattr(arg, "_bound_deployment")})
     return bound
 
 
