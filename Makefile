@@ -36,6 +36,7 @@ bench: setup bench-selective
 	$(PY) -m benchmarks.serve_throughput
 	$(PY) -m benchmarks.index_search
 	$(PY) -m benchmarks.index_fill
+	$(PY) -m benchmarks.index_shards
 	$(PY) -m benchmarks.vqa_scoring
 
 # Selective decoding (paper §4.5) needs a trained model with its Y-decoder: the demo's, the one it

@@ -94,7 +94,8 @@ def build_app(args: ServeAppArgs):
     """Serve application builder. `serve run` / `serve deploy` hand it their `args` already validated
     into ServeAppArgs (an unknown key or a bad value fails the deploy, naming the field)."""
     # imported here: ray.serve reads its mode from the environment at import (`main` sets it first)
-    from pipelines.serve_deployments import RetrievalIndex, TextDecoder, TextEncoder, VisualPredictor
+    from pipelines.serve_deployments import TextDecoder, TextEncoder, VisualPredictor
+    from pipelines.serve_index import RetrievalIndex
     from pipelines.serve_ingress import Ingress, ServeSettings
 
     # Replicas get the source, not this process's path to it: on a cluster they run on other nodes,

@@ -158,7 +158,7 @@ def test_embeddings_and_retrieval_index(served, documented, index_store):
     listed = requests.get(f"{base}/v1/index/items", timeout=30).json()["items"]
     assert len(listed) == 2
     # what a restarted index replica would reload from its store: the same items, ranked the same
-    from pipelines.serve_deployments import RetrievalIndex
+    from pipelines.serve_index import RetrievalIndex
 
     reloaded = RetrievalIndex.func_or_class(model.config.embed_dim, str(index_store))
     assert reloaded.page()[0] == listed

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ops.index_log import LOG_NAME, IndexLog
-from pipelines.serve_deployments import RetrievalIndex
+from pipelines.serve_index import RetrievalIndex
 
 WIDTH = 8
 

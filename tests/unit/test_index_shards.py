@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from ops.index_shards import merge_top_k, page_plan, shard_of, shard_store, split_by_shard
-from pipelines.serve_deployments import RetrievalIndex
+from pipelines.serve_index import RetrievalIndex
 from pipelines.sharded_index import ShardedIndex
 
 WIDTH = 8
@@ -143,3 +143,40 @@ def test_merging_and_paging_pieces():
     assert page_plan([3, 0, 4], 0, 10) == [(0, 0, 3), (2, 0, 4)]
     assert page_plan([3, 0, 4], 2, 3) == [(0, 2, 1), (2, 0, 2)]
     assert page_plan([3, 0, 4], 7, 5) == [] and page_plan([3, 4], 0, 0) == []
+
+
+def test_a_shards_requests_arriving_at_once_never_mix():
+    """Serve runs the index's methods on a thread pool: a search's ids must be those of the rows it
+    scored while deletes and adds move rows in other threads (each result's score is its own
+    item's dot product with the query)."""
+    import threading
+
+    index = RetrievalIndex.func_or_class(WIDTH)
+    embeddings = {f"item-{i}": _unit(i) for i in range(20000)}
+    index.add_many([(item_id, e, {"kind": "video"}) for item_id, e in embeddings.items()])
+    query, stop, wrong = _unit(99999), threading.Event(), []
+
+    def churn():  # delete and re-add items: each delete moves the last row into the hole
+        i = 0
+        while not stop.is_set():
+            item_id = f"item-{i % 20000}"
+            index.delete(item_id)
+            index.add(item_id, embeddings[item_id], {"kind": "video"})
+            i += 7
+
+    def search():
+        for _ in range(150):
+            for result in index.search(query, 20):
+                if abs(result["score"] - float(embeddings[result["id"]] @ query)) > 1e-5:
+                    wrong.append(result)
+
+    workers = [threading.Thread(target=churn) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    try:
+        search()
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    assert not wrong, wrong[:3]

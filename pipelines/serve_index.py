@@ -1,0 +1,132 @@
+"""The retrieval index's Ray Serve deployment: one replica per shard of the video index (id -> Ŝ_Y),
+add / list / delete / search, kept on disk across restarts when given a store directory.
+
+Apart from the model deployments (pipelines/serve_deployments.py) because it loads no model: a
+replica importing torch and transformers holds ~320 MB more of its own memory (USS), once per
+shard of a split index, for nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+
+import numpy as np
+from ray import serve
+
+from ops.index_log import IndexLog
+from ops.index_shards import shard_store
+from ops.vector_index import VectorIndex
+from pipelines.replica_notice import notice
+from pipelines.serve_ready import Answers
+
+
+def one_at_a_time(method):
+    """Serve runs a replica's sync methods in a thread pool, so an index shard's requests ran at
+    once: a delete moving rows under a search's scores could name another item (or raise), and
+    concurrent searches, each a multithreaded BLAS product over the whole matrix, thrashed the
+    cores (8 at once on 2 cores: 4.9 searches/s, one at a time 15; benchmarks/index_shards.py)."""
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
+# One replica per shard: a shard is state, and every add to it must be seen by its searches. An
+# index of N shards is N of these deployments (pipelines.serve.index_deployment_name), each
+# holding the ids that hash to it (ops/index_shards.py).
+@serve.deployment(num_replicas=1, max_ongoing_requests=256)
+class RetrievalIndex(Answers):
+    def __init__(self, width: int, store: str | None = None, model: str | None = None, shard: int = 0,
+                 shards: int = 1):
+        """width: the model's embedding width. store: a directory whose log (ops/index_log.py) keeps
+        the items across restarts (this shard's part of it: ops.index_shards.shard_store); None: in
+        memory only, and a restarted replica starts empty. model: the serving model's
+        prediction_fingerprint: a store of another model's is refused. shard, shards: which part
+        of a split index this replica holds."""
+        self.lock = threading.Lock()  # held by every method (one_at_a_time)
+        if store:
+            store = str(shard_store(store, shard, shards))
+        self.log = IndexLog(store, model) if store else None
+        self.index = self.log.replay(width) if self.log else VectorIndex(width)
+        # ids of cache items deleted over HTTP: add_many (an ingress adding its --index-cache, at
+        # every start and on every new replica) skips them; the store keeps them across restarts
+        self.removed: set[str] = set(self.log.removed) if self.log else set()
+        if self.log and self.log.skipped:
+            notice(logging.WARNING, "index store %s: %d unreadable line(s) skipped (a write cut short?)",
+                   store, self.log.skipped)
+
+    @one_at_a_time
+    def add(self, item_id: str, embedding: np.ndarray, meta: dict) -> dict:
+        embedding = self.index.vector(embedding)  # checked before it is logged
+        if self.log:
+            self.log.add(item_id, embedding, meta)  # on disk before it is answered
+        self.index.add(item_id, embedding, meta)
+        self.removed.discard(item_id)  # an explicit add brings a deleted cache item back
+        return {"id": item_id, **meta}
+
+    @one_at_a_time
+    def add_many(self, items: list[tuple[str, np.ndarray, dict]]) -> int:
+        """Adds (id, embedding, meta) items in one call and, with a store, one synced write. An
+        ingress sends only what `missing` named, but two replicas starting together both predict
+        them, and an item may be deleted while they do: so items the index already holds
+        unchanged are skipped (the second replica writes nothing) and deleted ones are not added
+        back. -> how many were new or changed."""
+        fresh = [(item_id, self.index.vector(embedding), meta) for item_id, embedding, meta in items
+                 if item_id not in self.removed]
+        fresh = [item for item in fresh if not self.index.holds(*item)]
+        if self.log:
+            self.log.add_many(fresh)
+        for item in fresh:
+            self.index.add(*item)
+        return len(fresh)
+
+    @one_at_a_time
+    def missing(self, items: list[tuple[str, dict]]) -> list[str]:
+        """Of (id, meta) items an ingress would add from a cache: the ids to predict and add, those
+        not held with that meta and not deleted over HTTP. Within one application the model is
+        fixed (and a store is this model's), so an item held with the same meta holds the same Ŝ_Y."""
+        return [item_id for item_id, meta in items
+                if item_id not in self.removed and self.index.meta.get(item_id) != meta]
+
+    @one_at_a_time
+    def drop_stale_cache_items(self, listed: dict[str, list[str]]) -> list[str]:
+        """{cache: the ids of its items an ingress found in it} for the caches the application serves:
+        drops the items of a cache (meta "source") that it no longer lists, or whose cache is no
+        longer served, so the index mirrors its caches as they are now (a cache rebuilt with fewer
+        samples, an `--index-cache` dropped, ids of an older scheme in a kept store). Items added
+        over HTTP have no source and are never touched. No tombstones: a served cache that lists
+        the item again brings it back. -> the dropped ids."""
+        wanted = {source: set(ids) for source, ids in listed.items()}
+        stale = [item_id for item_id, meta in self.index.meta.items()
+                 if "source" in meta and item_id not in wanted.get(meta["source"], ())]
+        if self.log:
+            self.log.delete_many(stale)
+        for item_id in stale:
+            self.index.delete(item_id)
+        return stale
+
+    @one_at_a_time
+    def page(self, offset: int = 0, limit: int | None = None, prefix: str | None = None) -> tuple[list[dict], int]:
+        """(items offset .. offset + limit in insertion order (all by default), how many there are),
+        of the items whose id starts with `prefix` when given."""
+        return self.index.list(offset, limit, prefix), self.index.count(prefix)
+
+    @one_at_a_time
+    def delete(self, item_id: str) -> bool:
+        if item_id not in self.index.rows:
+            return False
+        from_cache = "source" in self.index.meta[item_id]  # an --index-cache item: would be added again
+        if self.log:
+            self.log.delete(item_id, tombstone=from_cache)
+        if from_cache:
+            self.removed.add(item_id)
+        return self.index.delete(item_id)
+
+    @one_at_a_time
+    def search(self, query: np.ndarray, k: int, prefix: str | None = None) -> list[dict]:
+        return self.index.search(query, k, prefix)
