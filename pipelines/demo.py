@@ -11,8 +11,9 @@
      CIDEr of held-out captions decoded from Ŝ_Y, against the true S_Y (ceiling) and random (floor);
      steps 8 and 9 use whichever of the two decodes held-out Ŝ_Y better;
   8. `vljepa stream`: selective decoding of a long held-out stream, events against the annotations;
-  9. Ray Serve on 127.0.0.1, its retrieval index filled from the eval cache: a classify, a VQA, a
-     caption and a retrieve request over HTTP, the /docs page's assets (served offline), then stop.
+  9. Ray Serve on 127.0.0.1, its retrieval index filled from the eval and training-clip caches and
+     split over 2 shards: a classify, a VQA, a caption and a retrieve request over HTTP, the /docs
+     page's assets (served offline), then stop.
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ def comparison(untrained: dict, trained: dict) -> str:
     return table(rows, ["metric", "untrained", "trained", "chance", "trained / chance"])
 
 
+INDEX_SHARDS = 2
+
+
 def serve_requests(model_dir: Path, eval_shards: Path, index_caches: list[Path]) -> None:
     import requests
     from ray import serve
@@ -110,9 +114,10 @@ def serve_requests(model_dir: Path, eval_shards: Path, index_caches: list[Path])
     question = next(s for s in samples if "json" in s.members and "query" in json.loads(s.members["json"]))
     port = free_loopback_port()
     # the retrieval index holds the caches' captioned videos (their cached S_V, no decoding), their
-    # ids starting with the cache's name: both caches have a shard video-00000
-    start(ServeAppArgs(model=str(model_dir), num_cpus=0, index_cache=[str(c) for c in index_caches]),
-          host="127.0.0.1", port=port)
+    # ids starting with the cache's name: both caches have a shard video-00000. Split over 2 shards,
+    # as an index too large for one replica is: a search asks both and keeps the best k
+    start(ServeAppArgs(model=str(model_dir), num_cpus=0, index_cache=[str(c) for c in index_caches],
+                       index_shards=INDEX_SHARDS), host="127.0.0.1", port=port)
     base = f"http://127.0.0.1:{port}"
     try:
         labels = [scene.caption for scene in all_scenes()]
@@ -133,7 +138,7 @@ def serve_requests(model_dir: Path, eval_shards: Path, index_caches: list[Path])
         found = requests.post(f"{base}/v1/retrieve", json={"query": query, "k": 3}, timeout=120).json()["results"]
         indexed = requests.get(f"{base}/v1/index/items", params={"limit": 1}, timeout=120).json()["total"]
         print(f"POST /v1/retrieve  {query!r} among {indexed} videos of {len(index_caches)} caches "
-              f"({', '.join(c.name for c in index_caches)}):")
+              f"({', '.join(c.name for c in index_caches)}), the index split over {INDEX_SHARDS} shards:")
         for hit in found:
             print(f"    {hit['score']:.3f}  {hit['id']}  {hit['caption']!r}")
         # the API reference page and everything it loads come from the server: it works offline
