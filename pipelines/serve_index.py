@@ -48,7 +48,7 @@ class RetrievalIndex(Answers):
         memory only, and a restarted replica starts empty. model: the serving model's
         prediction_fingerprint: a store of another model's is refused. shard, shards: which part
         of a split index this replica holds."""
-        self.lock = threading.Lock()  # held by every method (one_at_a_time)
+        self.lock = threading.Lock()  # held by every method but ready(), which answers /readyz mid-search
         if store:
             store = str(shard_store(store, shard, shards))
         self.log = IndexLog(store, model) if store else None
