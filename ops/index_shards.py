@@ -76,7 +76,8 @@ def shard_store(store: str | Path, shard: int, shards: int) -> Path:
     if found is not None and found != shards:
         raise ValueError(f"index store {store} holds an index split over {found} shard(s); this application "
                          f"serves {shards}: an item's shard is its id's hash modulo the shard count, so serve it "
-                         f"with index_shards={found} (--index-shards {found}), or give this layout its own store")
+                         f"with index_shards={found} (--index-shards {found}), or re-split it first with "
+                         f"`vljepa index-reshard --store {store} --shards {shards}` (server stopped)")
     return store if shards == 1 else store / shard_dir_name(shard, shards)
 
 

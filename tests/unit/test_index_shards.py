@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import subprocess
 import sys
 
@@ -49,8 +50,8 @@ def _ids(count: int) -> list[str]:
     return [f"{'eval' if i % 3 else 'train'}/{i // 10:05d}/clip{i}" for i in range(count)]
 
 
-def split_index(shards: int, store=None) -> tuple[ShardedIndex, list[RetrievalIndex]]:
-    parts = [RetrievalIndex.func_or_class(WIDTH, store, None, shard, shards) for shard in range(shards)]
+def split_index(shards: int, store=None, model=None) -> tuple[ShardedIndex, list[RetrievalIndex]]:
+    parts = [RetrievalIndex.func_or_class(WIDTH, store, model, shard, shards) for shard in range(shards)]
     return ShardedIndex([InProcess(part) for part in parts]), parts
 
 
@@ -127,7 +128,7 @@ def test_each_shard_keeps_its_store_and_a_store_keeps_its_shard_count(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shard-000-of-003", "shard-001-of-003", "shard-002-of-003"]
 
     for shards in (1, 2, 4):  # another count would look for its ids on other shards
-        with pytest.raises(ValueError, match=f"split over 3 shard.*index_shards=3"):
+        with pytest.raises(ValueError, match=f"split over 3 shard.*index_shards=3.*vljepa index-reshard"):
             RetrievalIndex.func_or_class(WIDTH, str(tmp_path), None, 0, shards)
     unsplit = tmp_path.parent / "unsplit"
     RetrievalIndex.func_or_class(WIDTH, str(unsplit)).add("a", _unit(1), {"kind": "video"})
@@ -180,3 +181,39 @@ def test_a_shards_requests_arriving_at_once_never_mix():
         for worker in workers:
             worker.join()
     assert not wrong, wrong[:3]
+
+
+def test_a_resharded_store_serves_the_same_index_with_another_count(tmp_path, capsys):
+    """`vljepa index-reshard`: 3 shards -> 2 -> 1, the same items, rankings and deletions each time,
+    the model record kept, nothing of the old layout left."""
+    from pipelines.index_reshard import main
+
+    store = tmp_path / "store"
+    split, _ = split_index(3, str(store), model="fp-1")
+    cached = [(item_id, _unit(i), {"kind": "video", "caption": f"c{i}", "source": "eval"})
+              for i, item_id in enumerate(_ids(30))]
+    run(split.add_many(cached))
+    for i in range(5):
+        run(split.add(f"upload-{i}", _unit(100 + i), {"kind": "image"}))
+    for item_id in (cached[4][0], cached[9][0], "upload-2"):  # two cache items leave tombstones
+        assert run(split.delete(item_id))
+    listed = sorted(i["id"] for i in run(split.page(0, 1000))[0])
+    ranked = [run(split.search(_unit(seed), 7)) for seed in range(200, 205)]
+
+    for shards in (2, 1):
+        assert main(["--store", str(store), "--shards", str(shards), "--json"]) == 0
+        result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert result["to"] == shards and sum(result["items"]) == len(listed) and result["tombstones"] == 2
+        reopened, _ = split_index(shards, str(store), model="fp-1")
+        assert sorted(i["id"] for i in run(reopened.page(0, 1000))[0]) == listed
+        assert [run(reopened.search(_unit(seed), 7)) for seed in range(200, 205)] == ranked
+        # the deleted cache items stay deleted: an ingress re-adding the cache is told they are not missing
+        assert run(reopened.missing([(i, meta) for i, _, meta in cached])) == []
+        with pytest.raises(ValueError, match="another model"):
+            RetrievalIndex.func_or_class(WIDTH, str(store), "fp-2", 0, shards)
+    assert sorted(p.name for p in store.iterdir()) == ["index.jsonl", "model.json"]  # an unsplit store again
+
+    assert main(["--store", str(store), "--shards", "1"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="holds no index"):
+        main(["--store", str(tmp_path / "empty"), "--shards", "2"])
