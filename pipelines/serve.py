@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="directory keeping the index's items across restarts (default: memory only)")
     parser.add_argument("--index-shards", type=positive_int, default=defaults["index_shards"].default,
                         help="replicas the retrieval index is split over (memory and search time per replica / N); "
-                             "a store keeps the count it was written with")
+                             "a store keeps the count it was written with (vljepa index-reshard changes it)")
     parser.add_argument("--num-gpus", type=non_negative_float, default=None, help="GPUs per visual replica (default: 1 if any)")
     parser.add_argument("--num-cpus", type=non_negative_float, default=None,
                         help="CPUs per model replica (visual, text, decoder); default 1, or on a local instance with "
