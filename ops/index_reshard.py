@@ -64,9 +64,10 @@ def reshard_store(store: str | Path, shards: int) -> dict:
         raise ValueError(f"index store {store} holds no index (no {LOG_NAME}, no shard directories)")
     sources = [shard_store(store, shard, old) for shard in range(old)]
     widths = {w for w in map(log_width, sources) if w is not None}
-    if len(widths) != 1:
+    if len(widths) > 1:
         raise ValueError(f"index store {store}: its shards hold embeddings of widths {sorted(widths)}")
-    width, model = widths.pop(), recorded_model(sources)
+    width = widths.pop() if widths else 1  # no item, only deletions: any width replays them
+    model = recorded_model(sources)
     if old == shards:
         return {"from": old, "to": shards, "items": [len(IndexLog(s).replay(width)) for s in sources],
                 "tombstones": None, "skipped": 0}

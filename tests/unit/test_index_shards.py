@@ -186,6 +186,7 @@ def test_a_shards_requests_arriving_at_once_never_mix():
 def test_a_resharded_store_serves_the_same_index_with_another_count(tmp_path, capsys):
     """`vljepa index-reshard`: 3 shards -> 2 -> 1, the same items, rankings and deletions each time,
     the model record kept, nothing of the old layout left."""
+    from ops.index_reshard import reshard_store
     from pipelines.index_reshard import main
 
     store = tmp_path / "store"
@@ -217,3 +218,9 @@ def test_a_resharded_store_serves_the_same_index_with_another_count(tmp_path, ca
     assert "nothing to do" in capsys.readouterr().out
     with pytest.raises(ValueError, match="holds no index"):
         main(["--store", str(tmp_path / "empty"), "--shards", "2"])
+    # a store left with deletions only (every item gone, one cache item's tombstone kept)
+    emptied = RetrievalIndex.func_or_class(WIDTH, str(tmp_path / "emptied"), "fp-1")
+    emptied.add_many([cached[0]])
+    assert emptied.delete(cached[0][0])
+    RetrievalIndex.func_or_class(WIDTH, str(tmp_path / "emptied"), "fp-1")  # reopening compacts: no add line left
+    assert reshard_store(tmp_path / "emptied", 2) == {"from": 1, "to": 2, "items": [0, 0], "tombstones": 1, "skipped": 0}
