@@ -1,13 +1,15 @@
 """Retrieval index search: the kept matrix (ops/vector_index.py) vs stacking every embedding per
 query (what the index did before: `np.stack` of N items, a full `argsort`), and a search
 restricted to an id prefix (`/v1/retrieve`'s `prefix`: one cache's items, here half of them) against
-the full search it narrows.
+the full search it narrows; and Q queries searched together (`search_many`, how an index replica
+answers the searches that queue up while one runs) against the same Q one at a time.
 
 For each index size N it fills both with the same N random unit embeddings of the paper's width
 (1536) and times --queries searches for the top 10, alternating the two, median per query. Also
 the add rate (amortised growth) and the memory the kept matrix holds.
 
     python -m benchmarks.index_search [--sizes 1000 10000 50000] [--queries 30] [--width 1536]
+                                      [--together 2 4 8 16 32]
 """
 
 from __future__ import annotations
@@ -74,11 +76,38 @@ def measure(size: int, width: int, queries: int) -> dict:
             "matrix_mb": round(kept.matrix.nbytes / 2**20, 1)}
 
 
+def measure_together(size: int, width: int, counts: list[int], repeats: int = 5) -> list[dict]:
+    """For each Q in counts: the median time of Q searches one at a time and of the same Q in one
+    search_many, alternating; both must return the same ids."""
+    index = VectorIndex(width)
+    for i, embedding in enumerate(unit_rows(size, width, seed=size)):
+        index.add(f"item-{i}", embedding, {"kind": "video"})
+    rows = []
+    for count in counts:
+        queries = unit_rows(count, width, seed=size + count)
+        alone, together = [], []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            one_by_one = [index.search(query, 10) for query in queries]
+            alone.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            batched = index.search_many(queries, 10)
+            together.append(time.perf_counter() - started)
+            assert [[r["id"] for r in found] for found in batched] == [[r["id"] for r in found] for found in one_by_one]
+        alone_s, together_s = statistics.median(alone), statistics.median(together)
+        rows.append({"items": size, "queries": count, "alone_ms_per_query": round(alone_s / count * 1e3, 3),
+                     "together_ms_per_query": round(together_s / count * 1e3, 3),
+                     "speedup": round(alone_s / together_s, 2)})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000])
     parser.add_argument("--queries", type=int, default=30)
     parser.add_argument("--width", type=int, default=1536)
+    parser.add_argument("--together", type=int, nargs="*", default=[2, 4, 8, 16, 32],
+                        help="query counts searched in one search_many (none: skip)")
     args = parser.parse_args(argv)
     print(f"{'items':>7} {'kept ms':>9} {'stack/query ms':>15} {'speedup':>8} {'prefix ms':>10} {'prefix/full':>12} "
           f"{'adds/s':>9} {'matrix MB':>10}")
@@ -89,7 +118,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row['items']:>7} {row['kept_ms']:>9.3f} {row['stack_per_query_ms']:>15.3f} {row['speedup']:>7.1f}x "
               f"{row['prefix_half_ms']:>10.3f} {row['prefix_over_full']:>11.2f}x {row['adds_per_s']:>9} "
               f"{row['matrix_mb']:>10.1f}")
-    print(json.dumps({"width": args.width, "queries": args.queries, "results": results}))
+    together = []
+    if args.together:
+        print(f"\n{'items':>7} {'queries':>8} {'alone ms/q':>11} {'together ms/q':>14} {'speedup':>8}")
+    for size in args.sizes if args.together else []:
+        for row in measure_together(size, args.width, args.together):
+            together.append(row)
+            print(f"{row['items']:>7} {row['queries']:>8} {row['alone_ms_per_query']:>11.3f} "
+                  f"{row['together_ms_per_query']:>14.3f} {row['speedup']:>7.2f}x")
+    print(json.dumps({"width": args.width, "queries": args.queries, "results": results, "together": together}))
     return 0
 
 

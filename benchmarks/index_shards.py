@@ -1,15 +1,19 @@
-"""The retrieval index split over shards (`vljepa serve --index-shards N`) against one replica, in
-the same run: search latency and throughput, the memory each replica holds, and the same answers.
+"""The retrieval index split over shards (`vljepa serve --index-shards N`) against one replica, and
+concurrent searches answered together (a replica's queued searches in one pass over its matrix)
+against one at a time, in the same run: search latency and throughput, the memory each replica
+holds, and the same answers.
 
 For each shard count it deploys the RetrievalIndex replicas on a local Ray Serve (each shard the
 deployment the application builds, pipelines/serve_deployments.py), fills them with the same
 --items random unit embeddings of the paper's width (1536) through the ingress's view of the index
 (pipelines/sharded_index.py: adds routed by id), then times --queries searches for the top 10 at
 each concurrency, as an ingress makes them (every shard asked, the answers merged). The top 10 of
-every query is checked to be the same for every shard count. Memory: each replica's unique set size
+every query is checked to be the same for every configuration. Each --search-batch value is a
+configuration of its own (1: a replica answers its searches one at a time, as before batching). Memory: each replica's unique set size
 after the fill (what it alone holds), the first shard count's replica as the baseline.
 
-    python -m benchmarks.index_shards [--items 200000] [--shards 1 2] [--queries 64] [--concurrency 1 8]
+    python -m benchmarks.index_shards [--items 200000] [--shards 1 2] [--queries 64] [--concurrency 1 8 32]
+                                      [--search-batch 1 32]
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ async def timed_searches(index, queries: np.ndarray, concurrency: int) -> tuple[
     return latencies, time.perf_counter() - started, found
 
 
-def measure(shards: int, items: np.ndarray, ids: list[str], queries: np.ndarray,
+def measure(shards: int, search_batch: int, items: np.ndarray, ids: list[str], queries: np.ndarray,
             concurrencies: list[int]) -> tuple[dict, list[list[str]]]:
     from ray import serve
 
@@ -68,10 +72,10 @@ def measure(shards: int, items: np.ndarray, ids: list[str], queries: np.ndarray,
     from pipelines.serve_index import RetrievalIndex
     from pipelines.sharded_index import ShardedIndex
 
-    app = f"bench-shards{shards}"
+    app = f"bench-shards{shards}-batch{search_batch}"
     # one application per shard: the benchmark holds the handles itself, as the ingress does
     handles = [serve.run(RetrievalIndex.options(name=index_deployment_name(shard), ray_actor_options={"num_cpus": 0})
-                         .bind(items.shape[1], None, None, shard, shards), name=f"{app}-{shard}", route_prefix=None)
+                         .bind(items.shape[1], None, None, shard, shards, search_batch), name=f"{app}-{shard}", route_prefix=None)
                for shard in range(shards)]
     index = ShardedIndex(handles)
 
@@ -88,7 +92,7 @@ def measure(shards: int, items: np.ndarray, ids: list[str], queries: np.ndarray,
     assert added == len(ids), (added, len(ids))
     held = [h.page.remote(0, 0).result()[1] for h in handles]
     memory = replica_memory_mb(app)
-    row = {"shards": shards, "items_per_shard": held, "fill_s": round(fill_s, 1),
+    row = {"shards": shards, "search_batch": search_batch, "items_per_shard": held, "fill_s": round(fill_s, 1),
            "replica_uss_mb": [round(m) for m in memory], "max_replica_uss_mb": round(max(memory)) if memory else None}
     answers = None
     for concurrency in concurrencies:
@@ -109,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=1536)
     parser.add_argument("--shards", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--queries", type=int, default=64)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--search-batch", type=int, nargs="+", default=[1, 32])
     args = parser.parse_args(argv)
 
     import ray
@@ -125,12 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     rows, baseline_answers = [], None
     try:
         for shards in args.shards:
-            row, answers = measure(shards, items, ids, queries, args.concurrency)
-            if baseline_answers is None:
-                baseline_answers = answers
-            assert answers == baseline_answers, f"{shards} shards answered differently"  # the split changes no answer
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            for search_batch in args.search_batch:
+                row, answers = measure(shards, search_batch, items, ids, queries, args.concurrency)
+                if baseline_answers is None:
+                    baseline_answers = answers
+                # neither the split nor answering together changes an answer
+                assert answers == baseline_answers, f"{shards} shards, search batch {search_batch} answered differently"
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -138,11 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows[1:]:
         for concurrency in args.concurrency:
             key = f"c{concurrency}"
-            print(f"{row['shards']} shards vs {base['shards']}, concurrency {concurrency}: p50 "
+            print(f"{row['shards']} shards, batch {row['search_batch']} vs {base['shards']}, batch "
+                  f"{base['search_batch']}, concurrency {concurrency}: p50 "
                   f"x{base[key]['p50_ms'] / row[key]['p50_ms']:.2f} faster, searches/s "
                   f"x{row[key]['searches_per_s'] / base[key]['searches_per_s']:.2f}")
         if row["max_replica_uss_mb"] and base["max_replica_uss_mb"]:
-            print(f"{row['shards']} shards: the largest replica holds {row['max_replica_uss_mb']} MB, "
+            print(f"{row['shards']} shards, batch {row['search_batch']}: the largest replica holds "
+                  f"{row['max_replica_uss_mb']} MB, "
                   f"x{row['max_replica_uss_mb'] / base['max_replica_uss_mb']:.2f} of one replica's")
     print(json.dumps({"items": args.items, "width": args.width, "results": rows}))
     return 0

@@ -1,5 +1,6 @@
 """The retrieval index's in-memory part: unit embeddings in one contiguous float32 matrix, searched
-with one matrix-vector product and a partial sort.
+with one matrix-vector product and a partial sort, or for several queries at once (search_many)
+with one matrix-matrix product, which reads the matrix once for all of them.
 
 The matrix is kept, not rebuilt per query: stacking N embeddings for every search (what the index
 did first) copies N x D floats per query, 600 MB at 100k items of 1536-d, where the product itself
@@ -13,6 +14,11 @@ import itertools
 from collections.abc import Iterator
 
 import numpy as np
+
+# From this many queries at once, one matrix-matrix product beats a matrix-vector product each.
+# Below it OpenBLAS's matrix-matrix kernel is slower than the loop (2 queries: half the speed);
+# at 6 it is x1.35-1.5 faster, at 16 x3.7-4.8 (1k-200k rows of 1536, 2 cores; docs/benchmarks.md).
+GEMM_FROM = 6
 
 
 class VectorIndex:
@@ -83,10 +89,24 @@ class VectorIndex:
     def search(self, query: np.ndarray, k: int, prefix: str | None = None) -> list[dict]:
         """The k items of highest dot product with `query` (cosine for unit vectors), best first;
         with `prefix`, among the items whose id starts with it."""
-        scores = self.matrix[: len(self.ids)] @ self.vector(query)  # a view of the live rows: nothing copied
+        return self.search_many([query], k, prefix)[0]
+
+    def search_many(self, queries, k: int, prefix: str | None = None) -> list[list[dict]]:
+        """search() for each of `queries` (the same k and prefix), scoring them against the matrix
+        in one pass: a search is bound by reading the matrix (1.2 GB at 200k items of 1536-d),
+        so Q queries read together cost little more than one (benchmarks/index_search.py)."""
+        queries = np.stack([self.vector(query) for query in queries])
+        live = self.matrix[: len(self.ids)]  # a view of the live rows: nothing copied
+        if len(queries) < GEMM_FROM:  # BLAS's matrix-matrix kernels lose to matrix-vector ones here
+            scores = np.stack([live @ query for query in queries]) if len(queries) > 1 else (live @ queries[0])[None]
+        else:  # rows x queries is the faster of the two orders; each query's scores then made contiguous
+            scores = np.ascontiguousarray((live @ queries.T).T)
         rows = None if prefix is None else self.rows_matching(prefix)
         if rows is not None:
-            scores = scores[rows]  # scoring every row and keeping some beats copying those rows out
+            scores = scores[:, rows]  # scoring every row and keeping some beats copying those rows out
+        return [self._ranked(row_scores, k, rows) for row_scores in scores]
+
+    def _ranked(self, scores: np.ndarray, k: int, rows: np.ndarray | None) -> list[dict]:
         count = len(scores)
         if not count:
             return []

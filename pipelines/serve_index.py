@@ -15,9 +15,10 @@ import threading
 import numpy as np
 from ray import serve
 
+from ops.coalesced_calls import CoalescedCalls
 from ops.index_log import IndexLog
 from ops.index_shards import shard_store
-from ops.vector_index import VectorIndex
+from ops.vector_index import GEMM_FROM, VectorIndex
 from pipelines.replica_notice import notice
 from pipelines.serve_ready import Answers
 
@@ -42,13 +43,16 @@ def one_at_a_time(method):
 @serve.deployment(num_replicas=1, max_ongoing_requests=256)
 class RetrievalIndex(Answers):
     def __init__(self, width: int, store: str | None = None, model: str | None = None, shard: int = 0,
-                 shards: int = 1):
+                 shards: int = 1, search_batch: int = 32):
         """width: the model's embedding width. store: a directory whose log (ops/index_log.py) keeps
         the items across restarts (this shard's part of it: ops.index_shards.shard_store); None: in
         memory only, and a restarted replica starts empty. model: the serving model's
         prediction_fingerprint: a store of another model's is refused. shard, shards: which part
-        of a split index this replica holds."""
+        of a split index this replica holds. search_batch: the most queued searches answered in one
+        pass (1: one at a time, as before batching)."""
         self.lock = threading.Lock()  # held by every method but ready(), which answers /readyz mid-search
+        # a batch smaller than GEMM_FROM is searched query by query: no gain in waiting for fewer
+        self.queued_searches = CoalescedCalls(self.search_together, max_batch=search_batch, fill_to=GEMM_FROM)
         if store:
             store = str(shard_store(store, shard, shards))
         self.log = IndexLog(store, model) if store else None
@@ -130,3 +134,23 @@ class RetrievalIndex(Answers):
     @one_at_a_time
     def search(self, query: np.ndarray, k: int, prefix: str | None = None) -> list[dict]:
         return self.index.search(query, k, prefix)
+
+    async def search_queued(self, query: np.ndarray, k: int, prefix: str | None = None) -> list[dict]:
+        """search(), as the ingress asks for it: searches that arrive while one is running are
+        answered together by the next, in one pass over the matrix (search_together)."""
+        return await self.queued_searches((query, k, prefix))
+
+    @one_at_a_time
+    def search_together(self, requests: list[tuple[np.ndarray, int, str | None]]) -> list[list[dict]]:
+        """(query, k, prefix) searches -> each one's results, as search() gives them; those with
+        the same prefix are scored in one pass, at the largest k asked (each keeps its own k)."""
+        answers: list[list[dict]] = [[] for _ in requests]
+        by_prefix: dict[str | None, list[int]] = {}
+        for position, (_, _, prefix) in enumerate(requests):
+            by_prefix.setdefault(prefix, []).append(position)
+        for prefix, positions in by_prefix.items():
+            k = max(requests[p][1] for p in positions)
+            found = self.index.search_many([requests[p][0] for p in positions], k, prefix)
+            for position, results in zip(positions, found):
+                answers[position] = results[: requests[position][1]]
+        return answers

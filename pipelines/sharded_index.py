@@ -1,9 +1,10 @@
 """The ingress's one view of the retrieval index, whatever the number of shards it is split over.
 
-Each method is the RetrievalIndex deployment's method of the same name (pipelines/serve_deployments.py),
-awaited: a call about one id goes to the shard its id hashes to, a call about many ids goes to
-each shard with its part of them (in parallel), and a search or a listing asks every shard and
-combines their answers (ops/index_shards.py). With one shard every call is the one call it was.
+Each method is the RetrievalIndex deployment's method of the same name (pipelines/serve_index.py),
+awaited (search: its search_queued, which answers concurrent searches together): a call about one
+id goes to the shard its id hashes to, a call about many ids goes to each shard with its part of
+them (in parallel), and a search or a listing asks every shard and combines their answers
+(ops/index_shards.py). With one shard every call is the one call it was.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class ShardedIndex:
         return [item_id for part in dropped for item_id in part]
 
     async def search(self, query: np.ndarray, k: int, prefix: str | None = None) -> list[dict]:
-        found = await asyncio.gather(*(shard.search.remote(query, k, prefix) for shard in self.shards))
+        found = await asyncio.gather(*(shard.search_queued.remote(query, k, prefix) for shard in self.shards))
         return merge_top_k(list(found), k)
 
     async def page(self, offset: int, limit: int, prefix: str | None = None) -> tuple[list[dict], int]:

@@ -303,6 +303,17 @@ def test_index_built_from_a_feature_cache_ranks_like_the_model(served, caches):
                              headers=auth, timeout=30).json()["results"]
     assert [r["id"] for r in in_train] == [rows[i]["id"] for i in expected.indices[0].tolist()
                                            if rows[i]["id"].startswith("train/")][:3]
+    # searches at once: each shard answers those that queue up together (one pass over its
+    # matrix), and every request still gets its own k and prefix's ranking
+    from concurrent.futures import ThreadPoolExecutor
+
+    asks = [{"query": query, "k": 2 + i % 3, **({"prefix": "train/"} if i % 2 else {})} for i in range(12)]
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda ask: requests.post(f"{base}/secure/v1/retrieve", json=ask, headers=auth,
+                                                          timeout=120), asks))
+    for ask, answer in zip(asks, answers):
+        ranked = [rows[i]["id"] for i in expected.indices[0].tolist() if rows[i]["id"].startswith(ask.get("prefix", ""))]
+        assert answer.status_code == 200 and [r["id"] for r in answer.json()["results"]] == ranked[: ask["k"]], ask
     listed = requests.get(f"{base}/secure/v1/index/items", params={"prefix": "eval/", "limit": 5}, headers=auth,
                           timeout=30).json()
     assert listed["total"] == sum(r["id"].startswith("eval/") for r in rows) < len(rows)
