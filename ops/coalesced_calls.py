@@ -70,9 +70,9 @@ class CoalescedCalls(Generic[Item, Result]):
             return
         callers, seconds, ended = self.last_batch
         expected = min(callers, self.max_batch)
-        deadline = ended + min(self.max_linger_s, self.linger_fraction * seconds)
         if expected < self.fill_to:
             return
+        deadline = ended + min(self.max_linger_s, self.linger_fraction * seconds)
         while len(self.pending) < expected and time.perf_counter() < deadline:
             await asyncio.sleep(0.0005)
 

@@ -98,7 +98,7 @@ class VectorIndex:
         queries = np.stack([self.vector(query) for query in queries])
         live = self.matrix[: len(self.ids)]  # a view of the live rows: nothing copied
         if len(queries) < GEMM_FROM:  # BLAS's matrix-matrix kernels lose to matrix-vector ones here
-            scores = np.stack([live @ query for query in queries]) if len(queries) > 1 else (live @ queries[0])[None]
+            scores = np.stack([live @ query for query in queries])
         else:  # rows x queries is the faster of the two orders; each query's scores then made contiguous
             scores = np.ascontiguousarray((live @ queries.T).T)
         rows = None if prefix is None else self.rows_matching(prefix)
