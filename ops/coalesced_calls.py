@@ -79,6 +79,10 @@ class CoalescedCalls(Generic[Item, Result]):
     async def _answer(self, batch: list[tuple[Item, asyncio.Future]]) -> None:
         try:
             results = await asyncio.to_thread(self.run_batch, [item for item, _ in batch])
+            # checked here, not by zip(strict=True) below: raised there it would end the drain
+            # with this batch's callers waiting forever
+            if len(results) != len(batch):
+                raise RuntimeError(f"run_batch gave {len(results)} results for {len(batch)} items")
         except Exception as error:
             if len(batch) == 1:
                 if not batch[0][1].done():

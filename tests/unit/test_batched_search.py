@@ -91,6 +91,24 @@ def test_coalesced_calls_answer_every_caller_in_order_under_a_batch_limit():
     assert asyncio.run(many()) == [2 * i for i in range(10)]  # a new event loop: nothing left of the old one
 
 
+def test_a_batch_function_that_miscounts_fails_its_callers_instead_of_leaving_them_waiting():
+    calls = CoalescedCalls(lambda items: items[:1], max_batch=8)  # one result, whatever the batch
+
+    async def many():
+        return await asyncio.wait_for(asyncio.gather(*(calls(i) for i in range(4)), return_exceptions=True), 5)
+
+    results = asyncio.run(many())
+    # the first batch (one caller) is answered; the rest, batched, miscount, then alone each succeed
+    assert results == [0, 1, 2, 3], results
+    broken = CoalescedCalls(lambda items: [], max_batch=8)
+
+    async def failing():
+        return await asyncio.wait_for(asyncio.gather(*(broken(i) for i in range(3)), return_exceptions=True), 5)
+
+    errors = asyncio.run(failing())
+    assert all(isinstance(error, RuntimeError) and "0 results for 1 items" in str(error) for error in errors), errors
+
+
 def _cohorts(linger_fraction: float) -> list[int]:
     """Batch sizes for 8 callers making 6 calls each, one starting before the other 7: each call
     costs 0.2 s, and a caller resubmits 2 ms after its answer."""
