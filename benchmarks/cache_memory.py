@@ -13,6 +13,9 @@ the cache's row groups, kept here as the baseline) and today's, alternating for 
              the same drawn rows; now only the row groups holding one are read.
   eval load  ops.evaluation.load_rows. Before: every column through to_pylist (S_V as Python floats).
              Now: a row group at a time, S_V as numpy views.
+  eval held  the in-training evaluation's rows over two evaluations (--eval-every). Before:
+             load_rows, held between them (what train_loop kept for the whole run). Now:
+             ops.held_out_rows.HeldOutRows, read again a row group at a time at each (local cache).
   index read the S_V of 4 rows, as the serve index reads the rows it lacks. Before: the shard's S_V
              column whole, then to_pylist. Now: only the row groups holding them (rows_at).
   index fill every row's S_V, as Serve's ingress fills an empty index from the shard (the replica's
@@ -105,13 +108,14 @@ def index_fill(cache_dir: str, way: str, rows: int) -> float:
 
 
 # -- one operation in a fresh process ---------------------------------------------------------------
-OPERATIONS = ("commit", "train read", "read 10%", "eval load", "index read", "index fill")
+OPERATIONS = ("commit", "train read", "read 10%", "eval load", "eval held", "index read", "index fill")
 
 
 def run_once(operation: str, way: str, cache_dir: str, rows: int) -> dict:
     from ops.cache_files import CacheFileReader, CacheSource, read_shard_rows
     from ops.evaluation import load_rows
     from ops.feature_cache import FeatureCache
+    from ops.held_out_rows import HeldOutRows
 
     data = paper_rows(rows) if operation == "commit" else None
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
@@ -130,6 +134,15 @@ def run_once(operation: str, way: str, cache_dir: str, rows: int) -> dict:
     elif operation == "eval load":
         loaded = load_before(cache_dir) if way == "before" else load_rows(cache_dir)
         checksum = float(sum(float(np.asarray(row["s_v"][:8], dtype=np.float32).sum()) for row in loaded))
+    elif operation == "eval held":
+        if way == "before":
+            held = load_rows(cache_dir)
+            evaluations = [held, held]
+        else:
+            held_out = HeldOutRows(cache_dir)
+            evaluations = [(row for rows in held_out.chunks() for row in rows) for _ in range(2)]
+        checksum = float(sum(float(np.asarray(row["s_v"][:8], dtype=np.float32).sum())
+                             for rows in evaluations for row in rows))
     elif operation == "index fill":
         checksum = index_fill(cache_dir, way, rows)
     else:
@@ -177,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             for op in operations:
                 for way in ("before", "now"):
-                    # index fill: the ingress's way of reading, both over today's file
-                    target = f"{tmp}/commit-{way}" if op == "commit" else caches["now" if op == "index fill" else way]
+                    # index fill, eval held: the two ways of reading, both over today's file
+                    target = (f"{tmp}/commit-{way}" if op == "commit"
+                              else caches["now" if op in ("index fill", "eval held") else way])
                     runs[op, way].append(measure(op, way, target, args.rows))
     for op in (op for op in operations if op != "commit"):
         checksums = {run["checksum"] for way in ("before", "now") for run in runs[op, way]}

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from model.tasks import embed_candidates, rank
@@ -24,20 +25,27 @@ from ops.collate import pad_visual, row_features
 from ops.feature_cache import FeatureCache
 
 
-def row_chunks(cache_url: str, max_samples: int | None = None) -> Iterator[list[dict]]:
-    """The cache's rows (up to `max_samples`), a row group at a time, S_V as numpy views of it."""
+def table_chunks(cache_url: str, max_samples: int | None = None) -> Iterator[pa.Table]:
+    """The cache's rows (up to `max_samples`), a row group at a time, as Arrow tables."""
     cache = FeatureCache(cache_url)
     seen = 0
     for path in cache.shard_files():
         with cache.fs.open(path, "rb") as handle:
             for table in group_tables(handle):
-                rows = table_rows(table)[: None if max_samples is None else max_samples - seen]
-                seen += len(rows)
-                yield rows
+                if max_samples is not None:
+                    table = table.slice(0, max_samples - seen)
+                seen += table.num_rows
+                yield table
                 if max_samples is not None and seen >= max_samples:
                     return
     if not seen:
         raise ValueError(f"no cached samples under {cache_url} (is it a feature cache with a manifest.json?)")
+
+
+def row_chunks(cache_url: str, max_samples: int | None = None) -> Iterator[list[dict]]:
+    """The cache's rows (up to `max_samples`), a row group at a time, S_V as numpy views of it."""
+    for table in table_chunks(cache_url, max_samples):
+        yield table_rows(table)
 
 
 def load_rows(cache_url: str, max_samples: int | None = None) -> list[dict]:
@@ -103,7 +111,7 @@ class Predictions:
 
 
 def evaluate(model: VLJepa, rows: list[dict], caption_prompt: str = "") -> dict:
-    """The metrics over rows held in memory (the in-training evaluation keeps its rows)."""
+    """The metrics over rows held in memory."""
     return evaluate_chunks(model, [rows], caption_prompt)
 
 

@@ -32,7 +32,8 @@ from model.precision import device_autocast
 from model.presets import get_preset
 from model.vljepa import VLJepa
 from ops.collate import Collate
-from ops.evaluation import evaluate, load_rows
+from ops.evaluation import evaluate_chunks
+from ops.held_out_rows import HeldOutRows
 from pipelines.model_source import resolve_model_dir
 from pipelines.train_config import TrainConfig
 from pipelines.train_worker import (batches_from, report_state, restore_state, setup_worker, start_tracking,
@@ -121,7 +122,7 @@ def train_loop_per_worker(config_dict: dict) -> None:
     autocast = device_autocast(device)
 
     start_tracking(rank, config.tracking_uri, config.mlflow_run_id)
-    eval_rows = load_rows(config.eval_cache, config.eval_max_samples) if rank == 0 and config.eval_cache else None
+    held_out = HeldOutRows(config.eval_cache, config.eval_max_samples) if rank == 0 and config.eval_cache else None
 
     shard = ray.train.get_dataset_shard("train")
     collate_with_epoch = collation(model, config)
@@ -157,9 +158,9 @@ def train_loop_per_worker(config_dict: dict) -> None:
                        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
             mlflow.log_metrics(metrics, step=step)
             window_start, window_samples = time.perf_counter(), 0
-        if rank == 0 and eval_rows and (
+        if rank == 0 and held_out is not None and (
                 (config.eval_every and step % config.eval_every == 0) or step == config.steps):
-            evaluation = flat_metrics(evaluate(model, eval_rows, config.spec.caption_prompt))
+            evaluation = flat_metrics(evaluate_chunks(model, held_out.chunks(), config.spec.caption_prompt))
             mlflow.log_metrics(evaluation, step=step)
             metrics.update(evaluation)
             model.train()
@@ -169,5 +170,7 @@ def train_loop_per_worker(config_dict: dict) -> None:
                           "consumed": consumed, "rng": torch.get_rng_state()}, metrics, rank)
         if step >= config.steps:
             break
+    if held_out is not None:
+        held_out.close()
     stop_tracking(rank)
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import mlflow
 import pytest
 import s3fs
 
@@ -56,9 +57,15 @@ def test_jobs_run_on_the_cluster_and_write_to_s3(token_cluster, sample_data, tmp
     run = tmp_path / "run"
     trained = submit([*common, "--", "train", "--stage", "sft", "--cache", f"s3://{BUCKET}/cache", "--out", str(run),
                       "--storage", f"s3://{BUCKET}/checkpoints", "--preset", "tiny", "--steps", "4", "--batch-size", "4",
-                      "--warmup-steps", "1", "--checkpoint-every", "2", "--registered-model", ""], tmp_path)
+                      "--warmup-steps", "1", "--checkpoint-every", "2", "--registered-model", "",
+                      "--eval-cache", f"s3://{BUCKET}/cache", "--eval-every", "2"], tmp_path)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert len(s3.glob(f"{BUCKET}/checkpoints/train/checkpoint_*/state.pt")) >= 1
+    # the eval cache on S3, read once into a local spool, scored at steps 2 and 4 from there
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")
+    [logged] = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    history = client.get_metric_history(logged.info.run_id, "eval.classification.top1")
+    assert sorted(m.step for m in history) == [2, 4]
     assert (run / "model" / "vljepa.json").exists()
     exported = tmp_path / "exported"  # export --run finds the run's checkpoints on S3
     from pipelines import export

@@ -49,21 +49,10 @@ def test_real_predict_path_runs_on_cached_shapes(minilm_model):
 def test_a_cache_evaluated_a_row_group_at_a_time_scores_as_the_rows_held_at_once(minilm_model, tmp_path, monkeypatch):
     """`vljepa evaluate` keeps predictions, not S_V: the same numbers as evaluating every row in memory."""
     import ops.cache_parquet as cache_parquet
-    from ops.feature_cache import FeatureCache, Fingerprint
+    from tests.small_cache import SMALL_GROUP_BYTES, write_small_cache
 
-    monkeypatch.setattr(cache_parquet, "ROW_GROUP_BYTES", 3 * 8 * 64 * 2)  # three 8-token rows a group
-    rng = np.random.default_rng(0)
-    captions = ["a red ball moves left", "a blue cube moves up", "a green triangle moves down", "a yellow ball"]
-    rows = [{"key": f"k{i:02d}", "shard": "s", "source": "t", "media_kind": "video" if i % 4 else "image",
-             "task": "vqa" if i % 5 == 0 else "caption", "query": "Which colour?" if i % 5 == 0 else "",
-             "target": "red" if i % 5 == 0 else captions[i % 4],
-             "candidates": ["red", "blue", "green"] if i % 5 == 0 else [], "frame_times": [0.0],
-             "s_v_shape": [8, 64], "s_v": rng.standard_normal(8 * 64).astype(np.float16)} for i in range(20)]
-    fingerprint = Fingerprint(x_encoder="x", x_encoder_config_hash="0", num_frames=1, image_size=8, storage_dtype="float16")
-    cache = FeatureCache(str(tmp_path / "cache"))
-    for shard, part in (("a", rows[:11]), ("b", rows[11:])):
-        cache.commit_shard(shard, part, [], fingerprint.digest(), "float16")
-    cache.write_manifest(fingerprint, cache.markers(["a", "b"]))
+    monkeypatch.setattr(cache_parquet, "ROW_GROUP_BYTES", SMALL_GROUP_BYTES)
+    cache, rows = write_small_cache(str(tmp_path / "cache"))
 
     streamed = evaluation.evaluate_cache(minilm_model, cache.url, "a prompt")
     assert streamed == evaluation.evaluate(minilm_model, evaluation.load_rows(cache.url), "a prompt")

@@ -1,0 +1,57 @@
+"""The rows the in-training evaluation scores every `--eval-every` steps, read again each time a row
+group at a time rather than held between evaluations.
+
+Held, they were the rows' S_V for the whole run on rank 0: the default 2000 rows are ~4 GiB of
+float16 at the paper's 2 MiB per clip. Read again, an evaluation holds one row group of S_V (at
+most 16 MiB, ops/cache_parquet.py) and its predictions, ~E floats a row. A cache in an object
+store is read from there once, at the start, into local files of those row groups (a spool
+beside the worker), so an evaluation re-reads local disk, not the bucket.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from ops.cache_parquet import group_tables, table_rows
+from ops.evaluation import table_chunks
+from ops.feature_cache import FeatureCache
+
+
+class HeldOutRows:
+    def __init__(self, cache_url: str, max_samples: int | None = None, spool_parent: str | None = None):
+        """Reads the cache now, to fail here (an empty cache, no manifest) rather than at the first
+        evaluation: a local cache's first row group; a remote cache's first `max_samples` rows, into
+        the spool, a directory under `spool_parent` (the system's temporary directory by default)
+        removed by close(), with this object or at exit (a process killed outright leaves it)."""
+        self.cache_url, self.max_samples = cache_url, max_samples
+        self.spool: Path | None = None
+        self._remove_spool = None
+        if FeatureCache(cache_url).is_local:
+            next(table_chunks(cache_url, max_samples))  # its first row group; an empty cache raises
+            return
+        self.spool = Path(tempfile.mkdtemp(prefix="vljepa-eval-", dir=spool_parent))
+        self._remove_spool = weakref.finalize(self, shutil.rmtree, str(self.spool), True)
+        for number, table in enumerate(table_chunks(cache_url, max_samples)):
+            pq.write_table(table, self.spool / f"{number:06d}.parquet", compression="none")
+
+    def chunks(self) -> Iterator[list[dict]]:
+        """The rows, a row group at a time, S_V as numpy views of it (as ops.evaluation.row_chunks)."""
+        if self.spool is None:
+            for table in table_chunks(self.cache_url, self.max_samples):
+                yield table_rows(table)
+            return
+        for path in sorted(self.spool.glob("*.parquet")):
+            with open(path, "rb") as handle:
+                for table in group_tables(handle):
+                    yield table_rows(table)
+
+    def close(self) -> None:
+        """Removes the spool now (it is removed with this object, or at exit, otherwise)."""
+        if self._remove_spool is not None:
+            self._remove_spool()
