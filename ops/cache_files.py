@@ -14,6 +14,7 @@ Ray-free: the items and the reader are plain Python, tested without a cluster.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,19 +82,39 @@ def require_feature_cache(url: str, x_encoder: dict[str, str] | None = None, rea
 
 
 def selected_row_count(url: str, media_kinds: tuple[str, ...], tasks: tuple[str, ...]) -> tuple[int | None, dict[str, int]]:
-    """(rows of the cache a stage selects, rows per "media_kind/task" of the whole cache), from the
-    manifest alone: the shard markers count their rows by kind (caches written before they did:
-    (None, {})), so a run can refuse a cache that cannot fill its batches before any worker starts."""
+    """(rows of the cache a stage selects, rows per "media_kind/task" of the whole cache), so a run
+    can refuse a cache that cannot fill its batches before any worker starts (found by the workers,
+    it is an error Ray Train retries --max-failures times). From the manifest: the shard markers
+    count their rows by kind; a shard committed before they did is counted from its file's two
+    small columns. A cache with no shards: (None, {})."""
     shards = (FeatureCache(url).manifest() or {}).get("shards") or {}
-    if not shards or any("kinds" not in counts for counts in shards.values()):
+    if not shards:
         return None, {}
+    counted = [counts["kinds"] for counts in shards.values() if "kinds" in counts]
+    uncounted = shard_kinds(url, [shard for shard, counts in shards.items() if "kinds" not in counts])
     by_kind: dict[str, int] = {}
-    for counts in shards.values():
-        for kind, rows in counts["kinds"].items():
+    for kinds in counted + uncounted:
+        for kind, rows in kinds.items():
             by_kind[kind] = by_kind.get(kind, 0) + rows
     selected = sum(rows for kind, rows in by_kind.items()
                    if kind.split("/", 1)[0] in media_kinds and kind.split("/", 1)[1] in tasks)
     return selected, dict(sorted(by_kind.items()))
+
+
+def shard_kinds(url: str, shards: list[str]) -> list[dict[str, int]]:
+    """Rows per "media_kind/task" of each shard, from its file's columns (a few KB each; read 16 at
+    a time, an object store's requests being mostly waiting)."""
+    def count(shard: str) -> dict[str, int]:
+        table = read_shard_columns(url, shard, ["media_kind", "task"])
+        kinds: dict[str, int] = {}
+        for media_kind, task in zip(table["media_kind"].to_pylist(), table["task"].to_pylist()):
+            kinds[f"{media_kind}/{task}"] = kinds.get(f"{media_kind}/{task}", 0) + 1
+        return kinds
+
+    if not shards:
+        return []
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(count, shards))
 
 
 def read_shard_columns(url: str, shard: str, columns: list[str]) -> pa.Table:

@@ -38,7 +38,7 @@ def require_full_batches(urls: list[str], media_kinds: tuple[str, ...], tasks: t
     before Ray starts: found by the workers instead, it is a traceback from each, retried
     --max-failures times. `share`: the part of the mix these caches make (SFT replays pretraining
     rows beside them). `weighted` (--cache-weights): each cache must hold rows to give its share.
-    Caches whose markers predate the per-kind counts are left to the workers' own check."""
+    Caches whose markers predate the per-kind counts are counted from their files' columns."""
     from ops.cache_files import selected_row_count
 
     selected, by_kind = 0, {}

@@ -49,8 +49,9 @@ def count_rows(source: CacheSource) -> int:
 
 
 def stage_rows(source: CacheSource) -> int:
-    """count_rows from the cache's manifest (its markers count rows by kind); read from the files
-    only for a cache written before they did. A source `counted` already is not read again."""
+    """count_rows from the cache's manifest (its markers count rows by kind; an old shard's file is
+    read for its two filter columns: ops.cache_files.selected_row_count); a pass over the files
+    only for a manifest with no shards. A source `counted` already is not read again."""
     from ops.cache_files import selected_row_count
 
     if source.rows is not None:

@@ -46,13 +46,13 @@ def test_cache_features_checks_the_x_encoder_before_starting_ray(tmp_path, ray_m
 
 
 def manifest_only_cache(path, x_encoder: dict[str, str]):
-    """A cache as the driver's checks see it (a manifest with one shard): the checks under test
-    must fail before anything reads a shard."""
+    """A cache as the driver's checks see it (a manifest with one shard, its marker counting enough
+    rows to fill the batches): the checks under test must fail before anything reads a shard."""
     from ops.feature_cache import FeatureCache, Fingerprint
 
     cache = FeatureCache(str(path))
     cache.write_manifest(Fingerprint(**x_encoder, num_frames=8, image_size=64, storage_dtype="float16"),
-                         {"shard-000": {"rows": 3}})
+                         {"shard-000": {"rows": 512, "kinds": {"video/caption": 256, "image/caption": 256}}})
     return cache
 
 

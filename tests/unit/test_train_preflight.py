@@ -4,6 +4,7 @@ that its run directory can be made, and where its checkpoints go."""
 from __future__ import annotations
 
 import contextlib
+import json
 
 import numpy as np
 import pytest
@@ -38,13 +39,16 @@ def test_the_manifest_counts_rows_by_kind_and_a_stage_selects_its_own(tmp_path):
     assert selected_row_count(url, ("image",), ("vqa",))[0] == 0
 
 
-def test_a_cache_from_before_the_per_kind_counts_is_left_to_the_workers(tmp_path):
-    url = _write_cache(tmp_path / "cache", {"video/caption": 5})
+def test_a_cache_from_before_the_per_kind_counts_is_counted_from_its_files(tmp_path):
+    url = _write_cache(tmp_path / "cache", {"video/caption": 5, "video/vqa": 3, "image/caption": 2})
     cache = FeatureCache(url)
     manifest = cache.manifest()
-    del manifest["shards"]["s0"]["kinds"]
-    cache.write_bytes("manifest.json", __import__("json").dumps(manifest).encode())
-    assert selected_row_count(url, ("video",), ("caption",)) == (None, {})
+    for shard in ("s0", "s2"):  # markers written before they counted kinds; s1's still does
+        del manifest["shards"][shard]["kinds"]
+    cache.write_bytes("manifest.json", json.dumps(manifest).encode())
+    assert selected_row_count(url, ("video",), ("caption",)) == (5, {"image/caption": 2, "video/caption": 5,
+                                                                     "video/vqa": 3})
+    assert selected_row_count(str(tmp_path / "no-cache"), ("video",), ("caption",)) == (None, {})
 
 
 def test_train_refuses_a_cache_that_cannot_fill_a_batch_per_worker_before_ray_starts(
@@ -61,6 +65,14 @@ def test_train_refuses_a_cache_that_cannot_fill_a_batch_per_worker_before_ray_st
         train.main(["--stage", "sft", "--out", str(tmp_path / "r2"), "--workers", "2", "--batch-size", "5", *common])
     # nothing was written: the corrected command needs no --resume
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+    # the same for a cache whose markers predate the per-kind counts (was: left to the workers)
+    cache = FeatureCache(url)
+    manifest = cache.manifest()
+    for counts in manifest["shards"].values():
+        del counts["kinds"]
+    cache.write_bytes("manifest.json", json.dumps(manifest).encode())
+    with pytest.raises(ValueError, match=r"holds 8 rows stage sft .* \(2 x 5 = 10\)"):
+        train.main(["--stage", "sft", "--out", str(tmp_path / "r3"), "--workers", "2", "--batch-size", "5", *common])
 
 
 def test_train_decoder_refuses_a_cache_without_enough_captions(captioning_model_dir, tmp_path, ray_must_not_start):
