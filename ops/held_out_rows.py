@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from ops.cache_parquet import group_tables, table_rows
-from ops.evaluation import table_chunks
+from ops.evaluation import row_chunks, table_chunks
 from ops.feature_cache import FeatureCache
 
 
@@ -43,8 +43,7 @@ class HeldOutRows:
     def chunks(self) -> Iterator[list[dict]]:
         """The rows, a row group at a time, S_V as numpy views of it (as ops.evaluation.row_chunks)."""
         if self.spool is None:
-            for table in table_chunks(self.cache_url, self.max_samples):
-                yield table_rows(table)
+            yield from row_chunks(self.cache_url, self.max_samples)
             return
         for path in sorted(self.spool.glob("*.parquet")):
             with open(path, "rb") as handle:
