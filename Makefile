@@ -33,6 +33,7 @@ bench: setup bench-selective
 	$(PY) -m benchmarks.pipeline_startup
 	$(PY) -m benchmarks.train_throughput
 	$(PY) -m benchmarks.train_step
+	$(PY) -m benchmarks.export_checkpoint
 	$(PY) -m benchmarks.serve_throughput
 	$(PY) -m benchmarks.index_search
 	$(PY) -m benchmarks.index_fill

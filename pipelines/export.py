@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
-import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -19,52 +16,23 @@ import torch
 from model.build import build_vljepa
 from model.export import save_model
 from model.presets import PRESETS, get_preset
+from pipelines.checkpoint_files import latest_checkpoint, load_state, local_checkpoint
 from pipelines.decoder_config import RUN_KIND, DecoderTrainConfig
 from pipelines.report import run_as_process
-from pipelines.train_config import STATE_FILE, TrainConfig
-
-
-def latest_checkpoint(run_dir: str | Path, storage: str | None = None) -> Path:
-    """The run's highest-step checkpoint as a local directory (fetched first when --storage was S3)."""
-    import fsspec
-
-    root = storage or str(Path(run_dir) / "ray")
-    fs, path = fsspec.core.url_to_fs(root)
-    candidates = [p.rsplit("/", 1)[0] for p in fs.glob(f"{path.rstrip('/')}/**/{STATE_FILE}")]
-    if not candidates:
-        raise ValueError(f"{run_dir} holds no training checkpoint (looked under {root})")
-
-    def step(directory: str) -> int | None:
-        # A node or worker killed mid-upload leaves a half-written checkpoint behind (Ray Train never
-        # registered it and resumed from an earlier one): skip it rather than fail the export.
-        try:
-            with fs.open(f"{directory}/{STATE_FILE}", "rb") as handle:
-                return int(torch.load(handle, weights_only=False)["step"])
-        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, KeyError, TypeError) as exc:
-            print(f"export: skipping unreadable checkpoint {directory} ({type(exc).__name__}: {exc})", file=sys.stderr)
-            return None
-
-    readable = {directory: found for directory in candidates if (found := step(directory)) is not None}
-    if not readable:
-        raise ValueError(f"{run_dir} holds no readable training checkpoint (looked under {root})")
-    best = max(readable, key=readable.__getitem__)
-    if "file" in fs.protocol:
-        return Path(best)
-    local = Path(tempfile.mkdtemp(prefix="vljepa-checkpoint-"))
-    fs.get(f"{best}/{STATE_FILE}", str(local / STATE_FILE))
-    return local
+from pipelines.train_config import TrainConfig
 
 
 def export_checkpoint(config: TrainConfig, checkpoint, out_dir: Path) -> Path:
     from pipelines.train_loop import initial_model, load_trainable_state
 
-    if isinstance(checkpoint, Path):
-        state = torch.load(checkpoint / STATE_FILE, weights_only=False)
-    else:  # a ray.train.Checkpoint, possibly on S3: fetched to a local directory
-        with checkpoint.as_directory() as directory:
-            state = torch.load(Path(directory) / STATE_FILE, weights_only=False)
     model = initial_model(config)
-    load_trainable_state(model, state["model"])
+    if isinstance(checkpoint, Path):
+        state = load_state(checkpoint)
+        load_trainable_state(model, state["model"])
+    else:  # a ray.train.Checkpoint, possibly on S3: fetched to a local directory, removed after
+        with checkpoint.as_directory() as directory:
+            state = load_state(directory)
+            load_trainable_state(model, state["model"])
     metadata = {"stage": config.stage, "steps": state["step"], "caption_prompt": config.spec.caption_prompt,
                 "preset": config.preset, "cache": config.cache}
     return save_model(model, out_dir, metadata=metadata)
@@ -87,12 +55,13 @@ def main(argv: list[str] | None = None) -> int:
                              "give the --out of a `vljepa train` or `vljepa train-decoder` run")
         saved = json.loads(config_file.read_text())
         checkpoint = latest_checkpoint(args.run, saved.get("storage"))
-        if saved.get("run_kind") == RUN_KIND:
-            from pipelines.train_decoder import export_decoder_checkpoint
+        with local_checkpoint(checkpoint) as directory:
+            if saved.get("run_kind") == RUN_KIND:
+                from pipelines.train_decoder import export_decoder_checkpoint
 
-            export_decoder_checkpoint(DecoderTrainConfig.from_dict(saved), checkpoint, Path(args.out))
-        else:
-            export_checkpoint(TrainConfig.from_dict(saved), checkpoint, Path(args.out))
+                export_decoder_checkpoint(DecoderTrainConfig.from_dict(saved), directory, Path(args.out))
+            else:
+                export_checkpoint(TrainConfig.from_dict(saved), directory, Path(args.out))
         print(f"export: {checkpoint} -> {args.out}")
     else:
         # The projection heads are random: the same seed, the same model. fork_rng: a caller running

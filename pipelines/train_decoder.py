@@ -23,15 +23,13 @@ import shutil
 import sys
 from pathlib import Path
 
-import torch
-
 from model.config import VLJepaConfig
 from model.export import read_manifest
 from model.y_decoder_export import DECODER_SUBDIR, save_y_decoder
+from pipelines.checkpoint_files import load_state
 from pipelines.cli_types import non_negative_float, non_negative_int, positive_float, positive_floats, positive_int
 from pipelines.decoder_config import MODES, DecoderTrainConfig
 from pipelines.report import print_json_result, run_as_process
-from pipelines.train_config import STATE_FILE
 
 
 def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Namespace]:
@@ -107,7 +105,7 @@ def export_decoder_checkpoint(config: DecoderTrainConfig, checkpoint_dir: Path, 
     from pipelines.decoder_loop import initial_decoder
     from pipelines.model_source import resolve_model_dir
 
-    state = torch.load(Path(checkpoint_dir) / STATE_FILE, weights_only=False)
+    state = load_state(checkpoint_dir)
     model_dir = model_dir or resolve_model_dir(config.model, config.model_tracking_uri, config.model_registry_uri)
     model_config = VLJepaConfig.from_dict(read_manifest(model_dir)["config"])
     decoder = initial_decoder(config, model_config)

@@ -2,7 +2,8 @@
 restoring a checkpoint, and reporting one.
 
 A checkpoint is one `STATE_FILE` (torch.save of a dict: trainable weights, optimizer, scheduler,
-step, data position, RNG); the loops decide what goes in it, this module how it travels.
+step, data position, RNG) and its record (pipelines/checkpoint_files.py); the loops decide what
+goes in it, this module how it travels.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import ray.train
 import ray.train.torch
 import torch
 
+from pipelines.checkpoint_files import write_state
 from pipelines.train_config import STATE_FILE
 
 
@@ -66,7 +68,7 @@ def report_state(state: dict, metrics: dict, rank: int) -> None:
         ray.train.report(payload)
         return
     with tempfile.TemporaryDirectory() as directory:
-        torch.save(state, Path(directory) / STATE_FILE)
+        write_state(state, Path(directory))
         ray.train.report(payload, checkpoint=ray.train.Checkpoint.from_directory(directory))
 
 

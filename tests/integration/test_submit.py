@@ -9,6 +9,7 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 
 import mlflow
@@ -38,7 +39,7 @@ def submit(args: list[str], home, timeout: int = 600) -> subprocess.CompletedPro
                           env=env, timeout=timeout)
 
 
-def test_jobs_run_on_the_cluster_and_write_to_s3(token_cluster, sample_data, tmp_path):
+def test_jobs_run_on_the_cluster_and_write_to_s3(token_cluster, sample_data, tmp_path, monkeypatch):
     cluster, token_file = token_cluster
     s3 = s3fs.S3FileSystem()
     if not s3.exists(BUCKET):
@@ -60,7 +61,8 @@ def test_jobs_run_on_the_cluster_and_write_to_s3(token_cluster, sample_data, tmp
                       "--warmup-steps", "1", "--checkpoint-every", "2", "--registered-model", "",
                       "--eval-cache", f"s3://{BUCKET}/cache", "--eval-every", "2"], tmp_path)
     assert trained.returncode == 0, trained.stderr[-3000:]
-    assert len(s3.glob(f"{BUCKET}/checkpoints/train/checkpoint_*/state.pt")) >= 1
+    states = s3.glob(f"{BUCKET}/checkpoints/train/checkpoint_*/state.pt")
+    assert states and len(s3.glob(f"{BUCKET}/checkpoints/train/checkpoint_*/state.json")) == len(states)
     # the eval cache on S3, read once into a local spool, scored at steps 2 and 4 from there
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")
     [logged] = client.search_runs([e.experiment_id for e in client.search_experiments()])
@@ -70,7 +72,10 @@ def test_jobs_run_on_the_cluster_and_write_to_s3(token_cluster, sample_data, tmp
     exported = tmp_path / "exported"  # export --run finds the run's checkpoints on S3
     from pipelines import export
 
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     assert export.main(["--run", str(run), "--out", str(exported)]) == 0
+    assert not list((tmp_path / "tmp").iterdir())  # the state fetched from S3 went with the export
     assert json.loads((exported / "vljepa.json").read_text())["metadata"]["steps"] == 4
 
     failing = submit([*common, "--", "evaluate", "--model", str(tmp_path / "missing"), "--cache", "x"], tmp_path)
