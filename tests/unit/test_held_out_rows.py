@@ -4,6 +4,7 @@ their S_V: the same metrics as rows held in memory; a remote cache is read from 
 from __future__ import annotations
 
 import gc
+import os
 
 import fsspec
 import pytest
@@ -63,3 +64,37 @@ def test_a_remote_cache_is_read_from_the_store_once_and_its_spool_removed(minilm
 def test_an_empty_cache_fails_when_training_starts_not_at_the_first_evaluation(tmp_path):
     with pytest.raises(ValueError, match="no cached samples"):
         HeldOutRows(str(tmp_path / "nothing-here"))
+
+
+def test_a_spool_left_by_a_killed_process_is_removed_by_the_next_one(tmp_path, small_groups):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from ops.held_out_rows import SPOOL_OWNER
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)  # a process of this host that has ended
+
+    def spool(name: str, host: str, pid: int):
+        path = tmp_path / name
+        path.mkdir()
+        (path / SPOOL_OWNER).write_text(json.dumps({"host": host, "pid": pid}))
+        (path / "000000.parquet").write_bytes(b"rows")
+        return path
+
+    orphan = spool("vljepa-eval-orphan", socket.gethostname(), dead_pid)
+    running = spool("vljepa-eval-running", socket.gethostname(), os.getpid())
+    elsewhere = spool("vljepa-eval-elsewhere", "another-host", dead_pid)  # a shared directory: not ours to judge
+    being_made = tmp_path / "vljepa-eval-new"
+    being_made.mkdir()  # no owner file yet
+    url = f"memory://{tmp_path.name}/cache"
+    cache, _ = write_small_cache(url)
+    held_out = HeldOutRows(url, 4, spool_parent=str(tmp_path))
+    assert not orphan.exists()
+    assert running.exists() and elsewhere.exists() and being_made.exists()
+    assert json.loads((held_out.spool / SPOOL_OWNER).read_text()) == {"host": socket.gethostname(), "pid": os.getpid()}
+    assert _keys_and_features(held_out.chunks()) == _keys_and_features([evaluation.load_rows(url, 4)])
+    held_out.close()
+    cache.clear()
