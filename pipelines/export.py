@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -26,13 +27,10 @@ def export_checkpoint(config: TrainConfig, checkpoint, out_dir: Path) -> Path:
     from pipelines.train_loop import initial_model, load_trainable_state
 
     model = initial_model(config)
-    if isinstance(checkpoint, Path):
-        state = load_state(checkpoint)
+    # a local directory, or a ray.train.Checkpoint (possibly on S3: fetched to one, removed after)
+    with nullcontext(checkpoint) if isinstance(checkpoint, Path) else checkpoint.as_directory() as directory:
+        state = load_state(directory)
         load_trainable_state(model, state["model"])
-    else:  # a ray.train.Checkpoint, possibly on S3: fetched to a local directory, removed after
-        with checkpoint.as_directory() as directory:
-            state = load_state(directory)
-            load_trainable_state(model, state["model"])
     metadata = {"stage": config.stage, "steps": state["step"], "caption_prompt": config.spec.caption_prompt,
                 "preset": config.preset, "cache": config.cache}
     return save_model(model, out_dir, metadata=metadata)
