@@ -92,25 +92,31 @@ class EmbeddingSource:
         return torch.stack([self.memo[t] for t in texts]).to(device)
 
 
+def decoder_setup(config: DecoderTrainConfig, model_config: VLJepaConfig, device: torch.device, state: dict | None):
+    """The decoder on `device`, its optimizer and schedule, restored from a checkpoint's `state` (with
+    the RNG) when resuming; -> (decoder, optimizer, scheduler, (step, pass, batches consumed)). On its
+    device before the optimizer exists, as pipelines.train_loop.training_setup says why."""
+    decoder = initial_decoder(config, model_config).to(device)
+    decoder.config.noise_norm = config.noise_norm
+    optimizer = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
+    if state is None:
+        return decoder, optimizer, scheduler, (0, 0, 0)
+    decoder.load_state_dict(state["decoder"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    return decoder, optimizer, scheduler, (state["step"], state["pass"], state["consumed"])
+
+
 def decoder_loop_per_worker(config_dict: dict) -> None:
     config = DecoderTrainConfig.from_dict(config_dict)
     rank, world, device = setup_worker(config.out, config.seed, config.threads_per_worker)
     model_dir = resolve_model_dir(config.model, config.model_tracking_uri, config.model_registry_uri)  # on this worker's node
     model = load_model(model_dir).eval().requires_grad_(False).to(device)
     caption_prompt = read_manifest(model_dir)["metadata"].get("caption_prompt", "")
-    decoder = initial_decoder(config, model.config)
-    decoder.config.noise_norm = config.noise_norm
-    optimizer = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
-    step, data_pass, consumed = 0, 0, 0
-    state = restore_state()
-    if state is not None:
-        decoder.load_state_dict(state["decoder"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, data_pass, consumed = state["step"], state["pass"], state["consumed"]
-        torch.set_rng_state(state["rng"])
-    decoder.to(device)
+    decoder, optimizer, scheduler, (step, data_pass, consumed) = decoder_setup(config, model.config, device,
+                                                                              restore_state())
     ddp_decoder = ray.train.torch.prepare_model(decoder, move_to_device=False) if world > 1 else decoder
     embeddings_of = EmbeddingSource(model, config.mode, caption_prompt, config.text_mix)
 

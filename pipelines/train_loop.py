@@ -100,23 +100,29 @@ def collation(model: VLJepa, config: TrainConfig) -> WithEpoch:
     ))
 
 
+def training_setup(config: TrainConfig, device: torch.device, state: dict | None):
+    """The model on `device`, its optimizer and schedule, restored from a checkpoint's `state` (with
+    the RNG) when resuming; -> (model, optimizer, scheduler, (step, pass, batches consumed)).
+
+    The model is on its device before the optimizer exists: Optimizer.load_state_dict puts each of
+    AdamW's moments on its parameter's device as it is then, and a model moved afterwards left them
+    on the CPU, so a resumed run on a GPU failed at its first step (tensors on different devices)."""
+    model = initial_model(config).to(device)
+    optimizer = build_optimizer(model, config.learning_rate, config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
+    if state is None:
+        return model, optimizer, scheduler, (0, 0, 0)
+    load_trainable_state(model, state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    return model, optimizer, scheduler, (state["step"], state["pass"], state["consumed"])
+
+
 def train_loop_per_worker(config_dict: dict) -> None:
     config = TrainConfig.from_dict(config_dict)
     rank, world, device = setup_worker(config.out, config.seed, config.threads_per_worker)
-    model = initial_model(config)
-    optimizer = build_optimizer(model, config.learning_rate, config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
-    step, data_pass, consumed = 0, 0, 0
-
-    state = restore_state()
-    if state is not None:
-        load_trainable_state(model, state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, data_pass, consumed = state["step"], state["pass"], state["consumed"]
-        torch.set_rng_state(state["rng"])
-
-    model.to(device)
+    model, optimizer, scheduler, (step, data_pass, consumed) = training_setup(config, device, restore_state())
     ddp_model = ray.train.torch.prepare_model(model, move_to_device=False) if world > 1 else model
     loss_fn = InfoNCELoss()
     autocast = device_autocast(device)
