@@ -30,8 +30,8 @@ from ops.collate import pad_visual, row_features
 from ops.evaluation import load_rows
 from pipelines.decoder_config import DecoderTrainConfig
 from pipelines.model_source import resolve_model_dir
-from pipelines.train_worker import (batches_from, report_state, restore_state, setup_worker, start_tracking,
-                                    stop_tracking)
+from pipelines.train_worker import (batches_from, report_state, restore_optimizer, restore_state, setup_worker,
+                                    start_tracking, stop_tracking)
 
 
 def starting_lm(config: DecoderTrainConfig, model_config: VLJepaConfig) -> YDecoderConfig | None:
@@ -103,10 +103,7 @@ def decoder_setup(config: DecoderTrainConfig, model_config: VLJepaConfig, device
     if state is None:
         return decoder, optimizer, scheduler, (0, 0, 0)
     decoder.load_state_dict(state["decoder"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"])
-    return decoder, optimizer, scheduler, (state["step"], state["pass"], state["consumed"])
+    return decoder, optimizer, scheduler, restore_optimizer(optimizer, scheduler, state)
 
 
 def decoder_loop_per_worker(config_dict: dict) -> None:

@@ -36,8 +36,8 @@ from ops.evaluation import evaluate_chunks
 from ops.held_out_rows import HeldOutRows
 from pipelines.model_source import resolve_model_dir
 from pipelines.train_config import TrainConfig
-from pipelines.train_worker import (batches_from, report_state, restore_state, setup_worker, start_tracking,
-                                    stop_tracking)
+from pipelines.train_worker import (batches_from, report_state, restore_optimizer, restore_state, setup_worker,
+                                    start_tracking, stop_tracking)
 
 
 def initial_model(config: TrainConfig) -> VLJepa:
@@ -113,10 +113,7 @@ def training_setup(config: TrainConfig, device: torch.device, state: dict | None
     if state is None:
         return model, optimizer, scheduler, (0, 0, 0)
     load_trainable_state(model, state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"])
-    return model, optimizer, scheduler, (state["step"], state["pass"], state["consumed"])
+    return model, optimizer, scheduler, restore_optimizer(optimizer, scheduler, state)
 
 
 def train_loop_per_worker(config_dict: dict) -> None:

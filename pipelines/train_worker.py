@@ -61,6 +61,16 @@ def restore_state() -> dict | None:
         return torch.load(Path(directory) / STATE_FILE, weights_only=False)
 
 
+def restore_optimizer(optimizer: torch.optim.Optimizer, scheduler, state: dict) -> tuple[int, int, int]:
+    """Restores the optimizer, its schedule and the RNG from a checkpoint's `state`; -> (step, pass,
+    batches consumed). The optimizer's parameters must already be on their device (see
+    pipelines.train_loop.training_setup)."""
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    return state["step"], state["pass"], state["consumed"]
+
+
 def report_state(state: dict, metrics: dict, rank: int) -> None:
     """Every rank reports (a barrier); rank 0 attaches the checkpoint."""
     payload = {"step": state["step"], **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
