@@ -61,7 +61,8 @@ def restore_state() -> dict | None:
         return torch.load(Path(directory) / STATE_FILE, weights_only=False)
 
 
-def restore_optimizer(optimizer: torch.optim.Optimizer, scheduler, state: dict) -> tuple[int, int, int]:
+def restore_optimizer(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+                      state: dict) -> tuple[int, int, int]:
     """Restores the optimizer, its schedule and the RNG from a checkpoint's `state`; -> (step, pass,
     batches consumed). The optimizer's parameters must already be on their device (see
     pipelines.train_loop.training_setup)."""
