@@ -65,6 +65,7 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
     parser.add_argument("--address", default=None, help="Ray cluster (default: RAY_ADDRESS or local)")
     # evaluation and tracking
     parser.add_argument("--eval-cache", default=None, help="held-out cache to score CIDEr on at the end")
+    parser.add_argument("--log-every", type=positive_int, default=10, help="steps between logged metrics")
     parser.add_argument("--num-beams", type=positive_int, default=1, help="decoding for the evaluation: 1 greedy, >1 beam")
     parser.add_argument("--experiment", default="vljepa-decoder")
     parser.add_argument("--registered-model", default="vljepa-captioner", help="MLflow registry name ('' to skip)")
@@ -82,7 +83,7 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
         decoder_checkpoint=local_path_for_workers(args.decoder_checkpoint),
         prefix_length=args.prefix_length, noise_norm=args.noise_norm, text_mix=args.text_mix, steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed, workers=args.workers,
-        cpus_per_worker=args.cpus_per_worker, checkpoint_every=args.checkpoint_every,
+        cpus_per_worker=args.cpus_per_worker, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
         max_failures=args.max_failures, eval_cache=cache_url(args.eval_cache), num_beams=args.num_beams,
         experiment=args.experiment, registered_model=args.registered_model or None, storage=args.storage,
     )

@@ -55,3 +55,26 @@ def test_train_decoder_then_fine_tune_on_predictions(caches, tmp_path, capsys, m
     assert export.main(["--run", str(tuned_run), "--out", str(again)]) == 0
     metadata = json.loads((again / "y_decoder" / "y_decoder.json").read_text())["metadata"]
     assert metadata["mode"] == "predicted" and metadata["text_mix"] == 0.5 and metadata["model"] == source
+
+
+def _losses(summary) -> list[tuple[int, float]]:
+    client = mlflow.MlflowClient(tracking_uri=summary["tracking_uri"])
+    return sorted((m.step, m.value) for m in client.get_metric_history(summary["mlflow_run_id"], "loss"))
+
+
+def test_a_resumed_fine_tune_continues_the_loss_curve_of_one_never_stopped(captioning_model_dir, caches, tmp_path,
+                                                                          capsys):
+    """A fine-tune on Ŝ_Y that mixes in S_Y draws each row's source from torch's generator: 4 steps,
+    then --resume to 8, gives exactly the curve of 8 steps never stopped only when the optimizer, the
+    generator and the data position all come back. The warmup outlasts the run, so the lr of a step
+    does not depend on --steps (the cosine after it would)."""
+    common = ["--model", str(captioning_model_dir), "--cache", str(caches / "train"), "--mode", "predicted",
+              "--text-mix", "0.5", "--batch-size", "8", "--warmup-steps", "100", "--log-every", "1",
+              "--registered-model", ""]
+    run = tmp_path / "run"
+    first = _run(capsys, [*common, "--out", str(run), "--steps", "4", "--checkpoint-every", "2"])
+    resumed = _run(capsys, [*common, "--out", str(run), "--steps", "8", "--checkpoint-every", "2", "--resume"])
+    assert resumed["mlflow_run_id"] == first["mlflow_run_id"] and resumed["metrics"]["step"] == 8
+    whole = _run(capsys, [*common, "--out", str(tmp_path / "whole"), "--steps", "8", "--checkpoint-every", "8"])
+    assert [step for step, _ in _losses(resumed)] == list(range(1, 9))
+    assert _losses(resumed) == _losses(whole)
