@@ -21,9 +21,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.cli_types import non_negative_float, non_negative_int, positive_float, positive_floats, positive_int
+from pipelines.cli_types import non_negative_float, non_negative_int, positive_floats
 from pipelines.model_source import source_for_workers
 from pipelines.report import print_json_result, run_as_process
+from pipelines.run_args import add_cluster_args, add_data_args, run_fields
 from pipelines.train_config import STAGES, TrainConfig
 
 
@@ -51,23 +52,9 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     parser.add_argument("--lr", type=non_negative_float, default=None, help="base lr (default: the stage's)")
     parser.add_argument("--warmup-steps", type=non_negative_int, default=20)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs-per-pass", type=int, default=1,
-                        help="epochs one Ray Data execution streams (see pipelines/training_data.py)")
+    add_data_args(parser)
     # scale and faults
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--cpus-per-worker", type=positive_float, default=None,
-                        help="CPUs each worker reserves (default: 1, or less on a small CPU cluster so the "
-                             "data pipeline keeps a CPU)")
-    parser.add_argument("--threads-per-worker", type=non_negative_int, default=0, help="CPU training: torch threads (0: cores / workers)")
-    parser.add_argument("--checkpoint-every", type=positive_int, default=50)
-    parser.add_argument("--log-every", type=positive_int, default=10)
-    parser.add_argument("--max-failures", type=int, default=2)
-    parser.add_argument("--storage", default=None,
-                        help="checkpoint storage: s3://bucket/prefix or a shared path (multi-node); default RUN/ray")
-    parser.add_argument("--placement-strategy", choices=["PACK", "SPREAD", "STRICT_SPREAD"], default="PACK",
-                        help="SPREAD: one worker per node where possible")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument("--address", default=None, help="Ray cluster (default: RAY_ADDRESS or local)")
+    add_cluster_args(parser, checkpoint_every=50)
     # evaluation and tracking
     parser.add_argument("--eval-cache", default=None)
     parser.add_argument("--eval-every", type=non_negative_int, default=0)
@@ -83,14 +70,11 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
         out=str(Path(args.out).resolve()), preset=args.preset,
         init_model=init and init.source, init_model_tracking_uri=init and init.tracking_uri,
         init_model_registry_uri=init and init.registry_uri,
-        steps=args.steps, workers=args.workers, batch_size=args.batch_size,
-        grad_accum=args.grad_accum, lr=args.lr, threads_per_worker=args.threads_per_worker,
-        cpus_per_worker=args.cpus_per_worker, warmup_steps=args.warmup_steps, seed=args.seed,
-        epochs_per_pass=args.epochs_per_pass, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+        steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
+        warmup_steps=args.warmup_steps, seed=args.seed, **run_fields(args),
         eval_cache=cache_url(args.eval_cache), eval_every=args.eval_every,
-        replay_cache=cache_url(args.replay_cache), replay_weight=args.replay_weight, max_failures=args.max_failures,
+        replay_cache=cache_url(args.replay_cache), replay_weight=args.replay_weight,
         experiment=args.experiment, registered_model=args.registered_model or None,
-        storage=args.storage, placement_strategy=args.placement_strategy,
     )
     config.validate()
     return config, args

@@ -27,9 +27,10 @@ from model.config import VLJepaConfig
 from model.export import read_manifest
 from model.y_decoder_export import DECODER_SUBDIR, save_y_decoder
 from pipelines.checkpoint_files import load_state
-from pipelines.cli_types import non_negative_float, non_negative_int, positive_float, positive_floats, positive_int
+from pipelines.cli_types import non_negative_float, non_negative_int, positive_floats, positive_int
 from pipelines.decoder_config import MODES, DecoderTrainConfig
 from pipelines.report import print_json_result, run_as_process
+from pipelines.run_args import add_cluster_args, add_data_args, run_fields
 
 
 def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Namespace]:
@@ -55,17 +56,11 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
     parser.add_argument("--lr", type=non_negative_float, default=1e-3)
     parser.add_argument("--warmup-steps", type=non_negative_int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    add_data_args(parser)
     # scale and faults
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--cpus-per-worker", type=positive_float, default=None)
-    parser.add_argument("--checkpoint-every", type=positive_int, default=100)
-    parser.add_argument("--max-failures", type=int, default=2)
-    parser.add_argument("--storage", default=None, help="checkpoint storage: s3://bucket/prefix or a shared path")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument("--address", default=None, help="Ray cluster (default: RAY_ADDRESS or local)")
+    add_cluster_args(parser, checkpoint_every=100)
     # evaluation and tracking
     parser.add_argument("--eval-cache", default=None, help="held-out cache to score CIDEr on at the end")
-    parser.add_argument("--log-every", type=positive_int, default=10, help="steps between logged metrics")
     parser.add_argument("--num-beams", type=positive_int, default=1, help="decoding for the evaluation: 1 greedy, >1 beam")
     parser.add_argument("--experiment", default="vljepa-decoder")
     parser.add_argument("--registered-model", default="vljepa-captioner", help="MLflow registry name ('' to skip)")
@@ -82,10 +77,9 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
         init_decoder=local_path_for_workers(args.init_decoder),
         decoder_checkpoint=local_path_for_workers(args.decoder_checkpoint),
         prefix_length=args.prefix_length, noise_norm=args.noise_norm, text_mix=args.text_mix, steps=args.steps,
-        batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed, workers=args.workers,
-        cpus_per_worker=args.cpus_per_worker, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
-        max_failures=args.max_failures, eval_cache=cache_url(args.eval_cache), num_beams=args.num_beams,
-        experiment=args.experiment, registered_model=args.registered_model or None, storage=args.storage,
+        batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed, **run_fields(args),
+        eval_cache=cache_url(args.eval_cache), num_beams=args.num_beams,
+        experiment=args.experiment, registered_model=args.registered_model or None,
     )
     config.validate()
     args.model_dir = model.local_dir  # resolved once: a mutable MLflow URI is not downloaded again
