@@ -68,14 +68,18 @@ def open_tracking(config, run_name: str, resume: bool) -> dict:
     Fills in config.tracking_uri and config.mlflow_run_id; returns the config as a dict."""
     import mlflow
 
+    from pipelines.resume_settings import check_resumable
     from pipelines.tracking import flatten, start_or_resume_run, tracking_uri_for, using_tracking_uri
 
     if not config.experiment.strip():  # MLflow's own refusal comes after the run directory is made
         raise ValueError("--experiment must name an MLflow experiment, not be empty")
     out = Path(config.out)
-    if (out / "train_config.json").exists() and not resume:
+    started = (out / "train_config.json").exists()
+    if started and not resume:
         raise SystemExit(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    if resume and not (out / "train_config.json").exists():
+    if started:  # and resuming: with the settings it was started with (pipelines/resume_settings.py)
+        check_resumable(out, config.to_dict())
+    elif resume:
         # kept a start, not an error: a job that always passes --resume restarts or begins alike
         print(f"--resume: {out} holds no run yet; starting one")
     out.mkdir(parents=True, exist_ok=True)
@@ -86,7 +90,8 @@ def open_tracking(config, run_name: str, resume: bool) -> dict:
         (out / "train_config.json").write_text(json.dumps(public, indent=2, sort_keys=True))
         with mlflow.start_run(run_id=config.mlflow_run_id):
             existing = mlflow.get_run(config.mlflow_run_id).data.params
-            # a resumed run keeps its original params (MLflow params are write-once)
+            # a resumed run keeps its original params (MLflow params are write-once; only RESUMABLE
+            # settings may differ, and the driver printed those)
             mlflow.log_params({k: v for k, v in flatten(public).items() if k not in existing})
     print(f"MLflow run {config.mlflow_run_id} in {config.tracking_uri}")
     return public

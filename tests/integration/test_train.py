@@ -106,6 +106,8 @@ def test_resume_continues_the_same_run_and_loss_curve(ray_instance, caches, tmp_
     first = _train(capsys, caches, run, *stage, "--steps", "4", "--checkpoint-every", "2")
     with pytest.raises(SystemExit, match="--resume"):
         train.main([*TRAIN, "--cache", str(caches / "train"), "--out", str(run), "--steps", "8"])
+    with pytest.raises(SystemExit, match=r"--seed 0 \(now 1\)"):  # a resume that would train something else
+        train.main([*TRAIN, "--cache", str(caches / "train"), "--out", str(run), *stage, "--resume", "--seed", "1"])
     second = _train(capsys, caches, run, *stage, "--steps", "8", "--checkpoint-every", "2", "--resume")
     assert first["tracking_uri"] == second["tracking_uri"] == f"sqlite:///{run / 'mlflow.db'}"
     assert second["mlflow_run_id"] == first["mlflow_run_id"]
