@@ -56,7 +56,8 @@ def check_resumable(run_dir: Path, now: dict) -> None:
     refused, allowed = changed_settings(recorded, now)
     if refused:
         raise SystemExit(f"{run_dir} was started with other settings: {'; '.join(refused)}. --resume continues a "
-                         f"run as it was started and may change only {', '.join(map(_flag, sorted(RESUMABLE)))}; "
-                         "choose another --out for a run with these settings")
+                         "run as it was started: it may change how long and how it runs (--steps, --workers, CPUs, "
+                         "placement, checkpoint / log / eval cadence, --eval-cache, --max-failures, "
+                         "--registered-model), not what it trains; choose another --out for these settings")
     if allowed:
         print(f"--resume: continuing {run_dir} with {'; '.join(allowed)}")
