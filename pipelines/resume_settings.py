@@ -44,9 +44,10 @@ def changed_settings(recorded: dict, now: dict) -> tuple[list[str], list[str]]:
     return refused, allowed
 
 
-def check_resumable(run_dir: Path, now: dict) -> None:
+def check_resumable(run_dir: Path, now: dict) -> dict[str, str]:
     """Refuse (SystemExit) to resume the run in `run_dir` with settings `now` (a config's to_dict())
-    that change what it trains; print the allowed changes."""
+    that change what it trains; print the allowed changes and return them as MLflow tags,
+    {"resumed.NAME": NOW}: the params keep the first values (write-once), the tags the latest."""
     recorded = json.loads((run_dir / "train_config.json").read_text())
     now = json.loads(json.dumps(now))  # as it would be recorded: tuples as lists
     kinds = recorded.get("run_kind", MAIN_RUN_KIND), now.get("run_kind", MAIN_RUN_KIND)
@@ -61,3 +62,5 @@ def check_resumable(run_dir: Path, now: dict) -> None:
                          "--registered-model), not what it trains; choose another --out for these settings")
     if allowed:
         print(f"--resume: continuing {run_dir} with {'; '.join(allowed)}")
+    return {f"resumed.{name}": str(now[name]) for name in sorted(set(recorded) & set(now) & RESUMABLE)
+            if recorded[name] != now[name]}

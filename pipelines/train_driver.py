@@ -74,11 +74,11 @@ def open_tracking(config, run_name: str, resume: bool) -> dict:
     if not config.experiment.strip():  # MLflow's own refusal comes after the run directory is made
         raise ValueError("--experiment must name an MLflow experiment, not be empty")
     out = Path(config.out)
-    started = (out / "train_config.json").exists()
+    started, resumed_tags = (out / "train_config.json").exists(), {}
     if started and not resume:
         raise SystemExit(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     if started:  # and resuming: with the settings it was started with (pipelines/resume_settings.py)
-        check_resumable(out, config.to_dict())
+        resumed_tags = check_resumable(out, config.to_dict())
     elif resume:
         # kept a start, not an error: a job that always passes --resume restarts or begins alike
         print(f"--resume: {out} holds no run yet; starting one")
@@ -90,9 +90,10 @@ def open_tracking(config, run_name: str, resume: bool) -> dict:
         (out / "train_config.json").write_text(json.dumps(public, indent=2, sort_keys=True))
         with mlflow.start_run(run_id=config.mlflow_run_id):
             existing = mlflow.get_run(config.mlflow_run_id).data.params
-            # a resumed run keeps its original params (MLflow params are write-once; only RESUMABLE
-            # settings may differ, and the driver printed those)
+            # a resumed run keeps its original params (MLflow params are write-once); the RESUMABLE
+            # settings it changed go in as tags, resumed.NAME = the value it now runs with
             mlflow.log_params({k: v for k, v in flatten(public).items() if k not in existing})
+            mlflow.set_tags(resumed_tags)
     print(f"MLflow run {config.mlflow_run_id} in {config.tracking_uri}")
     return public
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import mlflow
 import pytest
 
 from pipelines.decoder_config import DecoderTrainConfig
@@ -47,6 +48,11 @@ def test_a_resume_may_run_longer_on_other_resources(started, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "--steps 4 (now 8)" in printed and "--workers 1 (now 2)" in printed
     assert again.mlflow_run_id == first_run_id
+    # MLflow's params stay the first values (write-once); tags hold what the run now goes on with
+    run = mlflow.MlflowClient(tracking_uri=again.tracking_uri).get_run(first_run_id).data
+    assert run.params["steps"] == "4" and run.params["workers"] == "1"
+    assert {k: v for k, v in run.tags.items() if k.startswith("resumed.")} == {
+        "resumed.steps": "8", "resumed.workers": "2", "resumed.checkpoint_every": "10"}
     assert json.loads((tmp_path / "run" / "train_config.json").read_text())["steps"] == 8
 
 
