@@ -33,15 +33,23 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def changed_settings(recorded: dict, now: dict) -> tuple[list[str], list[str]]:
-    """(refused, allowed): "--name RECORDED (now NOW)" for each setting that differs; settings
-    only one side knows (a config from an older version) are not compared."""
+def _differences(recorded: dict, now: dict) -> dict[str, tuple]:
+    """{name: (recorded, now)} of the settings that differ; settings only one side knows (a config
+    from an older version) and DERIVED ones are not compared."""
+    return {name: (recorded[name], now[name]) for name in sorted(set(recorded) & set(now) - DERIVED)
+            if recorded[name] != now[name]}
+
+
+def _described(differences: dict[str, tuple]) -> tuple[list[str], list[str]]:
     refused, allowed = [], []
-    for name in sorted(set(recorded) & set(now) - DERIVED):
-        if recorded[name] != now[name]:
-            change = f"{_flag(name)} {recorded[name]!r} (now {now[name]!r})"
-            (allowed if name in RESUMABLE else refused).append(change)
+    for name, (before, after) in differences.items():
+        (allowed if name in RESUMABLE else refused).append(f"{_flag(name)} {before!r} (now {after!r})")
     return refused, allowed
+
+
+def changed_settings(recorded: dict, now: dict) -> tuple[list[str], list[str]]:
+    """(refused, allowed): "--name RECORDED (now NOW)" for each setting that differs."""
+    return _described(_differences(recorded, now))
 
 
 def check_resumable(run_dir: Path, now: dict) -> dict[str, str]:
@@ -54,7 +62,8 @@ def check_resumable(run_dir: Path, now: dict) -> dict[str, str]:
     if kinds[0] != kinds[1]:
         raise SystemExit(f"{run_dir} holds a {kinds[0]} run: `{VERBS.get(kinds[0], kinds[0])} --resume` continues "
                          f"it, not `{VERBS.get(kinds[1], kinds[1])}`; choose another --out")
-    refused, allowed = changed_settings(recorded, now)
+    differences = _differences(recorded, now)
+    refused, allowed = _described(differences)
     if refused:
         raise SystemExit(f"{run_dir} was started with other settings: {'; '.join(refused)}. --resume continues a "
                          "run as it was started: it may change how long and how it runs (--steps, --workers, CPUs, "
@@ -62,5 +71,4 @@ def check_resumable(run_dir: Path, now: dict) -> dict[str, str]:
                          "--registered-model), not what it trains; choose another --out for these settings")
     if allowed:
         print(f"--resume: continuing {run_dir} with {'; '.join(allowed)}")
-    return {f"resumed.{name}": str(now[name]) for name in sorted(set(recorded) & set(now) & RESUMABLE)
-            if recorded[name] != now[name]}
+    return {f"resumed.{name}": str(after) for name, (_, after) in differences.items()}  # all RESUMABLE here

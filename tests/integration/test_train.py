@@ -20,6 +20,7 @@ import torch
 from model.export import load_model
 from pipelines import evaluate, export, train
 from pipelines.model_source import resolve_model_dir
+from tests.integration.mlflow_history import metric_history
 from tests.integration.mlflow_registry import registered_uri
 
 TRAIN = ["--stage", "sft", "--preset", "tiny", "--batch-size", "8", "--lr", "1e-3", "--warmup-steps", "2",
@@ -32,9 +33,8 @@ def _train(capsys, caches, out, *extra) -> dict:
 
 
 def _history(run_dir, metric="loss") -> list[tuple[int, float]]:
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlflow.db'}")
     run_id = (run_dir / "mlflow_run_id.txt").read_text().strip()
-    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, metric))
+    return metric_history(f"sqlite:///{run_dir / 'mlflow.db'}", run_id, metric)
 
 
 def test_train_tracks_evaluates_exports_and_registers(ray_instance, caches, tmp_path, capsys, monkeypatch):

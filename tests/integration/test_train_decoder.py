@@ -10,6 +10,7 @@ import mlflow
 from model.y_decoder_export import decoder_dir_of
 from pipelines import export, train_decoder
 from pipelines.captioner import load_captioner
+from tests.integration.mlflow_history import metric_history
 from tests.integration.mlflow_registry import registered_uri
 
 
@@ -58,8 +59,7 @@ def test_train_decoder_then_fine_tune_on_predictions(caches, tmp_path, capsys, m
 
 
 def _losses(summary) -> list[tuple[int, float]]:
-    client = mlflow.MlflowClient(tracking_uri=summary["tracking_uri"])
-    return sorted((m.step, m.value) for m in client.get_metric_history(summary["mlflow_run_id"], "loss"))
+    return metric_history(summary["tracking_uri"], summary["mlflow_run_id"])
 
 
 def test_a_resumed_fine_tune_continues_the_loss_curve_of_one_never_stopped(captioning_model_dir, caches, tmp_path,
