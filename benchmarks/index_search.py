@@ -73,7 +73,7 @@ def measure(size: int, width: int, queries: int) -> dict:
     return {"items": size, "kept_ms": round(kept_ms, 3), "stack_per_query_ms": round(stacked_ms, 3),
             "speedup": round(stacked_ms / kept_ms, 1), "prefix_half_ms": round(prefix_ms, 3),
             "prefix_over_full": round(prefix_ms / kept_ms, 2), "adds_per_s": round(size / add_s),
-            "matrix_mb": round(kept.matrix.nbytes / 2**20, 1)}
+            "matrix_mb": round(kept.nbytes / 2**20, 1)}
 
 
 def measure_together(size: int, width: int, counts: list[int], repeats: int = 5) -> list[dict]:

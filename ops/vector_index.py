@@ -1,69 +1,135 @@
-"""The retrieval index's in-memory part: unit embeddings in one contiguous float32 matrix, searched
-with one matrix-vector product and a partial sort, or for several queries at once (search_many)
-with one matrix-matrix product, which reads the matrix once for all of them.
+"""The retrieval index's in-memory part: unit embeddings in contiguous float32 blocks
+(ops/vector_block.py), searched with a matrix-vector product and a partial sort, or for several
+queries at once (search_many) with one matrix-matrix product, which reads a block once for all of
+them.
 
-The matrix is kept, not rebuilt per query: stacking N embeddings for every search (what the index
-did first) copies N x D floats per query, 600 MB at 100k items of 1536-d, where the product itself
-only reads them (benchmarks/index_search.py). Rows grow by doubling (amortised O(1) per add); a
-delete moves the last row into the freed one (O(D)). Listing keeps insertion order.
+Exact by default: one block holds every item and a search scores every row. The matrix is kept,
+not rebuilt per query: stacking N embeddings for every search (what the index did first) copies
+N x D floats per query, 600 MB at 100k items of 1536-d, where the product itself only reads them
+(benchmarks/index_search.py). Listing keeps insertion order.
+
+Partitioned (`partition(lists, probe)`, `vljepa serve --index-lists`), an inverted file as faiss's
+IVF-Flat: the items are grouped by their nearest of `lists` centroids (spherical k-means,
+ops/kmeans.py), a block per list, and a search scores only the blocks of the `probe` centroids
+nearest the query: about probe/lists of the rows, so a search costs that fraction of the exact one
+and may miss an item filed under a list it did not probe (benchmarks/index_ivf.py measures the
+recall). Each item is held once, in its list's block, so the partition costs no memory beyond the
+centroids. Design choices:
+- Built once the index holds TRAIN_PER_LIST items per list (below, k-means has too little to learn
+  from, and the exact search is cheap anyway), by the add that reaches it (a cache filling the index
+  at start-up; a search never waits for a build), and rebuilt by the add that finds the index
+  REBUILD_GROWTH times the size it was built at, so that centroids learnt from a cache's first items
+  follow what came after. A build holds the old and the new blocks at once: twice the embeddings'
+  memory, briefly.
+- Searches with an id prefix stay exact (every block, the prefix's rows): a prefix names one
+  cache's items, which a partition of all of them serves badly. So does a query whose probed lists
+  hold fewer than k items.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 
 import numpy as np
+
+from ops.kmeans import nearest, spherical_kmeans
+from ops.vector_block import VectorBlock
+
+log = logging.getLogger(__name__)
 
 # From this many queries at once, one matrix-matrix product beats a matrix-vector product each.
 # Below it OpenBLAS's matrix-matrix kernel is slower than the loop (2 queries: half the speed);
 # at 6 it is x1.35-1.5 faster, at 16 x3.7-4.8 (1k-200k rows of 1536, 2 cores; docs/benchmarks.md).
 GEMM_FROM = 6
+# faiss warns below 39 training points per centroid: fewer give centroids that fit noise
+TRAIN_PER_LIST = 39
+REBUILD_GROWTH = 4
+
+# (block, its slots the scores are for (None: all of its live rows), scores): part of a query's candidates
+Scored = tuple[int, np.ndarray | None, np.ndarray]
 
 
 class VectorIndex:
     def __init__(self, width: int):
         self.width = width  # the model's embedding width: every item and query has it
-        self.rows: dict[str, int] = {}  # id -> row of the matrix; insertion-ordered, so list() is too
-        self.ids: list[str] = []  # row -> id
-        self.meta: dict[str, dict] = {}
-        self.matrix = np.zeros((16, width), dtype=np.float32)  # capacity rows; the first len(ids) are live
-        self._layout = 0  # changes whenever an id gains, loses or moves row
-        self._prefix_rows: tuple = (None, None, None)  # (layout, prefix, rows) of the last prefix searched
+        self.meta: dict[str, dict] = {}  # id -> meta; insertion-ordered, so list() is too
+        self.places: dict[str, tuple[int, int]] = {}  # id -> (block, slot)
+        self.blocks = [VectorBlock(width)]
+        self.centroids: np.ndarray | None = None  # (lists, D) once partitioned: block i holds list i
+        self.lists, self.probe = 0, 1  # partition(); 0 lists: exact
+        self.built_at = 0  # items the partition was built over
+        self.announce: Callable[[str], None] = log.info  # where a build is reported
+        self._layout = 0  # changes whenever an id gains, loses or moves slot
+        self._prefix_slots: tuple = (None, None, None)  # (layout, prefix, slots per block) of the last prefix
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.meta)
+
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self.meta
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the embeddings' blocks hold (their capacity, not only live rows)."""
+        return sum(block.matrix.nbytes for block in self.blocks)
+
+    def partition(self, lists: int, probe: int, announce: Callable[[str], None] | None = None) -> None:
+        """Searches score only the items filed under the `probe` of `lists` centroids nearest the
+        query; 0 lists, or probe >= lists, keeps every search exact. Builds the partition now when
+        the index already holds enough items (a store replayed at start). announce: told of each
+        build in a line (default: this module's logger at INFO)."""
+        if lists < 0 or probe < 1:
+            raise ValueError(f"an index partition needs lists >= 0 and probe >= 1, not {lists} and {probe}")
+        self.lists, self.probe = lists, probe
+        if announce is not None:
+            self.announce = announce
+        if self.centroids is not None:
+            self._regroup(None)  # back to one block; rebuilt below if the new settings partition
+        self._rebuild_if_due()
 
     def add(self, item_id: str, embedding: np.ndarray, meta: dict) -> None:
         """Adds, or replaces the item with this id (keeping its place in the listing)."""
-        vector = self.vector(embedding)
-        row = self.rows.get(item_id)
-        if row is None:
-            row = len(self.ids)
-            self._reserve(row + 1)
-            self.rows[item_id] = row
-            self.ids.append(item_id)
+        self.add_many([(item_id, embedding, meta)])
+
+    def add_many(self, items: list[tuple[str, np.ndarray, dict]]) -> None:
+        """add() each (id, embedding, meta) in turn, their lists found in one product with the
+        centroids: one product per item would read all the centroids per item (4096 x 1536: 25 MB),
+        hours for a cache of millions filling a partitioned index."""
+        if not items:
+            return
+        vectors = np.stack([self.vector(embedding) for _, embedding, _ in items])
+        targets = np.zeros(len(items), dtype=np.int64) if self.centroids is None else nearest(vectors, self.centroids)
+        for (item_id, _, meta), vector, target in zip(items, vectors, targets.tolist()):
+            self._put(item_id, vector, meta, target)
+        self._rebuild_if_due()
+
+    def _put(self, item_id: str, vector: np.ndarray, meta: dict, target: int) -> None:
+        place = self.places.get(item_id)
+        if place is not None and place[0] == target:
+            self.blocks[target].matrix[place[1]] = vector
+        else:
+            if place is not None:  # its new embedding belongs to another list
+                self._free(place)
+            self.places[item_id] = (target, self.blocks[target].append(item_id, vector))
             self._layout += 1
-        self.matrix[row] = vector
         self.meta[item_id] = meta
 
     def holds(self, item_id: str, embedding: np.ndarray, meta: dict) -> bool:
         """Whether the index already has exactly this item (same embedding bits, same meta)."""
-        row = self.rows.get(item_id)
-        return row is not None and self.meta[item_id] == meta and np.array_equal(self.matrix[row], embedding)
+        place = self.places.get(item_id)
+        return (place is not None and self.meta[item_id] == meta
+                and np.array_equal(self.blocks[place[0]].matrix[place[1]], embedding))
 
     def delete(self, item_id: str) -> bool:
-        row = self.rows.pop(item_id, None)
-        if row is None:
+        place = self.places.pop(item_id, None)
+        if place is None:
             return False
         del self.meta[item_id]
+        self._free(place)
         self._layout += 1
-        last = len(self.ids) - 1
-        if row != last:  # the last row fills the hole, so the live rows stay contiguous
-            self.matrix[row] = self.matrix[last]
-            self.ids[row] = self.ids[last]
-            self.rows[self.ids[row]] = row
-        self.ids.pop()
         return True
 
     def list(self, offset: int = 0, limit: int | None = None, prefix: str | None = None) -> list[dict]:
@@ -74,55 +140,98 @@ class VectorIndex:
                 for item_id in itertools.islice(self.matching(prefix), offset, stop)]
 
     def count(self, prefix: str | None = None) -> int:
-        return len(self.ids) if prefix is None else len(self.rows_matching(prefix))  # a listing's pages: one scan
+        """How many items (whose id starts with `prefix`): a listing's pages, one scan."""
+        return len(self) if prefix is None else sum(map(len, self.slots_matching(prefix)))
 
     def matching(self, prefix: str | None) -> Iterator[str]:
         """Ids in insertion order, those starting with `prefix` when given: a scan of the ids (a
         string comparison each, ~0.1 s per million items), where a search is a scan of the matrix."""
-        return iter(self.rows) if prefix is None else (item_id for item_id in self.rows if item_id.startswith(prefix))
+        return iter(self.meta) if prefix is None else (item_id for item_id in self.meta if item_id.startswith(prefix))
 
     def items(self) -> Iterator[tuple[str, np.ndarray, dict]]:
         """(id, embedding, meta) in insertion order."""
-        for item_id, row in self.rows.items():
-            yield item_id, self.matrix[row], self.meta[item_id]
+        for item_id, meta in self.meta.items():
+            block, slot = self.places[item_id]
+            yield item_id, self.blocks[block].matrix[slot], meta
 
     def search(self, query: np.ndarray, k: int, prefix: str | None = None) -> list[dict]:
         """The k items of highest dot product with `query` (cosine for unit vectors), best first;
-        with `prefix`, among the items whose id starts with it."""
+        with `prefix`, among the items whose id starts with it. Partitioned: among the items of the
+        lists probed."""
         return self.search_many([query], k, prefix)[0]
 
     def search_many(self, queries, k: int, prefix: str | None = None) -> list[list[dict]]:
-        """search() for each of `queries` (the same k and prefix), scoring them against the matrix
-        in one pass: a search is bound by reading the matrix (1.2 GB at 200k items of 1536-d),
-        so Q queries read together cost little more than one (benchmarks/index_search.py)."""
+        """search() for each of `queries` (the same k and prefix), scoring them against each block
+        in one pass: a search is bound by reading the matrix (1.2 GB at 200k items of 1536-d), so Q
+        queries read together cost little more than one (benchmarks/index_search.py)."""
         queries = np.stack([self.vector(query) for query in queries])
-        live = self.matrix[: len(self.ids)]  # a view of the live rows: nothing copied
-        if len(queries) < GEMM_FROM:  # BLAS's matrix-matrix kernels lose to matrix-vector ones here
-            scores = np.stack([live @ query for query in queries])
-        else:  # rows x queries is the faster of the two orders; each query's scores then made contiguous
-            scores = np.ascontiguousarray((live @ queries.T).T)
-        rows = None if prefix is None else self.rows_matching(prefix)
-        if rows is not None:
-            scores = scores[:, rows]  # scoring every row and keeping some beats copying those rows out
-        return [self._ranked(row_scores, k, rows) for row_scores in scores]
+        if prefix is None and self.centroids is not None and self.probe < len(self.centroids):
+            return self._search_probed(queries, k)
+        return self._search_exact(queries, k, prefix)
 
-    def _ranked(self, scores: np.ndarray, k: int, rows: np.ndarray | None) -> list[dict]:
-        count = len(scores)
-        if not count:
+    def _search_exact(self, queries: np.ndarray, k: int, prefix: str | None) -> list[list[dict]]:
+        selected = None if prefix is None else self.slots_matching(prefix)
+        parts: list[tuple[int, np.ndarray | None, np.ndarray]] = []  # (block, slots, (Q, n) scores)
+        for b, block in enumerate(self.blocks):
+            slots = None if selected is None else selected[b]
+            if not len(block) or (slots is not None and not len(slots)):
+                continue
+            scores = scores_of(block.live, queries)
+            # scoring every row and keeping some beats copying those rows out
+            parts.append((b, slots, scores if slots is None else scores[:, slots]))
+        return [self._ranked([(b, slots, scores[q]) for b, slots, scores in parts], k) for q in range(len(queries))]
+
+    def _search_probed(self, queries: np.ndarray, k: int) -> list[list[dict]]:
+        """Each query against the blocks of its `probe` nearest centroids; a block probed by several
+        of the queries scores them in one product. A query whose lists hold fewer than k items
+        (of an index holding at least k) is searched exactly."""
+        centroid_scores = queries @ self.centroids.T  # (Q, lists)
+        probed = np.argpartition(-centroid_scores, self.probe - 1, axis=1)[:, : self.probe]  # (Q, probe)
+        askers: dict[int, list[int]] = {}  # list -> the queries probing it
+        for q, lists in enumerate(probed):
+            for b in lists:
+                askers.setdefault(int(b), []).append(q)
+        parts: list[list[Scored]] = [[] for _ in queries]
+        for b in sorted(askers):  # in list order, whoever asked: a query's candidates in one order always
+            block, asking = self.blocks[b], askers[b]
+            if len(block):
+                for q, scores in zip(asking, scores_of(block.live, queries[asking])):
+                    parts[q].append((b, None, scores))
+        wanted = min(k, len(self))
+        return [self._ranked(query_parts, k) if sum(len(p[2]) for p in query_parts) >= wanted
+                else self._search_exact(queries[q:q + 1], k, None)[0] for q, query_parts in enumerate(parts)]
+
+    def _ranked(self, parts: list[Scored], k: int) -> list[dict]:
+        """A query's scores, in parts (a block's rows, or some of them) -> its k best items, best first."""
+        if not parts:
             return []
+        scores = parts[0][2] if len(parts) == 1 else np.concatenate([p[2] for p in parts])
+        count = len(scores)
         k = min(k, count)
         top = np.argpartition(-scores, k - 1)[:k] if k < count else np.arange(count)
-        order = top[np.argsort(-scores[top], kind="stable")]
-        ids = [self.ids[i if rows is None else rows[i]] for i in order]
-        return [{"id": item_id, "score": float(scores[i]), **self.meta[item_id]} for i, item_id in zip(order, ids)]
+        order = top[np.argsort(-scores[top], kind="stable")].tolist()
+        if len(parts) == 1:  # the exact index's one block: positions are its slots (or index `slots`)
+            b, slots, _ = parts[0]
+            parts_of, offsets = [0] * len(order), order
+        else:
+            starts = np.cumsum([0] + [len(p[2]) for p in parts])
+            parts_of = (np.searchsorted(starts, order, side="right") - 1).tolist()
+            offsets = [i - int(starts[p]) for i, p in zip(order, parts_of)]
+        results = []
+        for i, part, offset in zip(order, parts_of, offsets):
+            b, slots, _ = parts[part]
+            item_id = self.blocks[b].ids[offset if slots is None else int(slots[offset])]
+            results.append({"id": item_id, "score": float(scores[i]), **self.meta[item_id]})
+        return results
 
-    def rows_matching(self, prefix: str) -> np.ndarray:
-        """Rows of the ids starting with `prefix`, kept for the next search with the same prefix
-        (a client searching one cache's videos asks with it every time) until the rows change."""
-        if self._prefix_rows[:2] != (self._layout, prefix):
-            rows = np.fromiter((row for row, item_id in enumerate(self.ids) if item_id.startswith(prefix)), np.int64)
-            self._prefix_rows = (self._layout, prefix, rows)
-        return self._prefix_rows[2]
+    def slots_matching(self, prefix: str) -> list[np.ndarray]:
+        """Per block, the slots of the ids starting with `prefix`, kept for the next search with the
+        same prefix (a client searching one cache's videos asks with it every time) until slots change."""
+        if self._prefix_slots[:2] != (self._layout, prefix):
+            slots = [np.fromiter((slot for slot, item_id in enumerate(block.ids) if item_id.startswith(prefix)),
+                                 np.int64) for block in self.blocks]
+            self._prefix_slots = (self._layout, prefix, slots)
+        return self._prefix_slots[2]
 
     def vector(self, embedding: np.ndarray) -> np.ndarray:
         vector = np.asarray(embedding, dtype=np.float32).reshape(-1)
@@ -130,9 +239,53 @@ class VectorIndex:
             raise ValueError(f"an embedding of width {vector.shape[0]} for an index of width {self.width}")
         return vector
 
-    def _reserve(self, rows: int) -> None:
-        if rows <= self.matrix.shape[0]:
+    def _free(self, place: tuple[int, int]) -> None:
+        block, slot = place
+        moved = self.blocks[block].remove(slot)
+        if moved is not None:
+            self.places[moved] = (block, slot)
+
+    def _rebuild_if_due(self) -> None:
+        count = len(self)
+        if self.probe >= self.lists or count < TRAIN_PER_LIST * self.lists:
             return
-        grown = np.zeros((max(rows, 2 * self.matrix.shape[0]), self.width), dtype=np.float32)
-        grown[: len(self.ids)] = self.matrix[: len(self.ids)]
-        self.matrix = grown
+        if self.centroids is not None and count < REBUILD_GROWTH * self.built_at:
+            return
+        started = time.perf_counter()
+        ids, vectors = self._all_rows()
+        self._regroup(spherical_kmeans(vectors, self.lists), ids, vectors)
+        self.built_at = count
+        self.announce(f"retrieval index: {count} items filed under {self.lists} lists in "
+                      f"{time.perf_counter() - started:.1f} s (a search probes {self.probe})")
+
+    def _all_rows(self) -> tuple[list[str], np.ndarray]:
+        """Every item's id and embedding, in block order (one block: its live rows, not copied)."""
+        if len(self.blocks) == 1:
+            return self.blocks[0].ids, self.blocks[0].live
+        return ([item_id for block in self.blocks for item_id in block.ids],
+                np.concatenate([block.live for block in self.blocks]))
+
+    def _regroup(self, centroids: np.ndarray | None, ids: list[str] | None = None,
+                 vectors: np.ndarray | None = None) -> None:
+        """New blocks: one per centroid, each holding the items nearest it; None: one block of all."""
+        if ids is None:
+            ids, vectors = self._all_rows()
+        labels = np.zeros(len(ids), dtype=np.int64) if centroids is None else nearest(vectors, centroids)
+        lists = 1 if centroids is None else len(centroids)
+        order = np.argsort(labels, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=lists))])
+        blocks = []
+        for b in range(lists):
+            members = order[bounds[b]:bounds[b + 1]]
+            blocks.append(VectorBlock.of([ids[i] for i in members], vectors[members]))
+        self.blocks, self.centroids = blocks, centroids
+        self.places = {item_id: (b, slot) for b, block in enumerate(blocks) for slot, item_id in enumerate(block.ids)}
+        self._layout += 1
+
+
+def scores_of(rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """(n, D) rows, (Q, D) queries -> (Q, n) dot products."""
+    if len(queries) < GEMM_FROM:  # BLAS's matrix-matrix kernels lose to matrix-vector ones here
+        return np.stack([rows @ query for query in queries])
+    # rows x queries is the faster of the two orders; each query's scores then made contiguous
+    return np.ascontiguousarray((rows @ queries.T).T)

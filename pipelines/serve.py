@@ -29,7 +29,7 @@ from ops.feature_cache import cache_url
 from ops.index_items import cache_names
 from ops.index_log import prediction_fingerprint
 from ops.index_shards import shard_store
-from pipelines.cli_types import non_negative_float, port, positive_float, positive_int
+from pipelines.cli_types import non_negative_float, non_negative_int, port, positive_float, positive_int
 from pipelines.model_source import is_mlflow_uri, resolve_model_dir, source_for_workers
 from pipelines.net import check_can_listen
 from pipelines.report import run_as_process
@@ -115,7 +115,8 @@ def build_app(args: ServeAppArgs):
     store = index_store_path(args)
     fingerprint = prediction_fingerprint(model_dir) if store else None  # the store's items are this model's
     index = [RetrievalIndex.options(name=index_deployment_name(shard), ray_actor_options={"num_cpus": 0}).bind(
-        embed_dim, store, fingerprint, shard, args.index_shards) for shard in range(args.index_shards)]
+        embed_dim, store, fingerprint, shard, args.index_shards, lists=args.index_lists, probe=args.index_probe)
+        for shard in range(args.index_shards)]
     decoder = None
     if decoder_dir_of(model_dir) is not None:
         decoder = TextDecoder.options(ray_actor_options={
@@ -177,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index-shards", type=positive_int, default=defaults["index_shards"].default,
                         help="replicas the retrieval index is split over (memory and search time per replica / N); "
                              "a store keeps the count it was written with (vljepa index-reshard changes it)")
+    parser.add_argument("--index-lists", type=non_negative_int, default=defaults["index_lists"].default,
+                        help="approximate retrieval: each index shard files its items under this many k-means "
+                             "centroids (built once it holds 39 per list) and a search scores only the "
+                             "--index-probe lists nearest the query (~ sqrt of a shard's items; 0: exact, the default)")
+    parser.add_argument("--index-probe", type=positive_int, default=defaults["index_probe"].default,
+                        help="lists a search scores with --index-lists: more costs more and misses fewer items")
     parser.add_argument("--num-gpus", type=non_negative_float, default=None, help="GPUs per visual replica (default: 1 if any)")
     parser.add_argument("--num-cpus", type=non_negative_float, default=None,
                         help="CPUs per model replica (visual, text, decoder); default 1, or on a local instance with "
@@ -195,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         check_can_listen(args.host, args.port)
     app_args = ServeAppArgs(model=args.model, token_file=args.token_file, max_request_mb=args.max_request_mb,
                             max_stream_windows=args.max_stream_windows, index_cache=args.index_cache,
-                            index_store=args.index_store, index_shards=args.index_shards)
+                            index_store=args.index_store, index_shards=args.index_shards,
+                            index_lists=args.index_lists, index_probe=args.index_probe)
     # checked before Ray starts (build_app checks them again, for `serve run`)
     serving_token(app_args)
     index_store_path(app_args)

@@ -33,6 +33,11 @@ class ServeAppArgs(BaseModel):
     index_shards: int = Field(1, ge=1, description="replicas the retrieval index is split over, each holding and "
                                                   "searching the ids that hash to it (deployments RetrievalIndex, "
                                                   "RetrievalIndex_1, ...); a store keeps its shard count")
+    index_lists: int = Field(0, ge=0, description="approximate retrieval: each index shard files its items under this "
+                                                 "many centroids (k-means, once it holds 39 per list) and a search "
+                                                 "scores only the `index_probe` lists nearest the query; 0: exact")
+    index_probe: int = Field(16, ge=1, description="lists a search scores when index_lists is set: more is slower "
+                                                  "and misses fewer items (index_lists or more: exact)")
 
     @field_validator("index_cache", mode="before")
     @classmethod

@@ -43,13 +43,15 @@ def one_at_a_time(method):
 @serve.deployment(num_replicas=1, max_ongoing_requests=256)
 class RetrievalIndex(Answers):
     def __init__(self, width: int, store: str | None = None, model: str | None = None, shard: int = 0,
-                 shards: int = 1, search_batch: int = 32):
+                 shards: int = 1, search_batch: int = 32, lists: int = 0, probe: int = 1):
         """width: the model's embedding width. store: a directory whose log (ops/index_log.py) keeps
         the items across restarts (this shard's part of it: ops.index_shards.shard_store); None: in
         memory only, and a restarted replica starts empty. model: the serving model's
         prediction_fingerprint: a store of another model's is refused. shard, shards: which part
         of a split index this replica holds. search_batch: the most queued searches answered in one
-        pass (1: one at a time, as before batching)."""
+        pass (1: one at a time, as before batching). lists, probe: partition this shard's items
+        under `lists` centroids and search the `probe` nearest a query (0 lists: exact search;
+        ops/vector_index.py)."""
         self.lock = threading.Lock()  # held by every method but ready(), which answers /readyz mid-search
         # a batch smaller than GEMM_FROM is searched query by query: no gain in waiting for fewer
         self.queued_searches = CoalescedCalls(self.search_together, max_batch=search_batch, fill_to=GEMM_FROM)
@@ -57,6 +59,7 @@ class RetrievalIndex(Answers):
             store = str(shard_store(store, shard, shards))
         self.log = IndexLog(store, model) if store else None
         self.index = self.log.replay(width) if self.log else VectorIndex(width)
+        self.index.partition(lists, probe, announce=lambda line: notice(logging.INFO, "%s", line))
         # ids of cache items deleted over HTTP: add_many (an ingress adding its --index-cache, at
         # every start and on every new replica) skips them; the store keeps them across restarts
         self.removed: set[str] = set(self.log.removed) if self.log else set()
@@ -85,8 +88,7 @@ class RetrievalIndex(Answers):
         fresh = [item for item in fresh if not self.index.holds(*item)]
         if self.log:
             self.log.add_many(fresh)
-        for item in fresh:
-            self.index.add(*item)
+        self.index.add_many(fresh)
         return len(fresh)
 
     @one_at_a_time
@@ -122,7 +124,7 @@ class RetrievalIndex(Answers):
 
     @one_at_a_time
     def delete(self, item_id: str) -> bool:
-        if item_id not in self.index.rows:
+        if item_id not in self.index:
             return False
         from_cache = "source" in self.index.meta[item_id]  # an --index-cache item: would be added again
         if self.log:

@@ -104,7 +104,7 @@ def test_deletes_adds_and_a_caches_fill_reach_the_shard_holding_the_id():
     assert sorted(run(split.missing([(i, meta) for i, _, meta in items]))) == sorted(i for i, _, _ in items)
     assert run(split.add_many(items)) == 40 and run(split.add_many(items)) == 0  # held unchanged: nothing written
     for part, shard in zip(parts, range(4)):
-        assert all(shard_of(item_id, 4) == shard for item_id in part.index.rows)
+        assert all(shard_of(item_id, 4) == shard for item_id in part.index.meta)
 
     gone = items[5][0]
     assert run(split.delete(gone)) and not run(split.delete(gone))

@@ -69,3 +69,18 @@ def test_a_local_instance_gives_each_model_replica_a_share_of_a_small_machine(ca
         monkeypatch.setattr(ray, "cluster_resources", lambda cpus=cpus: {"CPU": float(cpus)})
         assert local_replica_cpus(captioning_model_dir) == with_decoder and 3 * with_decoder <= cpus
         assert local_replica_cpus(plain) == without
+
+
+def test_an_approximate_index_reaches_every_shard(captioning_model_dir):
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+
+    built = call_user_app_builder_with_args_if_necessary(serve.build_app, {
+        "model": str(captioning_model_dir), "index_shards": 2, "index_lists": "64", "index_probe": "8"})
+    shards = [shard._bound_deployment for shard in built._bound_deployment.init_args[2]]
+    assert [shard.name for shard in shards] == ["RetrievalIndex", "RetrievalIndex_1"]
+    assert [(shard.init_kwargs["lists"], shard.init_kwargs["probe"]) for shard in shards] == [(64, 8), (64, 8)]
+    exact = call_user_app_builder_with_args_if_necessary(serve.build_app, {"model": str(captioning_model_dir)})
+    assert exact._bound_deployment.init_args[2][0]._bound_deployment.init_kwargs["lists"] == 0  # exact by default
+    with pytest.raises(ValidationError, match="index_probe"):
+        call_user_app_builder_with_args_if_necessary(
+            serve.build_app, {"model": str(captioning_model_dir), "index_lists": 64, "index_probe": 0})
