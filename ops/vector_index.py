@@ -92,7 +92,9 @@ class VectorIndex:
 
     def add(self, item_id: str, embedding: np.ndarray, meta: dict) -> None:
         """Adds, or replaces the item with this id (keeping its place in the listing)."""
-        self.add_many([(item_id, embedding, meta)])
+        vector = self.vector(embedding)
+        self._put(item_id, vector, meta, 0 if self.centroids is None else int(np.argmax(self.centroids @ vector)))
+        self._rebuild_if_due()
 
     def add_many(self, items: list[tuple[str, np.ndarray, dict]]) -> None:
         """add() each (id, embedding, meta) in turn, their lists found in one product with the

@@ -11,8 +11,9 @@
      CIDEr of held-out captions decoded from Ŝ_Y, against the true S_Y (ceiling) and random (floor);
      steps 8 and 9 use whichever of the two decodes held-out Ŝ_Y better;
   8. `vljepa stream`: selective decoding of a long held-out stream, events against the annotations;
-  9. Ray Serve on 127.0.0.1, its retrieval index filled from the eval and training-clip caches and
-     split over 2 shards: a classify, a VQA, a caption and a retrieve request over HTTP, the /docs
+  9. Ray Serve on 127.0.0.1, its retrieval index filled from the eval and training-clip caches,
+     split over 2 shards, each partitioned into 8 k-means lists of which a search scores the 2
+     nearest the query (approximate search, `--index-lists 8 --index-probe 2`): a classify, a VQA, a caption and a retrieve request over HTTP, the /docs
      page's assets (served offline), then stop.
 """
 
@@ -97,6 +98,8 @@ def comparison(untrained: dict, trained: dict) -> str:
 
 
 INDEX_SHARDS = 2
+# ~456 videos a shard: 8 lists (~57 videos each) reach the 39 a list the partition needs
+INDEX_LISTS, INDEX_PROBE = 8, 2
 
 
 def serve_requests(model_dir: Path, eval_shards: Path, index_caches: list[Path]) -> None:
@@ -115,9 +118,11 @@ def serve_requests(model_dir: Path, eval_shards: Path, index_caches: list[Path])
     port = free_loopback_port()
     # the retrieval index holds the caches' captioned videos (their cached S_V, no decoding), their
     # ids starting with the cache's name: both caches have a shard video-00000. Split over 2 shards,
-    # as an index too large for one replica is: a search asks both and keeps the best k
+    # as an index too large for one replica is: a search asks both and keeps the best k; each shard
+    # partitioned, as one too slow to scan whole is: a search scores the videos of 2 lists of 8
     start(ServeAppArgs(model=str(model_dir), num_cpus=0, index_cache=[str(c) for c in index_caches],
-                       index_shards=INDEX_SHARDS), host="127.0.0.1", port=port)
+                       index_shards=INDEX_SHARDS, index_lists=INDEX_LISTS, index_probe=INDEX_PROBE),
+          host="127.0.0.1", port=port)
     base = f"http://127.0.0.1:{port}"
     try:
         labels = [scene.caption for scene in all_scenes()]
@@ -138,7 +143,8 @@ def serve_requests(model_dir: Path, eval_shards: Path, index_caches: list[Path])
         found = requests.post(f"{base}/v1/retrieve", json={"query": query, "k": 3}, timeout=120).json()["results"]
         indexed = requests.get(f"{base}/v1/index/items", params={"limit": 1}, timeout=120).json()["total"]
         print(f"POST /v1/retrieve  {query!r} among {indexed} videos of {len(index_caches)} caches "
-              f"({', '.join(c.name for c in index_caches)}), the index split over {INDEX_SHARDS} shards:")
+              f"({', '.join(c.name for c in index_caches)}), the index split over {INDEX_SHARDS} shards of "
+              f"{INDEX_LISTS} k-means lists, a search scoring the {INDEX_PROBE} nearest in each:")
         for hit in found:
             print(f"    {hit['score']:.3f}  {hit['id']}  {hit['caption']!r}")
         # the API reference page and everything it loads come from the server: it works offline
