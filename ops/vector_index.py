@@ -156,19 +156,20 @@ class VectorIndex:
             block, slot = self.places[item_id]
             yield item_id, self.blocks[block].matrix[slot], meta
 
-    def search(self, query: np.ndarray, k: int, prefix: str | None = None) -> list[dict]:
+    def search(self, query: np.ndarray, k: int, prefix: str | None = None, probe: int | None = None) -> list[dict]:
         """The k items of highest dot product with `query` (cosine for unit vectors), best first;
         with `prefix`, among the items whose id starts with it. Partitioned: among the items of the
-        lists probed."""
-        return self.search_many([query], k, prefix)[0]
+        `probe` lists nearest the query (default: partition()'s)."""
+        return self.search_many([query], k, prefix, probe)[0]
 
-    def search_many(self, queries, k: int, prefix: str | None = None) -> list[list[dict]]:
-        """search() for each of `queries` (the same k and prefix), scoring them against each block
-        in one pass: a search is bound by reading the matrix (1.2 GB at 200k items of 1536-d), so Q
-        queries read together cost little more than one (benchmarks/index_search.py)."""
+    def search_many(self, queries, k: int, prefix: str | None = None, probe: int | None = None) -> list[list[dict]]:
+        """search() for each of `queries` (the same k, prefix and probe), scoring them against each
+        block in one pass: a search is bound by reading the matrix (1.2 GB at 200k items of 1536-d),
+        so Q queries read together cost little more than one (benchmarks/index_search.py)."""
         queries = np.stack([self.vector(query) for query in queries])
-        if prefix is None and self.centroids is not None and self.probe < len(self.centroids):
-            return self._search_probed(queries, k)
+        probe = self.probe if probe is None else probe
+        if prefix is None and self.centroids is not None and probe < len(self.centroids):
+            return self._search_probed(queries, k, probe)
         return self._search_exact(queries, k, prefix)
 
     def _search_exact(self, queries: np.ndarray, k: int, prefix: str | None) -> list[list[dict]]:
@@ -183,12 +184,12 @@ class VectorIndex:
             parts.append((b, slots, scores if slots is None else scores[:, slots]))
         return [self._ranked([(b, slots, scores[q]) for b, slots, scores in parts], k) for q in range(len(queries))]
 
-    def _search_probed(self, queries: np.ndarray, k: int) -> list[list[dict]]:
+    def _search_probed(self, queries: np.ndarray, k: int, probe: int) -> list[list[dict]]:
         """Each query against the blocks of its `probe` nearest centroids; a block probed by several
         of the queries scores them in one product. A query whose lists hold fewer than k items
         (of an index holding at least k) is searched exactly."""
         centroid_scores = queries @ self.centroids.T  # (Q, lists)
-        probed = np.argpartition(-centroid_scores, self.probe - 1, axis=1)[:, : self.probe]  # (Q, probe)
+        probed = np.argpartition(-centroid_scores, probe - 1, axis=1)[:, :probe]  # (Q, probe)
         askers: dict[int, list[int]] = {}  # list -> the queries probing it
         for q, lists in enumerate(probed):
             for b in lists:

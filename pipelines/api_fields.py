@@ -33,6 +33,9 @@ OFFSET = IntField(name="offset", default=0, low=0, high=10**9, description="item
 LIMIT = IntField(name="limit", default=1000, low=1, high=10_000, description="items per page")
 PREFIX = TextField(name="prefix", required=False, description=(
     "only items whose id starts with this: one feature cache's videos are `<cache name>/`"))
+PROBE = IntField(name="probe", default=None, low=1, high=1_000_000, description=(
+    "lists each index shard scores when it is partitioned (`--index-lists`): more finds more of the true "
+    "nearest items and costs more; default: the server's `--index-probe`; ignored by an exact index"))
 BEAMS = IntField(name="beams", default=1, low=1, high=MAX_BEAMS, description="beam width; 1 is greedy decoding")
 
 # /v1/stream: the window grid, then how segments are chosen (the flags of `vljepa stream`)
@@ -58,7 +61,7 @@ EMBED_MEDIA = RequestBody(QUERY, media=ANY_MEDIA)
 CLASSIFY = RequestBody(LABELS, QUERY, media=ANY_MEDIA)
 VQA = RequestBody(QUESTION, CANDIDATES, media=ANY_MEDIA)
 ADD_ITEM = RequestBody(ITEM_ID, media=ANY_MEDIA)
-RETRIEVE = RequestBody(SEARCH, TOP_K, PREFIX)
+RETRIEVE = RequestBody(SEARCH, TOP_K, PREFIX, PROBE)
 CAPTION = RequestBody(QUERY, BEAMS, media=ANY_MEDIA)
 STREAM = RequestBody(WINDOW, STRIDE, STRATEGY, SEGMENTS, SECONDS_PER_DECODE, THRESHOLD, POOL, QUERY,
                      media=VIDEO_ONLY)

@@ -134,25 +134,27 @@ class RetrievalIndex(Answers):
         return self.index.delete(item_id)
 
     @one_at_a_time
-    def search(self, query: np.ndarray, k: int, prefix: str | None = None) -> list[dict]:
-        return self.index.search(query, k, prefix)
+    def search(self, query: np.ndarray, k: int, prefix: str | None = None, probe: int | None = None) -> list[dict]:
+        return self.index.search(query, k, prefix, probe)
 
-    async def search_queued(self, query: np.ndarray, k: int, prefix: str | None = None) -> list[dict]:
+    async def search_queued(self, query: np.ndarray, k: int, prefix: str | None = None,
+                            probe: int | None = None) -> list[dict]:
         """search(), as the ingress asks for it: searches that arrive while one is running are
         answered together by the next, in one pass over the matrix (search_together)."""
-        return await self.queued_searches((query, k, prefix))
+        return await self.queued_searches((query, k, prefix, probe))
 
     @one_at_a_time
-    def search_together(self, requests: list[tuple[np.ndarray, int, str | None]]) -> list[list[dict]]:
-        """(query, k, prefix) searches -> each one's results, as search() gives them; those with
-        the same prefix are scored in one pass, at the largest k asked (each keeps its own k)."""
+    def search_together(self, requests: list[tuple[np.ndarray, int, str | None, int | None]]) -> list[list[dict]]:
+        """(query, k, prefix, probe) searches -> each one's results, as search() gives them; those
+        with the same prefix and probe are scored in one pass, at the largest k asked (each keeps
+        its own k)."""
         answers: list[list[dict]] = [[] for _ in requests]
-        by_prefix: dict[str | None, list[int]] = {}
-        for position, (_, _, prefix) in enumerate(requests):
-            by_prefix.setdefault(prefix, []).append(position)
-        for prefix, positions in by_prefix.items():
+        alike: dict[tuple[str | None, int | None], list[int]] = {}
+        for position, (_, _, prefix, probe) in enumerate(requests):
+            alike.setdefault((prefix, probe), []).append(position)
+        for (prefix, probe), positions in alike.items():
             k = max(requests[p][1] for p in positions)
-            found = self.index.search_many([requests[p][0] for p in positions], k, prefix)
+            found = self.index.search_many([requests[p][0] for p in positions], k, prefix, probe)
             for position, results in zip(positions, found):
                 answers[position] = results[: requests[position][1]]
         return answers

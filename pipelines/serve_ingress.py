@@ -369,7 +369,7 @@ class Ingress:
         _, fields = await self.fields(request, api.RETRIEVE)
         query, k, prefix = api.SEARCH.read(fields), api.TOP_K.read(fields), api.PREFIX.read(fields)
         embedding = (await self.text.embed_many.remote([query]))[0]
-        return {"results": await self.index.search(embedding, k, prefix)}
+        return {"results": await self.index.search(embedding, k, prefix, api.PROBE.read(fields))}
 
     @app.post("/v1/caption", response_model=None, responses=responses(Caption, *MEDIA_ERRORS, 501),
               openapi_extra=api.CAPTION.openapi())

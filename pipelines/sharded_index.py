@@ -51,8 +51,8 @@ class ShardedIndex:
                                          for shard, part in zip(self.shards, per_shard)))
         return [item_id for part in dropped for item_id in part]
 
-    async def search(self, query: np.ndarray, k: int, prefix: str | None = None) -> list[dict]:
-        found = await asyncio.gather(*(shard.search_queued.remote(query, k, prefix) for shard in self.shards))
+    async def search(self, query: np.ndarray, k: int, prefix: str | None = None, probe: int | None = None) -> list[dict]:
+        found = await asyncio.gather(*(shard.search_queued.remote(query, k, prefix, probe) for shard in self.shards))
         return merge_top_k(list(found), k)
 
     async def page(self, offset: int, limit: int, prefix: str | None = None) -> tuple[list[dict], int]:

@@ -307,7 +307,9 @@ def test_index_built_from_a_feature_cache_ranks_like_the_model(served, caches):
     # matrix), and every request still gets its own k and prefix's ranking
     from concurrent.futures import ThreadPoolExecutor
 
-    asks = [{"query": query, "k": 2 + i % 3, **({"prefix": "train/"} if i % 2 else {})} for i in range(12)]
+    # (`probe` is for a partitioned index: an exact one, as here, answers exactly whatever it asks)
+    asks = [{"query": query, "k": 2 + i % 3, **({"prefix": "train/"} if i % 2 else {}),
+             **({"probe": 1 + i % 5} if i % 4 == 0 else {})} for i in range(12)]
     with ThreadPoolExecutor(12) as pool:
         answers = list(pool.map(lambda ask: requests.post(f"{base}/secure/v1/retrieve", json=ask, headers=auth,
                                                           timeout=120), asks))

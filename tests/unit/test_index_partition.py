@@ -183,4 +183,20 @@ def test_a_replica_replaying_its_store_starts_partitioned(tmp_path, caplog):
     assert "400 items filed under 4 lists" in caplog.text
     query = vectors[7]
     assert probed.search(query, 1)[0]["id"] == "clip7" == first.search(query, 1)[0]["id"]
-    assert_same_results(probed.search_together([(query, 5, "clip1")])[0], first.search(query, 5, "clip1"))
+    assert_same_results(probed.search_together([(query, 5, "clip1", None)])[0], first.search(query, 5, "clip1"))
+
+
+def test_a_search_may_ask_for_its_own_probe_and_searches_together_keep_theirs():
+    vectors = _unit(np.random.default_rng(15).normal(size=(1000, WIDTH)))
+    shard = RetrievalIndex.func_or_class(WIDTH, lists=8, probe=1)
+    shard.add_many([(f"clip{i}", vector, {}) for i, vector in enumerate(vectors)])
+    exact = _filled(vectors)
+    queries = _unit(np.random.default_rng(16).normal(size=(12, WIDTH)))
+    every_list = [shard.search(query, 10, None, 8) for query in queries]  # all 8 lists: the exact answer
+    for query, found in zip(queries, every_list):
+        assert _ids(found) == [f"clip{r['n']}" for r in exact.search(query, 10)]
+    one_list = [shard.search(query, 10) for query in queries]  # the server's default: 1 of 8
+    assert any(_ids(a) != _ids(b) for a, b in zip(one_list, every_list))
+    asks = [(query, 10, None, (None, 8, 3)[i % 3]) for i, query in enumerate(queries)]
+    for ask, found in zip(asks, shard.search_together(asks)):
+        assert_same_results(found, shard.search(*ask))
