@@ -1,4 +1,4 @@
-"""Spherical k-means for the retrieval index's partition (ops/inverted_lists.py): centroids of unit
+"""Spherical k-means for the retrieval index's partition (ops/vector_index.py): centroids of unit
 embeddings, compared by dot product, the index's own similarity.
 
 Design choices:
@@ -23,7 +23,7 @@ import numpy as np
 SAMPLE_PER_CENTROID = 64
 SEEDING_PER_CENTROID = 8  # k-means++ picks its seeds among this many sample rows per centroid
 ITERATIONS = 12
-CHUNK_ROWS = 65536  # rows scored against the centroids at once: a (CHUNK_ROWS, centroids) float32 block
+CHUNK_ROWS = 16384  # rows scored against the centroids at once: (CHUNK_ROWS, centroids) float32, 256 MB at 4096
 
 
 def nearest(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
