@@ -13,8 +13,8 @@
   8. `vljepa stream`: selective decoding of a long held-out stream, events against the annotations;
   9. Ray Serve on 127.0.0.1, its retrieval index filled from the eval and training-clip caches,
      split over 2 shards, each partitioned into 8 k-means lists of which a search scores the 2
-     nearest the query (approximate search, `--index-lists 8 --index-probe 2`): a classify, a VQA, a caption and a retrieve request over HTTP, the /docs
-     page's assets (served offline), then stop.
+     nearest the query (approximate search, `--index-lists 8 --index-probe 2`): a classify, a VQA,
+     a caption and a retrieve request over HTTP, the /docs page's assets (served offline), then stop.
 """
 
 from __future__ import annotations
