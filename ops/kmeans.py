@@ -42,17 +42,22 @@ def nearest_with_scores(vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.
     return labels, best
 
 
-def member_sums(vectors: np.ndarray, labels: np.ndarray, clusters: int) -> tuple[np.ndarray, np.ndarray]:
-    """-> ((clusters, D) sum of each cluster's vectors, (clusters,) member counts). Sorted by label
-    and summed a cluster at a time: np.add.at is 10x slower, a one-hot product as slow as a pass."""
+def members_by_cluster(labels: np.ndarray, clusters: int) -> list[np.ndarray]:
+    """Each vector's cluster -> for each cluster, the indices of its vectors, in index order."""
     order = np.argsort(labels, kind="stable")
-    grouped = vectors[order]
-    counts = np.bincount(labels, minlength=clusters)
-    bounds = np.concatenate([[0], np.cumsum(counts)])
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=clusters))])
+    return [order[bounds[c]:bounds[c + 1]] for c in range(clusters)]
+
+
+def member_sums(vectors: np.ndarray, labels: np.ndarray, clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    """-> ((clusters, D) sum of each cluster's vectors, (clusters,) member counts). Summed a
+    cluster at a time over its members: np.add.at is 10x slower, a one-hot product as slow as a pass."""
     sums = np.zeros((clusters, vectors.shape[1]), dtype=np.float32)
-    for cluster in np.flatnonzero(counts):
-        sums[cluster] = grouped[bounds[cluster]:bounds[cluster + 1]].sum(axis=0)
-    return sums, counts
+    members = members_by_cluster(labels, clusters)
+    for cluster, rows in enumerate(members):
+        if len(rows):
+            sums[cluster] = vectors[rows].sum(axis=0)
+    return sums, np.array([len(rows) for rows in members])
 
 
 def plus_plus_seeds(vectors: np.ndarray, clusters: int, rng: np.random.Generator) -> np.ndarray:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from ops.kmeans import nearest, spherical_kmeans
+from ops.kmeans import members_by_cluster, nearest, spherical_kmeans
 from ops.vector_block import VectorBlock
 
 log = logging.getLogger(__name__)
@@ -275,12 +275,8 @@ class VectorIndex:
             ids, vectors = self._all_rows()
         labels = np.zeros(len(ids), dtype=np.int64) if centroids is None else nearest(vectors, centroids)
         lists = 1 if centroids is None else len(centroids)
-        order = np.argsort(labels, kind="stable")
-        bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=lists))])
-        blocks = []
-        for b in range(lists):
-            members = order[bounds[b]:bounds[b + 1]]
-            blocks.append(VectorBlock.of([ids[i] for i in members], vectors[members]))
+        blocks = [VectorBlock.of([ids[i] for i in members], vectors[members])
+                  for members in members_by_cluster(labels, lists)]
         self.blocks, self.centroids = blocks, centroids
         self.places = {item_id: (b, slot) for b, block in enumerate(blocks) for slot, item_id in enumerate(block.ids)}
         self._layout += 1
