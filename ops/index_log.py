@@ -8,6 +8,11 @@ rewrite every item). Opening replays the log and rewrites it with only the live 
 a temp file, then a rename), so it grows with the changes of one run, not of every run. A torn last
 line (the process killed mid-write) is skipped and counted, never fatal.
 
+A partitioned shard (`--index-lists`) keeps its centroids beside the log
+(ops/index_partition_file.py) and each add line names its list and the build that list belongs
+to, so a restart files every item where it was without building the partition again. A build
+rewrites the log with every item's new list (as opening does).
+
 A feature cache's items (`--index-cache`) are added again by every ingress at every start; one
 deleted over HTTP leaves a tombstone, kept through compaction, so it stays deleted (until an
 explicit add of the same id).
@@ -27,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ops.index_partition_file import SavedPartition, load_partition, remove_partition, save_partition
 from ops.vector_index import VectorIndex
 
 LOG_NAME = "index.jsonl"
@@ -71,6 +77,10 @@ class IndexLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.skipped = 0  # torn or unreadable lines met when opening
         self.removed: set[str] = set()  # the tombstones replay() read (see the module's docstring)
+        self.saved: SavedPartition | None = None  # the kept partition replay() found
+        self.unusable: str | None = None  # why a kept partition file could not be used, if one could not
+        self.filed: dict[str, int] = {}  # replay(): id -> its list, for lines of the kept partition's build
+        self.generation: str | None = None  # the build the log's lines are filed under now
         if model is not None:
             self.claim(model)
 
@@ -88,11 +98,24 @@ class IndexLog:
         else:
             record.write_text(json.dumps({"prediction_fingerprint": model}) + "\n")
 
+    def open(self, width: int, lists: int = 0, probe: int = 1, announce=None) -> VectorIndex:
+        """The index as the log leaves it, partitioned by `lists` and `probe` (VectorIndex.partition;
+        a kept partition of `lists` centroids is taken, not built again); then the log is compacted
+        to its live items, with their lists."""
+        index = self.replay(width)
+        index.partition(lists, probe, announce, saved=self.saved, filed=self.filed)
+        self.filed = {}
+        self.keep(index, compact=True)
+        return index
+
     def replay(self, width: int) -> VectorIndex:
-        """The index as the log leaves it; then the log is compacted to its live items. ValueError
-        when the log holds embeddings of another width: another model's index, which this one
-        could neither search nor extend."""
+        """The index as the log leaves it (exact; `filed` and `saved` say how it was partitioned).
+        ValueError when the log holds embeddings of another width: another model's index, which
+        this one could neither search nor extend."""
         index = VectorIndex(width)
+        self.filed = {}
+        self.saved, self.unusable = load_partition(self.path.parent, width)
+        self.generation = self.saved.generation if self.saved else None
         if self.path.exists():
             with self.path.open(encoding="utf-8") as log:
                 for line in log:
@@ -106,35 +129,58 @@ class IndexLog:
                                                  "give this model its own index store")
                             index.add(change["id"], embedding, change["meta"])
                             self.removed.discard(change["id"])
+                            if self.generation is not None and change.get("build") == self.generation:
+                                self.filed[change["id"]] = int(change["list"])
+                            else:
+                                self.filed.pop(change["id"], None)  # replaced since: its list is unknown
                         else:
                             index.delete(change["id"])
+                            self.filed.pop(change["id"], None)
                             if change.get("tombstone"):
                                 self.removed.add(change["id"])
                     except WrongWidth:
                         raise
                     except (ValueError, KeyError, TypeError):
                         self.skipped += 1
-        self.compact(index)
         return index
+
+    def keep(self, index: VectorIndex, compact: bool = False) -> None:
+        """After a change that may have built the index's partition: keeps its centroids and
+        rewrites the log with every item's list (nothing to do while the build is the one kept).
+        compact: rewrite the log anyway."""
+        if index.generation != self.generation:
+            if index.generation is None:
+                remove_partition(self.path.parent)
+            else:
+                save_partition(self.path.parent, SavedPartition(index.generation, index.centroids, index.built_at))
+            self.generation = index.generation
+            compact = True
+        if compact:
+            self.compact(index)
 
     def compact(self, index: VectorIndex) -> None:
         staging = self.path.with_suffix(".jsonl.tmp")
         with staging.open("w", encoding="utf-8") as out:
             for item_id, embedding, meta in index.items():
-                out.write(self._add_line(item_id, embedding, meta))
+                out.write(self._add_line(item_id, embedding, meta, self._filing(index.generation, index.list_of(item_id))))
             for item_id in sorted(self.removed):
                 out.write(self._delete_line(item_id, tombstone=True))
             out.flush()
             os.fsync(out.fileno())
         os.replace(staging, self.path)
 
-    def add(self, item_id: str, embedding: np.ndarray, meta: dict) -> None:
-        self._append(self._add_line(item_id, embedding, meta))  # supersedes a tombstone on replay
+    def add(self, item_id: str, embedding: np.ndarray, meta: dict, target: int | None = None) -> None:
+        """target: the list of the index's current build it is filed under (None: the index is exact)."""
+        # supersedes a tombstone on replay
+        self._append(self._add_line(item_id, embedding, meta, self._filing(self.generation, target)))
 
-    def add_many(self, items: list[tuple[str, np.ndarray, dict]]) -> None:
-        """One write and one sync for all of them (a cache's thousands of items at start-up)."""
+    def add_many(self, items: list[tuple[str, np.ndarray, dict]], targets: np.ndarray | None = None) -> None:
+        """One write and one sync for all of them (a cache's thousands of items at start-up).
+        targets: their lists under the index's current build (None: the index is exact)."""
         if items:
-            self._append("".join(self._add_line(*item) for item in items))
+            listed = [None] * len(items) if targets is None else np.asarray(targets).tolist()
+            self._append("".join(self._add_line(*item, self._filing(self.generation, target))
+                                 for item, target in zip(items, listed)))
 
     def delete(self, item_id: str, tombstone: bool = False) -> None:
         """tombstone: the id stays deleted through compaction (a cache's item, which would be added again)."""
@@ -150,8 +196,13 @@ class IndexLog:
         return json.dumps({"op": "delete", "id": item_id, **({"tombstone": True} if tombstone else {})}) + "\n"
 
     @staticmethod
-    def _add_line(item_id: str, embedding: np.ndarray, meta: dict) -> str:
-        return json.dumps({"op": "add", "id": item_id, "meta": meta, "embedding": encode_embedding(embedding)}) + "\n"
+    def _filing(generation: str | None, target: int | None) -> dict:
+        return {} if generation is None or target is None else {"build": generation, "list": int(target)}
+
+    @staticmethod
+    def _add_line(item_id: str, embedding: np.ndarray, meta: dict, filing: dict | None = None) -> str:
+        return json.dumps({"op": "add", "id": item_id, "meta": meta, **(filing or {}),
+                           "embedding": encode_embedding(embedding)}) + "\n"
 
     def _append(self, line: str) -> None:
         # flushed and synced before the change is acknowledged: an answered add survives a crash

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from ops.index_log import LOG_NAME, MODEL_NAME, IndexLog, decode_embedding
+from ops.index_partition_file import PARTITION_NAME
 from ops.index_shards import shard_dir_name, shard_of, shard_store, store_layout
 from ops.vector_index import VectorIndex
 
@@ -105,9 +106,10 @@ def reshard_store(store: str | Path, shards: int) -> dict:
 
 
 def old_parts(store: Path, shards: int) -> list[Path]:
-    """What the layout of `shards` shards keeps in `store`: the log and model record of an unsplit
-    index, or the shard directories."""
+    """What the layout of `shards` shards keeps in `store`: the log, model record and kept partition of
+    an unsplit index, or the shard directories. (A new shard's partition is built by its replica:
+    the old centroids were learnt from other items.)"""
     if shards == 1:
-        return [store / name for name in (LOG_NAME, MODEL_NAME) if (store / name).exists()]
+        return [store / name for name in (LOG_NAME, MODEL_NAME, PARTITION_NAME) if (store / name).exists()]
     return [store / shard_dir_name(shard, shards) for shard in range(shards)
             if (store / shard_dir_name(shard, shards)).exists()]

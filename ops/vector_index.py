@@ -21,6 +21,10 @@ centroids. Design choices:
   REBUILD_GROWTH times the size it was built at, so that centroids learnt from a cache's first items
   follow what came after. A build holds the old and the new blocks at once: twice the embeddings'
   memory, briefly.
+- Kept across restarts by a store (ops/index_partition_file.py): a replica replaying its log files
+  each item under the list its line names (`partition(..., saved=, filed=)`), neither k-means nor
+  scoring every item against the centroids again. Each build has a `generation`, a random name,
+  so that a label written under one build is never read as another's.
 - Searches with an id prefix stay exact (every block, the prefix's rows): a prefix names one
   cache's items, which a partition of all of them serves badly. So does a query whose probed lists
   hold fewer than k items.
@@ -30,11 +34,13 @@ from __future__ import annotations
 
 import itertools
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from ops.index_partition_file import SavedPartition
 from ops.kmeans import members_by_cluster, nearest, spherical_kmeans
 from ops.vector_block import VectorBlock
 
@@ -61,6 +67,7 @@ class VectorIndex:
         self.centroids: np.ndarray | None = None  # (lists, D) once partitioned: block i holds list i
         self.lists, self.probe = 0, 1  # partition(); 0 lists: exact
         self.built_at = 0  # items the partition was built over
+        self.generation: str | None = None  # names the partition's build (None: exact); see the module's docstring
         self.announce: Callable[[str], None] = log.info  # where a build is reported
         self._layout = 0  # changes whenever an id gains, loses or moves slot
         self._prefix_slots: tuple = (None, None, None)  # (layout, prefix, slots per block) of the last prefix
@@ -76,11 +83,14 @@ class VectorIndex:
         """Memory the embeddings' blocks hold (their capacity, not only live rows)."""
         return sum(block.matrix.nbytes for block in self.blocks)
 
-    def partition(self, lists: int, probe: int, announce: Callable[[str], None] | None = None) -> None:
+    def partition(self, lists: int, probe: int, announce: Callable[[str], None] | None = None,
+                  saved: SavedPartition | None = None, filed: dict[str, int] | None = None) -> None:
         """Searches score only the items filed under the `probe` of `lists` centroids nearest the
         query; 0 lists, or probe >= lists, keeps every search exact. Builds the partition now when
         the index already holds enough items (a store replayed at start). announce: told of each
-        build in a line (default: this module's logger at INFO)."""
+        build in a line (default: this module's logger at INFO). saved: the partition a store kept,
+        taken instead of a build when it has `lists` centroids, with `filed` (id -> list, labels
+        of its generation) placing the items it names without scoring them."""
         if lists < 0 or probe < 1:
             raise ValueError(f"an index partition needs lists >= 0 and probe >= 1, not {lists} and {probe}")
         self.lists, self.probe = lists, probe
@@ -88,23 +98,38 @@ class VectorIndex:
             self.announce = announce
         if self.centroids is not None:
             self._regroup(None)  # back to one block; rebuilt below if the new settings partition
+        if saved is not None and saved.lists == lists > probe and saved.centroids.shape[1] == self.width:
+            self._restore(saved, filed or {})
         self._rebuild_if_due()
 
-    def add(self, item_id: str, embedding: np.ndarray, meta: dict) -> None:
-        """Adds, or replaces the item with this id (keeping its place in the listing)."""
+    def lists_for(self, vectors: np.ndarray) -> np.ndarray | None:
+        """(N, D) vectors -> the list each would be filed under now (None: the index is exact)."""
+        return None if self.centroids is None else nearest(vectors, self.centroids)
+
+    def list_of(self, item_id: str) -> int | None:
+        """The list an item is filed under (None: the index is exact)."""
+        return None if self.centroids is None else self.places[item_id][0]
+
+    def add(self, item_id: str, embedding: np.ndarray, meta: dict, target: int | None = None) -> None:
+        """Adds, or replaces the item with this id (keeping its place in the listing). target: its
+        list, when the caller found it already (lists_for)."""
         vector = self.vector(embedding)
-        self._put(item_id, vector, meta, 0 if self.centroids is None else int(np.argmax(self.centroids @ vector)))
+        if target is None and self.centroids is not None:
+            target = int(np.argmax(self.centroids @ vector))
+        self._put(item_id, vector, meta, target or 0)
         self._rebuild_if_due()
 
-    def add_many(self, items: list[tuple[str, np.ndarray, dict]]) -> None:
+    def add_many(self, items: list[tuple[str, np.ndarray, dict]], targets: np.ndarray | None = None) -> None:
         """add() each (id, embedding, meta) in turn, their lists found in one product with the
         centroids: one product per item would read all the centroids per item (4096 x 1536: 25 MB),
-        hours for a cache of millions filling a partitioned index."""
+        hours for a cache of millions filling a partitioned index. targets: their lists, when the
+        caller found them already (lists_for)."""
         if not items:
             return
         vectors = np.stack([self.vector(embedding) for _, embedding, _ in items])
-        targets = np.zeros(len(items), dtype=np.int64) if self.centroids is None else nearest(vectors, self.centroids)
-        for (item_id, _, meta), vector, target in zip(items, vectors, targets.tolist()):
+        if targets is None:
+            targets = np.zeros(len(items), dtype=np.int64) if self.centroids is None else nearest(vectors, self.centroids)
+        for (item_id, _, meta), vector, target in zip(items, vectors, np.asarray(targets).tolist()):
             self._put(item_id, vector, meta, target)
         self._rebuild_if_due()
 
@@ -257,9 +282,25 @@ class VectorIndex:
         started = time.perf_counter()
         ids, vectors = self._all_rows()
         self._regroup(spherical_kmeans(vectors, self.lists), ids, vectors)
-        self.built_at = count
+        self.built_at, self.generation = count, secrets.token_hex(4)
         self.announce(f"retrieval index: {count} items filed under {self.lists} lists in "
                       f"{time.perf_counter() - started:.1f} s (a search probes {self.probe})")
+
+    def _restore(self, saved: SavedPartition, filed: dict[str, int]) -> None:
+        """The saved partition's lists, each item in the one `filed` names; the others (added under
+        another build, or whose label was lost) are scored against the centroids."""
+        started = time.perf_counter()
+        ids, vectors = self._all_rows()
+        labels = np.fromiter((filed.get(item_id, -1) for item_id in ids), np.int64, len(ids))
+        labels[labels >= saved.lists] = -1  # a label past the lists (a damaged line): scored below
+        unfiled = np.flatnonzero(labels < 0)
+        if len(unfiled):
+            labels[unfiled] = nearest(vectors[unfiled], saved.centroids)
+        self._regroup(saved.centroids, ids, vectors, labels)
+        self.built_at, self.generation = saved.built_at, saved.generation
+        self.announce(f"retrieval index: {len(ids)} items filed under the store's {saved.lists} lists "
+                      f"({len(unfiled)} scored against their centroids) in {time.perf_counter() - started:.1f} s "
+                      f"(a search probes {self.probe})")
 
     def _all_rows(self) -> tuple[list[str], np.ndarray]:
         """Every item's id and embedding, in block order (one block: its live rows, not copied)."""
@@ -269,15 +310,19 @@ class VectorIndex:
                 np.concatenate([block.live for block in self.blocks]))
 
     def _regroup(self, centroids: np.ndarray | None, ids: list[str] | None = None,
-                 vectors: np.ndarray | None = None) -> None:
-        """New blocks: one per centroid, each holding the items nearest it; None: one block of all."""
+                 vectors: np.ndarray | None = None, labels: np.ndarray | None = None) -> None:
+        """New blocks: one per centroid, each holding the items nearest it (or those `labels` file
+        under it); None: one block of all."""
         if ids is None:
             ids, vectors = self._all_rows()
-        labels = np.zeros(len(ids), dtype=np.int64) if centroids is None else nearest(vectors, centroids)
+        if labels is None:
+            labels = np.zeros(len(ids), dtype=np.int64) if centroids is None else nearest(vectors, centroids)
         lists = 1 if centroids is None else len(centroids)
         blocks = [VectorBlock.of([ids[i] for i in members], vectors[members])
                   for members in members_by_cluster(labels, lists)]
         self.blocks, self.centroids = blocks, centroids
+        if centroids is None:
+            self.generation = None
         self.places = {item_id: (b, slot) for b, block in enumerate(blocks) for slot, item_id in enumerate(block.ids)}
         self._layout += 1
 

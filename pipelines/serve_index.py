@@ -58,22 +58,32 @@ class RetrievalIndex(Answers):
         if store:
             store = str(shard_store(store, shard, shards))
         self.log = IndexLog(store, model) if store else None
-        self.index = self.log.replay(width) if self.log else VectorIndex(width)
-        self.index.partition(lists, probe, announce=lambda line: notice(logging.INFO, "%s", line))
+        announce = functools.partial(notice, logging.INFO, "%s")
+        if self.log:  # a kept partition is taken as it was: its items go back to their lists unscored
+            self.index = self.log.open(width, lists, probe, announce)
+        else:
+            self.index = VectorIndex(width)
+            self.index.partition(lists, probe, announce)
         # ids of cache items deleted over HTTP: add_many (an ingress adding its --index-cache, at
         # every start and on every new replica) skips them; the store keeps them across restarts
         self.removed: set[str] = set(self.log.removed) if self.log else set()
         if self.log and self.log.skipped:
             notice(logging.WARNING, "index store %s: %d unreadable line(s) skipped (a write cut short?)",
                    store, self.log.skipped)
+        if self.log and self.log.unusable:
+            notice(logging.WARNING, "index store: %s", self.log.unusable)
 
     @one_at_a_time
     def add(self, item_id: str, embedding: np.ndarray, meta: dict) -> dict:
         embedding = self.index.vector(embedding)  # checked before it is logged
+        targets = self.index.lists_for(embedding[None])  # found once, for the log and the index
+        target = None if targets is None else int(targets[0])
         if self.log:
-            self.log.add(item_id, embedding, meta)  # on disk before it is answered
-        self.index.add(item_id, embedding, meta)
+            self.log.add(item_id, embedding, meta, target)  # on disk before it is answered
+        self.index.add(item_id, embedding, meta, target)
         self.removed.discard(item_id)  # an explicit add brings a deleted cache item back
+        if self.log:
+            self.log.keep(self.index)  # this add may have built the partition
         return {"id": item_id, **meta}
 
     @one_at_a_time
@@ -86,9 +96,14 @@ class RetrievalIndex(Answers):
         fresh = [(item_id, self.index.vector(embedding), meta) for item_id, embedding, meta in items
                  if item_id not in self.removed]
         fresh = [item for item in fresh if not self.index.holds(*item)]
+        if not fresh:
+            return 0
+        targets = self.index.lists_for(np.stack([embedding for _, embedding, _ in fresh]))
         if self.log:
-            self.log.add_many(fresh)
-        self.index.add_many(fresh)
+            self.log.add_many(fresh, targets)
+        self.index.add_many(fresh, targets)
+        if self.log:
+            self.log.keep(self.index)  # these adds may have built the partition
         return len(fresh)
 
     @one_at_a_time

@@ -1,0 +1,149 @@
+"""A partitioned index shard kept in a store (ops/index_partition_file.py): a restarted replica
+files every item under the list it had, with the same centroids and without k-means or scoring its
+items; labels of another build (a crash between keeping new centroids and rewriting the log) are
+scored, not trusted; other list counts, an exact restart, an unreadable file and a reshard each
+lead to a fresh build or none, never to stale centroids."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+import ops.vector_index
+from ops.index_log import LOG_NAME
+from ops.index_partition_file import PARTITION_NAME, SavedPartition, load_partition, save_partition
+from ops.vector_index import REBUILD_GROWTH, TRAIN_PER_LIST
+from pipelines.serve_index import RetrievalIndex
+from tests.search_results import assert_same_results
+
+WIDTH = 16
+LISTS = 4
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _clustered(count: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = _unit(rng.normal(size=(6, WIDTH)))
+    return _unit(centres[rng.integers(0, 6, count)] + 0.3 * rng.normal(size=(count, WIDTH)))
+
+
+def _shard(store, lists: int = LISTS, probe: int = 1) -> RetrievalIndex:
+    return RetrievalIndex.func_or_class(WIDTH, str(store), "model-a", lists=lists, probe=probe)
+
+
+def _filled_shard(store) -> tuple[RetrievalIndex, np.ndarray]:
+    """A shard built over a cache's 400 items, then changed by single adds, replacements and deletes."""
+    vectors = _clustered(600, seed=21)
+    shard = _shard(store)
+    shard.add_many([(f"clip{i}", vector, {"n": i}) for i, vector in enumerate(vectors[:400])])
+    assert shard.index.centroids is not None
+    for i in range(400, 460):  # new items, filed one at a time under the kept build
+        shard.add(f"clip{i}", vectors[i], {"n": i})
+    for i in range(0, 60, 3):  # replacements: another embedding, often another list
+        shard.add(f"clip{i}", vectors[599 - i], {"n": i, "replaced": True})
+    for i in range(1, 60, 7):
+        assert shard.delete(f"clip{i}")
+    return shard, vectors
+
+
+def _filed_under_nearest(index) -> bool:
+    return all(block == int(np.argmax(index.centroids @ index.blocks[block].matrix[slot]))
+               for block, slot in index.places.values())
+
+
+def _no_kmeans(monkeypatch):
+    def refuse(*_):
+        raise AssertionError("k-means ran: the kept partition was not taken")
+    monkeypatch.setattr(ops.vector_index, "spherical_kmeans", refuse)
+
+
+def test_a_restarted_shard_files_its_items_under_the_lists_it_had(tmp_path, monkeypatch, caplog):
+    first, vectors = _filled_shard(tmp_path)
+    _no_kmeans(monkeypatch)
+    with caplog.at_level(logging.INFO, logger="ray.serve"):
+        again = _shard(tmp_path)
+    assert f"{len(first.index)} items filed under the store's {LISTS} lists (0 scored against their centroids)" \
+        in caplog.text  # every item placed by its log line's label
+    assert np.array_equal(again.index.centroids, first.index.centroids)
+    assert (again.index.generation, again.index.built_at) == (first.index.generation, first.index.built_at)
+    assert {i: again.index.list_of(i) for i in again.index.meta} == {i: first.index.list_of(i) for i in first.index.meta}
+    assert _filed_under_nearest(again.index)
+    assert again.page() == first.page()
+    for query in vectors[::50]:
+        assert_same_results(again.search(query, 10), first.search(query, 10))
+
+    # the growth rule counts from the kept build: rebuilt by the add reaching REBUILD_GROWTH times it
+    monkeypatch.undo()
+    built_at = again.index.built_at
+    more = _clustered(REBUILD_GROWTH * built_at, seed=22)
+    again.add_many([(f"more{i}", vector, {}) for i, vector in
+                    enumerate(more[: REBUILD_GROWTH * built_at - len(again.index) - 1])])
+    assert again.index.built_at == built_at
+    again.add("the-last", more[-1], {})
+    assert again.index.built_at == REBUILD_GROWTH * built_at and again.index.generation != first.index.generation
+    kept, _ = load_partition(tmp_path, WIDTH)
+    assert kept.generation == again.index.generation and np.array_equal(kept.centroids, again.index.centroids)
+    lines = [json.loads(line) for line in (tmp_path / LOG_NAME).read_text().splitlines()]
+    assert {line["build"] for line in lines} == {again.index.generation}  # the log rewritten with the new lists
+
+
+def test_labels_of_another_build_are_scored_not_trusted(tmp_path, caplog):
+    first, _ = _filled_shard(tmp_path)
+    # a crash after keeping a new build's centroids, before the log was rewritten with their lists
+    other = _unit(np.random.default_rng(23).normal(size=(LISTS, WIDTH)))
+    save_partition(tmp_path, SavedPartition("another", other, first.index.built_at))
+    with caplog.at_level(logging.INFO, logger="ray.serve"):
+        again = _shard(tmp_path)
+    assert f"({len(first.index)} scored against their centroids)" in caplog.text
+    assert np.array_equal(again.index.centroids, other) and _filed_under_nearest(again.index)
+    lines = [json.loads(line) for line in (tmp_path / LOG_NAME).read_text().splitlines()]
+    assert {line["build"] for line in lines} == {"another"}  # reopening rewrote the labels
+
+
+@pytest.mark.parametrize("lists", [0, 8])
+def test_restarting_with_other_settings_builds_again_or_drops_the_partition(tmp_path, monkeypatch, lists):
+    first, _ = _filled_shard(tmp_path)
+    again = _shard(tmp_path, lists=lists)
+    lines = [json.loads(line) for line in (tmp_path / LOG_NAME).read_text().splitlines()]
+    if lists == 0:  # exact: the kept centroids go, and the log's labels with them
+        assert again.index.centroids is None and not (tmp_path / PARTITION_NAME).exists()
+        assert not any("build" in line for line in lines)
+        _no_kmeans(monkeypatch)
+        assert _shard(tmp_path, lists=LISTS, probe=LISTS).index.centroids is None  # probing every list: exact
+        monkeypatch.undo()
+        assert _shard(tmp_path).index.generation not in (None, first.index.generation)  # built anew
+    else:
+        assert len(again.index.centroids) == lists and again.index.generation != first.index.generation
+        assert load_partition(tmp_path, WIDTH)[0].lists == lists and _filed_under_nearest(again.index)
+        assert {line["build"] for line in lines} == {again.index.generation}
+
+
+def test_an_unreadable_partition_file_is_reported_and_built_again(tmp_path, caplog):
+    first, _ = _filled_shard(tmp_path)
+    (tmp_path / PARTITION_NAME).write_bytes(b"not a zip")
+    with caplog.at_level(logging.INFO, logger="ray.serve"):
+        again = _shard(tmp_path)
+    assert "is unreadable" in caplog.text and f"{len(first.index)} items filed under {LISTS} lists in" in caplog.text
+    assert again.index.generation != first.index.generation and _filed_under_nearest(again.index)
+    assert load_partition(tmp_path, WIDTH)[0].generation == again.index.generation
+    assert "not (lists, 8)" in load_partition(tmp_path, 8)[1]  # centroids of another width are refused too
+
+
+def test_a_resharded_store_leaves_no_kept_partition_behind(tmp_path):
+    from ops.index_reshard import reshard_store
+
+    _filled_shard(tmp_path)
+    assert (tmp_path / PARTITION_NAME).exists()
+    reshard_store(tmp_path, 2)  # a shard's centroids were learnt from items it no longer holds
+    assert not list(tmp_path.rglob(PARTITION_NAME))
+    halves = [RetrievalIndex.func_or_class(WIDTH, str(tmp_path), "model-a", shard, 2, lists=2, probe=1)
+              for shard in range(2)]
+    assert all(half.index.centroids is not None and _filed_under_nearest(half.index) for half in halves)
+    reshard_store(tmp_path, 1)
+    assert not list(tmp_path.rglob(PARTITION_NAME))
