@@ -5,8 +5,9 @@ over HTTP. One JSON line per change; an add carries its embedding as base64 floa
 
 Appending costs one short write per change, whatever the index's size (a snapshot per change would
 rewrite every item). Opening replays the log and rewrites it with only the live items (atomically:
-a temp file, then a rename), so it grows with the changes of one run, not of every run. A torn last
-line (the process killed mid-write) is skipped and counted, never fatal.
+a temp file, then a rename), so it grows with the changes of one run, not of every run; a log
+with nothing to drop (only adds of new ids since it was last compacted) is left as it is. A torn
+last line (the process killed mid-write) is skipped and counted, never fatal.
 
 A partitioned shard (`--index-lists`) keeps its centroids beside the log
 (ops/index_partition_file.py) and each add line names its list and the build that list belongs
@@ -81,6 +82,7 @@ class IndexLog:
         self.unusable: str | None = None  # why a kept partition file could not be used, if one could not
         self.filed: dict[str, int] = {}  # replay(): id -> its list, for lines of the kept partition's build
         self.generation: str | None = None  # the build the log's lines are filed under now
+        self.lines, self.ends_cleanly = 0, True  # replay(): lines read; whether the last ends in a newline
         if model is not None:
             self.claim(model)
 
@@ -101,12 +103,25 @@ class IndexLog:
     def open(self, width: int, lists: int = 0, probe: int = 1, announce=None) -> VectorIndex:
         """The index as the log leaves it, partitioned by `lists` and `probe` (VectorIndex.partition;
         a kept partition of `lists` centroids is taken, not built again); then the log is compacted
-        to its live items, with their lists."""
+        to its live items, with their lists, unless it holds nothing else already (_minimal)."""
         index = self.replay(width)
         index.partition(lists, probe, announce, saved=self.saved, filed=self.filed)
+        self.keep(index, compact=not self._minimal(index))
         self.filed = {}
-        self.keep(index, compact=True)
         return index
+
+    def _minimal(self, index: VectorIndex) -> bool:
+        """Whether the log just replayed is already what compacting it would write, give or take
+        the order of its lines: one line per live item and per tombstone (no deleted, replaced
+        or torn line), ending in a newline (the next append starts a line of its own), each item's
+        line naming the list it is filed under now. Rewriting such a log at every start would
+        only copy it (0.8 GB per 100k items of 1536-d; benchmarks/index_restart.py)."""
+        if self.skipped or not self.ends_cleanly or self.lines != len(index) + len(self.removed):
+            return False
+        if index.generation is None:
+            return True  # labels a lost partition left in the lines are ignored: no build names them
+        return (len(self.filed) == len(index)
+                and all(index.list_of(item_id) == target for item_id, target in self.filed.items()))
 
     def replay(self, width: int) -> VectorIndex:
         """The index as the log leaves it (exact; `filed` and `saved` say how it was partitioned).
@@ -116,9 +131,12 @@ class IndexLog:
         self.filed = {}
         self.saved, self.unusable = load_partition(self.path.parent, width)
         self.generation = self.saved.generation if self.saved else None
+        self.lines, self.ends_cleanly = 0, True
         if self.path.exists():
             with self.path.open(encoding="utf-8") as log:
                 for line in log:
+                    self.lines += 1
+                    self.ends_cleanly = line.endswith("\n")
                     try:
                         change = json.loads(line)
                         if change["op"] == "add":

@@ -37,6 +37,31 @@ def test_a_reopened_index_has_the_items_it_was_left_with(tmp_path):
     assert len(lines) == 3  # compacted: 5 adds and a delete became the 3 live items
 
 
+def test_a_log_with_nothing_to_drop_is_not_rewritten_at_start(tmp_path):
+    index = make_index(str(tmp_path))
+    index.add_many([(f"clip-{i}", _unit(i), {"kind": "video"}) for i in range(3)])
+    path = tmp_path / LOG_NAME
+    written = path.stat().st_ino  # compacting writes a new file and renames it over the log
+    make_index(str(tmp_path)).add("clip-3", _unit(3), {"kind": "video"})  # a new id: nothing to drop
+    assert path.stat().st_ino == written and len(path.read_text().splitlines()) == 4
+    reopened = make_index(str(tmp_path))
+    assert path.stat().st_ino == written and [i["id"] for i in reopened.page()[0]] == [f"clip-{i}" for i in range(4)]
+    changes = [(lambda shard: shard.add("clip-0", _unit(9), {"kind": "image"}), 1),  # replaced: its old line is dead
+               (lambda shard: shard.delete("clip-1"), 2),  # the delete and the add it deletes
+               (lambda shard: shard.add("clip-0", _unit(9), {"kind": "image"}), 1)]  # the same again: still dead
+    for change, dead in changes:
+        change(reopened)
+        lines = len(path.read_text().splitlines())
+        reopened = make_index(str(tmp_path))
+        assert path.stat().st_ino != written and len(path.read_text().splitlines()) == lines - dead
+        written = path.stat().st_ino
+    assert reopened.page()[0] == [{"id": "clip-0", "kind": "image"}, {"id": "clip-2", "kind": "video"},
+                                  {"id": "clip-3", "kind": "video"}]
+    path.write_text(path.read_text().rstrip("\n"))  # a whole last line but no newline: the next add would join it
+    make_index(str(tmp_path))
+    assert path.read_text().endswith("\n") and len(path.read_text().splitlines()) == 3
+
+
 def test_a_torn_last_line_is_skipped_and_counted(tmp_path):
     log = IndexLog(tmp_path)
     log.add("a", _unit(1), {"kind": "video"})

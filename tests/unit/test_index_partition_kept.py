@@ -77,6 +77,9 @@ def test_a_restarted_shard_files_its_items_under_the_lists_it_had(tmp_path, monk
     assert again.page() == first.page()
     for query in vectors[::50]:
         assert_same_results(again.search(query, 10), first.search(query, 10))
+    written = (tmp_path / LOG_NAME).stat().st_ino  # compacted at that start: the first shard's deletes
+    _shard(tmp_path)  # every line live and naming its list already: the log is not rewritten
+    assert (tmp_path / LOG_NAME).stat().st_ino == written
 
     # the growth rule counts from the kept build: rebuilt by the add reaching REBUILD_GROWTH times it
     monkeypatch.undo()
@@ -104,6 +107,20 @@ def test_labels_of_another_build_are_scored_not_trusted(tmp_path, caplog):
     assert np.array_equal(again.index.centroids, other) and _filed_under_nearest(again.index)
     lines = [json.loads(line) for line in (tmp_path / LOG_NAME).read_text().splitlines()]
     assert {line["build"] for line in lines} == {"another"}  # reopening rewrote the labels
+
+
+def test_a_label_past_the_lists_is_scored_and_written_again(tmp_path, caplog):
+    first, _ = _filled_shard(tmp_path)
+    _shard(tmp_path)  # compacts the first shard's deletes and replacements
+    path = tmp_path / LOG_NAME
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    lines[5]["list"] = 999  # a damaged line, still valid JSON
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with caplog.at_level(logging.INFO, logger="ray.serve"):
+        again = _shard(tmp_path)
+    assert "(1 scored against their centroids)" in caplog.text and _filed_under_nearest(again.index)
+    rewritten = [json.loads(line) for line in path.read_text().splitlines()]
+    assert rewritten[5]["list"] == again.index.list_of(lines[5]["id"]) == first.index.list_of(lines[5]["id"])
 
 
 @pytest.mark.parametrize("lists", [0, 8])
