@@ -40,6 +40,7 @@ bench: setup bench-selective
 	$(PY) -m benchmarks.index_shards
 	$(PY) -m benchmarks.index_partition --serve
 	$(PY) -m benchmarks.index_restart
+	$(PY) -m benchmarks.restore_memory
 	$(PY) -m benchmarks.vqa_scoring
 
 # Selective decoding (paper §4.5) needs a trained model with its Y-decoder: the demo's, the one it

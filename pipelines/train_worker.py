@@ -20,8 +20,7 @@ import ray.train
 import ray.train.torch
 import torch
 
-from pipelines.checkpoint_files import write_state
-from pipelines.train_config import STATE_FILE
+from pipelines.checkpoint_files import load_state, write_state
 
 
 def setup_worker(out: str, seed: int, threads_per_worker: int) -> tuple[int, int, torch.device]:
@@ -53,12 +52,20 @@ def stop_tracking(rank: int) -> None:
 
 
 def restore_state() -> dict | None:
-    """The state of the last checkpoint Ray Train hands this worker group, or None on a fresh start."""
+    """The state of the last checkpoint Ray Train hands this worker group, or None on a fresh start.
+
+    Mapped from the file, not read into memory (checkpoint_files.load_state): every worker of a node
+    restores at once, and a paper-size state is ~10 GB, so reading it gave a node of 8 GPU workers
+    ~80 GB of CPU memory at once for tensors that only pass through on their way to the GPU
+    (benchmarks/restore_memory.py). Pages are read as the weights and moments are copied to their
+    device; on a CPU the moments stay mapped, copy-on-write, until the first step writes them. The
+    mapping outlives the download directory Ray removes on leaving `as_directory` (an unlinked
+    file stays readable while mapped)."""
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as directory:
-        return torch.load(Path(directory) / STATE_FILE, weights_only=False)
+        return load_state(directory)
 
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
