@@ -114,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
             results.append(json.loads(out.strip().splitlines()[-1]))
             print(json.dumps(results[-1]), flush=True)
     assert all(r["restored_equal"] for r in results), "a restore did not give back the saved state"
-    print(json.dumps({"state_mb": round(size / 2**20), "params_m": args.params, "runs": results}))
+    read, mapped = results
+    print(json.dumps({"state_mb": round(size / 2**20), "params_m": args.params, "runs": results,
+                      "peak_rss_read_over_mapped": round(read["peak_rss_mb"] / mapped["peak_rss_mb"], 2)}))
     return 0
 
 
