@@ -51,6 +51,13 @@ def embeddings(kind: str, items: int, queries: int, width: int, args, seed: int 
         return rows, unit(picked + rng.normal(scale=0.75 / np.sqrt(rows.shape[1]), size=picked.shape))
     if kind == "uniform":
         return unit(rng.normal(size=(items, width))), unit(rng.normal(size=(queries, width)))
+    rows = clustered_rows(items, width, rng)
+    picked = rows[rng.integers(0, items, queries)]
+    return rows, unit(picked + rng.normal(scale=0.75 / np.sqrt(width), size=picked.shape))  # cosine ~0.8 to the item
+
+
+def clustered_rows(items: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """The `clustered` family's items: unit embeddings around items/100 random directions."""
     directions = max(1, items // 100)
     centres = unit(rng.normal(size=(directions, width)))
     rows = np.empty((items, width), dtype=np.float32)
@@ -58,8 +65,7 @@ def embeddings(kind: str, items: int, queries: int, width: int, args, seed: int 
         count = min(50_000, items - start)
         noise = rng.normal(scale=1.5 / np.sqrt(width), size=(count, width))  # cosine ~0.55 to the centre
         rows[start:start + count] = unit(centres[rng.integers(0, directions, count)] + noise)
-    picked = rows[rng.integers(0, items, queries)]
-    return rows, unit(picked + rng.normal(scale=0.75 / np.sqrt(width), size=picked.shape))  # cosine ~0.8 to the item
+    return rows
 
 
 def ids_of(found: list[dict]) -> list[str]:

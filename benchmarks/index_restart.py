@@ -4,8 +4,8 @@ against building it again (k-means, then every item scored against every centroi
 cost before the partition was kept), with the exact index's restart as the floor, in one run.
 
 A shard (the Serve deployment's class, without Serve) fills a store with --items clustered unit
-embeddings as an ingress fills it from a cache, building its partition on the way; then replicas
-start on that store, --repeats times each:
+embeddings (benchmarks/index_partition.py's family) as an ingress fills it from a cache, building
+its partition on the way; then replicas start on that store, --repeats times each:
 - `kept`: as the store is;
 - `rebuilt`: the partition file removed first, so the replica builds the partition again;
 - `exact`: --index-lists 0, no partition at all (replay and compaction only).
@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.index_partition import clustered_rows
 from ops.index_partition_file import PARTITION_NAME
 from pipelines.replica_notice import SERVE_LOGGER
 from pipelines.serve_index import RetrievalIndex
@@ -45,19 +46,6 @@ class Announced(logging.Handler):
         found = re.search(r"retrieval index: .* in ([0-9.]+) s", record.getMessage())
         if found:
             self.seconds.append(float(found.group(1)))
-
-
-def clustered(items: int, width: int, seed: int = 0) -> np.ndarray:
-    """Unit embeddings around items/100 random directions (as benchmarks/index_partition.py's)."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(max(1, items // 100), width))
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    rows = np.empty((items, width), dtype=np.float32)
-    for start in range(0, items, 20_000):
-        count = min(20_000, items - start)
-        chunk = centres[rng.integers(0, len(centres), count)] + rng.normal(scale=1.5 / np.sqrt(width), size=(count, width))
-        rows[start:start + count] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
-    return rows
 
 
 def start(store: Path, width: int, lists: int, announced: Announced) -> tuple[float, float, RetrievalIndex]:
@@ -83,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.dir or tempfile.mkdtemp(prefix="index-restart-"))
     store = root / "store"
     try:
-        rows = clustered(args.items, args.width)
+        rows = clustered_rows(args.items, args.width, np.random.default_rng(0))
         began = time.perf_counter()
         filler = RetrievalIndex.func_or_class(args.width, str(store), "benchmark", lists=args.lists, probe=1)
         for chunk in range(0, args.items, 10_000):
@@ -115,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                    **{mode: {k: (round(v, 2) if isinstance(v, float) else [round(s, 2) for s in v])
                              for k, v in result.items()} for mode, result in results.items()},
                    "start_speedup": round(results["rebuilt"]["start_s"] / results["kept"]["start_s"], 2),
-                   "partition_speedup": round(results["rebuilt"]["partition_s"] / max(results["kept"]["partition_s"], 0.05), 1)}
+                   "partition_speedup": round(results["rebuilt"]["partition_s"]
+                                              / max(results["kept"]["partition_s"], 0.05), 1)}
         print(json.dumps(summary))
     finally:
         if args.dir is None:

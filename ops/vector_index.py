@@ -126,9 +126,10 @@ class VectorIndex:
         caller found them already (lists_for)."""
         if not items:
             return
-        vectors = np.stack([self.vector(embedding) for _, embedding, _ in items])
-        if targets is None:
-            targets = np.zeros(len(items), dtype=np.int64) if self.centroids is None else nearest(vectors, self.centroids)
+        vectors = [self.vector(embedding) for _, embedding, _ in items]
+        if targets is None:  # stacked only to find their lists: a caller that found them has stacked them
+            targets = (np.zeros(len(items), dtype=np.int64) if self.centroids is None
+                       else nearest(np.stack(vectors), self.centroids))
         for (item_id, _, meta), vector, target in zip(items, vectors, np.asarray(targets).tolist()):
             self._put(item_id, vector, meta, target)
         self._rebuild_if_due()
