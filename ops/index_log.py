@@ -1,18 +1,22 @@
-"""The retrieval index on disk: an append-only log of its changes in one directory, so a restarted
-index (a Serve replica that died, moved node, or was redeployed) comes back with the items added
-over HTTP. One JSON line per change; an add carries its embedding as base64 float32 (6 KB for a
-1536-d embedding, where a JSON list of floats takes ~4x that).
+"""The retrieval index on disk: an append-only log of its changes and a binary snapshot of its items
+in one directory, so a restarted index (a Serve replica that died, moved node, or was redeployed)
+comes back with the items added over HTTP.
 
-Appending costs one short write per change, whatever the index's size (a snapshot per change would
-rewrite every item). Opening replays the log and rewrites it with only the live items (atomically:
-a temp file, then a rename), so it grows with the changes of one run, not of every run; a log
-with nothing to drop (only adds of new ids since it was last compacted) is left as it is. A torn
-last line (the process killed mid-write) is skipped and counted, never fatal.
+The log is the write path: one JSON line per change, appended and synced before the change is
+answered (an add carries its embedding as base64 float32, 6 KB for a 1536-d embedding, where a
+JSON list of floats takes ~4x that), so a change costs one short write whatever the index's size.
+Compacting writes the live items as a snapshot (ops/index_snapshot.py: the embeddings as one
+float32 array, ids and metas as JSON) and starts the log again with one line naming it; a restart
+reads the snapshot and replays only the lines after it. Opening compacts when the lines since the
+snapshot reach 1/COMPACT_SHARE of its size (or one is torn), so a restart reads at most that much
+JSON, and a start that changed little rewrites nothing. A log of the first format (lines only,
+no snapshot) is replayed whole and compacted into one at its first start. A torn last line (the
+process killed mid-write) is skipped and counted, never fatal.
 
 A partitioned shard (`--index-lists`) keeps its centroids beside the log
-(ops/index_partition_file.py) and each add line names its list and the build that list belongs
-to, so a restart files every item where it was without building the partition again. A build
-rewrites the log with every item's new list (as opening does).
+(ops/index_partition_file.py); the snapshot's blocks are its lists and each add line names its
+list and the build that list belongs to, so a restart files every item where it was without
+building the partition again. A build writes a snapshot (as compacting does).
 
 A feature cache's items (`--index-cache`) are added again by every ingress at every start; one
 deleted over HTTP leaves a tombstone, kept through compaction, so it stays deleted (until an
@@ -29,21 +33,25 @@ import base64
 import hashlib
 import json
 import os
+import secrets
 from pathlib import Path
 
 import numpy as np
 
 from ops.index_partition_file import SavedPartition, load_partition, remove_partition, save_partition
+from ops.index_snapshot import (VECTORS_NAME, WrongWidth, load_snapshot, remove_snapshots, snapshot_dir,
+                                sync_dir, write_snapshot)
+from ops.kmeans import nearest
 from ops.vector_index import VectorIndex
 
 LOG_NAME = "index.jsonl"
-
-
 MODEL_NAME = "model.json"  # beside the log: which model's predictions it holds
-
-
-class WrongWidth(ValueError):
-    """The log belongs to a model of another embedding width."""
+# Opening compacts once the log's lines since the snapshot reach 1/COMPACT_SHARE of the snapshot's
+# bytes: a byte of lines replays ~7x slower than a byte of snapshot loads (benchmarks/index_restart.py),
+# so a restart's replay stays under its load, and the whole-index write compacting costs comes once
+# per that much change.
+COMPACT_SHARE = 8
+SNAPSHOT_OP = "snapshot"  # the log's first line after a compaction: {"op": "snapshot", "epoch": ...}
 
 
 def prediction_fingerprint(model_dir: str | Path) -> str:
@@ -80,9 +88,14 @@ class IndexLog:
         self.removed: set[str] = set()  # the tombstones replay() read (see the module's docstring)
         self.saved: SavedPartition | None = None  # the kept partition replay() found
         self.unusable: str | None = None  # why a kept partition file could not be used, if one could not
-        self.filed: dict[str, int] = {}  # replay(): id -> its list, for lines of the kept partition's build
+        self.filed: dict[str, int] = {}  # replay(): id -> its list, for items filed under the kept partition's build
         self.generation: str | None = None  # the build the log's lines are filed under now
-        self.lines, self.ends_cleanly = 0, True  # replay(): lines read; whether the last ends in a newline
+        self.epoch: str | None = None  # the snapshot the log's first line names (None: none, a log of lines only)
+        self.snapshot_bytes = 0  # the size of that snapshot's embeddings
+        self.snapshot_generation: str | None = None  # the partition build its blocks are the lists of
+        self.change_bytes = 0  # replay(): the size of the lines after the snapshot's
+        self.ends_cleanly = True  # replay(): whether the log's last line ends in a newline
+        self.by_list: np.ndarray | None = None  # replay(): the kept centroids, while it fills the index list by list
         if model is not None:
             self.claim(model)
 
@@ -101,71 +114,107 @@ class IndexLog:
             record.write_text(json.dumps({"prediction_fingerprint": model}) + "\n")
 
     def open(self, width: int, lists: int = 0, probe: int = 1, announce=None) -> VectorIndex:
-        """The index as the log leaves it, partitioned by `lists` and `probe` (VectorIndex.partition;
-        a kept partition of `lists` centroids is taken, not built again); then the log is compacted
-        to its live items, with their lists, unless it holds nothing else already (_minimal)."""
+        """The index as the store leaves it, partitioned by `lists` and `probe` (VectorIndex.partition;
+        a kept partition of `lists` centroids is taken, not built again); then compacted into a new
+        snapshot when the lines since the last one have grown past its share (_due)."""
         index = self.replay(width)
         index.partition(lists, probe, announce, saved=self.saved, filed=self.filed)
-        self.keep(index, compact=not self._minimal(index))
+        self.keep(index, compact=self._due(index))
         self.filed = {}
         return index
 
-    def _minimal(self, index: VectorIndex) -> bool:
-        """Whether the log just replayed is already what compacting it would write, give or take
-        the order of its lines: one line per live item and per tombstone (no deleted, replaced
-        or torn line), ending in a newline (the next append starts a line of its own), each item's
-        line naming the list it is filed under now. Rewriting such a log at every start would
-        only copy it (0.8 GB per 100k items of 1536-d; benchmarks/index_restart.py)."""
-        if self.skipped or not self.ends_cleanly or self.lines != len(index) + len(self.removed):
-            return False
-        if index.generation is None:
-            return True  # labels a lost partition left in the lines are ignored: no build names them
-        return (len(self.filed) == len(index)
-                and all(index.list_of(item_id) == target for item_id, target in self.filed.items()))
+    def _due(self, index: VectorIndex) -> bool:
+        """Whether opening compacts: the lines since the snapshot have reached 1/COMPACT_SHARE of its
+        size (with no snapshot: any line at all, a log of the first format's included), or the log
+        needs mending (a torn or unreadable line; a last line without its newline, which the next
+        append would join), or the snapshot's blocks are not the index's lists (a crash between
+        keeping a new build's centroids and writing its snapshot: every start would score every
+        item again). Otherwise a start writes nothing: rewriting 61 GB of a 10M-item shard because
+        one item was added since would make every restart cost a full write."""
+        if self.skipped or not self.ends_cleanly:
+            return True
+        if self.epoch is not None and self.snapshot_generation != index.generation:
+            return True
+        return self.change_bytes > 0 and self.change_bytes * COMPACT_SHARE >= self.snapshot_bytes
 
     def replay(self, width: int) -> VectorIndex:
-        """The index as the log leaves it (exact; `filed` and `saved` say how it was partitioned).
-        ValueError when the log holds embeddings of another width: another model's index, which
-        this one could neither search nor extend."""
+        """The index as the store leaves it: the snapshot the log names, then the log's lines (exact;
+        `filed` and `saved` say how it was partitioned). ValueError when the store holds embeddings
+        of another width (another model's index, which this one could neither search nor extend) or
+        names a snapshot it cannot read."""
         index = VectorIndex(width)
-        self.filed = {}
+        self.filed, self.removed = {}, set()
         self.saved, self.unusable = load_partition(self.path.parent, width)
         self.generation = self.saved.generation if self.saved else None
-        self.lines, self.ends_cleanly = 0, True
-        if self.path.exists():
-            with self.path.open(encoding="utf-8") as log:
-                for line in log:
-                    self.lines += 1
-                    self.ends_cleanly = line.endswith("\n")
-                    try:
-                        change = json.loads(line)
-                        if change["op"] == "add":
-                            embedding = decode_embedding(change["embedding"])
-                            if embedding.shape[0] != width:
-                                raise WrongWidth(f"{self.path} holds embeddings of width {embedding.shape[0]}, "
-                                                 f"this model's are {width}: another model's index? "
-                                                 "give this model its own index store")
-                            index.add(change["id"], embedding, change["meta"])
-                            self.removed.discard(change["id"])
-                            if self.generation is not None and change.get("build") == self.generation:
-                                self.filed[change["id"]] = int(change["list"])
-                            else:
-                                self.filed.pop(change["id"], None)  # replaced since: its list is unknown
-                        else:
-                            index.delete(change["id"])
-                            self.filed.pop(change["id"], None)
-                            if change.get("tombstone"):
-                                self.removed.add(change["id"])
-                    except WrongWidth:
-                        raise
-                    except (ValueError, KeyError, TypeError):
-                        self.skipped += 1
+        self.epoch, self.snapshot_bytes, self.change_bytes, self.ends_cleanly = None, 0, 0, True
+        self.snapshot_generation, self.by_list = None, None
+        if not self.path.exists():
+            return index
+        with self.path.open(encoding="utf-8") as log:
+            for number, line in enumerate(log):
+                self.ends_cleanly = line.endswith("\n")
+                if number == 0 and self._read_snapshot(line, index, width):
+                    continue
+                self.change_bytes += len(line)
+                try:
+                    self._apply(json.loads(line), index, width)
+                except WrongWidth:
+                    raise
+                except (ValueError, KeyError, TypeError):
+                    self.skipped += 1
         return index
+
+    def _read_snapshot(self, line: str, index: VectorIndex, width: int) -> bool:
+        """The log's first line: when it names a snapshot, the index is filled from it. -> whether it did."""
+        try:
+            header = json.loads(line)
+            epoch = header["epoch"] if header.get("op") == SNAPSHOT_OP else None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return False
+        if epoch is None:
+            return False
+        snapshot = load_snapshot(self.path.parent, epoch, width)
+        by_list = (self.saved is not None and snapshot.generation == self.saved.generation
+                   and len(snapshot.block_sizes) == self.saved.lists)
+        # filled list by list when the blocks are the kept partition's lists: the replay's adds then
+        # go to their lists too, and partition() takes the blocks as they are
+        index.fill(snapshot.ids, snapshot.vectors, snapshot.listing, snapshot.block_sizes if by_list else None)
+        self.by_list = self.saved.centroids if by_list else None
+        self.removed = set(snapshot.removed)
+        if by_list:
+            self.filed = snapshot.labels()
+        self.epoch, self.snapshot_bytes = epoch, int(snapshot.vectors.nbytes)
+        self.snapshot_generation = snapshot.generation
+        return True
+
+    def _apply(self, change: dict, index: VectorIndex, width: int) -> None:
+        if change["op"] == "add":
+            embedding = decode_embedding(change["embedding"])
+            if embedding.shape[0] != width:
+                raise WrongWidth(f"{self.path} holds embeddings of width {embedding.shape[0]}, "
+                                 f"this model's are {width}: another model's index? "
+                                 "give this model its own index store")
+            target = None
+            if self.generation is not None and change.get("build") == self.generation:
+                self.filed[change["id"]] = target = int(change["list"])
+            else:
+                self.filed.pop(change["id"], None)  # replaced since: its list is unknown
+            if self.by_list is not None and not (target is not None and 0 <= target < len(self.by_list)):
+                target = int(nearest(embedding[None], self.by_list)[0])  # scored as partition() would
+            index.add(change["id"], embedding, change["meta"], target if self.by_list is not None else None)
+            self.removed.discard(change["id"])
+        elif change["op"] == "delete":
+            index.delete(change["id"])
+            self.filed.pop(change["id"], None)
+            if change.get("tombstone"):
+                self.removed.add(change["id"])
+        else:
+            raise ValueError(f"unknown change {change['op']!r}")
 
     def keep(self, index: VectorIndex, compact: bool = False) -> None:
         """After a change that may have built the index's partition: keeps its centroids and
-        rewrites the log with every item's list (nothing to do while the build is the one kept).
-        compact: rewrite the log anyway."""
+        compacts, so the snapshot's blocks are the new lists (nothing to do while the build is the
+        one kept). compact: compact anyway."""
         if index.generation != self.generation:
             if index.generation is None:
                 remove_partition(self.path.parent)
@@ -177,15 +226,27 @@ class IndexLog:
             self.compact(index)
 
     def compact(self, index: VectorIndex) -> None:
+        """Writes the index's live items and the tombstones as a new snapshot, then starts the log
+        again with one line naming it. The log's rename is the commit: a crash before it leaves the
+        old snapshot and log in force (the new directory an orphan, removed by the next compaction),
+        one after it the new ones."""
+        epoch = secrets.token_hex(4)
+        starts = np.cumsum([0] + [len(block) for block in index.blocks]).tolist()
+        places = index.places
+        listing = [(starts[places[item_id][0]] + places[item_id][1], meta) for item_id, meta in index.meta.items()]
+        write_snapshot(self.path.parent, epoch, [(block.ids, block.live) for block in index.blocks], listing,
+                       sorted(self.removed), index.generation, index.width)
         staging = self.path.with_suffix(".jsonl.tmp")
         with staging.open("w", encoding="utf-8") as out:
-            for item_id, embedding, meta in index.items():
-                out.write(self._add_line(item_id, embedding, meta, self._filing(index.generation, index.list_of(item_id))))
-            for item_id in sorted(self.removed):
-                out.write(self._delete_line(item_id, tombstone=True))
+            out.write(json.dumps({"op": SNAPSHOT_OP, "epoch": epoch}) + "\n")
             out.flush()
             os.fsync(out.fileno())
         os.replace(staging, self.path)
+        sync_dir(self.path.parent)
+        remove_snapshots(self.path.parent, keep=epoch)
+        self.epoch, self.change_bytes, self.snapshot_generation = epoch, 0, index.generation
+        self.snapshot_bytes = (snapshot_dir(self.path.parent, epoch) / VECTORS_NAME).stat().st_size
+        self.ends_cleanly = True
 
     def add(self, item_id: str, embedding: np.ndarray, meta: dict, target: int | None = None) -> None:
         """target: the list of the index's current build it is filed under (None: the index is exact)."""

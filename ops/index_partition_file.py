@@ -5,10 +5,12 @@ A build is k-means on a sample and then one pass scoring every item against ever
 items of 1536-d under 4096 lists that pass alone is ~6e13 multiply-adds, tens of minutes on a few
 cores, paid at every start when only the embeddings were kept. Kept here: the centroids, how many
 items they were built over (the rebuild-at-growth rule counts from it) and a generation, a random
-name per build. Each add line of the log records the generation and the list its item was filed
-under; on replay an item whose line names this file's generation goes straight into that list, and
-any other (a line written before this build, a crash between writing this file and rewriting the
-log) is scored against the centroids, so a stale or missing label costs time, never a wrong list.
+name per build. The store's snapshot (ops/index_snapshot.py) records the generation its blocks
+are the lists of, and each add line of the log the generation and the list its item was filed
+under; on replay an item filed under this file's generation goes straight into that list, and any
+other (a line written before this build, a crash between writing this file and writing the
+snapshot of the new lists) is scored against the centroids, so a stale or missing label costs
+time, never a wrong list.
 
 One .npz, written to a temporary name, synced, then renamed over the old one: a reader sees the
 old centroids or the new ones, never half of either.

@@ -16,8 +16,9 @@ import json
 import shutil
 from pathlib import Path
 
-from ops.index_log import LOG_NAME, MODEL_NAME, IndexLog, decode_embedding
+from ops.index_log import LOG_NAME, MODEL_NAME, SNAPSHOT_OP, IndexLog, decode_embedding
 from ops.index_partition_file import PARTITION_NAME
+from ops.index_snapshot import SNAPSHOT_PREFIX, snapshot_width
 from ops.index_shards import shard_dir_name, shard_of, shard_store, store_layout
 from ops.vector_index import VectorIndex
 
@@ -26,7 +27,8 @@ RETIRED = ".reshard-old"
 
 
 def log_width(directory: Path) -> int | None:
-    """The embedding width of a shard's log: its first add's; None for a log without one."""
+    """The embedding width of a shard's store: its snapshot's, or its log's first add's; None for a
+    store without an item."""
     path = directory / LOG_NAME
     if not path.exists():
         return None
@@ -34,10 +36,14 @@ def log_width(directory: Path) -> int | None:
         for line in log:
             try:
                 change = json.loads(line)
-                if change["op"] == "add":
+                if change["op"] == SNAPSHOT_OP:
+                    width = snapshot_width(directory, change["epoch"])
+                    if width is not None:
+                        return width
+                elif change["op"] == "add":
                     return int(decode_embedding(change["embedding"]).shape[0])
-            except (ValueError, KeyError, TypeError):
-                continue  # a torn line: replay skips it too
+            except (ValueError, KeyError, TypeError, OSError):
+                continue  # a torn line: replay skips it too (an unreadable snapshot: replay says so)
     return None
 
 
@@ -106,10 +112,11 @@ def reshard_store(store: str | Path, shards: int) -> dict:
 
 
 def old_parts(store: Path, shards: int) -> list[Path]:
-    """What the layout of `shards` shards keeps in `store`: the log, model record and kept partition of
-    an unsplit index, or the shard directories. (A new shard's partition is built by its replica:
-    the old centroids were learnt from other items.)"""
+    """What the layout of `shards` shards keeps in `store`: the log, snapshots, model record and kept
+    partition of an unsplit index, or the shard directories. (A new shard's partition is built by
+    its replica: the old centroids were learnt from other items.)"""
     if shards == 1:
-        return [store / name for name in (LOG_NAME, MODEL_NAME, PARTITION_NAME) if (store / name).exists()]
+        return ([store / name for name in (LOG_NAME, MODEL_NAME, PARTITION_NAME) if (store / name).exists()]
+                + sorted(store.glob(f"{SNAPSHOT_PREFIX}*")))
     return [store / shard_dir_name(shard, shards) for shard in range(shards)
             if (store / shard_dir_name(shard, shards)).exists()]

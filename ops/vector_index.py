@@ -21,10 +21,11 @@ centroids. Design choices:
   REBUILD_GROWTH times the size it was built at, so that centroids learnt from a cache's first items
   follow what came after. A build holds the old and the new blocks at once: twice the embeddings'
   memory, briefly.
-- Kept across restarts by a store (ops/index_partition_file.py): a replica replaying its log files
-  each item under the list its line names (`partition(..., saved=, filed=)`), neither k-means nor
-  scoring every item against the centroids again. Each build has a `generation`, a random name,
-  so that a label written under one build is never read as another's.
+- Kept across restarts by a store (ops/index_partition_file.py): a replica files each item under
+  the list its snapshot block or log line names (`partition(..., saved=, filed=)`), neither k-means
+  nor scoring every item against the centroids again; a snapshot's blocks that are those lists
+  already (`fill(..., block_sizes)`) are taken as they are. Each build has a `generation`, a random
+  name, so that a label written under one build is never read as another's.
 - Searches with an id prefix stay exact (every block, the prefix's rows): a prefix names one
   cache's items, which a partition of all of them serves badly. So does a query whose probed lists
   hold fewer than k items.
@@ -96,11 +97,35 @@ class VectorIndex:
         self.lists, self.probe = lists, probe
         if announce is not None:
             self.announce = announce
-        if self.centroids is not None:
+        restoring = saved is not None and saved.lists == lists > probe and saved.centroids.shape[1] == self.width
+        if not restoring and (self.centroids is not None or len(self.blocks) > 1):
             self._regroup(None)  # back to one block; rebuilt below if the new settings partition
-        if saved is not None and saved.lists == lists > probe and saved.centroids.shape[1] == self.width:
+        if restoring:
             self._restore(saved, filed or {})
         self._rebuild_if_due()
+
+    def fill(self, ids: list[str], vectors: np.ndarray, listing: list[tuple[int, dict]],
+             block_sizes: list[int] | None = None) -> None:
+        """Fills an empty, exact index in one step (a store's snapshot): `vectors` (N, D) the rows of
+        `ids`, copied once into blocks of `block_sizes` rows (default: one block); listing: (row,
+        meta) of each item in listing order. Blocks that are a kept partition's lists are taken as
+        they are by partition(saved=...), without filing their items again."""
+        if len(self) or self.centroids is not None:
+            raise ValueError("fill() takes an empty, exact index")
+        sizes = [len(ids)] if block_sizes is None else list(block_sizes)
+        if len(ids) != len(vectors) or len(listing) != len(ids) or sum(sizes) != len(ids):
+            raise ValueError(f"{len(ids)} ids, {len(vectors)} rows, {len(listing)} listed items and blocks of "
+                             f"{sum(sizes)} rows: not one item each")
+        if len(ids) and vectors.shape[1] != self.width:
+            raise ValueError(f"rows of width {vectors.shape[1]} for an index of width {self.width}")
+        starts = np.cumsum([0] + sizes).tolist()
+        self.blocks = [VectorBlock.of(ids[a:b], vectors[a:b]) if b > a else VectorBlock(self.width)
+                       for a, b in zip(starts, starts[1:])] or [VectorBlock(self.width)]
+        self.places = {item_id: (b, slot) for b, block in enumerate(self.blocks) for slot, item_id in enumerate(block.ids)}
+        self.meta = {ids[row]: meta for row, meta in listing}
+        if len(self.meta) != len(ids):
+            raise ValueError("an id listed twice")
+        self._layout += 1
 
     def lists_for(self, vectors: np.ndarray) -> np.ndarray | None:
         """(N, D) vectors -> the list each would be filed under now (None: the index is exact)."""
@@ -289,15 +314,24 @@ class VectorIndex:
 
     def _restore(self, saved: SavedPartition, filed: dict[str, int]) -> None:
         """The saved partition's lists, each item in the one `filed` names; the others (added under
-        another build, or whose label was lost) are scored against the centroids."""
+        another build, or whose label was lost) are scored against the centroids. Blocks that hold
+        exactly those lists already (a snapshot's, filled by list) are kept as they are: regrouping
+        would copy every embedding once more (61 GB for a 10M-item shard of 1536-d)."""
         started = time.perf_counter()
-        ids, vectors = self._all_rows()
+        ids = [item_id for block in self.blocks for item_id in block.ids]
         labels = np.fromiter((filed.get(item_id, -1) for item_id in ids), np.int64, len(ids))
         labels[labels >= saved.lists] = -1  # a label past the lists (a damaged line): scored below
         unfiled = np.flatnonzero(labels < 0)
         if len(unfiled):
-            labels[unfiled] = nearest(vectors[unfiled], saved.centroids)
-        self._regroup(saved.centroids, ids, vectors, labels)
+            places = [self.places[ids[i]] for i in unfiled.tolist()]
+            rows = np.stack([self.blocks[b].matrix[slot] for b, slot in places])
+            labels[unfiled] = nearest(rows, saved.centroids)
+        current = np.repeat(np.arange(len(self.blocks)), [len(block) for block in self.blocks])
+        if len(self.blocks) == saved.lists and np.array_equal(labels, current):
+            self.centroids = saved.centroids
+            self._layout += 1
+        else:
+            self._regroup(saved.centroids, *self._all_rows(), labels)
         self.built_at, self.generation = saved.built_at, saved.generation
         self.announce(f"retrieval index: {len(ids)} items filed under the store's {saved.lists} lists "
                       f"({len(unfiled)} scored against their centroids) in {time.perf_counter() - started:.1f} s "

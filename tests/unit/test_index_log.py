@@ -1,12 +1,15 @@
-"""The retrieval index's on-disk log: an index reopened on the same directory has the items it was
+"""The retrieval index's store: an index reopened on the same directory has the items it was
 left with (adds, replacements, deletes), a torn last line costs only that line, and reopening
-compacts the log to the live items."""
+compacts the log into a snapshot of the live items once the lines since the last one reach their
+share of it."""
 
 import numpy as np
 import pytest
 
-from ops.index_log import LOG_NAME, IndexLog
+from ops.index_log import COMPACT_SHARE, LOG_NAME, IndexLog
+from ops.index_snapshot import SNAPSHOT_PREFIX
 from pipelines.serve_index import RetrievalIndex
+from tests.index_store import changes, log_lines, snapshot_epoch, snapshots, tombstones
 
 WIDTH = 8
 
@@ -33,33 +36,105 @@ def test_a_reopened_index_has_the_items_it_was_left_with(tmp_path):
         {"id": "clip-0", "kind": "video"}, {"id": "clip-1", "kind": "image"}, {"id": "clip-3", "kind": "video"}]
     assert reopened.search(_unit(10), k=3) == expected  # same embeddings, bit for bit
     assert reopened.search(_unit(10), k=3)[0]["id"] == "clip-1"
-    lines = (tmp_path / LOG_NAME).read_text().splitlines()
-    assert len(lines) == 3  # compacted: 5 adds and a delete became the 3 live items
+    # compacted: 5 adds and a delete became a snapshot of the 3 live items, the log its one line
+    assert len(log_lines(tmp_path)) == 1 and snapshots(tmp_path) == [SNAPSHOT_PREFIX + snapshot_epoch(tmp_path)]
+    from_snapshot = make_index(str(tmp_path))  # read from the snapshot alone
+    assert from_snapshot.page() == index.page() and from_snapshot.search(_unit(10), k=3) == expected
+    from_snapshot.add("clip-4", _unit(4), {"kind": "video"})  # a line after the snapshot
+    assert from_snapshot.delete("clip-0")
+    again = make_index(str(tmp_path))
+    assert [i["id"] for i in again.page()[0]] == ["clip-1", "clip-3", "clip-4"]
+    assert again.search(_unit(4), k=1)[0]["id"] == "clip-4"
 
 
-def test_a_log_with_nothing_to_drop_is_not_rewritten_at_start(tmp_path):
+def test_a_start_compacts_only_once_the_lines_since_the_snapshot_reach_their_share(tmp_path):
+    """Rewriting the whole index (61 GB for a 10M-item shard) because one item was added since the
+    last start would make every restart a full write: a start writes nothing until the log's lines
+    since the snapshot reach 1/COMPACT_SHARE of its size."""
     index = make_index(str(tmp_path))
-    index.add_many([(f"clip-{i}", _unit(i), {"kind": "video"}) for i in range(3)])
+    index.add_many([(f"clip-{i}", _unit(i), {"kind": "video"}) for i in range(200)])
+    assert not snapshots(tmp_path)  # adds only append
+    make_index(str(tmp_path))  # the first start: a log of lines and no snapshot is compacted
+    first = snapshots(tmp_path)
+    snapshot_bytes = (tmp_path / first[0] / "vectors.npy").stat().st_size
     path = tmp_path / LOG_NAME
-    written = path.stat().st_ino  # compacting writes a new file and renames it over the log
-    make_index(str(tmp_path)).add("clip-3", _unit(3), {"kind": "video"})  # a new id: nothing to drop
-    assert path.stat().st_ino == written and len(path.read_text().splitlines()) == 4
-    reopened = make_index(str(tmp_path))
-    assert path.stat().st_ino == written and [i["id"] for i in reopened.page()[0]] == [f"clip-{i}" for i in range(4)]
-    changes = [(lambda shard: shard.add("clip-0", _unit(9), {"kind": "image"}), 1),  # replaced: its old line is dead
-               (lambda shard: shard.delete("clip-1"), 2),  # the delete and the add it deletes
-               (lambda shard: shard.add("clip-0", _unit(9), {"kind": "image"}), 1)]  # the same again: still dead
-    for change, dead in changes:
-        change(reopened)
-        lines = len(path.read_text().splitlines())
-        reopened = make_index(str(tmp_path))
-        assert path.stat().st_ino != written and len(path.read_text().splitlines()) == lines - dead
-        written = path.stat().st_ino
-    assert reopened.page()[0] == [{"id": "clip-0", "kind": "image"}, {"id": "clip-2", "kind": "video"},
-                                  {"id": "clip-3", "kind": "video"}]
+    header = path.stat().st_size
+    written = path.stat().st_ino  # compacting writes a new log and renames it over the old one
+    shard, added = make_index(str(tmp_path)), 0
+    assert path.stat().st_ino == written  # nothing changed since: nothing written
+    while (path.stat().st_size - header) * COMPACT_SHARE < snapshot_bytes:
+        shard.add(f"new-{added}", _unit(1000 + added), {"kind": "video"})
+        if (path.stat().st_size - header) * COMPACT_SHARE < snapshot_bytes:
+            shard = make_index(str(tmp_path))  # under the share: the snapshot stays, the lines are replayed
+            assert snapshots(tmp_path) == first and path.stat().st_ino == written
+        added += 1
+    assert 1 < added and len(changes(tmp_path)) == added
+    shard = make_index(str(tmp_path))  # the share reached: a new snapshot, the old one gone
+    assert snapshots(tmp_path) != first and len(snapshots(tmp_path)) == 1 and not changes(tmp_path)
+    assert len(shard.index) == 200 + added
     path.write_text(path.read_text().rstrip("\n"))  # a whole last line but no newline: the next add would join it
+    make_index(str(tmp_path)).add("clip-x", _unit(7), {"kind": "video"})
+    assert path.read_text().endswith("\n") and len(log_lines(tmp_path)) == 2
+    assert len(make_index(str(tmp_path)).index) == 201 + added
+
+
+def test_a_crash_while_compacting_leaves_the_previous_snapshot_in_force(tmp_path, monkeypatch):
+    """The log's rename is the commit: a crash after the new snapshot is written but before the log
+    names it leaves the old snapshot and every line in force, and the orphan is removed later."""
+    import os
+
+    index = make_index(str(tmp_path))
+    index.add_many([(f"clip-{i}", _unit(i), {"kind": "video"}) for i in range(5)])
     make_index(str(tmp_path))
-    assert path.read_text().endswith("\n") and len(path.read_text().splitlines()) == 3
+    shard = make_index(str(tmp_path))
+    shard.add("clip-5", _unit(5), {"kind": "image"})
+    assert shard.delete("clip-0")
+    before, expected = snapshots(tmp_path), shard.page()
+    real_replace = os.replace
+
+    def crash_on_the_log(source, target):
+        if str(target).endswith(LOG_NAME):
+            raise OSError("killed")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", crash_on_the_log)
+    with pytest.raises(OSError, match="killed"):
+        shard.log.compact(shard.index)
+    monkeypatch.undo()
+    orphan = sorted(set(snapshots(tmp_path)) - set(before))
+    assert len(orphan) == 1 and snapshot_epoch(tmp_path) == before[0][len(SNAPSHOT_PREFIX):]  # named by nothing
+    assert len(changes(tmp_path)) == 2  # the lines since the old snapshot, still in force
+    shard = make_index(str(tmp_path))
+    assert shard.page() == expected
+    shard.log.compact(shard.index)
+    assert len(snapshots(tmp_path)) == 1 and snapshots(tmp_path) != orphan  # the orphan removed
+    assert make_index(str(tmp_path)).page() == expected
+
+
+def test_a_store_naming_a_missing_snapshot_is_refused_not_served_empty(tmp_path):
+    import shutil
+
+    index = make_index(str(tmp_path))
+    index.add("a", _unit(1), {"kind": "video"})
+    make_index(str(tmp_path))
+    shutil.rmtree(tmp_path / snapshots(tmp_path)[0])
+    with pytest.raises(ValueError, match="names the snapshot .* which cannot be read"):
+        make_index(str(tmp_path))
+
+
+def test_a_log_of_lines_only_is_read_and_becomes_a_snapshot(tmp_path):
+    """A store written before snapshots (the log's lines alone) is replayed whole at its first start."""
+    import base64
+    import json
+
+    lines = [{"op": "add", "id": f"old-{i}", "meta": {"kind": "video"},
+              "embedding": base64.b64encode(_unit(i).astype("<f4").tobytes()).decode()} for i in range(3)]
+    lines.append({"op": "delete", "id": "old-1", "tombstone": True})
+    (tmp_path / LOG_NAME).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    index = make_index(str(tmp_path))
+    assert [i["id"] for i in index.page()[0]] == ["old-0", "old-2"] and index.removed == {"old-1"}
+    assert len(snapshots(tmp_path)) == 1 and tombstones(tmp_path, WIDTH) == {"old-1"}
+    assert make_index(str(tmp_path)).search(_unit(2), 1)[0]["id"] == "old-2"
 
 
 def test_a_torn_last_line_is_skipped_and_counted(tmp_path):
@@ -71,12 +146,17 @@ def test_a_torn_last_line_is_skipped_and_counted(tmp_path):
     reopened = IndexLog(tmp_path)
     assert [i["id"] for i in reopened.replay(WIDTH).list()] == ["a"] and reopened.skipped == 1
     assert [i["id"] for i in IndexLog(tmp_path).open(WIDTH).list()] == ["a"]  # opening compacts the log
-    assert (tmp_path / LOG_NAME).read_text().count("\n") == 1
+    assert len(log_lines(tmp_path)) == 1 and not changes(tmp_path)
+    reopened = IndexLog(tmp_path)
+    assert [i["id"] for i in reopened.open(WIDTH).list()] == ["a"] and reopened.skipped == 0
 
 
 def test_another_models_store_is_refused_not_mixed(tmp_path):
     make_index(str(tmp_path)).add("a", _unit(1), {"kind": "video"})
     with pytest.raises(ValueError, match="width 8, this model's are 16"):
+        RetrievalIndex.func_or_class(16, str(tmp_path))
+    make_index(str(tmp_path))  # now in a snapshot: refused the same way
+    with pytest.raises(ValueError, match="snapshot-.* holds embeddings of width 8, this model's are 16"):
         RetrievalIndex.func_or_class(16, str(tmp_path))
     with pytest.raises(ValueError, match="width 16 for an index of width 8"):
         make_index().add("b", _unit(2, dim=16), {"kind": "video"})
@@ -118,8 +198,11 @@ def test_re_adding_unchanged_items_writes_nothing(tmp_path):
     index = make_index(str(tmp_path))
     assert index.add_many(items) == 50
     size = (tmp_path / LOG_NAME).stat().st_size
-    assert make_index(str(tmp_path)).add_many(items) == 0  # a second start, or a second replica
+    assert index.add_many(items) == 0  # a second replica
     assert (tmp_path / LOG_NAME).stat().st_size == size
+    restarted = make_index(str(tmp_path))  # a second start (compacts the log of lines into a snapshot)
+    size = (tmp_path / LOG_NAME).stat().st_size
+    assert restarted.add_many(items) == 0 and (tmp_path / LOG_NAME).stat().st_size == size
     changed = [items[0], (items[1][0], items[1][1], {"kind": "video", "caption": "new"})]
     reopened = make_index(str(tmp_path))
     assert reopened.add_many(changed) == 1
@@ -175,14 +258,16 @@ def test_a_deleted_cache_item_is_not_added_back_by_the_next_ingress(tmp_path, st
         for _ in range(2):  # two restarts: the tombstone survives compaction
             index = make_index(store)
             assert index.add_many(cache_items) == 0 and "shard/1" not in [i["id"] for i in index.page()[0]]
-        log = (tmp_path / LOG_NAME).read_text()
-        assert log.count('"op": "delete"') == 1 and '"upload"' not in log  # only the cache item's tombstone
+        assert tombstones(tmp_path, WIDTH) == {"shard/1"}  # only the cache item's, not the upload's
+        assert '"upload"' not in (tmp_path / LOG_NAME).read_text()
     index.add("shard/1", _unit(1), {"kind": "video"})  # explicitly added again over HTTP
     if stored:
         index = make_index(store)
     assert "shard/1" in [item["id"] for item in index.page()[0]]
     if stored:
-        assert '"op": "delete"' not in (tmp_path / LOG_NAME).read_text()  # the tombstone lifted
+        assert tombstones(tmp_path, WIDTH) == set()  # the tombstone lifted
+        index.log.compact(index.index)
+        assert tombstones(tmp_path, WIDTH) == set() and "shard/1" in [i["id"] for i in make_index(store).page()[0]]
 
 
 def test_the_index_names_the_cache_items_an_ingress_still_has_to_predict(tmp_path):

@@ -17,6 +17,7 @@ from ops.index_log import LOG_NAME
 from ops.index_partition_file import PARTITION_NAME, SavedPartition, load_partition, save_partition
 from ops.vector_index import REBUILD_GROWTH, TRAIN_PER_LIST
 from pipelines.serve_index import RetrievalIndex
+from tests.index_store import changes, filing
 from tests.search_results import assert_same_results
 
 WIDTH = 16
@@ -63,6 +64,39 @@ def _no_kmeans(monkeypatch):
     monkeypatch.setattr(ops.vector_index, "spherical_kmeans", refuse)
 
 
+def _no_regrouping(monkeypatch):
+    def refuse(*_):
+        raise AssertionError("the items were regrouped: the snapshot's lists were not taken as they are")
+    monkeypatch.setattr(ops.vector_index.VectorIndex, "_regroup", refuse)
+
+
+def test_a_snapshot_of_the_lists_is_taken_as_it_is_through_the_changes_since(tmp_path, monkeypatch, caplog):
+    """A restart from a snapshot whose blocks are the kept lists copies each embedding once, into
+    its list: the log's adds, replacements and deletes since it go to their lists as they are read
+    (a damaged label scored), and the blocks are never regrouped."""
+    first, vectors = _filled_shard(tmp_path)
+    shard = _shard(tmp_path)  # a snapshot of the lists
+    for i in range(460, 480):
+        shard.add(f"clip{i}", vectors[i], {"n": i})
+    for i in (2, 5, 460):
+        shard.add(f"clip{i}", vectors[590 - i], {"n": i, "again": True})
+    for i in (3, 461):
+        assert shard.delete(f"clip{i}")
+    path = tmp_path / LOG_NAME
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    lines[4]["list"] = 999  # a damaged label
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    _no_kmeans(monkeypatch)
+    _no_regrouping(monkeypatch)
+    with caplog.at_level(logging.INFO, logger="ray.serve"):
+        again = _shard(tmp_path)
+    assert "(1 scored against their centroids)" in caplog.text
+    assert again.page() == shard.page() and _filed_under_nearest(again.index)
+    assert {i: again.index.list_of(i) for i in again.index.meta} == {i: shard.index.list_of(i) for i in shard.index.meta}
+    for query in vectors[::40]:
+        assert_same_results(again.search(query, 10), shard.search(query, 10))
+
+
 def test_a_restarted_shard_files_its_items_under_the_lists_it_had(tmp_path, monkeypatch, caplog):
     first, vectors = _filled_shard(tmp_path)
     _no_kmeans(monkeypatch)
@@ -77,8 +111,11 @@ def test_a_restarted_shard_files_its_items_under_the_lists_it_had(tmp_path, monk
     assert again.page() == first.page()
     for query in vectors[::50]:
         assert_same_results(again.search(query, 10), first.search(query, 10))
-    written = (tmp_path / LOG_NAME).stat().st_ino  # compacted at that start: the first shard's deletes
-    _shard(tmp_path)  # every line live and naming its list already: the log is not rewritten
+    assert {i: label for i, (_, label) in filing(tmp_path, WIDTH).items()} == \
+        {i: again.index.list_of(i) for i in again.index.meta}  # the snapshot's blocks are the lists
+    written = (tmp_path / LOG_NAME).stat().st_ino  # compacted at that start: no snapshot yet
+    _no_regrouping(monkeypatch)
+    _shard(tmp_path)  # nothing changed since: nothing is written, the snapshot's blocks are the lists
     assert (tmp_path / LOG_NAME).stat().st_ino == written
 
     # the growth rule counts from the kept build: rebuilt by the add reaching REBUILD_GROWTH times it
@@ -92,26 +129,35 @@ def test_a_restarted_shard_files_its_items_under_the_lists_it_had(tmp_path, monk
     assert again.index.built_at == REBUILD_GROWTH * built_at and again.index.generation != first.index.generation
     kept, _ = load_partition(tmp_path, WIDTH)
     assert kept.generation == again.index.generation and np.array_equal(kept.centroids, again.index.centroids)
-    lines = [json.loads(line) for line in (tmp_path / LOG_NAME).read_text().splitlines()]
-    assert {line["build"] for line in lines} == {again.index.generation}  # the log rewritten with the new lists
+    # a snapshot of the new lists written with them
+    assert {build for build, _ in filing(tmp_path, WIDTH).values()} == {again.index.generation}
+    assert {i: label for i, (_, label) in filing(tmp_path, WIDTH).items()} == \
+        {i: again.index.list_of(i) for i in again.index.meta}
 
 
 def test_labels_of_another_build_are_scored_not_trusted(tmp_path, caplog):
     first, _ = _filled_shard(tmp_path)
-    # a crash after keeping a new build's centroids, before the log was rewritten with their lists
+    _shard(tmp_path)  # a snapshot of the first build's lists
+    # a crash after keeping a new build's centroids, before a snapshot of their lists was written
     other = _unit(np.random.default_rng(23).normal(size=(LISTS, WIDTH)))
     save_partition(tmp_path, SavedPartition("another", other, first.index.built_at))
     with caplog.at_level(logging.INFO, logger="ray.serve"):
         again = _shard(tmp_path)
     assert f"({len(first.index)} scored against their centroids)" in caplog.text
     assert np.array_equal(again.index.centroids, other) and _filed_under_nearest(again.index)
-    lines = [json.loads(line) for line in (tmp_path / LOG_NAME).read_text().splitlines()]
-    assert {line["build"] for line in lines} == {"another"}  # reopening rewrote the labels
+    # reopening wrote a snapshot of these lists: the next start scores nothing
+    assert {build for build, _ in filing(tmp_path, WIDTH).values()} == {"another"}
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ray.serve"):
+        _shard(tmp_path)
+    assert "(0 scored against their centroids)" in caplog.text
 
 
-def test_a_label_past_the_lists_is_scored_and_written_again(tmp_path, caplog):
-    first, _ = _filled_shard(tmp_path)
-    _shard(tmp_path)  # compacts the first shard's deletes and replacements
+def test_a_label_past_the_lists_is_scored_not_trusted(tmp_path, caplog):
+    first, vectors = _filled_shard(tmp_path)
+    shard = _shard(tmp_path)  # a snapshot of the lists; then adds filed in the log's lines
+    for i in range(460, 470):
+        shard.add(f"clip{i}", vectors[i], {"n": i})
     path = tmp_path / LOG_NAME
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     lines[5]["list"] = 999  # a damaged line, still valid JSON
@@ -119,18 +165,20 @@ def test_a_label_past_the_lists_is_scored_and_written_again(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="ray.serve"):
         again = _shard(tmp_path)
     assert "(1 scored against their centroids)" in caplog.text and _filed_under_nearest(again.index)
-    rewritten = [json.loads(line) for line in path.read_text().splitlines()]
-    assert rewritten[5]["list"] == again.index.list_of(lines[5]["id"]) == first.index.list_of(lines[5]["id"])
+    assert again.index.list_of(lines[5]["id"]) == shard.index.list_of(lines[5]["id"])
+    again.log.compact(again.index)  # a compaction writes it where it is
+    assert filing(tmp_path, WIDTH)[lines[5]["id"]] == (again.index.generation, again.index.list_of(lines[5]["id"]))
+    assert not changes(tmp_path)
 
 
 @pytest.mark.parametrize("lists", [0, 8])
 def test_restarting_with_other_settings_builds_again_or_drops_the_partition(tmp_path, monkeypatch, lists):
     first, _ = _filled_shard(tmp_path)
     again = _shard(tmp_path, lists=lists)
-    lines = [json.loads(line) for line in (tmp_path / LOG_NAME).read_text().splitlines()]
-    if lists == 0:  # exact: the kept centroids go, and the log's labels with them
+    filed = filing(tmp_path, WIDTH)
+    if lists == 0:  # exact: the kept centroids go, and the stored labels with them
         assert again.index.centroids is None and not (tmp_path / PARTITION_NAME).exists()
-        assert not any("build" in line for line in lines)
+        assert set(filed.values()) == {(None, None)}
         _no_kmeans(monkeypatch)
         assert _shard(tmp_path, lists=LISTS, probe=LISTS).index.centroids is None  # probing every list: exact
         monkeypatch.undo()
@@ -138,7 +186,7 @@ def test_restarting_with_other_settings_builds_again_or_drops_the_partition(tmp_
     else:
         assert len(again.index.centroids) == lists and again.index.generation != first.index.generation
         assert load_partition(tmp_path, WIDTH)[0].lists == lists and _filed_under_nearest(again.index)
-        assert {line["build"] for line in lines} == {again.index.generation}
+        assert {build for build, _ in filed.values()} == {again.index.generation}
 
 
 def test_an_unreadable_partition_file_is_reported_and_built_again(tmp_path, caplog):
