@@ -113,11 +113,12 @@ class IndexLog:
         else:
             record.write_text(json.dumps({"prediction_fingerprint": model}) + "\n")
 
-    def open(self, width: int, lists: int = 0, probe: int = 1, announce=None) -> VectorIndex:
+    def open(self, width: int, lists: int = 0, probe: int = 1, announce=None, build_later: bool = False) -> VectorIndex:
         """The index as the store leaves it, partitioned by `lists` and `probe` (VectorIndex.partition;
         a kept partition of `lists` centroids is taken, not built again); then compacted into a new
         snapshot when the lines since the last one have grown past its share (_due)."""
         index = self.replay(width)
+        index.build_later = build_later  # VectorIndex.build_later: a build due is left to the caller
         index.partition(lists, probe, announce, saved=self.saved, filed=self.filed)
         self.keep(index, compact=self._due(index))
         self.filed = {}

@@ -16,11 +16,11 @@ and may miss an item filed under a list it did not probe (benchmarks/index_ivf.p
 recall). Each item is held once, in its list's block, so the partition costs no memory beyond the
 centroids. Design choices:
 - Built once the index holds TRAIN_PER_LIST items per list (below, k-means has too little to learn
-  from, and the exact search is cheap anyway), by the add that reaches it (a cache filling the index
-  at start-up; a search never waits for a build), and rebuilt by the add that finds the index
-  REBUILD_GROWTH times the size it was built at, so that centroids learnt from a cache's first items
-  follow what came after. A build holds the old and the new blocks at once: twice the embeddings'
-  memory, briefly.
+  from, and the exact search is cheap anyway), and rebuilt once it is REBUILD_GROWTH times the size
+  it was built at, so that centroids learnt from a cache's first items follow what came after: by
+  the add that gets it there, or, with `build_later` (a Serve shard: pipelines/index_builds.py), by
+  its owner in a thread from `build_sample()` and `rows_of()`, the result taken with `adopt()`. A
+  build holds the old and the new blocks at once: twice the embeddings' memory, briefly.
 - Kept across restarts by a store (ops/index_partition_file.py): a replica files each item under
   the list its snapshot block or log line names (`partition(..., saved=, filed=)`), neither k-means
   nor scoring every item against the centroids again; a snapshot's blocks that are those lists
@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from ops.index_partition_file import SavedPartition
-from ops.kmeans import members_by_cluster, nearest, spherical_kmeans
+from ops.kmeans import SAMPLE_PER_CENTROID, members_by_cluster, nearest, spherical_kmeans
 from ops.vector_block import VectorBlock
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ class VectorIndex:
         self.built_at = 0  # items the partition was built over
         self.generation: str | None = None  # names the partition's build (None: exact); see the module's docstring
         self.announce: Callable[[str], None] = log.info  # where a build is reported
+        self.build_later = False  # True: adds never build; the owner builds when build_due() (adopt())
         self._layout = 0  # changes whenever an id gains, loses or moves slot
         self._prefix_slots: tuple = (None, None, None)  # (layout, prefix, slots per block) of the last prefix
 
@@ -299,12 +300,57 @@ class VectorIndex:
         if moved is not None:
             self.places[moved] = (block, slot)
 
-    def _rebuild_if_due(self) -> None:
+    def build_due(self) -> bool:
+        """Whether the partition should be built now: none yet and TRAIN_PER_LIST items per list,
+        or REBUILD_GROWTH times the items it was built over."""
         count = len(self)
         if self.probe >= self.lists or count < TRAIN_PER_LIST * self.lists:
+            return False
+        return self.centroids is None or count >= REBUILD_GROWTH * self.built_at
+
+    def build_sample(self, seed: int = 0) -> np.ndarray:
+        """A copy of the rows a build's k-means learns from (at most SAMPLE_PER_CENTROID per list,
+        drawn as spherical_kmeans draws them): what a build elsewhere (pipelines/index_builds.py)
+        needs of the index, without holding every row twice."""
+        count = len(self)
+        picks = np.sort(np.random.default_rng(seed).choice(count, min(count, self.lists * SAMPLE_PER_CENTROID),
+                                                           replace=False))
+        starts = np.cumsum([0] + [len(block) for block in self.blocks])
+        owners = np.searchsorted(starts, picks, side="right") - 1
+        rows = np.empty((len(picks), self.width), dtype=np.float32)
+        for b in np.unique(owners).tolist():
+            mine = owners == b
+            rows[mine] = self.blocks[b].matrix[picks[mine] - starts[b]]
+        return rows
+
+    def rows_of(self, item_ids: list[str]) -> tuple[list[str], np.ndarray]:
+        """(the ids of `item_ids` the index holds, a copy of their rows)."""
+        held = [item_id for item_id in item_ids if item_id in self.places]
+        rows = np.empty((len(held), self.width), dtype=np.float32)
+        for i, item_id in enumerate(held):
+            block, slot = self.places[item_id]
+            rows[i] = self.blocks[block].matrix[slot]
+        return held, rows
+
+    def adopt(self, centroids: np.ndarray, labels: dict[str, int], built_over: int) -> int:
+        """Takes a partition built elsewhere from a sample of the index: `centroids`, and `labels`
+        (id -> list) for the items it scored, which must be unchanged since; the rest (added or
+        replaced while it ran) are scored here. -> how many were."""
+        if len(centroids) != self.lists or centroids.shape[1] != self.width:
+            raise ValueError(f"{centroids.shape} centroids for an index of {self.lists} lists of width {self.width}")
+        ids, vectors = self._all_rows()
+        filed = np.fromiter((labels.get(item_id, -1) for item_id in ids), np.int64, len(ids))
+        unfiled = np.flatnonzero(filed < 0)
+        if len(unfiled):
+            filed[unfiled] = nearest(vectors[unfiled], centroids)
+        self._regroup(centroids, ids, vectors, filed)
+        self.built_at, self.generation = built_over, secrets.token_hex(4)
+        return len(unfiled)
+
+    def _rebuild_if_due(self) -> None:
+        if self.build_later or not self.build_due():
             return
-        if self.centroids is not None and count < REBUILD_GROWTH * self.built_at:
-            return
+        count = len(self)
         started = time.perf_counter()
         ids, vectors = self._all_rows()
         self._regroup(spherical_kmeans(vectors, self.lists), ids, vectors)

@@ -19,6 +19,7 @@ from ops.coalesced_calls import CoalescedCalls
 from ops.index_log import IndexLog
 from ops.index_shards import shard_store
 from ops.vector_index import GEMM_FROM, VectorIndex
+from pipelines.index_builds import BackgroundBuilds
 from pipelines.replica_notice import notice
 from pipelines.serve_ready import Answers
 
@@ -58,12 +59,15 @@ class RetrievalIndex(Answers):
         if store:
             store = str(shard_store(store, shard, shards))
         self.log = IndexLog(store, model) if store else None
-        announce = functools.partial(notice, logging.INFO, "%s")
+        self.announce = functools.partial(notice, logging.INFO, "%s")
         if self.log:  # a kept partition is taken as it was: its items go back to their lists unscored
-            self.index = self.log.open(width, lists, probe, announce)
+            self.index = self.log.open(width, lists, probe, self.announce, build_later=True)
         else:
             self.index = VectorIndex(width)
-            self.index.partition(lists, probe, announce)
+            self.index.build_later = True
+            self.index.partition(lists, probe, self.announce)
+        # partitions are built in a thread, the shard answering meanwhile (pipelines/index_builds.py)
+        self.builds = BackgroundBuilds(self.lock, self.index, self._built)
         # ids of cache items deleted over HTTP: add_many (an ingress adding its --index-cache, at
         # every start and on every new replica) skips them; the store keeps them across restarts
         self.removed: set[str] = set(self.log.removed) if self.log else set()
@@ -72,6 +76,20 @@ class RetrievalIndex(Answers):
                    store, self.log.skipped)
         if self.log and self.log.unusable:
             notice(logging.WARNING, "index store: %s", self.log.unusable)
+        with self.lock:
+            self.builds.start_if_due()  # a store of enough items and no kept partition (or other --index-lists)
+
+    def _built(self, scored: int, seconds: float) -> None:
+        """A background build's lists taken (lock held): kept in the store, and said."""
+        if self.log:
+            self.log.keep(self.index)
+        self.announce(f"retrieval index: {len(self.index)} items filed under {self.index.lists} lists in {seconds:.1f} s "
+                      f"(built while the shard kept answering; {scored} added or changed meanwhile scored "
+                      f"at the end; a search probes {self.index.probe})")
+
+    def wait_for_build(self, timeout: float | None = None) -> bool:
+        """Waits for a partition build in progress, if any. -> whether none runs now."""
+        return self.builds.wait(timeout)
 
     @one_at_a_time
     def add(self, item_id: str, embedding: np.ndarray, meta: dict) -> dict:
@@ -81,9 +99,9 @@ class RetrievalIndex(Answers):
         if self.log:
             self.log.add(item_id, embedding, meta, target)  # on disk before it is answered
         self.index.add(item_id, embedding, meta, target)
+        self.builds.note([item_id])
         self.removed.discard(item_id)  # an explicit add brings a deleted cache item back
-        if self.log:
-            self.log.keep(self.index)  # this add may have built the partition
+        self.builds.start_if_due()
         return {"id": item_id, **meta}
 
     @one_at_a_time
@@ -102,8 +120,8 @@ class RetrievalIndex(Answers):
         if self.log:
             self.log.add_many(fresh, targets)
         self.index.add_many(fresh, targets)
-        if self.log:
-            self.log.keep(self.index)  # these adds may have built the partition
+        self.builds.note(item_id for item_id, _, _ in fresh)
+        self.builds.start_if_due()
         return len(fresh)
 
     @one_at_a_time

@@ -18,32 +18,26 @@ from ops.index_partition_file import PARTITION_NAME, SavedPartition, load_partit
 from ops.vector_index import REBUILD_GROWTH, TRAIN_PER_LIST
 from pipelines.serve_index import RetrievalIndex
 from tests.index_store import changes, filing
+from tests.partitioned_rows import clustered, filed_under_nearest, unit
 from tests.search_results import assert_same_results
 
 WIDTH = 16
 LISTS = 4
 
 
-def _unit(rows: np.ndarray) -> np.ndarray:
-    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
-
-
-def _clustered(count: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centres = _unit(rng.normal(size=(6, WIDTH)))
-    return _unit(centres[rng.integers(0, 6, count)] + 0.3 * rng.normal(size=(count, WIDTH)))
-
-
 def _shard(store, lists: int = LISTS, probe: int = 1) -> RetrievalIndex:
-    return RetrievalIndex.func_or_class(WIDTH, str(store), "model-a", lists=lists, probe=probe)
+    """A replica started on the store, once any partition build its start began is done."""
+    shard = RetrievalIndex.func_or_class(WIDTH, str(store), "model-a", lists=lists, probe=probe)
+    assert shard.wait_for_build(timeout=60)
+    return shard
 
 
 def _filled_shard(store) -> tuple[RetrievalIndex, np.ndarray]:
     """A shard built over a cache's 400 items, then changed by single adds, replacements and deletes."""
-    vectors = _clustered(600, seed=21)
+    vectors = clustered(600, seed=21)
     shard = _shard(store)
     shard.add_many([(f"clip{i}", vector, {"n": i}) for i, vector in enumerate(vectors[:400])])
-    assert shard.index.centroids is not None
+    assert shard.wait_for_build(timeout=60) and shard.index.centroids is not None
     for i in range(400, 460):  # new items, filed one at a time under the kept build
         shard.add(f"clip{i}", vectors[i], {"n": i})
     for i in range(0, 60, 3):  # replacements: another embedding, often another list
@@ -51,11 +45,6 @@ def _filled_shard(store) -> tuple[RetrievalIndex, np.ndarray]:
     for i in range(1, 60, 7):
         assert shard.delete(f"clip{i}")
     return shard, vectors
-
-
-def _filed_under_nearest(index) -> bool:
-    return all(block == int(np.argmax(index.centroids @ index.blocks[block].matrix[slot]))
-               for block, slot in index.places.values())
 
 
 def _no_kmeans(monkeypatch):
@@ -91,7 +80,7 @@ def test_a_snapshot_of_the_lists_is_taken_as_it_is_through_the_changes_since(tmp
     with caplog.at_level(logging.INFO, logger="ray.serve"):
         again = _shard(tmp_path)
     assert "(1 scored against their centroids)" in caplog.text
-    assert again.page() == shard.page() and _filed_under_nearest(again.index)
+    assert again.page() == shard.page() and filed_under_nearest(again.index)
     assert {i: again.index.list_of(i) for i in again.index.meta} == {i: shard.index.list_of(i) for i in shard.index.meta}
     for query in vectors[::40]:
         assert_same_results(again.search(query, 10), shard.search(query, 10))
@@ -107,7 +96,7 @@ def test_a_restarted_shard_files_its_items_under_the_lists_it_had(tmp_path, monk
     assert np.array_equal(again.index.centroids, first.index.centroids)
     assert (again.index.generation, again.index.built_at) == (first.index.generation, first.index.built_at)
     assert {i: again.index.list_of(i) for i in again.index.meta} == {i: first.index.list_of(i) for i in first.index.meta}
-    assert _filed_under_nearest(again.index)
+    assert filed_under_nearest(again.index)
     assert again.page() == first.page()
     for query in vectors[::50]:
         assert_same_results(again.search(query, 10), first.search(query, 10))
@@ -121,12 +110,12 @@ def test_a_restarted_shard_files_its_items_under_the_lists_it_had(tmp_path, monk
     # the growth rule counts from the kept build: rebuilt by the add reaching REBUILD_GROWTH times it
     monkeypatch.undo()
     built_at = again.index.built_at
-    more = _clustered(REBUILD_GROWTH * built_at, seed=22)
+    more = clustered(REBUILD_GROWTH * built_at, seed=22)
     again.add_many([(f"more{i}", vector, {}) for i, vector in
                     enumerate(more[: REBUILD_GROWTH * built_at - len(again.index) - 1])])
-    assert again.index.built_at == built_at
+    assert again.wait_for_build(timeout=60) and again.index.built_at == built_at  # not due yet
     again.add("the-last", more[-1], {})
-    assert again.index.built_at == REBUILD_GROWTH * built_at and again.index.generation != first.index.generation
+    assert again.wait_for_build(timeout=60) and again.index.built_at == REBUILD_GROWTH * built_at and again.index.generation != first.index.generation
     kept, _ = load_partition(tmp_path, WIDTH)
     assert kept.generation == again.index.generation and np.array_equal(kept.centroids, again.index.centroids)
     # a snapshot of the new lists written with them
@@ -139,12 +128,12 @@ def test_labels_of_another_build_are_scored_not_trusted(tmp_path, caplog):
     first, _ = _filled_shard(tmp_path)
     _shard(tmp_path)  # a snapshot of the first build's lists
     # a crash after keeping a new build's centroids, before a snapshot of their lists was written
-    other = _unit(np.random.default_rng(23).normal(size=(LISTS, WIDTH)))
+    other = unit(np.random.default_rng(23).normal(size=(LISTS, WIDTH)))
     save_partition(tmp_path, SavedPartition("another", other, first.index.built_at))
     with caplog.at_level(logging.INFO, logger="ray.serve"):
         again = _shard(tmp_path)
     assert f"({len(first.index)} scored against their centroids)" in caplog.text
-    assert np.array_equal(again.index.centroids, other) and _filed_under_nearest(again.index)
+    assert np.array_equal(again.index.centroids, other) and filed_under_nearest(again.index)
     # reopening wrote a snapshot of these lists: the next start scores nothing
     assert {build for build, _ in filing(tmp_path, WIDTH).values()} == {"another"}
     caplog.clear()
@@ -164,7 +153,7 @@ def test_a_label_past_the_lists_is_scored_not_trusted(tmp_path, caplog):
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     with caplog.at_level(logging.INFO, logger="ray.serve"):
         again = _shard(tmp_path)
-    assert "(1 scored against their centroids)" in caplog.text and _filed_under_nearest(again.index)
+    assert "(1 scored against their centroids)" in caplog.text and filed_under_nearest(again.index)
     assert again.index.list_of(lines[5]["id"]) == shard.index.list_of(lines[5]["id"])
     again.log.compact(again.index)  # a compaction writes it where it is
     assert filing(tmp_path, WIDTH)[lines[5]["id"]] == (again.index.generation, again.index.list_of(lines[5]["id"]))
@@ -185,7 +174,7 @@ def test_restarting_with_other_settings_builds_again_or_drops_the_partition(tmp_
         assert _shard(tmp_path).index.generation not in (None, first.index.generation)  # built anew
     else:
         assert len(again.index.centroids) == lists and again.index.generation != first.index.generation
-        assert load_partition(tmp_path, WIDTH)[0].lists == lists and _filed_under_nearest(again.index)
+        assert load_partition(tmp_path, WIDTH)[0].lists == lists and filed_under_nearest(again.index)
         assert {build for build, _ in filed.values()} == {again.index.generation}
 
 
@@ -195,7 +184,7 @@ def test_an_unreadable_partition_file_is_reported_and_built_again(tmp_path, capl
     with caplog.at_level(logging.INFO, logger="ray.serve"):
         again = _shard(tmp_path)
     assert "is unreadable" in caplog.text and f"{len(first.index)} items filed under {LISTS} lists in" in caplog.text
-    assert again.index.generation != first.index.generation and _filed_under_nearest(again.index)
+    assert again.index.generation != first.index.generation and filed_under_nearest(again.index)
     assert load_partition(tmp_path, WIDTH)[0].generation == again.index.generation
     assert "not (lists, 8)" in load_partition(tmp_path, 8)[1]  # centroids of another width are refused too
 
@@ -209,6 +198,7 @@ def test_a_resharded_store_leaves_no_kept_partition_behind(tmp_path):
     assert not list(tmp_path.rglob(PARTITION_NAME))
     halves = [RetrievalIndex.func_or_class(WIDTH, str(tmp_path), "model-a", shard, 2, lists=2, probe=1)
               for shard in range(2)]
-    assert all(half.index.centroids is not None and _filed_under_nearest(half.index) for half in halves)
+    assert all(half.wait_for_build(timeout=60) for half in halves)
+    assert all(half.index.centroids is not None and filed_under_nearest(half.index) for half in halves)
     reshard_store(tmp_path, 1)
     assert not list(tmp_path.rglob(PARTITION_NAME))
