@@ -85,14 +85,19 @@ def plus_plus_seeds(vectors: np.ndarray, clusters: int, rng: np.random.Generator
     return seeds
 
 
+def sample_positions(count: int, clusters: int, rng: np.random.Generator) -> np.ndarray:
+    """The rows (sorted positions among `count`) Lloyd's iterations learn `clusters` centroids from:
+    at most SAMPLE_PER_CENTROID per centroid."""
+    return np.sort(rng.choice(count, min(count, clusters * SAMPLE_PER_CENTROID), replace=False))
+
+
 def spherical_kmeans(vectors: np.ndarray, clusters: int, seed: int = 0,
                      iterations: int = ITERATIONS) -> np.ndarray:
     """(N, D) unit rows -> (clusters, D) unit centroids. N must be at least `clusters`."""
     if not 1 <= clusters <= len(vectors):
         raise ValueError(f"{clusters} centroids from {len(vectors)} vectors: need 1 <= centroids <= vectors")
     rng = np.random.default_rng(seed)
-    sample_size = min(len(vectors), clusters * SAMPLE_PER_CENTROID)
-    sample = vectors[np.sort(rng.choice(len(vectors), sample_size, replace=False))].astype(np.float32, copy=False)
+    sample = vectors[sample_positions(len(vectors), clusters, rng)].astype(np.float32, copy=False)
     centroids = plus_plus_seeds(sample, clusters, rng)
     for _ in range(iterations):
         labels, fit = nearest_with_scores(sample, centroids)

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from ops.index_partition_file import SavedPartition
-from ops.kmeans import SAMPLE_PER_CENTROID, members_by_cluster, nearest, spherical_kmeans
+from ops.kmeans import members_by_cluster, nearest, sample_positions, spherical_kmeans
 from ops.vector_block import VectorBlock
 
 log = logging.getLogger(__name__)
@@ -309,12 +309,10 @@ class VectorIndex:
         return self.centroids is None or count >= REBUILD_GROWTH * self.built_at
 
     def build_sample(self, seed: int = 0) -> np.ndarray:
-        """A copy of the rows a build's k-means learns from (at most SAMPLE_PER_CENTROID per list,
-        drawn as spherical_kmeans draws them): what a build elsewhere (pipelines/index_builds.py)
-        needs of the index, without holding every row twice."""
-        count = len(self)
-        picks = np.sort(np.random.default_rng(seed).choice(count, min(count, self.lists * SAMPLE_PER_CENTROID),
-                                                           replace=False))
+        """A copy of the rows a build's k-means learns from (ops.kmeans.sample_positions, as
+        spherical_kmeans draws them): what a build elsewhere (pipelines/index_builds.py) needs of
+        the index, without holding every row twice."""
+        picks = sample_positions(len(self), self.lists, np.random.default_rng(seed))
         starts = np.cumsum([0] + [len(block) for block in self.blocks])
         owners = np.searchsorted(starts, picks, side="right") - 1
         rows = np.empty((len(picks), self.width), dtype=np.float32)
@@ -338,14 +336,9 @@ class VectorIndex:
         replaced while it ran) are scored here. -> how many were."""
         if len(centroids) != self.lists or centroids.shape[1] != self.width:
             raise ValueError(f"{centroids.shape} centroids for an index of {self.lists} lists of width {self.width}")
-        ids, vectors = self._all_rows()
-        filed = np.fromiter((labels.get(item_id, -1) for item_id in ids), np.int64, len(ids))
-        unfiled = np.flatnonzero(filed < 0)
-        if len(unfiled):
-            filed[unfiled] = nearest(vectors[unfiled], centroids)
-        self._regroup(centroids, ids, vectors, filed)
+        scored = self._file_under(centroids, labels)
         self.built_at, self.generation = built_over, secrets.token_hex(4)
-        return len(unfiled)
+        return scored
 
     def _rebuild_if_due(self) -> None:
         if self.build_later or not self.build_due():
@@ -359,29 +352,33 @@ class VectorIndex:
                       f"{time.perf_counter() - started:.1f} s (a search probes {self.probe})")
 
     def _restore(self, saved: SavedPartition, filed: dict[str, int]) -> None:
-        """The saved partition's lists, each item in the one `filed` names; the others (added under
-        another build, or whose label was lost) are scored against the centroids. Blocks that hold
-        exactly those lists already (a snapshot's, filled by list) are kept as they are: regrouping
-        would copy every embedding once more (61 GB for a 10M-item shard of 1536-d)."""
+        """The saved partition's lists, each item in the one `filed` names (_file_under)."""
         started = time.perf_counter()
+        scored = self._file_under(saved.centroids, filed)
+        self.built_at, self.generation = saved.built_at, saved.generation
+        self.announce(f"retrieval index: {len(self)} items filed under the store's {saved.lists} lists "
+                      f"({scored} scored against their centroids) in {time.perf_counter() - started:.1f} s "
+                      f"(a search probes {self.probe})")
+
+    def _file_under(self, centroids: np.ndarray, filed: dict[str, int]) -> int:
+        """Files each item under the list of `centroids` that `filed` names; the others (added under
+        another build, changed since they were labelled, or whose label was lost or is past the
+        lists) are scored against the centroids. Blocks that hold exactly those lists already (a
+        snapshot's, filled by list) are kept as they are: regrouping would copy every embedding
+        once more (61 GB for a 10M-item shard of 1536-d). -> how many items were scored."""
         ids = [item_id for block in self.blocks for item_id in block.ids]
         labels = np.fromiter((filed.get(item_id, -1) for item_id in ids), np.int64, len(ids))
-        labels[labels >= saved.lists] = -1  # a label past the lists (a damaged line): scored below
+        labels[labels >= len(centroids)] = -1  # a label past the lists (a damaged line): scored below
         unfiled = np.flatnonzero(labels < 0)
         if len(unfiled):
-            places = [self.places[ids[i]] for i in unfiled.tolist()]
-            rows = np.stack([self.blocks[b].matrix[slot] for b, slot in places])
-            labels[unfiled] = nearest(rows, saved.centroids)
+            labels[unfiled] = nearest(self.rows_of([ids[i] for i in unfiled.tolist()])[1], centroids)
         current = np.repeat(np.arange(len(self.blocks)), [len(block) for block in self.blocks])
-        if len(self.blocks) == saved.lists and np.array_equal(labels, current):
-            self.centroids = saved.centroids
+        if len(self.blocks) == len(centroids) and np.array_equal(labels, current):
+            self.centroids = centroids
             self._layout += 1
         else:
-            self._regroup(saved.centroids, *self._all_rows(), labels)
-        self.built_at, self.generation = saved.built_at, saved.generation
-        self.announce(f"retrieval index: {len(ids)} items filed under the store's {saved.lists} lists "
-                      f"({len(unfiled)} scored against their centroids) in {time.perf_counter() - started:.1f} s "
-                      f"(a search probes {self.probe})")
+            self._regroup(centroids, *self._all_rows(), labels)
+        return len(unfiled)
 
     def _all_rows(self) -> tuple[list[str], np.ndarray]:
         """Every item's id and embedding, in block order (one block: its live rows, not copied)."""
