@@ -41,6 +41,7 @@ bench: setup bench-selective
 	$(PY) -m benchmarks.index_partition --serve
 	$(PY) -m benchmarks.index_restart
 	$(PY) -m benchmarks.index_build_availability
+	$(PY) -m benchmarks.index_compaction_availability
 	$(PY) -m benchmarks.restore_memory
 	$(PY) -m benchmarks.vqa_scoring
 

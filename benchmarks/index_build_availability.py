@@ -1,5 +1,5 @@
 """Searches answered while a retrieval index shard builds its partition: built in a thread
-(pipelines/index_builds.py, what a shard does now) against built inside the add that made it due,
+(pipelines/index_upkeep.py, what a shard does now) against built inside the add that made it due,
 holding the shard's lock throughout (what it did before: the same build, VectorIndex's own), in
 one run.
 
@@ -57,13 +57,13 @@ def measure(mode: str, rows: np.ndarray, lists: int, queries: np.ndarray) -> dic
     began = time.perf_counter()
     shard.add_many(items)
     added = time.perf_counter() - began
-    assert shard.wait_for_build()
+    assert shard.wait_for_upkeep()
     time.sleep(1.0)
     searcher.stop.set()
     searcher.join()
     assert shard.index.centroids is not None
     # background: when its lists were taken; blocking: when the add that built them returned
-    ended = shard.builds.taken_at if mode == "background" else began + added
+    ended = shard.upkeep.taken_at if mode == "background" else began + added
     built = ended - began
     # answered between the add's start and the build's end (one waiting through it all ends just after)
     during = [latency for start, latency in searcher.searches if start >= began and start + latency < ended]
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     background, blocking = results["background"], results["blocking"]
     print(json.dumps({"items": args.items, "width": args.width, "lists": args.lists,
                       "worst_wait_ratio": round(blocking["worst_wait_s"] / max(background["worst_wait_s"], 1e-3), 1),
-                      "build_time_ratio": round(background["until_built_s"] / blocking["until_built_s"], 2)}))
+                      "build_time_ratio": round(background["until_built_s"] / max(blocking["until_built_s"], 0.1), 2)}))
     return 0
 
 

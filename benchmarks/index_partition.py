@@ -144,7 +144,7 @@ def measure_served(kind: str, args) -> dict:
 
         started = time.perf_counter()
         asyncio.run(fill())
-        assert handle.wait_for_build.remote(3600).result(), "the partition build did not end"  # built in the background
+        assert handle.wait_for_upkeep.remote(3600).result(), "the partition build did not end"  # built in the background
         result[f"{name}_fill_s"] = round(time.perf_counter() - started, 1)
         for concurrency in args.concurrency:
             asyncio.run(timed_searches(index, queries[:4], 1))  # warm-up

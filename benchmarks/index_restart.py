@@ -62,7 +62,7 @@ def start(store: Path, width: int, lists: int, announced: Announced) -> tuple[fl
     announced.seconds.clear()
     began = time.perf_counter()
     shard = RetrievalIndex.func_or_class(width, str(store), "benchmark", lists=lists, probe=1)
-    assert shard.wait_for_build()  # a start that builds builds in the background: timed to its end
+    assert shard.wait_for_upkeep()  # a start that builds builds in the background: timed to its end
     return time.perf_counter() - began, (announced.seconds or [0.0])[-1], shard
 
 
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         filler = RetrievalIndex.func_or_class(args.width, str(store), "benchmark", lists=args.lists, probe=1)
         for chunk in range(0, args.items, 10_000):
             filler.add_many([(f"clip{i}", rows[i], {"n": i}) for i in range(chunk, min(chunk + 10_000, args.items))])
-        assert filler.wait_for_build()
+        assert filler.wait_for_upkeep()
         filled = time.perf_counter() - began
         assert filler.index.centroids is not None, "too few items for --lists: nothing was partitioned"
         queries = rows[:: max(1, args.items // 64)]

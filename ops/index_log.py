@@ -6,17 +6,20 @@ The log is the write path: one JSON line per change, appended and synced before 
 answered (an add carries its embedding as base64 float32, 6 KB for a 1536-d embedding, where a
 JSON list of floats takes ~4x that), so a change costs one short write whatever the index's size.
 Compacting writes the live items as a snapshot (ops/index_snapshot.py: the embeddings as one
-float32 array, ids and metas as JSON) and starts the log again with one line naming it; a restart
-reads the snapshot and replays only the lines after it. Opening compacts when the lines since the
-snapshot reach 1/COMPACT_SHARE of its size (or one is torn), so a restart reads at most that much
-JSON, and a start that changed little rewrites nothing. A log of the first format (lines only,
-no snapshot) is replayed whole and compacted into one at its first start. A torn last line (the
-process killed mid-write) is skipped and counted, never fatal.
+float32 array, ids and metas as JSON) and starts the log again with one line naming it, followed
+by the lines appended while the snapshot was written (capture / write / commit: a serving shard
+writes it in the background, pipelines/index_upkeep.py); a restart reads the snapshot and replays
+only the lines after it. A compaction is due when the lines since the snapshot reach
+1/COMPACT_SHARE of its size (or one is torn, or a new partition build is kept), so a restart reads
+at most that much JSON, and a start that changed little rewrites nothing. A log of the first
+format (lines only, no snapshot) is replayed whole and compacted into one at its first start. A
+torn last line (the process killed mid-write) is skipped and counted, never fatal.
 
 A partitioned shard (`--index-lists`) keeps its centroids beside the log
 (ops/index_partition_file.py); the snapshot's blocks are its lists and each add line names its
 list and the build that list belongs to, so a restart files every item where it was without
-building the partition again. A build writes a snapshot (as compacting does).
+building the partition again. A build is followed by a compaction, whose snapshot's blocks are the
+new lists.
 
 A feature cache's items (`--index-cache`) are added again by every ingress at every start; one
 deleted over HTTP leaves a tombstone, kept through compaction, so it stays deleted (until an
@@ -34,14 +37,17 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ops.index_partition_file import SavedPartition, load_partition, remove_partition, save_partition
 from ops.index_snapshot import (VECTORS_NAME, WrongWidth, load_snapshot, remove_snapshots, snapshot_dir,
-                                sync_dir, write_snapshot)
-from ops.kmeans import nearest
+                                staging_dir, sync_dir, write_snapshot)
+from ops.kmeans import CHUNK_ROWS, nearest
 from ops.vector_index import VectorIndex
 
 LOG_NAME = "index.jsonl"
@@ -52,6 +58,18 @@ MODEL_NAME = "model.json"  # beside the log: which model's predictions it holds
 # per that much change.
 COMPACT_SHARE = 8
 SNAPSHOT_OP = "snapshot"  # the log's first line after a compaction: {"op": "snapshot", "epoch": ...}
+
+
+@dataclass(frozen=True)
+class PendingSnapshot:
+    """A snapshot captured from the index (IndexLog.capture) and not yet in force."""
+    epoch: str
+    block_ids: list[list[str]]  # each block's ids, in row order
+    items: list[tuple[str, dict]]  # (id, meta), in listing (insertion) order
+    removed: list[str]  # tombstones
+    generation: str | None  # the partition build the blocks are the lists of
+    width: int
+    covers: int  # the log's size when captured: the lines after it are changes since
 
 
 def prediction_fingerprint(model_dir: str | Path) -> str:
@@ -113,30 +131,39 @@ class IndexLog:
         else:
             record.write_text(json.dumps({"prediction_fingerprint": model}) + "\n")
 
-    def open(self, width: int, lists: int = 0, probe: int = 1, announce=None, build_later: bool = False) -> VectorIndex:
+    def open(self, width: int, lists: int = 0, probe: int = 1, announce=None, build_later: bool = False,
+             compact_later: bool = False) -> VectorIndex:
         """The index as the store leaves it, partitioned by `lists` and `probe` (VectorIndex.partition;
         a kept partition of `lists` centroids is taken, not built again); then compacted into a new
-        snapshot when the lines since the last one have grown past its share (_due)."""
+        snapshot when the lines since the last one have grown past their share (compaction_due) or
+        the log needs mending. compact_later: only mending is done here; a due compaction is the
+        caller's, in the background (a Serve shard: pipelines/index_upkeep.py), so the replica
+        answers sooner."""
         index = self.replay(width)
         index.build_later = build_later  # VectorIndex.build_later: a build due is left to the caller
         index.partition(lists, probe, announce, saved=self.saved, filed=self.filed)
-        self.keep(index, compact=self._due(index))
+        self.keep(index, compact=self.needs_mending() or (not compact_later and self.compaction_due(index)),
+                  compact_later=compact_later)
         self.filed = {}
         return index
 
-    def _due(self, index: VectorIndex) -> bool:
-        """Whether opening compacts: the lines since the snapshot have reached 1/COMPACT_SHARE of its
-        size (with no snapshot: any line at all, a log of the first format's included), or the log
-        needs mending (a torn or unreadable line; a last line without its newline, which the next
-        append would join), or the snapshot's blocks are not the index's lists (a crash between
-        keeping a new build's centroids and writing its snapshot: every start would score every
-        item again). Otherwise a start writes nothing: rewriting 61 GB of a 10M-item shard because
-        one item was added since would make every restart cost a full write."""
-        if self.skipped or not self.ends_cleanly:
-            return True
-        if self.epoch is not None and self.snapshot_generation != index.generation:
-            return True
-        return self.change_bytes > 0 and self.change_bytes * COMPACT_SHARE >= self.snapshot_bytes
+    def needs_mending(self) -> bool:
+        """Whether the log must be rewritten before anything is appended: a torn or unreadable
+        line, or a last line without its newline (which the next append would join)."""
+        return bool(self.skipped) or not self.ends_cleanly
+
+    def compaction_due(self, index: VectorIndex, least_change_bytes: int = 0) -> bool:
+        """Whether the log's lines since the snapshot have reached 1/COMPACT_SHARE of its size (with
+        no snapshot: any line at all, a log of the first format's included), or the snapshot's
+        blocks are not the index's lists (a new build kept; or a crash between keeping a build's
+        centroids and writing its snapshot: every start would score every item again). Otherwise
+        nothing is rewritten: rewriting 61 GB of a 10M-item shard because one item was added since
+        would make every restart cost a full write. least_change_bytes: and the lines at least this
+        long (a serving shard's floor: a small store is not rewritten at every add)."""
+        if self.snapshot_generation != index.generation and (self.epoch is not None or self.change_bytes > 0):
+            return True  # with no snapshot yet: the lines' items were added before the build
+        return (self.change_bytes > 0 and self.change_bytes >= least_change_bytes
+                and self.change_bytes * COMPACT_SHARE >= self.snapshot_bytes)
 
     def replay(self, width: int) -> VectorIndex:
         """The index as the store leaves it: the snapshot the log names, then the log's lines (exact;
@@ -212,42 +239,88 @@ class IndexLog:
         else:
             raise ValueError(f"unknown change {change['op']!r}")
 
-    def keep(self, index: VectorIndex, compact: bool = False) -> None:
-        """After a change that may have built the index's partition: keeps its centroids and
-        compacts, so the snapshot's blocks are the new lists (nothing to do while the build is the
-        one kept). compact: compact anyway."""
+    def keep(self, index: VectorIndex, compact: bool = False, compact_later: bool = False) -> None:
+        """After a change that may have built the index's partition: keeps its centroids and, unless
+        compact_later, compacts, so the snapshot's blocks are the new lists (nothing to do while the
+        build is the one kept; compaction_due says when one is left to do). compact: compact anyway."""
         if index.generation != self.generation:
             if index.generation is None:
                 remove_partition(self.path.parent)
             else:
                 save_partition(self.path.parent, SavedPartition(index.generation, index.centroids, index.built_at))
             self.generation = index.generation
-            compact = True
+            compact = compact or not compact_later
         if compact:
             self.compact(index)
 
     def compact(self, index: VectorIndex) -> None:
         """Writes the index's live items and the tombstones as a new snapshot, then starts the log
-        again with one line naming it. The log's rename is the commit: a crash before it leaves the
-        old snapshot and log in force (the new directory an orphan, removed by the next compaction),
-        one after it the new ones."""
-        epoch = secrets.token_hex(4)
-        starts = np.cumsum([0] + [len(block) for block in index.blocks]).tolist()
-        places = index.places
-        listing = [(starts[places[item_id][0]] + places[item_id][1], meta) for item_id, meta in index.meta.items()]
-        write_snapshot(self.path.parent, epoch, [(block.ids, block.live) for block in index.blocks], listing,
-                       sorted(self.removed), index.generation, index.width)
+        again with one line naming it, all at once (nothing else may change the index meanwhile:
+        a start, a reshard; a serving shard compacts in the background, capture/write/commit)."""
+        pending = self.capture(index)
+        self.write(pending, index.rows_of)
+        self.commit(pending)
+
+    def capture(self, index: VectorIndex) -> PendingSnapshot:
+        """What a snapshot of the index as it is now holds, but its embeddings (with the index held
+        still: the caller's lock): each list's ids, the metas, the tombstones, and how much of the
+        log they cover. Copies references, not embeddings: ~1 s for 10M items."""
+        return PendingSnapshot(epoch=secrets.token_hex(4), block_ids=[list(block.ids) for block in index.blocks],
+                               items=list(index.meta.items()), removed=sorted(self.removed),
+                               generation=index.generation, width=index.width,
+                               covers=self.path.stat().st_size if self.path.exists() else 0)
+
+    def write(self, pending: PendingSnapshot, rows_of: Callable[[list[str]], tuple[list[str], np.ndarray]]) -> None:
+        """Writes the captured snapshot's directory (not yet in force), reading the embeddings a
+        chunk at a time through rows_of (VectorIndex.rows_of; a serving shard's takes its lock per
+        chunk, so the index changes between chunks). An item replaced since the capture is written
+        with its new embedding, one deleted since as zeros: either way its change is a line after
+        `covers`, which the committed log keeps and a restart replays over the snapshot."""
+        order = [item_id for ids in pending.block_ids for item_id in ids]
+        row = {item_id: number for number, item_id in enumerate(order)}
+        listing = [(row[item_id], meta) for item_id, meta in pending.items]
+
+        def chunks():
+            for start in range(0, len(order), CHUNK_ROWS):
+                wanted = order[start:start + CHUNK_ROWS]
+                held, rows = rows_of(wanted)
+                if len(held) == len(wanted):
+                    yield rows
+                    continue
+                filled = np.zeros((len(wanted), pending.width), dtype=np.float32)  # deleted since the capture
+                filled[[row[item_id] - start for item_id in held]] = rows
+                yield filled
+
+        write_snapshot(self.path.parent, pending.epoch, pending.block_ids, chunks(), listing, pending.removed,
+                       pending.generation, pending.width)
+
+    def commit(self, pending: PendingSnapshot) -> None:
+        """Puts a written snapshot in force (with the index held still): the log becomes one line
+        naming it plus the lines appended since the capture. The log's rename is the commit: a crash
+        before it leaves the old snapshot and log in force (the new directory an orphan, removed by
+        the next compaction), one after it the new ones."""
+        tail = b""
+        if self.path.exists():
+            with self.path.open("rb") as log:
+                log.seek(pending.covers)
+                tail = log.read()
         staging = self.path.with_suffix(".jsonl.tmp")
-        with staging.open("w", encoding="utf-8") as out:
-            out.write(json.dumps({"op": SNAPSHOT_OP, "epoch": epoch}) + "\n")
+        with staging.open("wb") as out:
+            out.write((json.dumps({"op": SNAPSHOT_OP, "epoch": pending.epoch}) + "\n").encode())
+            out.write(tail)
             out.flush()
             os.fsync(out.fileno())
         os.replace(staging, self.path)
         sync_dir(self.path.parent)
-        remove_snapshots(self.path.parent, keep=epoch)
-        self.epoch, self.change_bytes, self.snapshot_generation = epoch, 0, index.generation
-        self.snapshot_bytes = (snapshot_dir(self.path.parent, epoch) / VECTORS_NAME).stat().st_size
+        remove_snapshots(self.path.parent, keep=pending.epoch)
+        self.epoch, self.change_bytes, self.snapshot_generation = pending.epoch, len(tail), pending.generation
+        self.snapshot_bytes = (snapshot_dir(self.path.parent, pending.epoch) / VECTORS_NAME).stat().st_size
         self.ends_cleanly = True
+
+    def abandon(self, pending: PendingSnapshot) -> None:
+        """Removes what a snapshot that will not be committed left on disk (a failed write)."""
+        shutil.rmtree(staging_dir(self.path.parent, pending.epoch), ignore_errors=True)
+        shutil.rmtree(snapshot_dir(self.path.parent, pending.epoch), ignore_errors=True)
 
     def add(self, item_id: str, embedding: np.ndarray, meta: dict, target: int | None = None) -> None:
         """target: the list of the index's current build it is filed under (None: the index is exact)."""
@@ -290,3 +363,4 @@ class IndexLog:
             log.write(line)
             log.flush()
             os.fsync(log.fileno())
+        self.change_bytes += len(line)  # json.dumps writes ASCII: characters are bytes

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,21 +56,26 @@ def snapshot_dir(store: str | Path, epoch: str) -> Path:
     return Path(store) / f"{SNAPSHOT_PREFIX}{epoch}"
 
 
-def write_snapshot(store: str | Path, epoch: str, blocks: list[tuple[list[str], np.ndarray]],
+def write_snapshot(store: str | Path, epoch: str, block_ids: list[list[str]], rows: Iterable[np.ndarray],
                    listing: list[tuple[int, dict]], removed: list[str], generation: str | None, width: int) -> Path:
-    """blocks: (ids, (n, D) rows) per block, written one after another without stacking them (a
-    stack would hold a second copy of every embedding). -> the snapshot's directory."""
+    """block_ids: each block's ids, in row order. rows: their embeddings in that order, as chunks of
+    rows written as they come (never stacked: a stack would hold a second copy of every embedding).
+    -> the snapshot's directory, complete but not yet in force (the log names it when it is)."""
     final = snapshot_dir(store, epoch)
-    staging = final.with_name(final.name + ".tmp")
+    staging = staging_dir(store, epoch)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    rows = sum(len(ids) for ids, _ in blocks)
+    count = sum(len(ids) for ids in block_ids)
+    written = 0
     with (staging / VECTORS_NAME).open("wb") as out:
-        np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False, "shape": (rows, width)})
-        for _, vectors in blocks:
-            out.write(np.ascontiguousarray(vectors, dtype="<f4").data)
+        np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False, "shape": (count, width)})
+        for chunk in rows:
+            out.write(np.ascontiguousarray(chunk, dtype="<f4").data)
+            written += len(chunk)
         _sync(out)
-    record = {"ids": [item_id for ids, _ in blocks for item_id in ids], "blocks": [len(ids) for ids, _ in blocks],
+    if written != count:
+        raise ValueError(f"snapshot {epoch}: {written} rows written for {count} ids")
+    record = {"ids": [item_id for ids in block_ids for item_id in ids], "blocks": [len(ids) for ids in block_ids],
               "listing": listing, "removed": removed, "generation": generation}
     with (staging / ITEMS_NAME).open("w", encoding="utf-8") as out:
         json.dump(record, out, separators=(",", ":"))
@@ -77,6 +83,12 @@ def write_snapshot(store: str | Path, epoch: str, blocks: list[tuple[list[str], 
     os.replace(staging, final)
     sync_dir(final.parent)
     return final
+
+
+def staging_dir(store: str | Path, epoch: str) -> Path:
+    """Where a snapshot is written before it is complete."""
+    final = snapshot_dir(store, epoch)
+    return final.with_name(final.name + ".tmp")
 
 
 def load_snapshot(store: str | Path, epoch: str, width: int) -> Snapshot:

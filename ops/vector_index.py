@@ -18,7 +18,7 @@ centroids. Design choices:
 - Built once the index holds TRAIN_PER_LIST items per list (below, k-means has too little to learn
   from, and the exact search is cheap anyway), and rebuilt once it is REBUILD_GROWTH times the size
   it was built at, so that centroids learnt from a cache's first items follow what came after: by
-  the add that gets it there, or, with `build_later` (a Serve shard: pipelines/index_builds.py), by
+  the add that gets it there, or, with `build_later` (a Serve shard: pipelines/index_upkeep.py), by
   its owner in a thread from `build_sample()` and `rows_of()`, the result taken with `adopt()`. A
   build holds the old and the new blocks at once: twice the embeddings' memory, briefly.
 - Kept across restarts by a store (ops/index_partition_file.py): a replica files each item under
@@ -310,7 +310,7 @@ class VectorIndex:
 
     def build_sample(self, seed: int = 0) -> np.ndarray:
         """A copy of the rows a build's k-means learns from (ops.kmeans.sample_positions, as
-        spherical_kmeans draws them): what a build elsewhere (pipelines/index_builds.py) needs of
+        spherical_kmeans draws them): what a build elsewhere (pipelines/index_upkeep.py) needs of
         the index, without holding every row twice."""
         picks = sample_positions(len(self), self.lists, np.random.default_rng(seed))
         starts = np.cumsum([0] + [len(block) for block in self.blocks])
@@ -321,10 +321,13 @@ class VectorIndex:
             rows[mine] = self.blocks[b].matrix[picks[mine] - starts[b]]
         return rows
 
-    def rows_of(self, item_ids: list[str]) -> tuple[list[str], np.ndarray]:
-        """(the ids of `item_ids` the index holds, a copy of their rows)."""
+    def rows_of(self, item_ids: list[str], out: np.ndarray | None = None) -> tuple[list[str], np.ndarray]:
+        """(the ids of `item_ids` the index holds, a copy of their rows). out: a (>= len(item_ids),
+        width) float32 buffer to copy them into (the rows returned are its first ones), allocated
+        and touched by a caller holding a lock for the copy only: a fresh 100 MB array first
+        touched inside it stalled on page faults, up to a second on the dev VM."""
         held = [item_id for item_id in item_ids if item_id in self.places]
-        rows = np.empty((len(held), self.width), dtype=np.float32)
+        rows = np.empty((len(held), self.width), dtype=np.float32) if out is None else out[: len(held)]
         for i, item_id in enumerate(held):
             block, slot = self.places[item_id]
             rows[i] = self.blocks[block].matrix[slot]

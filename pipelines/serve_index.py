@@ -19,7 +19,7 @@ from ops.coalesced_calls import CoalescedCalls
 from ops.index_log import IndexLog
 from ops.index_shards import shard_store
 from ops.vector_index import GEMM_FROM, VectorIndex
-from pipelines.index_builds import BackgroundBuilds
+from pipelines.index_upkeep import ShardUpkeep
 from pipelines.replica_notice import notice
 from pipelines.serve_ready import Answers
 
@@ -61,13 +61,14 @@ class RetrievalIndex(Answers):
         self.log = IndexLog(store, model) if store else None
         self.announce = functools.partial(notice, logging.INFO, "%s")
         if self.log:  # a kept partition is taken as it was: its items go back to their lists unscored
-            self.index = self.log.open(width, lists, probe, self.announce, build_later=True)
+            self.index = self.log.open(width, lists, probe, self.announce, build_later=True, compact_later=True)
         else:
             self.index = VectorIndex(width)
             self.index.build_later = True
             self.index.partition(lists, probe, self.announce)
-        # partitions are built in a thread, the shard answering meanwhile (pipelines/index_builds.py)
-        self.builds = BackgroundBuilds(self.lock, self.index, self._built)
+        # partitions are built, and the store compacted, in a thread, the shard answering meanwhile
+        # (pipelines/index_upkeep.py)
+        self.upkeep = ShardUpkeep(self.lock, self.index, self.log, self._built)
         # ids of cache items deleted over HTTP: add_many (an ingress adding its --index-cache, at
         # every start and on every new replica) skips them; the store keeps them across restarts
         self.removed: set[str] = set(self.log.removed) if self.log else set()
@@ -76,20 +77,22 @@ class RetrievalIndex(Answers):
                    store, self.log.skipped)
         if self.log and self.log.unusable:
             notice(logging.WARNING, "index store: %s", self.log.unusable)
-        with self.lock:
-            self.builds.start_if_due()  # a store of enough items and no kept partition (or other --index-lists)
+        with self.lock:  # a store of enough items and no kept partition (or other --index-lists), or
+            self.upkeep.start_if_due(least_change_bytes=0)  # of lines since its snapshot past their share
 
     def _built(self, scored: int, seconds: float) -> None:
-        """A background build's lists taken (lock held): kept in the store, and said."""
+        """A background build's lists taken (lock held): their centroids kept in the store (the
+        snapshot of the items filed under them is written next, in the background), and said."""
         if self.log:
-            self.log.keep(self.index)
+            self.log.keep(self.index, compact_later=True)
         self.announce(f"retrieval index: {len(self.index)} items filed under {self.index.lists} lists in {seconds:.1f} s "
                       f"(built while the shard kept answering; {scored} added or changed meanwhile scored "
                       f"at the end; a search probes {self.index.probe})")
 
-    def wait_for_build(self, timeout: float | None = None) -> bool:
-        """Waits for a partition build in progress, if any. -> whether none runs now."""
-        return self.builds.wait(timeout)
+    def wait_for_upkeep(self, timeout: float | None = None) -> bool:
+        """Waits for a partition build or a store compaction in progress, if any (and those due
+        after it). -> whether none runs now."""
+        return self.upkeep.wait(timeout)
 
     @one_at_a_time
     def add(self, item_id: str, embedding: np.ndarray, meta: dict) -> dict:
@@ -99,9 +102,9 @@ class RetrievalIndex(Answers):
         if self.log:
             self.log.add(item_id, embedding, meta, target)  # on disk before it is answered
         self.index.add(item_id, embedding, meta, target)
-        self.builds.note([item_id])
+        self.upkeep.note([item_id])
         self.removed.discard(item_id)  # an explicit add brings a deleted cache item back
-        self.builds.start_if_due()
+        self.upkeep.start_if_due()
         return {"id": item_id, **meta}
 
     @one_at_a_time
@@ -120,8 +123,8 @@ class RetrievalIndex(Answers):
         if self.log:
             self.log.add_many(fresh, targets)
         self.index.add_many(fresh, targets)
-        self.builds.note(item_id for item_id, _, _ in fresh)
-        self.builds.start_if_due()
+        self.upkeep.note(item_id for item_id, _, _ in fresh)
+        self.upkeep.start_if_due()
         return len(fresh)
 
     @one_at_a_time
@@ -147,6 +150,7 @@ class RetrievalIndex(Answers):
             self.log.delete_many(stale)
         for item_id in stale:
             self.index.delete(item_id)
+        self.upkeep.start_if_due()  # the log has grown
         return stale
 
     @one_at_a_time
@@ -164,7 +168,9 @@ class RetrievalIndex(Answers):
             self.log.delete(item_id, tombstone=from_cache)
         if from_cache:
             self.removed.add(item_id)
-        return self.index.delete(item_id)
+        self.index.delete(item_id)
+        self.upkeep.start_if_due()  # the log has grown
+        return True
 
     @one_at_a_time
     def search(self, query: np.ndarray, k: int, prefix: str | None = None, probe: int | None = None) -> list[dict]:

@@ -14,8 +14,12 @@ from tests.index_store import changes, log_lines, snapshot_epoch, snapshots, tom
 WIDTH = 8
 
 
-def make_index(store=None):  # the class Serve deploys, used here without Serve
-    return RetrievalIndex.func_or_class(WIDTH, store)
+def make_index(store=None):
+    """The class Serve deploys, used here without Serve, once its start's compaction (in the
+    background, pipelines/index_upkeep.py) is done."""
+    index = RetrievalIndex.func_or_class(WIDTH, store)
+    assert index.wait_for_upkeep(timeout=60)
+    return index
 
 
 def _unit(seed: int, dim: int = WIDTH) -> np.ndarray:

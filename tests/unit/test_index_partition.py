@@ -178,7 +178,7 @@ def test_a_replica_replaying_its_store_starts_partitioned(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="ray.serve"):
         again = RetrievalIndex.func_or_class(WIDTH, str(tmp_path), "model-a", lists=4, probe=4)
         probed = RetrievalIndex.func_or_class(WIDTH, str(tmp_path), "model-a", lists=4, probe=2)
-        assert again.wait_for_build(timeout=60) and probed.wait_for_build(timeout=60)  # built while it answers
+        assert again.wait_for_upkeep(timeout=60) and probed.wait_for_upkeep(timeout=60)  # built while it answers
     assert again.index.centroids is None  # probing every list is the exact search: nothing to build
     assert probed.index.centroids is not None and len(probed.index) == 400
     assert "400 items filed under 4 lists" in caplog.text
@@ -191,7 +191,7 @@ def test_a_search_may_ask_for_its_own_probe_and_searches_together_keep_theirs():
     vectors = _unit(np.random.default_rng(15).normal(size=(1000, WIDTH)))
     shard = RetrievalIndex.func_or_class(WIDTH, lists=8, probe=1)
     shard.add_many([(f"clip{i}", vector, {}) for i, vector in enumerate(vectors)])
-    assert shard.wait_for_build(timeout=60) and shard.index.centroids is not None
+    assert shard.wait_for_upkeep(timeout=60) and shard.index.centroids is not None
     exact = _filled(vectors)
     queries = _unit(np.random.default_rng(16).normal(size=(12, WIDTH)))
     every_list = [shard.search(query, 10, None, 8) for query in queries]  # all 8 lists: the exact answer

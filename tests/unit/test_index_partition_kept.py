@@ -28,7 +28,7 @@ LISTS = 4
 def _shard(store, lists: int = LISTS, probe: int = 1) -> RetrievalIndex:
     """A replica started on the store, once any partition build its start began is done."""
     shard = RetrievalIndex.func_or_class(WIDTH, str(store), "model-a", lists=lists, probe=probe)
-    assert shard.wait_for_build(timeout=60)
+    assert shard.wait_for_upkeep(timeout=60)
     return shard
 
 
@@ -37,7 +37,7 @@ def _filled_shard(store) -> tuple[RetrievalIndex, np.ndarray]:
     vectors = clustered(600, seed=21)
     shard = _shard(store)
     shard.add_many([(f"clip{i}", vector, {"n": i}) for i, vector in enumerate(vectors[:400])])
-    assert shard.wait_for_build(timeout=60) and shard.index.centroids is not None
+    assert shard.wait_for_upkeep(timeout=60) and shard.index.centroids is not None
     for i in range(400, 460):  # new items, filed one at a time under the kept build
         shard.add(f"clip{i}", vectors[i], {"n": i})
     for i in range(0, 60, 3):  # replacements: another embedding, often another list
@@ -113,9 +113,9 @@ def test_a_restarted_shard_files_its_items_under_the_lists_it_had(tmp_path, monk
     more = clustered(REBUILD_GROWTH * built_at, seed=22)
     again.add_many([(f"more{i}", vector, {}) for i, vector in
                     enumerate(more[: REBUILD_GROWTH * built_at - len(again.index) - 1])])
-    assert again.wait_for_build(timeout=60) and again.index.built_at == built_at  # not due yet
+    assert again.wait_for_upkeep(timeout=60) and again.index.built_at == built_at  # not due yet
     again.add("the-last", more[-1], {})
-    assert again.wait_for_build(timeout=60) and again.index.built_at == REBUILD_GROWTH * built_at and again.index.generation != first.index.generation
+    assert again.wait_for_upkeep(timeout=60) and again.index.built_at == REBUILD_GROWTH * built_at and again.index.generation != first.index.generation
     kept, _ = load_partition(tmp_path, WIDTH)
     assert kept.generation == again.index.generation and np.array_equal(kept.centroids, again.index.centroids)
     # a snapshot of the new lists written with them
@@ -198,7 +198,7 @@ def test_a_resharded_store_leaves_no_kept_partition_behind(tmp_path):
     assert not list(tmp_path.rglob(PARTITION_NAME))
     halves = [RetrievalIndex.func_or_class(WIDTH, str(tmp_path), "model-a", shard, 2, lists=2, probe=1)
               for shard in range(2)]
-    assert all(half.wait_for_build(timeout=60) for half in halves)
+    assert all(half.wait_for_upkeep(timeout=60) for half in halves)
     assert all(half.index.centroids is not None and filed_under_nearest(half.index) for half in halves)
     reshard_store(tmp_path, 1)
     assert not list(tmp_path.rglob(PARTITION_NAME))

@@ -1,4 +1,4 @@
-"""A shard's partition built in a thread (pipelines/index_builds.py): while it runs the shard answers
+"""A shard's partition built in a thread (pipelines/index_upkeep.py): while it runs the shard answers
 searches, listings, adds, replacements and deletes; when it ends, every item, those changed
 meanwhile included, is filed under its nearest new centroid, and the store keeps the lists. A
 failed build is reported and leaves the shard serving as it was."""
@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 
-import pipelines.index_builds
+import pipelines.index_upkeep
 from ops.index_partition_file import load_partition
 from pipelines.serve_index import RetrievalIndex
 from tests.partitioned_rows import clustered, filed_under_nearest, unit
@@ -21,7 +21,7 @@ LISTS = 4
 
 def _gated(monkeypatch, name: str) -> tuple[threading.Event, threading.Event]:
     """Makes the build thread stop at its first call of `name` until released. -> (reached, release)."""
-    real = getattr(pipelines.index_builds, name)
+    real = getattr(pipelines.index_upkeep, name)
     reached, release = threading.Event(), threading.Event()
 
     def gate(*args, **kwargs):
@@ -29,7 +29,7 @@ def _gated(monkeypatch, name: str) -> tuple[threading.Event, threading.Event]:
         assert release.wait(timeout=60)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipelines.index_builds, name, gate)
+    monkeypatch.setattr(pipelines.index_upkeep, name, gate)
     return reached, release
 
 
@@ -45,10 +45,10 @@ def test_the_shard_answers_while_its_partition_is_built(tmp_path, monkeypatch, c
     shard.add_many([(f"clip{i}", vectors[i], {"n": i}) for i in range(400, 450)])
     shard.add("clip3", vectors[650], {"n": 3, "replaced": True})
     assert shard.delete("clip5") and shard.page(0, 2)[1] == 449
-    assert not shard.wait_for_build(timeout=0.1)
+    assert not shard.wait_for_upkeep(timeout=0.1)
     release.set()
     with caplog.at_level(logging.INFO, logger="ray.serve"):
-        assert shard.wait_for_build(timeout=60)
+        assert shard.wait_for_upkeep(timeout=60)
     assert "built while the shard kept answering; 51 added or changed meanwhile scored at the end" in caplog.text
     index = shard.index
     assert index.centroids is not None and len(index) == 449 and "clip5" not in index
@@ -57,7 +57,7 @@ def test_the_shard_answers_while_its_partition_is_built(tmp_path, monkeypatch, c
     kept, _ = load_partition(tmp_path, WIDTH)
     assert kept.generation == index.generation
     again = RetrievalIndex.func_or_class(WIDTH, str(tmp_path), "model-a", lists=LISTS, probe=1)
-    assert not again.builds.thread  # the kept lists taken: nothing to build
+    assert not again.upkeep.thread  # the kept lists taken: nothing to build
     assert again.page() == shard.page()
     assert {i: again.index.list_of(i) for i in again.index.meta} == {i: index.list_of(i) for i in index.meta}
 
@@ -73,7 +73,7 @@ def test_an_item_replaced_after_its_rows_were_read_is_scored_again(monkeypatch):
     assert reached.wait(timeout=30)  # the chunk's rows are copied, about to be scored
     shard.add("clip0", far, {})
     release.set()
-    assert shard.wait_for_build(timeout=60)
+    assert shard.wait_for_upkeep(timeout=60)
     index = shard.index
     assert index.list_of("clip0") == int(np.argmax(index.centroids @ far)) and filed_under_nearest(index)
 
@@ -82,13 +82,13 @@ def test_a_failed_build_is_reported_and_the_shard_serves_on(monkeypatch, caplog)
     def broken(*_):
         raise MemoryError("no room for the sample")
 
-    monkeypatch.setattr(pipelines.index_builds, "spherical_kmeans", broken)
+    monkeypatch.setattr(pipelines.index_upkeep, "spherical_kmeans", broken)
     vectors = clustered(400, seed=33)
     shard = RetrievalIndex.func_or_class(WIDTH, lists=LISTS, probe=1)
     with caplog.at_level(logging.INFO, logger="ray.serve"):
         shard.add_many([(f"clip{i}", vector, {}) for i, vector in enumerate(vectors)])
-        assert shard.wait_for_build(timeout=60)
+        assert shard.wait_for_upkeep(timeout=60)
     assert "building its partition failed (MemoryError: no room for the sample)" in caplog.text
     assert shard.index.centroids is None and shard.search(vectors[9], 1)[0]["id"] == "clip9"
     shard.add("one-more", vectors[0], {})
-    assert shard.builds.thread is None  # not tried again on every add
+    assert shard.upkeep.thread is None  # not tried again on every add

@@ -1,0 +1,157 @@
+"""A retrieval index shard's upkeep, done in a thread while the shard keeps answering: building its
+partition, and compacting its store.
+
+Built inside the add that made it due (as at first), a build held the shard's lock from start to
+end: k-means on a sample, then every item scored against every centroid. 31 s for 100k items of
+1536-d under 1024 lists on 2 cores (benchmarks/index_restart.py), tens of minutes for millions, and
+every search, list and add of the shard waited behind it: a retrieval endpoint gone quiet on a
+schedule nobody chose. Here the lock is held only to copy what the build reads (the k-means
+sample; then the items' rows a chunk at a time) and, at the end, to file the items under the new
+lists; searches meanwhile use the index as it was (exact, or the previous lists). Items added or
+replaced while a build runs are noted (`changed`) and scored against the new centroids when they
+are taken; deleted ones are simply absent by then.
+
+Compacting the store (ops/index_log.py: a snapshot of every item, then the log started again)
+writes the whole shard, a minute for 10M items of 1536-d; done with the lock held (after each
+build, as at first) the shard stopped answering for that long. Here the lock is held to capture
+the ids and metas, for each chunk's rows, and to put the snapshot in force at the end; the
+changes made meanwhile are the log's lines after the capture, kept in the new log. A compaction
+is due once the lines since the last snapshot reach its share, or a new build's lists are kept.
+
+One job at a time, builds first. One that fails is reported and the index and store stay as they
+were; the same kind of job is tried again at the first change RETRY_AFTER_S after (a build that
+failed on the same items fails again; a disk that was full may have room by then).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from ops.index_log import IndexLog, PendingSnapshot
+from ops.kmeans import CHUNK_ROWS, nearest, spherical_kmeans
+from ops.vector_index import VectorIndex
+from pipelines.replica_notice import notice
+
+RETRY_AFTER_S = 300.0
+# While a shard serves, a compaction also waits for this much of the log's lines since its snapshot,
+# which a restart replays in ~0.1 s: without it a small store was rewritten whole at nearly every add
+# (its snapshot a few lines long). A start compacts by the share alone.
+COMPACT_WHILE_SERVING_BYTES = 4 << 20
+BUILD, COMPACTION = "build", "compaction"
+
+
+class ShardUpkeep:
+    def __init__(self, lock: threading.Lock, index: VectorIndex, log: IndexLog | None,
+                 built: Callable[[int, float], None]):
+        """lock: the shard's, held by every request. log: its store (None: memory only, nothing to
+        compact). built(scored, seconds): told, with the lock held, once a build's lists are taken
+        (to keep the centroids in the store and say so)."""
+        self.lock, self.index, self.log, self.built = lock, index, log, built
+        self.thread: threading.Thread | None = None
+        self.changed: set[str] = set()  # ids added or replaced since the running build began
+        self.failed_at: dict[str, float] = {}  # job kind -> time.monotonic() of its last failure
+        self.taken_at: float | None = None  # time.perf_counter() when the last build's lists were taken
+        self.compactions = 0  # compactions committed by this shard
+        self.compacted_at: float | None = None  # time.perf_counter() when the last one was committed
+
+    def note(self, item_ids: Iterable[str]) -> None:
+        """Ids just added or replaced (lock held): a running build's labels for them are stale."""
+        if self.thread is not None:
+            self.changed.update(item_ids)
+
+    def start_if_due(self, least_change_bytes: int | None = None) -> bool:
+        """Starts a job when one is due and none runs (lock held); least_change_bytes: the floor on
+        a compaction's lines (IndexLog.compaction_due; 0 at a start, COMPACT_WHILE_SERVING_BYTES by
+        default). -> whether it started one."""
+        if self.thread is not None:
+            return False
+        if least_change_bytes is None:
+            least_change_bytes = COMPACT_WHILE_SERVING_BYTES
+        if self._may(BUILD) and self.index.build_due():
+            self.changed = set()
+            job = (BUILD, (self.index.build_sample(), list(self.index.meta), len(self.index)))
+        elif self.log is not None and self._may(COMPACTION) and self.log.compaction_due(self.index, least_change_bytes):
+            job = (COMPACTION, (self.log.capture(self.index),))
+        else:
+            return False
+        self.thread = threading.Thread(target=self._run, args=job, daemon=True, name=f"retrieval-index-{job[0]}")
+        self.thread.start()
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Waits for running jobs (and those started by the end of another). -> whether none runs."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (thread := self.thread) is not None:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                return False
+        return True
+
+    def _may(self, kind: str) -> bool:
+        failed = self.failed_at.get(kind)
+        return failed is None or time.monotonic() - failed >= RETRY_AFTER_S
+
+    def _run(self, kind: str, args: tuple) -> None:
+        try:
+            (self._build if kind == BUILD else self._compact)(*args)
+            self.failed_at.pop(kind, None)
+        except Exception as error:  # noqa: BLE001 - reported; the shard serves on with what it has
+            if kind == COMPACTION:
+                self.log.abandon(args[0])
+            self.failed_at[kind] = time.monotonic()
+            what = ("building its partition failed ({}); searches stay as they were" if kind == BUILD else
+                    "compacting its store failed ({}); the log still holds every change, a restart replays more of it")
+            notice(logging.ERROR, "retrieval index: %s; tried again at the first change %.0f s from now",
+                   what.format(f"{type(error).__name__}: {error}"), RETRY_AFTER_S)
+        finally:
+            with self.lock:
+                self.thread = None
+                self.start_if_due()  # the index may have grown past the next build's size meanwhile
+
+    def _build(self, sample, item_ids: list[str], count: int) -> None:
+        started = time.perf_counter()
+        centroids = spherical_kmeans(sample, self.index.lists)
+        del sample
+        labels: dict[str, int] = {}
+        buffer = touched_buffer(min(CHUNK_ROWS, len(item_ids)), self.index.width)
+        for start in range(0, len(item_ids), CHUNK_ROWS):
+            with self.lock:  # a chunk's rows copied under the lock, scored outside it
+                held, rows = self.index.rows_of([item_id for item_id in item_ids[start:start + CHUNK_ROWS]
+                                                 if item_id not in self.changed], buffer)
+            labels.update(zip(held, nearest(rows, centroids).tolist()))
+        with self.lock:
+            for item_id in self.changed:
+                labels.pop(item_id, None)
+            scored = self.index.adopt(centroids, labels, count)
+            self.taken_at = time.perf_counter()
+            self.built(scored, time.perf_counter() - started)
+
+    def _compact(self, pending: PendingSnapshot) -> None:
+        started = time.perf_counter()
+        count = sum(len(ids) for ids in pending.block_ids)
+        buffer = touched_buffer(min(CHUNK_ROWS, count), self.index.width)  # each chunk written before the next
+        self.log.write(pending, functools.partial(self._rows_of, out=buffer))
+        with self.lock:
+            self.log.commit(pending)
+            self.compactions += 1
+            self.compacted_at = time.perf_counter()
+        notice(logging.INFO, "retrieval index: store compacted, %d items in a snapshot in %.1f s (the shard "
+               "kept answering; %d bytes of changes since kept in the log)", len(pending.items),
+               time.perf_counter() - started, self.log.change_bytes)
+
+    def _rows_of(self, item_ids: list[str], out: np.ndarray | None = None):
+        with self.lock:  # a chunk's rows copied under the lock, written outside it
+            return self.index.rows_of(item_ids, out)
+
+
+def touched_buffer(rows: int, width: int) -> np.ndarray:
+    """A buffer for the chunks a job copies under the lock, its pages faulted in outside it."""
+    buffer = np.empty((max(rows, 1), width), dtype=np.float32)
+    buffer.fill(0.0)
+    return buffer
