@@ -34,6 +34,7 @@ def compact_under_the_lock(upkeep, pending) -> None:
     with upkeep.lock:
         upkeep.log.write(pending, upkeep.index.rows_of)
         upkeep.log.commit(pending)
+        upkeep.log.remove_old_snapshots()
         upkeep.compactions += 1
         upkeep.compacted_at = time.perf_counter()
 

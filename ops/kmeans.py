@@ -24,21 +24,29 @@ SAMPLE_PER_CENTROID = 64
 SEEDING_PER_CENTROID = 8  # k-means++ picks its seeds among this many sample rows per centroid
 ITERATIONS = 12
 CHUNK_ROWS = 16384  # rows scored against the centroids at once: (CHUNK_ROWS, centroids) float32, 256 MB at 4096
+# The same for a build running beside a shard's searches (pipelines/index_upkeep.py): BLAS calls from
+# two threads queue behind each other and share the cores, so a search waited for the build's whole
+# product. 16384 x 1024 centroids x 1536-d takes 0.35 s on 2 cores, and an exact search over 100k
+# rows beside such products took 483 ms (median; 1.3 s at worst) instead of 18; beside products of
+# 1024 rows (25 ms each, as efficient per row), 57 ms.
+BESIDE_SEARCHES_ROWS = 1024
 
 
-def nearest(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+def nearest(vectors: np.ndarray, centroids: np.ndarray, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
     """(N, D), (C, D) -> (N,) int64: each vector's centroid of highest dot product, in chunks so
-    that the (N, C) scores never sit in memory whole (10M rows x 4096 centroids: 160 GB)."""
-    return nearest_with_scores(vectors, centroids)[0]
+    that the (N, C) scores never sit in memory whole (10M rows x 4096 centroids: 160 GB).
+    chunk_rows: rows per product (smaller for a build beside searches: see BESIDE_SEARCHES_ROWS)."""
+    return nearest_with_scores(vectors, centroids, chunk_rows)[0]
 
 
-def nearest_with_scores(vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def nearest_with_scores(vectors: np.ndarray, centroids: np.ndarray,
+                        chunk_rows: int = CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
     labels = np.empty(len(vectors), dtype=np.int64)
     best = np.empty(len(vectors), dtype=np.float32)
-    for start in range(0, len(vectors), CHUNK_ROWS):
-        scores = vectors[start:start + CHUNK_ROWS] @ centroids.T  # (chunk, C)
-        labels[start:start + CHUNK_ROWS] = scores.argmax(axis=1)
-        best[start:start + CHUNK_ROWS] = scores[np.arange(len(scores)), labels[start:start + CHUNK_ROWS]]
+    for start in range(0, len(vectors), chunk_rows):
+        scores = vectors[start:start + chunk_rows] @ centroids.T  # (chunk, C)
+        labels[start:start + chunk_rows] = scores.argmax(axis=1)
+        best[start:start + chunk_rows] = scores[np.arange(len(scores)), labels[start:start + chunk_rows]]
     return labels, best
 
 
@@ -92,15 +100,16 @@ def sample_positions(count: int, clusters: int, rng: np.random.Generator) -> np.
 
 
 def spherical_kmeans(vectors: np.ndarray, clusters: int, seed: int = 0,
-                     iterations: int = ITERATIONS) -> np.ndarray:
-    """(N, D) unit rows -> (clusters, D) unit centroids. N must be at least `clusters`."""
+                     iterations: int = ITERATIONS, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+    """(N, D) unit rows -> (clusters, D) unit centroids. N must be at least `clusters`.
+    chunk_rows: rows per product (nearest)."""
     if not 1 <= clusters <= len(vectors):
         raise ValueError(f"{clusters} centroids from {len(vectors)} vectors: need 1 <= centroids <= vectors")
     rng = np.random.default_rng(seed)
     sample = vectors[sample_positions(len(vectors), clusters, rng)].astype(np.float32, copy=False)
     centroids = plus_plus_seeds(sample, clusters, rng)
     for _ in range(iterations):
-        labels, fit = nearest_with_scores(sample, centroids)
+        labels, fit = nearest_with_scores(sample, centroids, chunk_rows)
         sums, counts = member_sums(sample, labels, clusters)
         empty = np.flatnonzero(counts == 0)
         if len(empty):  # reseed with the rows worst served by their centroid, one per empty list

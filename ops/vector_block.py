@@ -44,6 +44,17 @@ class VectorBlock:
         self.ids.append(item_id)
         return slot
 
+    def extend(self, item_ids: list[str], vectors: np.ndarray) -> int:
+        """Appends rows in one copy (grown by doubling as append does). -> the first one's slot."""
+        start, end = len(self.ids), len(self.ids) + len(item_ids)
+        if end > self.matrix.shape[0]:
+            grown = np.zeros((max(end, 2 * self.matrix.shape[0]), self.matrix.shape[1]), dtype=np.float32)
+            grown[:start] = self.matrix[:start]
+            self.matrix = grown
+        self.matrix[start:end] = vectors
+        self.ids.extend(item_ids)
+        return start
+
     def remove(self, slot: int) -> str | None:
         """Frees a slot; the last row moves into it. -> the id now at `slot` (None: it was the last)."""
         last = len(self.ids) - 1

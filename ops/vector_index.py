@@ -19,8 +19,9 @@ centroids. Design choices:
   from, and the exact search is cheap anyway), and rebuilt once it is REBUILD_GROWTH times the size
   it was built at, so that centroids learnt from a cache's first items follow what came after: by
   the add that gets it there, or, with `build_later` (a Serve shard: pipelines/index_upkeep.py), by
-  its owner in a thread from `build_sample()` and `rows_of()`, the result taken with `adopt()`. A
-  build holds the old and the new blocks at once: twice the embeddings' memory, briefly.
+  its owner in a thread from `build_sample()` and `rows_of()`, the lists filled outside the
+  owner's lock and taken with `take_lists()`. A build holds the old and the new blocks at once:
+  twice the embeddings' memory, while the new ones are filled.
 - Kept across restarts by a store (ops/index_partition_file.py): a replica files each item under
   the list its snapshot block or log line names (`partition(..., saved=, filed=)`), neither k-means
   nor scoring every item against the centroids again; a snapshot's blocks that are those lists
@@ -43,6 +44,7 @@ import numpy as np
 
 from ops.index_partition_file import SavedPartition
 from ops.kmeans import members_by_cluster, nearest, sample_positions, spherical_kmeans
+from ops.pending_lists import PendingLists
 from ops.vector_block import VectorBlock
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,7 @@ class VectorIndex:
         self.built_at = 0  # items the partition was built over
         self.generation: str | None = None  # names the partition's build (None: exact); see the module's docstring
         self.announce: Callable[[str], None] = log.info  # where a build is reported
-        self.build_later = False  # True: adds never build; the owner builds when build_due() (adopt())
+        self.build_later = False  # True: adds never build; the owner builds when build_due() (take_lists())
         self._layout = 0  # changes whenever an id gains, loses or moves slot
         self._prefix_slots: tuple = (None, None, None)  # (layout, prefix, slots per block) of the last prefix
 
@@ -333,15 +335,22 @@ class VectorIndex:
             rows[i] = self.blocks[block].matrix[slot]
         return held, rows
 
-    def adopt(self, centroids: np.ndarray, labels: dict[str, int], built_over: int) -> int:
-        """Takes a partition built elsewhere from a sample of the index: `centroids`, and `labels`
-        (id -> list) for the items it scored, which must be unchanged since; the rest (added or
-        replaced while it ran) are scored here. -> how many were."""
-        if len(centroids) != self.lists or centroids.shape[1] != self.width:
-            raise ValueError(f"{centroids.shape} centroids for an index of {self.lists} lists of width {self.width}")
-        scored = self._file_under(centroids, labels)
+    def take_lists(self, pending: PendingLists, built_over: int) -> list[VectorBlock]:
+        """Takes a partition built and filled elsewhere (ops/pending_lists.py), which must hold
+        every item of the index as it is now, each in the list of its current row. -> the blocks
+        it replaces, for the caller to drop outside its lock (freeing a large index's takes a while)."""
+        if len(pending.centroids) != self.lists or pending.centroids.shape[1] != self.width:
+            raise ValueError(f"{pending.centroids.shape} centroids for an index of {self.lists} lists "
+                             f"of width {self.width}")
+        rows = sum(len(block) for block in pending.blocks)  # counts, not a scan of the ids: this runs under a lock
+        if len(pending) != len(self) or rows != len(pending):
+            raise ValueError(f"the lists filed hold {len(pending)} items in {rows} rows, the index {len(self)}: "
+                             "not the same items")
+        replaced = self.blocks
+        self.blocks, self.places, self.centroids = pending.blocks, pending.places, pending.centroids
         self.built_at, self.generation = built_over, secrets.token_hex(4)
-        return scored
+        self._layout += 1
+        return replaced
 
     def _rebuild_if_due(self) -> None:
         if self.build_later or not self.build_due():

@@ -5,11 +5,12 @@ Built inside the add that made it due (as at first), a build held the shard's lo
 end: k-means on a sample, then every item scored against every centroid. 31 s for 100k items of
 1536-d under 1024 lists on 2 cores (benchmarks/index_restart.py), tens of minutes for millions, and
 every search, list and add of the shard waited behind it: a retrieval endpoint gone quiet on a
-schedule nobody chose. Here the lock is held only to copy what the build reads (the k-means
-sample; then the items' rows a chunk at a time) and, at the end, to file the items under the new
-lists; searches meanwhile use the index as it was (exact, or the previous lists). Items added or
-replaced while a build runs are noted (`changed`) and scored against the new centroids when they
-are taken; deleted ones are simply absent by then.
+schedule nobody chose. Here the lock is held only to copy what the build reads: the k-means
+sample, then the items' rows a chunk at a time, twice (once to score them, once to file them in
+the new lists, ops/pending_lists.py, which are filled outside it); and at the end to put right
+the items changed since they were read and swap the lists in. Searches meanwhile use the index
+as it was (exact, or the previous lists). Items added or replaced while a build runs are noted
+(`changed`) and filed from their current rows at the end; those deleted (`deleted`) are dropped.
 
 Compacting the store (ops/index_log.py: a snapshot of every item, then the log started again)
 writes the whole shard, a minute for 10M items of 1536-d; done with the lock held (after each
@@ -34,7 +35,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from ops.index_log import IndexLog, PendingSnapshot
-from ops.kmeans import CHUNK_ROWS, nearest, spherical_kmeans
+from ops.kmeans import BESIDE_SEARCHES_ROWS, CHUNK_ROWS, nearest, spherical_kmeans
+from ops.pending_lists import PendingLists
 from ops.vector_index import VectorIndex
 from pipelines.replica_notice import notice
 
@@ -55,15 +57,21 @@ class ShardUpkeep:
         self.lock, self.index, self.log, self.built = lock, index, log, built
         self.thread: threading.Thread | None = None
         self.changed: set[str] = set()  # ids added or replaced since the running build began
+        self.deleted: set[str] = set()  # ids deleted since it began
         self.failed_at: dict[str, float] = {}  # job kind -> time.monotonic() of its last failure
         self.taken_at: float | None = None  # time.perf_counter() when the last build's lists were taken
         self.compactions = 0  # compactions committed by this shard
         self.compacted_at: float | None = None  # time.perf_counter() when the last one was committed
 
     def note(self, item_ids: Iterable[str]) -> None:
-        """Ids just added or replaced (lock held): a running build's labels for them are stale."""
+        """Ids just added or replaced (lock held): a running build's rows of them are stale."""
         if self.thread is not None:
             self.changed.update(item_ids)
+
+    def note_deleted(self, item_ids: Iterable[str]) -> None:
+        """Ids just deleted (lock held): a running build may have filed them already."""
+        if self.thread is not None:
+            self.deleted.update(item_ids)
 
     def start_if_due(self, least_change_bytes: int | None = None) -> bool:
         """Starts a job when one is due and none runs (lock held); least_change_bytes: the floor on
@@ -74,7 +82,7 @@ class ShardUpkeep:
         if least_change_bytes is None:
             least_change_bytes = COMPACT_WHILE_SERVING_BYTES
         if self._may(BUILD) and self.index.build_due():
-            self.changed = set()
+            self.changed, self.deleted = set(), set()
             job = (BUILD, (self.index.build_sample(), list(self.index.meta), len(self.index)))
         elif self.log is not None and self._may(COMPACTION) and self.log.compaction_due(self.index, least_change_bytes):
             job = (COMPACTION, (self.log.capture(self.index),))
@@ -116,21 +124,36 @@ class ShardUpkeep:
 
     def _build(self, sample, item_ids: list[str], count: int) -> None:
         started = time.perf_counter()
-        centroids = spherical_kmeans(sample, self.index.lists)
+        centroids = spherical_kmeans(sample, self.index.lists, chunk_rows=BESIDE_SEARCHES_ROWS)
         del sample
-        labels: dict[str, int] = {}
         buffer = touched_buffer(min(CHUNK_ROWS, len(item_ids)), self.index.width)
-        for start in range(0, len(item_ids), CHUNK_ROWS):
-            with self.lock:  # a chunk's rows copied under the lock, scored outside it
-                held, rows = self.index.rows_of([item_id for item_id in item_ids[start:start + CHUNK_ROWS]
-                                                 if item_id not in self.changed], buffer)
-            labels.update(zip(held, nearest(rows, centroids).tolist()))
-        with self.lock:
-            for item_id in self.changed:
-                labels.pop(item_id, None)
-            scored = self.index.adopt(centroids, labels, count)
+        labels: dict[str, int] = {}
+        for held, rows in self._chunks(item_ids, buffer):  # each item's list, scored outside the lock
+            labels.update(zip(held, nearest(rows, centroids, BESIDE_SEARCHES_ROWS).tolist()))
+        # the lists, each allocated once at its size, filled outside the lock from a second read
+        pending = PendingLists(centroids, np.bincount(np.fromiter(labels.values(), np.int64, len(labels)),
+                                                      minlength=len(centroids)))
+        for held, rows in self._chunks(item_ids, buffer):
+            pending.file(held, rows, np.fromiter((labels[item_id] for item_id in held), np.int64, len(held)))
+        del labels
+        with self.lock:  # only the items changed since they were read are put right here
+            for item_id in self.changed | self.deleted:
+                pending.drop(item_id)
+            held, rows = self.index.rows_of([item_id for item_id in self.changed if item_id in self.index])
+            pending.put(held, rows)
+            replaced = self.index.take_lists(pending, count)
             self.taken_at = time.perf_counter()
-            self.built(scored, time.perf_counter() - started)
+            self.built(len(held), time.perf_counter() - started)
+        del replaced  # the old lists freed outside the lock
+
+    def _chunks(self, item_ids: list[str], buffer: np.ndarray):
+        """(ids held, their rows) a chunk at a time, copied under the lock into `buffer` (each chunk
+        used before the next), leaving out items changed since the build began."""
+        for start in range(0, len(item_ids), CHUNK_ROWS):
+            with self.lock:
+                chunk = self.index.rows_of([item_id for item_id in item_ids[start:start + CHUNK_ROWS]
+                                            if item_id not in self.changed], buffer)
+            yield chunk  # outside the lock: a yield inside it would hold it while the caller works
 
     def _compact(self, pending: PendingSnapshot) -> None:
         started = time.perf_counter()
@@ -141,8 +164,9 @@ class ShardUpkeep:
             self.log.commit(pending)
             self.compactions += 1
             self.compacted_at = time.perf_counter()
+        self.log.remove_old_snapshots()
         notice(logging.INFO, "retrieval index: store compacted, %d items in a snapshot in %.1f s (the shard "
-               "kept answering; %d bytes of changes since kept in the log)", len(pending.items),
+               "kept answering; %d bytes of changes since kept in the log)", len(pending.item_ids),
                time.perf_counter() - started, self.log.change_bytes)
 
     def _rows_of(self, item_ids: list[str], out: np.ndarray | None = None):

@@ -150,6 +150,7 @@ class RetrievalIndex(Answers):
             self.log.delete_many(stale)
         for item_id in stale:
             self.index.delete(item_id)
+        self.upkeep.note_deleted(stale)
         self.upkeep.start_if_due()  # the log has grown
         return stale
 
@@ -169,6 +170,7 @@ class RetrievalIndex(Answers):
         if from_cache:
             self.removed.add(item_id)
         self.index.delete(item_id)
+        self.upkeep.note_deleted([item_id])
         self.upkeep.start_if_due()  # the log has grown
         return True
 

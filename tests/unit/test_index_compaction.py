@@ -159,11 +159,11 @@ def test_a_failed_build_is_tried_again_at_the_first_change_after_the_wait(monkey
     calls = []
     real = pipelines.index_upkeep.spherical_kmeans
 
-    def once_broken(*args):
+    def once_broken(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
             raise MemoryError("no room for the sample")
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(pipelines.index_upkeep, "spherical_kmeans", once_broken)
     vectors = clustered(420, seed=45)

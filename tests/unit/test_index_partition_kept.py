@@ -48,13 +48,13 @@ def _filled_shard(store) -> tuple[RetrievalIndex, np.ndarray]:
 
 
 def _no_kmeans(monkeypatch):
-    def refuse(*_):
+    def refuse(*_, **__):
         raise AssertionError("k-means ran: the kept partition was not taken")
     monkeypatch.setattr(ops.vector_index, "spherical_kmeans", refuse)
 
 
 def _no_regrouping(monkeypatch):
-    def refuse(*_):
+    def refuse(*_, **__):
         raise AssertionError("the items were regrouped: the snapshot's lists were not taken as they are")
     monkeypatch.setattr(ops.vector_index.VectorIndex, "_regroup", refuse)
 

@@ -9,6 +9,7 @@ import logging
 import threading
 
 import numpy as np
+import pytest
 
 import pipelines.index_upkeep
 from ops.index_partition_file import load_partition
@@ -79,7 +80,7 @@ def test_an_item_replaced_after_its_rows_were_read_is_scored_again(monkeypatch):
 
 
 def test_a_failed_build_is_reported_and_the_shard_serves_on(monkeypatch, caplog):
-    def broken(*_):
+    def broken(*_, **__):
         raise MemoryError("no room for the sample")
 
     monkeypatch.setattr(pipelines.index_upkeep, "spherical_kmeans", broken)
@@ -92,3 +93,65 @@ def test_a_failed_build_is_reported_and_the_shard_serves_on(monkeypatch, caplog)
     assert shard.index.centroids is None and shard.search(vectors[9], 1)[0]["id"] == "clip9"
     shard.add("one-more", vectors[0], {})
     assert shard.upkeep.thread is None  # not tried again on every add
+
+
+def _consistent(index) -> bool:
+    """Whether every id's place names a slot that holds it, and every slot's id is placed there."""
+    return (all(index.blocks[block].ids[slot] == item_id for item_id, (block, slot) in index.places.items())
+            and sum(len(block) for block in index.blocks) == len(index.places) == len(index.meta))
+
+
+def test_changes_after_an_item_was_filed_in_the_new_lists_are_put_right(monkeypatch):
+    """The new lists are filled outside the lock (ops/pending_lists.py); an item deleted, replaced,
+    or deleted and added again after its row was filed there, and one added meanwhile, end up as
+    the index holds them, and the lock was free while the lists were filled."""
+    import pipelines.index_upkeep as upkeep
+    from ops.pending_lists import PendingLists
+
+    monkeypatch.setattr(upkeep, "CHUNK_ROWS", 64)
+    vectors = clustered(700, seed=34)
+    reached, release = threading.Event(), threading.Event()
+    real_file = PendingLists.file
+
+    def gated_file(self, *args):
+        real_file(self, *args)  # the first chunk (clip0 .. clip63) is in the new lists
+        if not reached.is_set():
+            reached.set()
+            assert release.wait(timeout=60)
+
+    monkeypatch.setattr(PendingLists, "file", gated_file)
+    shard = RetrievalIndex.func_or_class(WIDTH, lists=LISTS, probe=1)
+    shard.add_many([(f"clip{i}", vectors[i], {"n": i}) for i in range(400)])
+    assert reached.wait(timeout=30)
+    assert shard.lock.acquire(timeout=5)  # filling the lists holds no lock
+    shard.lock.release()
+    assert shard.delete("clip1") and shard.delete("clip300")  # filed already; not read yet
+    shard.add("clip2", vectors[600], {"n": 2, "replaced": True})  # filed with its old row
+    assert shard.delete("clip4")
+    shard.add("clip4", vectors[601], {"n": 4, "again": True})  # deleted, then added again
+    shard.add("new", vectors[602], {"n": "new"})
+    release.set()
+    assert shard.wait_for_upkeep(timeout=60)
+    index = shard.index
+    assert index.centroids is not None and len(index) == 399 and _consistent(index)
+    assert "clip1" not in index.places and "clip300" not in index.places and filed_under_nearest(index)
+    for item_id, row in [("clip2", vectors[600]), ("clip4", vectors[601]), ("new", vectors[602]), ("clip9", vectors[9])]:
+        block, slot = index.places[item_id]
+        assert np.array_equal(index.blocks[block].matrix[slot], row)
+    assert [item["id"] for item in shard.page(0, 3)[0]] == ["clip0", "clip2", "clip3"]
+
+
+def test_lists_of_other_items_than_the_index_holds_are_refused():
+    from ops.pending_lists import PendingLists
+    from ops.vector_index import VectorIndex
+
+    vectors = clustered(100, seed=35)
+    index = VectorIndex(WIDTH)
+    index.build_later = True
+    index.partition(LISTS, 1)
+    index.add_many([(f"clip{i}", vector, {}) for i, vector in enumerate(vectors)])
+    pending = PendingLists(unit(vectors[:LISTS]), np.full(LISTS, 25))
+    pending.put([f"clip{i}" for i in range(99)], vectors[:99])  # one short
+    with pytest.raises(ValueError, match="hold 99 items in 99 rows, the index 100"):
+        index.take_lists(pending, 100)
+    assert index.centroids is None and len(index.blocks) == 1
