@@ -245,11 +245,14 @@ class IndexLog:
         compact_later, compacts, so the snapshot's blocks are the new lists (nothing to do while the
         build is the one kept; compaction_due says when one is left to do). compact: compact anyway."""
         if index.generation != self.generation:
+            # first: lines appended from now on name the index's lists, whose build is this one even
+            # if saving its centroids fails (a full disk); a restart then scores them, never files
+            # them under the kept file's other lists
+            self.generation = index.generation
             if index.generation is None:
                 remove_partition(self.path.parent)
             else:
                 save_partition(self.path.parent, SavedPartition(index.generation, index.centroids, index.built_at))
-            self.generation = index.generation
             compact = compact or not compact_later
         if compact:
             self.compact(index)

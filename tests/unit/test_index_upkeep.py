@@ -155,3 +155,28 @@ def test_lists_of_other_items_than_the_index_holds_are_refused():
     with pytest.raises(ValueError, match="hold 99 items in 99 rows, the index 100"):
         index.take_lists(pending, 100)
     assert index.centroids is None and len(index.blocks) == 1
+
+
+def test_lists_whose_centroids_could_not_be_saved_are_never_read_as_other_lists(tmp_path, monkeypatch, caplog):
+    """Saving a build's centroids fails (a full disk) after the shard took its lists: items added
+    since name the build they were filed under, which no kept file holds, so a restart scores them."""
+    import ops.index_log
+    from tests.index_store import changes
+
+    def disk_full(*_):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ops.index_log, "save_partition", disk_full)
+    vectors = clustered(500, seed=36)
+    shard = RetrievalIndex.func_or_class(WIDTH, str(tmp_path), "model-a", lists=LISTS, probe=1)
+    with caplog.at_level(logging.INFO, logger="ray.serve"):
+        shard.add_many([(f"clip{i}", vectors[i], {}) for i in range(400)])
+        assert shard.wait_for_upkeep(timeout=60)
+    assert "building its partition failed (OSError: [Errno 28] No space left on device)" in caplog.text
+    assert shard.index.centroids is not None  # taken before the save failed: the shard searches by them
+    shard.add("after", vectors[450], {})
+    assert changes(tmp_path)[-1]["build"] == shard.index.generation
+    monkeypatch.undo()
+    again = RetrievalIndex.func_or_class(WIDTH, str(tmp_path), "model-a", lists=LISTS, probe=1)
+    assert again.wait_for_upkeep(timeout=60) and len(again.index) == 401 and filed_under_nearest(again.index)
+    assert again.search(vectors[450], 1)[0]["id"] == "after"
