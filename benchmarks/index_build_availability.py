@@ -44,6 +44,21 @@ class Searcher(threading.Thread):
             self.searches.append((began, time.perf_counter() - began))
             n += 1
 
+    def answered_within(self, began: float, ended: float) -> list[float]:
+        """Latencies of the searches sent and answered between began and ended."""
+        return [latency for start, latency in self.searches if start >= began and start + latency < ended]
+
+    def longest_wait_of_sent(self, began: float, ended: float) -> float:
+        """The longest a search sent between began and ended waited."""
+        return max((latency for start, latency in self.searches if began <= start < ended), default=0.0)
+
+
+def rows_and_queries(items: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The benchmark's clustered unit rows (benchmarks/index_partition.py's family) and 64 of them as queries."""
+    rng = np.random.default_rng(0)
+    rows = clustered_rows(items, width, rng)
+    return rows, rows[rng.choice(len(rows), 64, replace=False)]
+
 
 def measure(mode: str, rows: np.ndarray, lists: int, queries: np.ndarray) -> dict:
     shard = RetrievalIndex.func_or_class(rows.shape[1], lists=lists, probe=1)
@@ -66,11 +81,11 @@ def measure(mode: str, rows: np.ndarray, lists: int, queries: np.ndarray) -> dic
     ended = shard.upkeep.taken_at if mode == "background" else began + added
     built = ended - began
     # answered between the add's start and the build's end (one waiting through it all ends just after)
-    during = [latency for start, latency in searcher.searches if start >= began and start + latency < ended]
+    during = searcher.answered_within(began, ended)
     waited = max((latency for start, latency in searcher.searches if start < ended and start + latency > began),
                  default=0.0)
     # the build's own holds: searches sent once the add had returned (the add's own write excluded)
-    after_add = max((latency for start, latency in searcher.searches if began + added <= start < ended), default=0.0)
+    after_add = searcher.longest_wait_of_sent(began + added, ended)
     result = {"mode": mode, "add_many_s": round(added, 2), "until_built_s": round(built, 1),
               "searches_during_build": len(during),
               "p50_ms": round(statistics.median(during) * 1e3, 1) if during else None,
@@ -85,9 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=1536)
     parser.add_argument("--lists", type=int, default=1024)
     args = parser.parse_args(argv)
-    rng = np.random.default_rng(0)
-    rows = clustered_rows(args.items, args.width, rng)
-    queries = rows[rng.choice(len(rows), 64, replace=False)]
+    rows, queries = rows_and_queries(args.items, args.width)
     results = {mode: measure(mode, rows, args.lists, queries) for mode in ("background", "blocking")}
     background, blocking = results["background"], results["blocking"]
     print(json.dumps({"items": args.items, "width": args.width, "lists": args.lists,

@@ -24,8 +24,7 @@ import time
 
 import numpy as np
 
-from benchmarks.index_build_availability import Searcher
-from benchmarks.index_partition import clustered_rows
+from benchmarks.index_build_availability import Searcher, rows_and_queries
 from pipelines.serve_index import RetrievalIndex
 
 
@@ -55,9 +54,9 @@ def measure(mode: str, rows: np.ndarray, lists: int, queries: np.ndarray, parent
         searcher.join()
         assert shard.upkeep.compactions == 1 and shard.index.centroids is not None
         began, ended = shard.upkeep.taken_at, shard.upkeep.compacted_at
-        during = [latency for start, latency in searcher.searches if start >= began and start + latency < ended]
+        during = searcher.answered_within(began, ended)
         # searches sent during it (one sent before waited on the build's own end: filing the items)
-        waited = max((latency for start, latency in searcher.searches if began <= start < ended), default=0.0)
+        waited = searcher.longest_wait_of_sent(began, ended)
         result = {"mode": mode, "compaction_s": round(ended - began, 2), "searches_during": len(during),
                   "p50_ms": round(statistics.median(during) * 1e3, 1) if during else None,
                   "worst_wait_s": round(waited, 2),
@@ -75,9 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lists", type=int, default=256)
     parser.add_argument("--dir", default=None, help="where the stores are made (default: the temp directory)")
     args = parser.parse_args(argv)
-    rng = np.random.default_rng(0)
-    rows = clustered_rows(args.items, args.width, rng)
-    queries = rows[rng.choice(len(rows), 64, replace=False)]
+    rows, queries = rows_and_queries(args.items, args.width)
     results = {mode: measure(mode, rows, args.lists, queries, args.dir) for mode in ("background", "under-lock")}
     background, locked = results["background"], results["under-lock"]
     print(json.dumps({"items": args.items, "width": args.width, "lists": args.lists,
