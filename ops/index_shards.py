@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ops.index_log import LOG_NAME
+from ops.vector_index import rank_key
 
 T = TypeVar("T")
 
@@ -47,8 +48,9 @@ def split_by_shard(items: Iterable[T], shards: int, item_id: Callable[[T], str] 
 
 
 def merge_top_k(per_shard: list[list[dict]], k: int) -> list[dict]:
-    """Each shard's results, best first (dicts with "score") -> the best k of all, best first."""
-    return list(heapq.merge(*per_shard, key=lambda result: -result["score"]))[:k]
+    """Each shard's results, in `rank_key` order (dicts with "score" and "id") -> the best k of
+    all, in that order: what one index holding every item answers, ties included."""
+    return list(heapq.merge(*per_shard, key=lambda result: rank_key((result["score"], result["id"]))))[:k]
 
 
 def page_plan(counts: list[int], offset: int, limit: int) -> list[tuple[int, int, int]]:

@@ -27,6 +27,9 @@ centroids. Design choices:
   nor scoring every item against the centroids again; a snapshot's blocks that are those lists
   already (`fill(..., block_sizes)`) are taken as they are. Each build has a `generation`, a random
   name, so that a label written under one build is never read as another's.
+- Equal scores rank in id order (`rank_key`, also how shards' answers merge): an answer depends on
+  the items, not on which block or slot holds them, which deletes, compactions, builds and
+  reshards change.
 - Searches with an id prefix stay exact (every block, the prefix's rows): a prefix names one
   cache's items, which a partition of all of them serves badly. So does a query whose probed lists
   hold fewer than k items.
@@ -59,6 +62,11 @@ REBUILD_GROWTH = 4
 
 # (block, its slots the scores are for (None: all of its live rows), scores): part of a query's candidates
 Scored = tuple[int, np.ndarray | None, np.ndarray]
+
+
+def rank_key(scored: tuple[float, str]) -> tuple[float, str]:
+    """(score, id) -> its place in an answer: higher scores first, equal scores by id."""
+    return -scored[0], scored[1]
 
 
 class VectorIndex:
@@ -259,27 +267,31 @@ class VectorIndex:
                 else self._search_exact(queries[q:q + 1], k, None)[0] for q, query_parts in enumerate(parts)]
 
     def _ranked(self, parts: list[Scored], k: int) -> list[dict]:
-        """A query's scores, in parts (a block's rows, or some of them) -> its k best items, best first."""
+        """A query's scores, in parts (a block's rows, or some of them) -> its k best items, best
+        first; equal scores in id order (`rank_key`), so an answer does not depend on where the
+        items sit: a delete, a compaction, a partition or a reshard moves them."""
         if not parts:
             return []
         scores = parts[0][2] if len(parts) == 1 else np.concatenate([p[2] for p in parts])
         count = len(scores)
         k = min(k, count)
-        top = np.argpartition(-scores, k - 1)[:k] if k < count else np.arange(count)
-        order = top[np.argsort(-scores[top], kind="stable")].tolist()
+        if k < count:  # every item scoring at least the k-th best: the k best plus those tied with the last
+            kth_best = np.partition(scores, count - k)[count - k]
+            candidates = np.flatnonzero(scores >= kth_best)
+        else:
+            candidates = np.arange(count)
         if len(parts) == 1:  # the exact index's one block: positions are its slots (or index `slots`)
-            b, slots, _ = parts[0]
-            parts_of, offsets = [0] * len(order), order
+            parts_of, offsets = [0] * len(candidates), candidates.tolist()
         else:
             starts = np.cumsum([0] + [len(p[2]) for p in parts])
-            parts_of = (np.searchsorted(starts, order, side="right") - 1).tolist()
-            offsets = [i - int(starts[p]) for i, p in zip(order, parts_of)]
-        results = []
-        for i, part, offset in zip(order, parts_of, offsets):
+            parts_of = (np.searchsorted(starts, candidates, side="right") - 1).tolist()
+            offsets = [int(i) - int(starts[p]) for i, p in zip(candidates, parts_of)]
+        found = []
+        for i, part, offset in zip(candidates.tolist(), parts_of, offsets):
             b, slots, _ = parts[part]
-            item_id = self.blocks[b].ids[offset if slots is None else int(slots[offset])]
-            results.append({"id": item_id, "score": float(scores[i]), **self.meta[item_id]})
-        return results
+            found.append((float(scores[i]), self.blocks[b].ids[offset if slots is None else int(slots[offset])]))
+        found.sort(key=rank_key)
+        return [{"id": item_id, "score": score, **self.meta[item_id]} for score, item_id in found[:k]]
 
     def slots_matching(self, prefix: str) -> list[np.ndarray]:
         """Per block, the slots of the ids starting with `prefix`, kept for the next search with the

@@ -235,7 +235,7 @@ class Ingress:
         """{name: best, "ranking": [{name: text, "score": s}, ...]} for candidate texts, best first."""
         candidates = await self.text.embed_many.remote(texts, cache=True)
         scores = candidates @ embedding
-        ranking = [{name: texts[i], "score": float(scores[i])} for i in np.argsort(-scores)]
+        ranking = [{name: texts[i], "score": float(scores[i])} for i in np.argsort(-scores, kind="stable")]
         return {name: ranking[0][name], "ranking": ranking}
 
     def require_decoder(self) -> DeploymentHandle:
