@@ -152,9 +152,33 @@ def serve_requests(model_dir: Path, eval_shards: Path, index_caches: list[Path])
         local = [a for a in assets if a.startswith("/") and requests.get(f"{base}{a}", timeout=30).status_code == 200]
         print(f"GET /docs          API reference (Swagger UI): {len(local)} of {len(assets)} scripts and "
               "stylesheets served by the application itself")
+        print_application_metrics(decoded=3)  # the classify, VQA and caption requests' clips
     finally:
         serve.shutdown()
     print(f"served on {base}; stopped")
+
+
+def print_application_metrics(decoded: int) -> None:
+    """What the application's own metrics (pipelines/serve_metrics.py) say, read off this node's Ray
+    metrics agent as Prometheus would scrape it, once the requests' decodes are exported."""
+    from pipelines.exported_metrics import local_metrics_port, scrape, summed, wait_for
+
+    port = local_metrics_port()
+    # each replica pushes its metrics to the agent on its own schedule (every 10 s): wait for the
+    # ingress's decodes and the text replica's label lookups (the classify and VQA requests' labels)
+    wait_for(port, "ray_vljepa_media_decoded_total", lambda count: count >= decoded)
+    wait_for(port, "ray_vljepa_label_cache_lookups_total", lambda count: count > 0)
+    samples = scrape(port)
+    shards = sorted({labels["shard"] for name, labels, _ in samples if name == "ray_vljepa_index_items"})
+    held = ", ".join(f"shard {shard}: {summed(samples, 'ray_vljepa_index_items', shard=shard):.0f} in "
+                     f"{summed(samples, 'ray_vljepa_index_lists', shard=shard):.0f} lists" for shard in shards)
+    print(f"GET :{port}/metrics  Ray's metrics agent, the application's own (vljepa_*): "
+          f"{summed(samples, 'ray_vljepa_media_decoded_total'):.0f} uploads decoded, "
+          f"{summed(samples, 'ray_vljepa_media_rejected_total'):.0f} refused; label cache "
+          f"{summed(samples, 'ray_vljepa_label_cache_lookups_total', outcome='hit'):.0f} hits, "
+          f"{summed(samples, 'ray_vljepa_label_cache_lookups_total', outcome='miss'):.0f} misses; index {held}, "
+          f"{summed(samples, 'ray_vljepa_index_upkeep_jobs_total', job='build', outcome='done'):.0f} background "
+          f"builds done")
 
 
 def served_decoder(text_only: dict, text_only_scores: dict, tuned: dict, tuned_scores: dict) -> tuple[str, dict]:

@@ -50,11 +50,12 @@ BUILD, COMPACTION = "build", "compaction"
 
 class ShardUpkeep:
     def __init__(self, lock: threading.Lock, index: VectorIndex, log: IndexLog | None,
-                 built: Callable[[int, float], None]):
+                 built: Callable[[int, float], None], finished: Callable[[str, bool, float], None] | None = None):
         """lock: the shard's, held by every request. log: its store (None: memory only, nothing to
         compact). built(scored, seconds): told, with the lock held, once a build's lists are taken
-        (to keep the centroids in the store and say so)."""
-        self.lock, self.index, self.log, self.built = lock, index, log, built
+        (to keep the centroids in the store and say so). finished(kind, done, seconds): told after
+        each job, done or failed, the lock not held (the shard's metrics)."""
+        self.lock, self.index, self.log, self.built, self.finished = lock, index, log, built, finished
         self.thread: threading.Thread | None = None
         self.changed: set[str] = set()  # ids added or replaced since the running build began
         self.deleted: set[str] = set()  # ids deleted since it began
@@ -106,9 +107,11 @@ class ShardUpkeep:
         return failed is None or time.monotonic() - failed >= RETRY_AFTER_S
 
     def _run(self, kind: str, args: tuple) -> None:
+        started, done = time.perf_counter(), False
         try:
             (self._build if kind == BUILD else self._compact)(*args)
             self.failed_at.pop(kind, None)
+            done = True
         except Exception as error:  # noqa: BLE001 - reported; the shard serves on with what it has
             if kind == COMPACTION:
                 self.log.abandon(args[0])
@@ -118,6 +121,11 @@ class ShardUpkeep:
             notice(logging.ERROR, "retrieval index: %s; tried again at the first change %.0f s from now",
                    what.format(f"{type(error).__name__}: {error}"), RETRY_AFTER_S)
         finally:
+            try:
+                if self.finished is not None:
+                    self.finished(kind, done, time.perf_counter() - started)
+            except Exception:  # noqa: BLE001 - a metric not recorded must not leave the job "running"
+                logging.getLogger(__name__).exception("retrieval index: recording a %s's metrics failed", kind)
             with self.lock:
                 self.thread = None
                 self.start_if_due()  # the index may have grown past the next build's size meanwhile

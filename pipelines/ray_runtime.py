@@ -65,9 +65,11 @@ def configure_ray_data() -> None:
     context.op_resource_reservation_enabled = os.environ.get(RESERVATION_ENV, "0") == "1"
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
+def init_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = True,
+             metrics_export_port: int | None = None) -> None:
     """Connect (or start a local instance) and apply the Ray Data settings. Call it before
-    building any Dataset: Ray Data would otherwise start a local instance of its own."""
+    building any Dataset: Ray Data would otherwise start a local instance of its own.
+    metrics_export_port: where a local instance's metrics agent serves Prometheus (None: Ray picks)."""
     configure_ray_data()
     if ray.is_initialized():
         return
@@ -76,7 +78,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, log_to_dri
         ray.init(address=address, log_to_driver=log_to_driver)
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver,
-                 runtime_env={"worker_process_setup_hook": quiet_local_instance_workers})
+                 runtime_env={"worker_process_setup_hook": quiet_local_instance_workers},
+                 **({} if metrics_export_port is None else {"_metrics_export_port": metrics_export_port}))
     keep_python_sigterm_handler()
 
 

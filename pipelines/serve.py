@@ -188,8 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-cpus", type=non_negative_float, default=None,
                         help="CPUs per model replica (visual, text, decoder); default 1, or on a local instance with "
                              "fewer CPUs than replicas an equal share, so that all of them start")
+    parser.add_argument("--metrics-port", type=port, default=None,
+                        help="a local instance's Prometheus metrics on this port, Serve's and the application's "
+                             "(vljepa_*; docs/cluster.md); default: a port Ray picks. A cluster sets it with "
+                             "`ray start --metrics-export-port`")
     parser.add_argument("--address", default=None)
     args = parser.parse_args(argv)
+    if args.metrics_port is not None and (args.address or os.environ.get("RAY_ADDRESS")):
+        parser.error("--metrics-port is for a local instance: a cluster's nodes export their metrics on the port "
+                     "`ray start --metrics-export-port` gave them")
 
     from pipelines.ray_runtime import SERVE_THROUGHPUT_ENV, gpus_available, init_ray, prefer_serve_throughput_mode
 
@@ -200,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if local:  # a cluster's proxies listen on its nodes, not here
         check_can_listen(args.host, args.port)
+        if args.metrics_port is not None:
+            check_can_listen("127.0.0.1", args.metrics_port)
     app_args = ServeAppArgs(model=args.model, token_file=args.token_file, max_request_mb=args.max_request_mb,
                             max_stream_windows=args.max_stream_windows, index_cache=args.index_cache,
                             index_store=args.index_store, index_shards=args.index_shards,
@@ -210,15 +219,16 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = resolve_model_dir(args.model)
     if args.index_cache:
         check_index_caches(model_dir, app_args)
-    init_ray(args.address)
+    init_ray(args.address, metrics_export_port=args.metrics_port)
     num_gpus = args.num_gpus if args.num_gpus is not None else (1 if gpus_available() else 0)
     num_cpus = args.num_cpus
     if num_cpus is None:
         num_cpus = local_replica_cpus(model_dir) if local else app_args.num_cpus
     start(app_args.model_copy(update={"num_gpus": num_gpus, "num_cpus": num_cpus}), host=args.host, port=args.port)
     mode = "throughput-optimized" if optimized else "Ray's default"
+    metrics = f"; metrics: http://127.0.0.1:{args.metrics_port}/metrics" if args.metrics_port is not None else ""
     print(f"serving on http://{args.host}:{args.port}  (OpenAPI: /docs, /openapi.json; Serve mode: {mode}, "
-          f"{SERVE_THROUGHPUT_ENV}); Ctrl-C stops", flush=True)
+          f"{SERVE_THROUGHPUT_ENV}{metrics}); Ctrl-C stops", flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:

@@ -21,6 +21,7 @@ from model.export import load_model, read_manifest
 from model.tasks import embed_clips, embed_features
 from ops.media_input import frames_to_input
 from pipelines.model_source import resolve_model_dir
+from pipelines.serve_metrics import LabelCacheMetrics
 from pipelines.serve_ready import Answers
 
 
@@ -74,6 +75,7 @@ class TextEncoder(Answers):
         self.model = load_model(resolve_model_dir(model)).eval()
         self.labels: OrderedDict[str, np.ndarray] = OrderedDict()
         self.label_cache_size = label_cache_size
+        self.metrics = LabelCacheMetrics()
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
     async def embed(self, texts: list[str]) -> list[np.ndarray]:
@@ -86,6 +88,7 @@ class TextEncoder(Answers):
         if not cache:
             return np.stack(await asyncio.gather(*(self.embed(t) for t in texts)))
         missing = [t for t in dict.fromkeys(texts) if t not in self.labels]
+        self.metrics.looked_up(hits=len(texts) - len(missing), misses=len(missing))
         for text, embedding in zip(missing, await asyncio.gather(*(self.embed(t) for t in missing))):
             self.labels[text] = embedding
         for text in texts:

@@ -21,6 +21,7 @@ from ops.index_shards import shard_store
 from ops.vector_index import GEMM_FROM, VectorIndex
 from pipelines.index_upkeep import ShardUpkeep
 from pipelines.replica_notice import notice
+from pipelines.serve_metrics import IndexShardMetrics
 from pipelines.serve_ready import Answers
 
 
@@ -36,6 +37,18 @@ def one_at_a_time(method):
             return method(self, *args, **kwargs)
 
     return locked
+
+
+def changes_items(method):
+    """one_at_a_time, for a method that adds or deletes items: the shard's gauges follow it."""
+
+    @functools.wraps(method)
+    def changed(self, *args, **kwargs):
+        answer = method(self, *args, **kwargs)
+        self.metrics.held(self.index, self.log)
+        return answer
+
+    return one_at_a_time(changed)
 
 
 # One replica per shard: a shard is state, and every add to it must be seen by its searches. An
@@ -68,7 +81,8 @@ class RetrievalIndex(Answers):
             self.index.partition(lists, probe, self.announce)
         # partitions are built, and the store compacted, in a thread, the shard answering meanwhile
         # (pipelines/index_upkeep.py)
-        self.upkeep = ShardUpkeep(self.lock, self.index, self.log, self._built)
+        self.metrics = IndexShardMetrics(shard)
+        self.upkeep = ShardUpkeep(self.lock, self.index, self.log, self._built, self._finished)
         # ids of cache items deleted over HTTP: add_many (an ingress adding its --index-cache, at
         # every start and on every new replica) skips them; the store keeps them across restarts
         self.removed: set[str] = set(self.log.removed) if self.log else set()
@@ -79,6 +93,12 @@ class RetrievalIndex(Answers):
             notice(logging.WARNING, "index store: %s", self.log.unusable)
         with self.lock:  # a store of enough items and no kept partition (or other --index-lists), or
             self.upkeep.start_if_due(least_change_bytes=0)  # of lines since its snapshot past their share
+            self.metrics.held(self.index, self.log)
+
+    def _finished(self, kind: str, done: bool, seconds: float) -> None:
+        self.metrics.job(kind, done, seconds)
+        with self.lock:
+            self.metrics.held(self.index, self.log)
 
     def _built(self, scored: int, seconds: float) -> None:
         """A background build's lists taken (lock held): their centroids kept in the store (the
@@ -94,7 +114,7 @@ class RetrievalIndex(Answers):
         after it). -> whether none runs now."""
         return self.upkeep.wait(timeout)
 
-    @one_at_a_time
+    @changes_items
     def add(self, item_id: str, embedding: np.ndarray, meta: dict) -> dict:
         embedding = self.index.vector(embedding)  # checked before it is logged
         targets = self.index.lists_for(embedding[None])  # found once, for the log and the index
@@ -107,7 +127,7 @@ class RetrievalIndex(Answers):
         self.upkeep.start_if_due()
         return {"id": item_id, **meta}
 
-    @one_at_a_time
+    @changes_items
     def add_many(self, items: list[tuple[str, np.ndarray, dict]]) -> int:
         """Adds (id, embedding, meta) items in one call and, with a store, one synced write. An
         ingress sends only what `missing` named, but two replicas starting together both predict
@@ -135,7 +155,7 @@ class RetrievalIndex(Answers):
         return [item_id for item_id, meta in items
                 if item_id not in self.removed and self.index.meta.get(item_id) != meta]
 
-    @one_at_a_time
+    @changes_items
     def drop_stale_cache_items(self, listed: dict[str, list[str]]) -> list[str]:
         """{cache: the ids of its items an ingress found in it} for the caches the application serves:
         drops the items of a cache (meta "source") that it no longer lists, or whose cache is no
@@ -160,7 +180,7 @@ class RetrievalIndex(Answers):
         of the items whose id starts with `prefix` when given."""
         return self.index.list(offset, limit, prefix), self.index.count(prefix)
 
-    @one_at_a_time
+    @changes_items
     def delete(self, item_id: str) -> bool:
         if item_id not in self.index:
             return False

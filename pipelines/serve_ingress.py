@@ -18,6 +18,7 @@ import base64
 import binascii
 import hmac
 import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,6 +54,7 @@ from pipelines.cached_predictions import predict_in_calls
 from pipelines.model_source import resolve_model_dir
 from pipelines.replica_notice import notice
 from pipelines.request_fields import RequestBody, TextField, maybe_json, parse_json, parse_multipart
+from pipelines.serve_metrics import NOT_MEDIA, MediaMetrics
 from pipelines.sharded_index import ShardedIndex
 
 
@@ -111,6 +113,7 @@ class Ingress:
         self.image_size = config["x_encoder"]["image_size"]
         self.num_frames = config["x_encoder"]["num_frames"]
         self.query_tokenizer = load_tokenizer(f"{model_dir}/predictor")
+        self.media_metrics = MediaMetrics()
         await self.index_from_caches(settings.index_caches)
 
     async def index_from_caches(self, caches: list[str]) -> None:
@@ -212,12 +215,17 @@ class Ingress:
 
     async def frames(self, media: bytes) -> tuple[str, np.ndarray]:
         """Decode off the event loop: a blocking decode here would serialise every request."""
+        started = time.perf_counter()
         try:
-            return await asyncio.to_thread(decode_media, media, self.image_size, self.num_frames)
+            kind, frames = await asyncio.to_thread(decode_media, media, self.image_size, self.num_frames)
         except UnsupportedMedia as exc:
+            self.media_metrics.rejected_one(NOT_MEDIA)
             raise HTTPException(415, str(exc)) from None
         except SampleError as exc:
+            self.media_metrics.rejected_one(exc.reason)
             raise HTTPException(422, f"{exc.reason}: {exc.message}") from None
+        self.media_metrics.decoded_one(kind, time.perf_counter() - started)
+        return kind, frames
 
     def query(self, fields: dict, spec: TextField) -> str | None:
         """A query or question: a text the predictor reads, so at most MAX_QUERY_TOKENS of its tokens."""
@@ -260,13 +268,19 @@ class Ingress:
         """
         try:
             if sniff(media) != "video":
-                raise HTTPException(415, "a stream must be a video (MP4, WebM, MKV, AVI)")
+                raise UnsupportedMedia("a stream must be a video (MP4, WebM, MKV, AVI)")
         except UnsupportedMedia as exc:
+            self.media_metrics.rejected_one(NOT_MEDIA)
             raise HTTPException(415, str(exc)) from None
         windows = iter_windows(media, spec, max_windows=self.settings.max_stream_windows)
-        times, embeddings, in_flight = [], [], []
+        times, embeddings, in_flight, decoding_s = [], [], [], 0.0
         try:
-            while (chunk := await asyncio.to_thread(next, windows, None)) is not None:
+            while True:
+                started = time.perf_counter()
+                chunk = await asyncio.to_thread(next, windows, None)
+                decoding_s += time.perf_counter() - started
+                if chunk is None:
+                    break
                 chunk_times, frames = chunk
                 times.append(chunk_times)
                 in_flight.append(asyncio.gather(*(self.visual.predict.remote((w, query)) for w in frames)))
@@ -275,10 +289,12 @@ class Ingress:
             for request in in_flight:
                 embeddings.extend(await request)
         except SampleError as exc:
+            self.media_metrics.rejected_one(exc.reason)
             raise HTTPException(422, f"{exc.reason}: {exc.message}") from None
         finally:
             for request in in_flight:  # a failed request (or a client gone) stops what it still has queued
                 request.cancel()
+        self.media_metrics.decoded_one("stream", decoding_s)
         return np.concatenate(times), np.stack(embeddings)
 
     # -- endpoints -------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 from ops.feature_cache import FeatureCache
+from pipelines.cache_metrics import commit_metrics
 from ops.shard_commit import commit_shard_from_batches, shard_counts
 
 # A block of the stream's output, or the rows [start, end) of one: (ObjectRef, span or None).
@@ -92,6 +93,7 @@ def _commit(cache_url: str, shard: str, digest: str, storage_dtype: str, spans: 
     started = time.perf_counter()
     batches = [_batch(block, span) for block, span in zip(blocks, spans)]
     counts = commit_shard_from_batches(FeatureCache(cache_url), shard, batches, digest, storage_dtype)
+    commit_metrics(cache_url).committed(counts)
     return counts, time.perf_counter() - started
 
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from pipelines.net import local_s3_server
+from pipelines.net import free_loopback_port, local_s3_server
 
 pytestmark = pytest.mark.integration
 
@@ -27,11 +27,19 @@ def s3_endpoint():
 
 
 @pytest.fixture(scope="session")
-def ray_instance(s3_endpoint, tmp_path_factory):
+def metrics_port():
+    """Where the test instance's metrics agent serves Prometheus (pipelines/exported_metrics.py reads it)."""
+    return free_loopback_port()
+
+
+@pytest.fixture(scope="session")
+def ray_instance(s3_endpoint, metrics_port, tmp_path_factory):
     import ray
 
     os.environ["VLJEPA_HOME"] = str(tmp_path_factory.mktemp("vljepa-home"))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # workers push metrics every second instead of every 10, so a test reads them within seconds
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _metrics_export_port=metrics_port,
+             _system_config={"metrics_report_interval_ms": 1000})
     yield ray
     ray.shutdown()
 

@@ -18,6 +18,7 @@ import s3fs
 
 from ops.feature_cache import FeatureCache
 from pipelines import cache_features
+from pipelines.exported_metrics import scrape, summed, wait_for
 from pipelines.shard_commits import commit_stream
 from tests.media_fixtures import GOOD_AND_BAD, write_shard
 
@@ -37,17 +38,28 @@ def _features(cache_dir) -> dict:
     return out
 
 
-def test_bad_samples_are_reported_and_good_ones_cached(ray_instance, sample_data, tmp_path, capsys):
+def test_bad_samples_are_reported_and_good_ones_cached(ray_instance, metrics_port, sample_data, tmp_path, capsys):
     shards = tmp_path / "shards"
     shutil.copytree(sample_data / "train", shards)
     write_shard(shards / "mixed-99999.tar", GOOD_AND_BAD)
-    result = _run(capsys, "--shards", str(shards), "--out", str(tmp_path / "cache"))
+    cache = tmp_path / "mixed-cache"  # a name no other cache of the session has: its metrics are this run's
+    result = _run(capsys, "--shards", str(shards), "--out", str(cache))
     expected_bad = sum(1 for _, status in GOOD_AND_BAD.values() if status != "ok")
     assert sum(result["bad"].values()) == expected_bad
     assert result["bad"]["corrupt_video"] == 2 and result["bad"]["missing_text"] == 1
-    report = pq.read_table(tmp_path / "cache" / "mixed-99999.report.parquet").to_pylist()
+    # the same counts, as Prometheus reads them off Ray's metrics agent while a job runs
+    shards_done = wait_for(metrics_port, "ray_vljepa_cache_shards_committed_total",
+                           lambda n: n >= result["shards_processed"], cache="mixed-cache")
+    assert shards_done == result["shards_processed"] == len(list(shards.glob("*.tar")))
+    exported_now = scrape(metrics_port)
+    assert summed(exported_now, "ray_vljepa_cache_samples_cached_total", cache="mixed-cache") == result["cached"]
+    assert {labels["reason"]: value for name, labels, value in exported_now
+            if name == "ray_vljepa_cache_samples_bad_total" and labels.get("cache") == "mixed-cache"} == result["bad"]
+    assert summed(exported_now, "ray_vljepa_cache_bytes_written_total", cache="mixed-cache") == result["bytes_written"]
+    assert summed(exported_now, "ray_vljepa_cache_samples_cached_total", cache="mixed-cache", kind="video/caption") > 0
+    report = pq.read_table(cache / "mixed-99999.report.parquet").to_pylist()
     assert {r["key"]: r["reason"] or "ok" for r in report} == {k: v for k, (_, v) in GOOD_AND_BAD.items()}
-    cached = pq.read_table(tmp_path / "cache" / "mixed-99999.parquet").to_pylist()
+    cached = pq.read_table(cache / "mixed-99999.parquet").to_pylist()
     assert sorted(r["key"] for r in cached) == sorted(k for k, (_, v) in GOOD_AND_BAD.items() if v == "ok")
     row = next(r for r in cached if r["key"] == "goodvideo")
     n, d = row["s_v_shape"]

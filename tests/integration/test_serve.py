@@ -20,6 +20,7 @@ from ops.media_input import decode_media, frames_to_input
 from pipelines.net import free_loopback_port
 from tests.integration.mlflow_registry import registered_uri
 from tests.media_fixtures import clip_bytes, huge_png_header, image_bytes, wide_video_bytes
+from pipelines.exported_metrics import exported, scrape, wait_for
 
 TOKEN = "s3cret-token"
 STREAM_LIMIT = 64  # windows a /v1/stream video may give on the "open" application
@@ -219,6 +220,49 @@ def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(served, documented,
         assert response.json()["detail"].startswith("the media is empty (0 bytes)")
     assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
     assert _post(url, image_bytes(), labels=labels).status_code == 200
+
+
+def test_the_applications_metrics_reach_prometheus(served, metrics_port):
+    """Media decoded and refused, label cache hits and misses, and the index shards' items, as Ray's
+    metrics agent exports them (pipelines/serve_metrics.py), counted from this test's own requests."""
+    base, _ = served
+    app = {"application": "open"}
+
+    def counted(name: str, **labels: str) -> float:
+        return exported(metrics_port, f"ray_vljepa_{name}", **app, **labels)
+
+    def reaches(name: str, expected: float, **labels: str) -> float:
+        return wait_for(metrics_port, f"ray_vljepa_{name}", lambda value: value >= expected, **app, **labels)
+
+    before = {"video": counted("media_decoded_total", kind="video"), "image": counted("media_decoded_total", kind="image"),
+              "not_media": counted("media_rejected_total", reason="not_media"),
+              "image_too_large": counted("media_rejected_total", reason="image_too_large"),
+              "hit": counted("label_cache_lookups_total", outcome="hit"),
+              "miss": counted("label_cache_lookups_total", outcome="miss"),
+              "timed": counted("media_decode_seconds_count", kind="video")}
+    labels = [f"metrics label {i} {time.monotonic_ns()}" for i in range(3)]  # never asked before: misses first
+    for media in (clip_bytes(), clip_bytes(), image_bytes()):
+        assert _post(f"{base}/v1/classify", media, labels=labels).status_code == 200
+    assert _post(f"{base}/v1/classify", b"just some text, not media", labels=labels).status_code == 415
+    assert _post(f"{base}/v1/classify", huge_png_header(), labels=labels).status_code == 422
+
+    assert reaches("media_decoded_total", before["video"] + 2, kind="video") == before["video"] + 2
+    assert reaches("media_decoded_total", before["image"] + 1, kind="image") == before["image"] + 1
+    assert reaches("media_decode_seconds_count", before["timed"] + 2, kind="video") == before["timed"] + 2
+    assert reaches("media_rejected_total", before["not_media"] + 1, reason="not_media") == before["not_media"] + 1
+    assert reaches("media_rejected_total", before["image_too_large"] + 1,
+                   reason="image_too_large") == before["image_too_large"] + 1
+    # the first request's labels miss the cache, the next two requests hit it
+    assert reaches("label_cache_lookups_total", before["miss"] + 3, outcome="miss") == before["miss"] + 3
+    assert reaches("label_cache_lookups_total", before["hit"] + 6, outcome="hit") == before["hit"] + 6
+
+    # the secure application's 3 shards hold its caches' items between them
+    listed = requests.get(f"{base}/secure/v1/index/items?limit=1", headers={"Authorization": f"Bearer {TOKEN}"},
+                          timeout=30).json()["total"]
+    held = wait_for(metrics_port, "ray_vljepa_index_items", lambda value: value == listed, application="secure")
+    assert held == listed > 0
+    assert {labels["shard"] for name, labels, _ in scrape(metrics_port)
+            if name == "ray_vljepa_index_items" and labels.get("application") == "secure"} == {"0", "1", "2"}
 
 
 def test_token_protects_everything_but_health(served, documented):

@@ -17,19 +17,21 @@ import requests
 
 from pipelines.net import free_loopback_port
 from tests.media_fixtures import clip_bytes
+from pipelines.exported_metrics import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_vljepa_serve_starts_every_replica_on_this_machine(captioning_model_dir, caches, tmp_path):
-    port = free_loopback_port()
+    port, metrics_port = free_loopback_port(), free_loopback_port()
     # a local instance of its own (not the test session's): as on a user's machine
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="vlj-", dir="/tmp")  # short: Ray's socket paths
     log = tmp_path / "serve.log"
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "-m", "pipelines.serve", "--model", str(captioning_model_dir),
-                                    "--port", str(port), "--index-cache", str(caches / "eval")],
+                                    "--port", str(port), "--index-cache", str(caches / "eval"),
+                                    "--metrics-port", str(metrics_port)],
                                    stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -47,6 +49,10 @@ def test_vljepa_serve_starts_every_replica_on_this_machine(captioning_model_dir,
         said = f"INFO index cache {caches / 'eval'}: {total} captioned videos, {total} predicted and added"
         assert total > 0 and any(line.rstrip().endswith(f"{said} (the rest held already, or deleted)")
                                  for line in log.read_text().splitlines()), log.read_text()[-3000:]
+        # --metrics-port: the instance's agent exports the application's metrics there
+        assert f"metrics: http://127.0.0.1:{metrics_port}/metrics" in log.read_text()
+        assert wait_for(metrics_port, "ray_vljepa_index_items", lambda held: held == total) == total
+        assert wait_for(metrics_port, "ray_vljepa_media_decoded_total", lambda n: n >= 1, kind="video") == 1
         if (os.cpu_count() or 1) < 3:  # fewer CPUs than model replicas: each got a share
             assert "CPU each (--num-cpus sets it)" in log.read_text()
     finally:

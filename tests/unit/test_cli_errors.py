@@ -113,6 +113,26 @@ def test_serve_refuses_a_port_a_server_already_listens_on(captioning_model_dir, 
             serve.main(["--model", str(captioning_model_dir), "--port", str(taken)])
 
 
+def test_a_taken_metrics_port_or_one_for_a_cluster_is_refused_before_ray_starts(captioning_model_dir, monkeypatch,
+                                                                                ray_must_not_start, capsys):
+    import socket
+
+    from pipelines import serve
+    from pipelines.net import free_loopback_port
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with socket.socket() as agent:
+        agent.bind(("127.0.0.1", 0))
+        agent.listen()
+        taken = agent.getsockname()[1]
+        with pytest.raises(ValueError, match=f"127.0.0.1:{taken}: something already listens there"):
+            serve.main(["--model", str(captioning_model_dir), "--port", str(free_loopback_port()),
+                        "--metrics-port", str(taken)])
+    with pytest.raises(SystemExit):  # a cluster's nodes export on the port `ray start` gave them
+        serve.main(["--model", str(captioning_model_dir), "--address", "ray://head:10001", "--metrics-port", "9100"])
+    assert "--metrics-port is for a local instance" in capsys.readouterr().err
+
+
 def test_storage_its_user_sets_up_is_a_user_error_with_what_to_set(capsys, monkeypatch):
     # before: botocore's traceback for `cache-features --shards s3://...` without credentials
     from botocore.exceptions import NoCredentialsError

@@ -176,9 +176,12 @@ def test_a_replica_replaying_its_store_starts_partitioned(tmp_path, caplog):
     first = RetrievalIndex.func_or_class(WIDTH, str(tmp_path), "model-a")
     first.add_many([(f"clip{i}", vector, {"kind": "video"}) for i, vector in enumerate(vectors)])
     with caplog.at_level(logging.INFO, logger="ray.serve"):
+        # one at a time: a replica compacts the store it opens in the background, and two writing one
+        # store at once is what a deployment never does (one replica per shard)
         again = RetrievalIndex.func_or_class(WIDTH, str(tmp_path), "model-a", lists=4, probe=4)
+        assert again.wait_for_upkeep(timeout=60)
         probed = RetrievalIndex.func_or_class(WIDTH, str(tmp_path), "model-a", lists=4, probe=2)
-        assert again.wait_for_upkeep(timeout=60) and probed.wait_for_upkeep(timeout=60)  # built while it answers
+        assert probed.wait_for_upkeep(timeout=60)  # built while it answers
     assert again.index.centroids is None  # probing every list is the exact search: nothing to build
     assert probed.index.centroids is not None and len(probed.index) == 400
     assert "400 items filed under 4 lists" in caplog.text

@@ -123,6 +123,20 @@ def test_rayservice_serves_the_serve_config():
         assert values.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") == "1", container["name"]
 
 
+def test_the_podmonitor_scrapes_the_port_every_serving_pod_exports_metrics_on():
+    monitor = next(doc for _, doc in documents() if doc["kind"] == "PodMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["spec"]["selector"]["matchLabels"] == {"ray.io/is-ray-node": "yes"}  # KubeRay's label
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    service = next(doc for _, doc in documents() if doc["kind"] == "RayService")["spec"]["rayClusterConfig"]
+    groups = [service["headGroupSpec"], *service["workerGroupSpecs"]]
+    for group in groups:
+        (container,) = group["template"]["spec"]["containers"]
+        ports = {port["name"]: port["containerPort"] for port in container.get("ports", [])}
+        assert endpoint["port"] in ports, container["name"]
+        assert group["rayStartParams"]["metrics-export-port"] == str(ports[endpoint["port"]]), container["name"]
+
+
 def test_mlflow_server_uses_a_database_and_s3_artifacts():
     (deployment,) = [d for n, d in documents() if n == "mlflow.yaml" and d["kind"] == "Deployment"]
     command = " ".join(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
