@@ -48,6 +48,7 @@ from ops.index_partition_file import SavedPartition, load_partition, remove_part
 from ops.index_snapshot import (VECTORS_NAME, WrongWidth, load_snapshot, remove_snapshots, snapshot_dir,
                                 staging_dir, sync_dir, write_snapshot)
 from ops.kmeans import CHUNK_ROWS, nearest
+from ops.store_lock import StoreLock
 from ops.vector_index import VectorIndex
 
 LOG_NAME = "index.jsonl"
@@ -98,11 +99,18 @@ def decode_embedding(text: str) -> np.ndarray:
 
 
 class IndexLog:
-    def __init__(self, directory: str | Path, model: str | None = None):
+    def __init__(self, directory: str | Path, model: str | None = None, lock_wait_s: float = 0.0,
+                 waiting: Callable[[str], None] | None = None, exclusive: bool = True):
         """model: the prediction_fingerprint of the model serving; a store written by another model
-        is refused (ValueError), a new store records it. None: not checked (tests of the log alone)."""
+        is refused (ValueError), a new store records it. None: not checked (tests of the log alone).
+        exclusive: claim the directory for this process (ops/store_lock.py), waiting up to
+        lock_wait_s for another process to give it up (StoreInUse after that; waiting(holder) told
+        meanwhile); close() gives it up. False only for a directory nobody else can know of yet
+        (a reshard's staging)."""
         self.path = Path(directory) / LOG_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = StoreLock(self.path.parent, lock_wait_s, waiting) if exclusive else None
+        self.closed = False
         self.skipped = 0  # torn or unreadable lines met when opening
         self.removed: set[str] = set()  # the tombstones replay() read (see the module's docstring)
         self.saved: SavedPartition | None = None  # the kept partition replay() found
@@ -116,7 +124,22 @@ class IndexLog:
         self.ends_cleanly = True  # replay(): whether the log's last line ends in a newline
         self.by_list: np.ndarray | None = None  # replay(): the kept centroids, while it fills the index list by list
         if model is not None:
-            self.claim(model)
+            try:
+                self.claim(model)
+            except BaseException:
+                self.close()
+                raise
+
+    def close(self) -> None:
+        """Gives the store up: nothing is written through this log after (a replica stopping)."""
+        self.closed = True
+        if self.lock is not None:
+            self.lock.release()
+
+    def _writable(self) -> None:
+        if self.closed:
+            raise RuntimeError(f"index store {self.path.parent} was given up (its replica is stopping): "
+                               "nothing more is written through it")
 
     def claim(self, model: str) -> None:
         record = self.path.parent / MODEL_NAME
@@ -245,6 +268,7 @@ class IndexLog:
         compact_later, compacts, so the snapshot's blocks are the new lists (nothing to do while the
         build is the one kept; compaction_due says when one is left to do). compact: compact anyway."""
         if index.generation != self.generation:
+            self._writable()
             # first: lines appended from now on name the index's lists, whose build is this one even
             # if saving its centroids fails (a full disk); a restart then scores them, never files
             # them under the kept file's other lists
@@ -311,6 +335,7 @@ class IndexLog:
         before it leaves the old snapshot and log in force (the new directory an orphan, removed by
         the next compaction), one after it the new ones. The old snapshot stays on disk until
         remove_old_snapshots."""
+        self._writable()
         tail = b""
         if self.path.exists():
             with self.path.open("rb") as log:
@@ -369,6 +394,7 @@ class IndexLog:
                            "embedding": encode_embedding(embedding)}) + "\n"
 
     def _append(self, line: str) -> None:
+        self._writable()
         # flushed and synced before the change is acknowledged: an answered add survives a crash
         with self.path.open("a", encoding="utf-8") as log:
             log.write(line)

@@ -6,12 +6,13 @@ shard's log replayed (live items and the tombstones of deleted cache items), eac
 tombstone written to the shard its id hashes to under N, in the order the old listing gave them,
 beside the model record. The new layout is written complete in a staging directory inside the
 store first; only then do the old parts move aside, the new ones into place, and the old ones go.
-The index must not be served while this runs: a replica appending to the old logs would lose
-those writes.
+The index must not be served while this runs (a replica appending to the old logs would lose
+those writes): it holds the store's locks (ops/store_lock.py) and is refused while a server does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -20,6 +21,7 @@ from ops.index_log import LOG_NAME, MODEL_NAME, SNAPSHOT_OP, IndexLog, decode_em
 from ops.index_partition_file import PARTITION_NAME
 from ops.index_snapshot import SNAPSHOT_PREFIX, snapshot_width
 from ops.index_shards import shard_dir_name, shard_of, shard_store, store_layout
+from ops.store_lock import StoreLock
 from ops.vector_index import VectorIndex
 
 STAGING = ".reshard-new"
@@ -60,7 +62,8 @@ def recorded_model(directories: list[Path]) -> str | None:
 def reshard_store(store: str | Path, shards: int) -> dict:
     """Rewrite `store` for `shards` shards (nothing to do when it has that many already). -> {"from":
     old count, "to": shards, "items": per new shard, "tombstones": how many, "skipped": unreadable
-    lines of the old logs (a write cut short), dropped}. ValueError for a store holding no index."""
+    lines of the old logs (a write cut short), dropped}. ValueError for a store holding no index;
+    StoreInUse while a server holds it (its root, or any shard's directory: ops/store_lock.py)."""
     store = Path(store)
     if (store / RETIRED).exists():
         raise ValueError(f"index store {store}: a reshard was cut short while swapping layouts: {RETIRED}/ holds "
@@ -69,21 +72,29 @@ def reshard_store(store: str | Path, shards: int) -> dict:
     old = store_layout(store)
     if old is None:
         raise ValueError(f"index store {store} holds no index (no {LOG_NAME}, no shard directories)")
-    sources = [shard_store(store, shard, old) for shard in range(old)]
+    with contextlib.ExitStack() as claims:
+        claims.enter_context(StoreLock(store))  # the layout: no server starts on it meanwhile
+        sources = [shard_store(store, shard, old) for shard in range(old)]
+        logs = [IndexLog(source) for source in sources]  # each shard's: refused while a replica holds one
+        for log in logs:
+            claims.callback(log.close)
+        return _reshard(store, old, shards, sources, logs)
+
+
+def _reshard(store: Path, old: int, shards: int, sources: list[Path], logs: list[IndexLog]) -> dict:
     widths = {w for w in map(log_width, sources) if w is not None}
     if len(widths) > 1:
         raise ValueError(f"index store {store}: its shards hold embeddings of widths {sorted(widths)}")
     width = widths.pop() if widths else 1  # no item, only deletions: any width replays them
     model = recorded_model(sources)
     if old == shards:
-        return {"from": old, "to": shards, "items": [len(IndexLog(s).replay(width)) for s in sources],
+        return {"from": old, "to": shards, "items": [len(log.replay(width)) for log in logs],
                 "tombstones": None, "skipped": 0}
 
     split = [VectorIndex(width) for _ in range(shards)]
     tombstones: list[set[str]] = [set() for _ in range(shards)]
     skipped = 0
-    for source in sources:
-        log = IndexLog(source)
+    for log in logs:
         for item_id, embedding, meta in log.replay(width).items():  # shard by shard, as the listing goes
             split[shard_of(item_id, shards)].add(item_id, embedding, meta)
         for item_id in log.removed:
@@ -94,7 +105,7 @@ def reshard_store(store: str | Path, shards: int) -> dict:
     shutil.rmtree(staging, ignore_errors=True)  # a run cut short before the swap left it
     for shard in range(shards):
         target = staging if shards == 1 else staging / shard_dir_name(shard, shards)
-        log = IndexLog(target, model)
+        log = IndexLog(target, model, exclusive=False)  # no one else knows of staging/; the store's lock covers it
         log.removed = tombstones[shard]
         log.compact(split[shard])
 

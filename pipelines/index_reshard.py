@@ -3,7 +3,8 @@
 
 An id's shard depends on the shard count, so a store written with one count is refused with
 another; this rewrites it for N (ops/index_reshard.py), items, deletions and model record kept.
-Stop the server first: a running index would go on appending to the old logs.
+Stop the server first (a running index would go on appending to the old logs): a store a server
+holds is refused, naming the process that holds it (ops/store_lock.py).
 """
 
 from __future__ import annotations

@@ -63,6 +63,7 @@ class ShardUpkeep:
         self.taken_at: float | None = None  # time.perf_counter() when the last build's lists were taken
         self.compactions = 0  # compactions committed by this shard
         self.compacted_at: float | None = None  # time.perf_counter() when the last one was committed
+        self.closed = False  # close(): no job starts, and a running one puts nothing in force
 
     def note(self, item_ids: Iterable[str]) -> None:
         """Ids just added or replaced (lock held): a running build's rows of them are stale."""
@@ -78,7 +79,7 @@ class ShardUpkeep:
         """Starts a job when one is due and none runs (lock held); least_change_bytes: the floor on
         a compaction's lines (IndexLog.compaction_due; 0 at a start, COMPACT_WHILE_SERVING_BYTES by
         default). -> whether it started one."""
-        if self.thread is not None:
+        if self.thread is not None or self.closed:
             return False
         if least_change_bytes is None:
             least_change_bytes = COMPACT_WHILE_SERVING_BYTES
@@ -102,6 +103,21 @@ class ShardUpkeep:
                 return False
         return True
 
+    def close(self, wait_s: float) -> bool:
+        """The shard is stopping: starts no more jobs and waits up to wait_s for a running one; one
+        still running after that is given up before it puts anything in force (its lists or its
+        snapshot), so the store is left as it is for whoever opens it next. -> whether none runs."""
+        with self.lock:
+            self.closed = True
+        if self.thread is threading.current_thread():
+            return False
+        return self.wait(wait_s)
+
+    def _given_up_if_closed(self) -> None:
+        """With the lock held, before a job puts its result in force."""
+        if self.closed:
+            raise JobGivenUp("the shard is stopping")
+
     def _may(self, kind: str) -> bool:
         failed = self.failed_at.get(kind)
         return failed is None or time.monotonic() - failed >= RETRY_AFTER_S
@@ -112,6 +128,11 @@ class ShardUpkeep:
             (self._build if kind == BUILD else self._compact)(*args)
             self.failed_at.pop(kind, None)
             done = True
+        except JobGivenUp:
+            if kind == COMPACTION:
+                self.log.abandon(args[0])
+            notice(logging.INFO, "retrieval index: a %s given up: the shard is stopping", kind)
+            return
         except Exception as error:  # noqa: BLE001 - reported; the shard serves on with what it has
             if kind == COMPACTION:
                 self.log.abandon(args[0])
@@ -122,7 +143,7 @@ class ShardUpkeep:
                    what.format(f"{type(error).__name__}: {error}"), RETRY_AFTER_S)
         finally:
             try:
-                if self.finished is not None:
+                if self.finished is not None and not self.closed:
                     self.finished(kind, done, time.perf_counter() - started)
             except Exception:  # noqa: BLE001 - a metric not recorded must not leave the job "running"
                 logging.getLogger(__name__).exception("retrieval index: recording a %s's metrics failed", kind)
@@ -145,6 +166,7 @@ class ShardUpkeep:
             pending.file(held, rows, np.fromiter((labels[item_id] for item_id in held), np.int64, len(held)))
         del labels
         with self.lock:  # only the items changed since they were read are put right here
+            self._given_up_if_closed()
             for item_id in self.changed | self.deleted:
                 pending.drop(item_id)
             held, rows = self.index.rows_of([item_id for item_id in self.changed if item_id in self.index])
@@ -169,6 +191,7 @@ class ShardUpkeep:
         buffer = touched_buffer(min(CHUNK_ROWS, count), self.index.width)  # each chunk written before the next
         self.log.write(pending, functools.partial(self._rows_of, out=buffer))
         with self.lock:
+            self._given_up_if_closed()
             self.log.commit(pending)
             self.compactions += 1
             self.compacted_at = time.perf_counter()
@@ -180,6 +203,10 @@ class ShardUpkeep:
     def _rows_of(self, item_ids: list[str], out: np.ndarray | None = None):
         with self.lock:  # a chunk's rows copied under the lock, written outside it
             return self.index.rows_of(item_ids, out)
+
+
+class JobGivenUp(Exception):
+    """A job stopped before putting its result in force: its shard is stopping (ShardUpkeep.close)."""
 
 
 def touched_buffer(rows: int, width: int) -> np.ndarray:

@@ -51,6 +51,13 @@ def changes_items(method):
     return one_at_a_time(changed)
 
 
+# How long a starting replica waits for its store (a stopping replica of the same shard finishing
+# its requests and its background job, CLOSE_WAIT_S), and how long a stopping one waits for that
+# job before giving it up.
+STORE_LOCK_WAIT_S = 600.0
+CLOSE_WAIT_S = 60.0
+
+
 # One replica per shard: a shard is state, and every add to it must be seen by its searches. An
 # index of N shards is N of these deployments (pipelines.serve.index_deployment_name), each
 # holding the ids that hash to it (ops/index_shards.py).
@@ -71,7 +78,11 @@ class RetrievalIndex(Answers):
         self.queued_searches = CoalescedCalls(self.search_together, max_batch=search_batch, fill_to=GEMM_FROM)
         if store:
             store = str(shard_store(store, shard, shards))
-        self.log = IndexLog(store, model) if store else None
+        # the store is this replica's alone: a stopping replica of the same shard (a redeploy) gives
+        # it up first, its kept changes then read here (ops/store_lock.py)
+        self.log = IndexLog(store, model, lock_wait_s=STORE_LOCK_WAIT_S, waiting=functools.partial(
+            notice, logging.WARNING, "index store %s: waiting for %s to give it up (a stopping replica of this shard?)",
+            store)) if store else None
         self.announce = functools.partial(notice, logging.INFO, "%s")
         if self.log:  # a kept partition is taken as it was: its items go back to their lists unscored
             self.index = self.log.open(width, lists, probe, self.announce, build_later=True, compact_later=True)
@@ -94,6 +105,21 @@ class RetrievalIndex(Answers):
         with self.lock:  # a store of enough items and no kept partition (or other --index-lists), or
             self.upkeep.start_if_due(least_change_bytes=0)  # of lines since its snapshot past their share
             self.metrics.held(self.index, self.log)
+
+    def close(self) -> None:
+        """Stops the shard's background jobs (waiting up to CLOSE_WAIT_S for one running) and gives
+        its store up, for the next replica of this shard. Serve calls it (as __del__) when the
+        replica stops; a request after it that would write is refused."""
+        upkeep = getattr(self, "upkeep", None)  # None: __init__ failed before it
+        if upkeep is not None:
+            upkeep.close(CLOSE_WAIT_S)
+        log = getattr(self, "log", None)
+        if log is not None:
+            with self.lock:
+                log.close()
+
+    def __del__(self):
+        self.close()
 
     def _finished(self, kind: str, done: bool, seconds: float) -> None:
         self.metrics.job(kind, done, seconds)

@@ -158,10 +158,18 @@ def test_embeddings_and_retrieval_index(served, documented, index_store):
     assert documented(requests.delete(f"{base}/v1/index/items/photo", timeout=30), "delete", path).status_code == 404
     listed = requests.get(f"{base}/v1/index/items", timeout=30).json()["items"]
     assert len(listed) == 2
-    # what a restarted index replica would reload from its store: the same items, ranked the same
+    # the store is the serving replica's alone: another process is refused (a starting replica would
+    # wait for it to stop, ops/store_lock.py)
+    from ops.index_log import IndexLog
+    from ops.store_lock import StoreInUse
     from pipelines.serve_index import RetrievalIndex
 
-    reloaded = RetrievalIndex.func_or_class(model.config.embed_dim, str(index_store))
+    with pytest.raises(StoreInUse, match="in use by .* pid"):
+        IndexLog(index_store)
+    # what a restarted index replica would reload from it (a copy, the replica idle): the same items, ranked the same
+    copy = index_store.parent / f"{index_store.name}-copy"
+    shutil.copytree(index_store, copy)
+    reloaded = RetrievalIndex.func_or_class(model.config.embed_dim, str(copy))
     assert reloaded.page()[0] == listed
     served_now = _post(f"{base}/v1/retrieve", query="a red ball moves left", k=2).json()["results"]
     query = model.embed_texts(["a red ball moves left"])[0].numpy()
@@ -321,6 +329,31 @@ def test_replicas_of_a_registry_model_share_one_download(served):
 
     downloads = sorted(p.name for p in (Path(os.environ["VLJEPA_HOME"]) / "mlflow-models").iterdir())
     assert len(downloads) == 1 and "." not in downloads[0], downloads
+
+
+def test_a_redeployed_index_replica_takes_the_store_over_from_the_stopping_one(served, captioning_model_dir,
+                                                                                index_store):
+    """Serve starts the new replica of a changed deployment while the old one stops: the new one
+    waits for the old one's store lock, which the old one gives up at its graceful shutdown
+    (RetrievalIndex.close, called by Serve as __del__), then serves everything the old one kept."""
+    from ray import serve
+
+    from pipelines.serve import build_app
+    from pipelines.serve_args import ServeAppArgs
+
+    base, _ = served
+    assert _post(f"{base}/v1/index/items", clip_bytes(seed=5), id="before-redeploy").status_code == 200
+    listed = requests.get(f"{base}/v1/index/items", params={"limit": 1000}, timeout=30).json()["items"]
+    held_by = (index_store / "lock").read_text()
+    # another index_probe: the index deployment's arguments change, so Serve replaces its replica
+    serve.run(build_app(ServeAppArgs(model=str(captioning_model_dir), num_cpus=0, max_request_mb=1,
+                                     max_stream_windows=STREAM_LIMIT, index_store=str(index_store), index_probe=8)),
+              name="open", route_prefix="/")
+    assert (index_store / "lock").read_text() != held_by  # another process holds the store now
+    assert requests.get(f"{base}/v1/index/items", params={"limit": 1000}, timeout=30).json()["items"] == listed
+    assert _post(f"{base}/v1/index/items", clip_bytes(seed=6), id="after-redeploy").status_code == 200
+    assert requests.delete(f"{base}/v1/index/items/before-redeploy", timeout=30).status_code == 200
+    assert requests.delete(f"{base}/v1/index/items/after-redeploy", timeout=30).status_code == 200
 
 
 def test_index_built_from_a_feature_cache_ranks_like_the_model(served, caches):

@@ -216,8 +216,8 @@ def test_a_resharded_store_serves_the_same_index_with_another_count(tmp_path, ca
         with pytest.raises(ValueError, match="another model"):
             RetrievalIndex.func_or_class(WIDTH, str(store), "fp-2", 0, shards)
     names = sorted(p.name for p in store.iterdir())  # an unsplit store again, its one snapshot
-    assert [n for n in names if not n.startswith("snapshot-")] == ["index.jsonl", "model.json"]
-    assert len(names) == 3
+    assert [n for n in names if not n.startswith("snapshot-")] == ["index.jsonl", "lock", "model.json"]
+    assert len(names) == 4
 
     assert main(["--store", str(store), "--shards", "1"]) == 0
     assert "nothing to do" in capsys.readouterr().out
