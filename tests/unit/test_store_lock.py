@@ -18,6 +18,8 @@ import pipelines.index_upkeep
 from ops.index_log import IndexLog
 from ops.index_reshard import reshard_store
 from ops.store_lock import StoreInUse, StoreLock
+from pipelines import index_reshard
+from pipelines.report import run_as_process
 from pipelines.serve_index import RetrievalIndex
 from tests.index_store import snapshots
 
@@ -96,7 +98,7 @@ def test_claims_within_one_process_share_the_lock_until_the_last_is_given_up(tmp
     assert done.returncode == 0 and done.stdout.strip() == "held"
 
 
-def test_a_reshard_is_refused_while_a_server_holds_a_shard_of_the_store(tmp_path):
+def test_a_reshard_is_refused_while_a_server_holds_a_shard_of_the_store(tmp_path, capsys):
     shard = RetrievalIndex.func_or_class(WIDTH, str(tmp_path), "model-a")
     shard.add_many([(f"clip{i}", vector, {}) for i, vector in enumerate(_units(20, seed=1))])
     shard.close()
@@ -104,6 +106,10 @@ def test_a_reshard_is_refused_while_a_server_holds_a_shard_of_the_store(tmp_path
     try:
         with pytest.raises(StoreInUse, match=f"pid {holder.pid}"):
             reshard_store(tmp_path, 2)
+        # `vljepa index-reshard`: a user error, exit status 2, saying who holds the store
+        assert run_as_process(lambda: index_reshard.main(["--store", str(tmp_path), "--shards", "2"]),
+                              "index-reshard") == 2
+        assert f"vljepa index-reshard: error: index store {tmp_path} is in use by" in capsys.readouterr().err
     finally:
         _stop(holder)
     assert reshard_store(tmp_path, 2)["items"] and len(list(tmp_path.glob("shard-*-of-002"))) == 2
