@@ -35,6 +35,22 @@ def summed(samples: list[Sample], name: str, **labels: str) -> float:
                if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items()))
 
 
+def settled(port: int, prefix: str, quiet_s: float = 3.0, timeout_s: float = EXPORT_WAIT_S) -> list[Sample]:
+    """The agent's samples once those named `prefix`... have not changed for quiet_s (or timeout_s
+    passed): values recorded before now have all been pushed, so a count read next is a baseline
+    later changes can be told from."""
+    deadline = time.monotonic() + timeout_s
+    last, since = None, time.monotonic()
+    while True:
+        samples = scrape(port)
+        mine = sorted((name, sorted(labels.items()), value) for name, labels, value in samples if name.startswith(prefix))
+        if mine != last:
+            last, since = mine, time.monotonic()
+        elif time.monotonic() - since >= quiet_s or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.5)
+
+
 def exported(port: int, name: str, **labels: str) -> float:
     """summed() over what the agent on 127.0.0.1:port exports now."""
     return summed(scrape(port), name, **labels)

@@ -21,6 +21,10 @@ shard built in-process) recording is a no-op.
 
 from __future__ import annotations
 
+import threading
+import time
+import weakref
+
 from ray.serve import metrics
 
 from ops.index_log import IndexLog
@@ -49,11 +53,20 @@ class IndexShardMetrics:
             "vljepa_index_upkeep_seconds", "how long a background job took, done or failed", boundaries=UPKEEP_SECONDS,
             tag_keys=("shard", "job")), tags)
 
+        self.values = (0.0, 0.0, 0.0)  # the gauges' last values: items, lists, log bytes
+        _refreshed.add(self)
+
     def held(self, index: VectorIndex, log: IndexLog | None) -> None:
         """After a change: what the shard holds now."""
-        self.items.set(len(index))
-        self.lists.set(index.lists if index.centroids is not None else 0)
-        self.log_bytes.set(log.change_bytes if log is not None else 0)
+        self.values = (len(index), index.lists if index.centroids is not None else 0,
+                       log.change_bytes if log is not None else 0)
+        self.refresh()
+
+    def refresh(self) -> None:
+        items, lists, log_bytes = self.values
+        self.items.set(items)
+        self.lists.set(lists)
+        self.log_bytes.set(log_bytes)
 
     def job(self, kind: str, done: bool, seconds: float) -> None:
         self.jobs.inc(tags={"job": kind, "outcome": "done" if done else "failed"})
@@ -87,6 +100,37 @@ class MediaMetrics:
 
     def rejected_one(self, reason: str) -> None:
         self.rejected.inc(tags={"reason": reason})
+
+
+class _GaugeRefresher:
+    """Sets every live shard's gauges again every REFRESH_S seconds, from one thread per process.
+    A Ray gauge set once drops out of its agent's export within half a minute of its last set
+    (measured, Ray 2.60): a shard nobody writes to for a while would vanish from the dashboards,
+    its items read as none."""
+
+    def __init__(self):
+        self.metrics: weakref.WeakSet[IndexShardMetrics] = weakref.WeakSet()
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def add(self, shard_metrics: IndexShardMetrics) -> None:
+        with self.lock:
+            self.metrics.add(shard_metrics)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, daemon=True, name="vljepa-gauge-refresh")
+                self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(REFRESH_S)
+            with self.lock:
+                live = list(self.metrics)
+            for shard_metrics in live:
+                shard_metrics.refresh()
+
+
+REFRESH_S = 1.0  # under the shortest report interval Ray allows (1 s), so no export misses a gauge
+_refreshed = _GaugeRefresher()
 
 
 def _tagged(metric, tags: dict[str, str]):

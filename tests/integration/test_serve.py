@@ -20,7 +20,7 @@ from ops.media_input import decode_media, frames_to_input
 from pipelines.net import free_loopback_port
 from tests.integration.mlflow_registry import registered_uri
 from tests.media_fixtures import clip_bytes, huge_png_header, image_bytes, wide_video_bytes
-from pipelines.exported_metrics import exported, scrape, wait_for
+from pipelines.exported_metrics import scrape, settled, summed, wait_for
 
 TOKEN = "s3cret-token"
 STREAM_LIMIT = 64  # windows a /v1/stream video may give on the "open" application
@@ -236,11 +236,14 @@ def test_the_applications_metrics_reach_prometheus(served, metrics_port):
     base, _ = served
     app = {"application": "open"}
 
-    def counted(name: str, **labels: str) -> float:
-        return exported(metrics_port, f"ray_vljepa_{name}", **app, **labels)
-
     def reaches(name: str, expected: float, **labels: str) -> float:
         return wait_for(metrics_port, f"ray_vljepa_{name}", lambda value: value >= expected, **app, **labels)
+
+    # the earlier tests' requests, all pushed to the agent first: the baseline this test's requests add to
+    baseline = settled(metrics_port, "ray_vljepa_", quiet_s=3.0)
+
+    def counted(name: str, **labels: str) -> float:
+        return summed(baseline, f"ray_vljepa_{name}", **app, **labels)
 
     before = {"video": counted("media_decoded_total", kind="video"), "image": counted("media_decoded_total", kind="image"),
               "not_media": counted("media_rejected_total", reason="not_media"),
