@@ -52,9 +52,8 @@ class IndexShardMetrics:
         self.job_seconds = _tagged(metrics.Histogram(
             "vljepa_index_upkeep_seconds", "how long a background job took, done or failed", boundaries=UPKEEP_SECONDS,
             tag_keys=("shard", "job")), tags)
-
         self.values = (0.0, 0.0, 0.0)  # the gauges' last values: items, lists, log bytes
-        _refreshed.add(self)
+        _refreshed.add(self)  # set again every REFRESH_S, or Ray drops them from the export
 
     def held(self, index: VectorIndex, log: IndexLog | None) -> None:
         """After a change: what the shard holds now."""
