@@ -128,14 +128,12 @@ class ShardUpkeep:
             (self._build if kind == BUILD else self._compact)(*args)
             self.failed_at.pop(kind, None)
             done = True
-        except JobGivenUp:
-            if kind == COMPACTION:
-                self.log.abandon(args[0])
-            notice(logging.INFO, "retrieval index: a %s given up: the shard is stopping", kind)
-            return
         except Exception as error:  # noqa: BLE001 - reported; the shard serves on with what it has
             if kind == COMPACTION:
                 self.log.abandon(args[0])
+            if isinstance(error, JobGivenUp):
+                notice(logging.INFO, "retrieval index: a %s given up: the shard is stopping", kind)
+                return
             self.failed_at[kind] = time.monotonic()
             what = ("building its partition failed ({}); searches stay as they were" if kind == BUILD else
                     "compacting its store failed ({}); the log still holds every change, a restart replays more of it")
