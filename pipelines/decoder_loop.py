@@ -30,8 +30,9 @@ from ops.collate import pad_visual, row_features
 from ops.evaluation import load_rows
 from pipelines.decoder_config import DecoderTrainConfig
 from pipelines.model_source import resolve_model_dir
-from pipelines.train_worker import (batches_from, report_state, restore_optimizer, restore_state, setup_worker,
-                                    start_tracking, stop_tracking)
+from pipelines.preemption import PreemptionWatch
+from pipelines.train_worker import (announce_preemption, batches_from, record_start, report_state, restore_optimizer,
+                                    restore_state, setup_worker, start_tracking, stop_tracking)
 
 
 def starting_lm(config: DecoderTrainConfig, model_config: VLJepaConfig) -> YDecoderConfig | None:
@@ -114,12 +115,14 @@ def decoder_loop_per_worker(config_dict: dict) -> None:
     caption_prompt = read_manifest(model_dir)["metadata"].get("caption_prompt", "")
     decoder, optimizer, scheduler, (step, data_pass, consumed) = decoder_setup(config, model.config, device,
                                                                               restore_state())
+    record_start(config.out, rank, step)
     ddp_decoder = ray.train.torch.prepare_model(decoder, move_to_device=False) if world > 1 else decoder
     embeddings_of = EmbeddingSource(model, config.mode, caption_prompt, config.text_mix)
 
     start_tracking(rank, config.tracking_uri, config.mlflow_run_id)
     shard = ray.train.get_dataset_shard("train")
     window_start, window_samples, metrics = time.perf_counter(), 0, {}
+    preemption = PreemptionWatch(config.preemption_check_s, start_step=step)
     decoder.train()
 
     def make_batches(data_pass: int):
@@ -154,11 +157,14 @@ def decoder_loop_per_worker(config_dict: dict) -> None:
             print(f"train-decoder: CIDEr {scores} on {quality['num_samples']} held-out captions; "
                   f"e.g. {quality['examples']}")
             decoder.train()
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        notice = preemption.notice(step)  # before the periodic checkpoint: one report serves both
+        if notice is not None or step % config.checkpoint_every == 0 or step == config.steps:
             report_state({"decoder": {k: v.detach().cpu() for k, v in decoder.state_dict().items()},
                           "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                           "step": step, "pass": data_pass, "epoch": epoch, "consumed": consumed,
                           "rng": torch.get_rng_state()}, metrics, rank)
+        if notice is not None:
+            announce_preemption(notice, step, rank)
         if step >= config.steps:
             break
     stop_tracking(rank)

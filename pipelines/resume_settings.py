@@ -17,7 +17,8 @@ from pathlib import Path
 # how long the run goes on, on what resources, and how it reports: not what it learns
 RESUMABLE = frozenset({
     "steps", "workers", "cpus_per_worker", "threads_per_worker", "placement_strategy", "checkpoint_every",
-    "keep_checkpoints", "log_every", "max_failures", "eval_cache", "eval_every", "eval_max_samples", "num_beams",
+    "keep_checkpoints", "log_every", "max_failures", "max_preemptions", "preemption_check_s", "eval_cache",
+    "eval_every", "eval_max_samples", "num_beams",
     "registered_model",
 })
 # filled in at each start (resolved paths, the driver's MLflow servers, the run's own MLflow id)
@@ -67,7 +68,7 @@ def check_resumable(run_dir: Path, now: dict) -> dict[str, str]:
     if refused:
         raise SystemExit(f"{run_dir} was started with other settings: {'; '.join(refused)}. --resume continues a "
                          "run as it was started: it may change how long and how it runs (--steps, --workers, CPUs, "
-                         "placement, checkpoint / log / eval cadence, --eval-cache, --max-failures, "
+                         "placement, checkpoint / log / eval cadence, --eval-cache, --max-failures, preemptions, "
                          "--registered-model), not what it trains; choose another --out for these settings")
     if allowed:
         print(f"--resume: continuing {run_dir} with {'; '.join(allowed)}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.cli_types import non_negative_int, positive_float, positive_int
+from pipelines.cli_types import int_at_least, non_negative_float, non_negative_int, positive_float, positive_int
 
 PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_SPREAD")
 
@@ -34,6 +34,12 @@ def add_cluster_args(parser: argparse.ArgumentParser, checkpoint_every: int) -> 
     parser.add_argument("--log-every", type=positive_int, default=10, help="steps between logged metrics")
     parser.add_argument("--max-failures", type=int, default=2,
                         help="worker failures a run recovers from, each from its last checkpoint")
+    parser.add_argument("--max-preemptions", type=int_at_least(-1), default=-1,
+                        help="node preemptions (spot reclaims) a run recovers from, each from the checkpoint it "
+                             "takes on the notice; -1: no limit. Not counted in --max-failures")
+    parser.add_argument("--preemption-check-s", type=non_negative_float, default=2.0,
+                        help="how often the workers ask Ray Train for a preemption notice, in seconds of training "
+                             "(0: never; a notice then costs the steps since the last checkpoint)")
     parser.add_argument("--storage", default=None,
                         help="checkpoint storage: s3://bucket/prefix or a shared path (multi-node); default RUN/ray")
     parser.add_argument("--placement-strategy", choices=PLACEMENT_STRATEGIES, default="PACK",
@@ -46,5 +52,6 @@ def run_fields(args: argparse.Namespace) -> dict:
     """The config fields (TrainConfig, DecoderTrainConfig) the options above set."""
     return {"epochs_per_pass": args.epochs_per_pass, "workers": args.workers, "cpus_per_worker": args.cpus_per_worker,
             "threads_per_worker": args.threads_per_worker, "checkpoint_every": args.checkpoint_every,
-            "log_every": args.log_every, "max_failures": args.max_failures, "storage": args.storage,
+            "log_every": args.log_every, "max_failures": args.max_failures,
+            "max_preemptions": args.max_preemptions, "preemption_check_s": args.preemption_check_s, "storage": args.storage,
             "placement_strategy": args.placement_strategy}

@@ -94,6 +94,8 @@ class TrainConfig:
     replay_cache: str | None = None  # sft: pretraining rows to replay
     replay_weight: float = 0.0  # sft: target share of replayed rows
     max_failures: int = 2
+    max_preemptions: int = -1  # node preemptions recovered from; -1: no limit (pipelines/preemption.py)
+    preemption_check_s: float = 2.0  # seconds of training between questions for a notice; 0: never
     storage: str | None = None  # checkpoints: s3://... or a shared path; None: RUN/ray
     placement_strategy: str = "PACK"  # SPREAD puts the workers on different nodes
     tracking_uri: str | None = None  # None: sqlite under the run directory

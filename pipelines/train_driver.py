@@ -2,7 +2,7 @@
 TorchTrainer with its storage, failure and checkpoint policy.
 
 A run config (TrainConfig, DecoderTrainConfig) carries: out, storage, placement_strategy,
-tracking_uri, experiment, mlflow_run_id, workers, cpus_per_worker, max_failures,
+tracking_uri, experiment, mlflow_run_id, workers, cpus_per_worker, max_failures, max_preemptions,
 keep_checkpoints, to_dict() and caches().
 
 Checkpoints go to `storage` when set (`s3://bucket/prefix` or a shared filesystem path: what a
@@ -148,7 +148,9 @@ def fit(loop, config, build_datasets, address: str | None):
                                                placement_strategy=config.placement_strategy),
         run_config=ray.train.RunConfig(
             storage_path=storage_path, storage_filesystem=storage_filesystem, name="train",
-            failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
+            # preemptions have their own budget: --max-failures is for real failures (pipelines/preemption.py)
+            failure_config=ray.train.FailureConfig(max_failures=config.max_failures,
+                                                   max_preemption_failures=config.max_preemptions),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.keep_checkpoints),
         ),
         datasets=datasets,

@@ -35,9 +35,10 @@ from ops.collate import Collate
 from ops.evaluation import evaluate_chunks
 from ops.held_out_rows import HeldOutRows
 from pipelines.model_source import resolve_model_dir
+from pipelines.preemption import PreemptionWatch
 from pipelines.train_config import TrainConfig
-from pipelines.train_worker import (batches_from, report_state, restore_optimizer, restore_state, setup_worker,
-                                    start_tracking, stop_tracking)
+from pipelines.train_worker import (announce_preemption, batches_from, record_start, report_state, restore_optimizer,
+                                    restore_state, setup_worker, start_tracking, stop_tracking)
 
 
 def initial_model(config: TrainConfig) -> VLJepa:
@@ -120,6 +121,7 @@ def train_loop_per_worker(config_dict: dict) -> None:
     config = TrainConfig.from_dict(config_dict)
     rank, world, device = setup_worker(config.out, config.seed, config.threads_per_worker)
     model, optimizer, scheduler, (step, data_pass, consumed) = training_setup(config, device, restore_state())
+    record_start(config.out, rank, step)
     ddp_model = ray.train.torch.prepare_model(model, move_to_device=False) if world > 1 else model
     loss_fn = InfoNCELoss()
     autocast = device_autocast(device)
@@ -137,6 +139,7 @@ def train_loop_per_worker(config_dict: dict) -> None:
 
     window_start, window_samples = time.perf_counter(), 0
     metrics: dict[str, float] = {}
+    preemption = PreemptionWatch(config.preemption_check_s, start_step=step)
     model.train()
     batches = batches_from(make_batches, data_pass, consumed,
                            "the training data yields no full batch: lower --batch-size or add data")
@@ -167,10 +170,13 @@ def train_loop_per_worker(config_dict: dict) -> None:
             mlflow.log_metrics(evaluation, step=step)
             metrics.update(evaluation)
             model.train()
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        notice = preemption.notice(step)  # before the periodic checkpoint: one report serves both
+        if notice is not None or step % config.checkpoint_every == 0 or step == config.steps:
             report_state({"model": trainable_state(model), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "step": step, "pass": data_pass, "epoch": epoch,
                           "consumed": consumed, "rng": torch.get_rng_state()}, metrics, rank)
+        if notice is not None:
+            announce_preemption(notice, step, rank)
         if step >= config.steps:
             break
     if held_out is not None:

@@ -21,6 +21,7 @@ import ray.train.torch
 import torch
 
 from pipelines.checkpoint_files import load_state, write_state
+from pipelines.preemption import describe as describe_preemption
 
 
 def setup_worker(out: str, seed: int, threads_per_worker: int) -> tuple[int, int, torch.device]:
@@ -30,13 +31,29 @@ def setup_worker(out: str, seed: int, threads_per_worker: int) -> tuple[int, int
     pid_dir = Path(out) / "pids"
     pid_dir.mkdir(parents=True, exist_ok=True)
     (pid_dir / f"rank{rank}.pid").write_text(str(os.getpid()))  # lets operators (and tests) find workers
-    with open(pid_dir / "starts.log", "a") as log:  # one line per worker start: restarts and placement
-        log.write(f"{time.time():.3f} rank={rank} pid={os.getpid()} node={ray.get_runtime_context().get_node_id()}\n")
     torch.manual_seed(seed)
     device = ray.train.torch.get_device()
     if device.type == "cpu":
         torch.set_num_threads(threads_per_worker or max(1, (os.cpu_count() or 1) // world))
     return rank, world, device
+
+
+def record_start(out: str, rank: int, step: int) -> None:
+    """One line per worker start in OUT/pids/starts.log: restarts, placement, and the step each
+    (re)start trains on from (0, or its checkpoint's)."""
+    with open(Path(out) / "pids" / "starts.log", "a") as log:
+        log.write(f"{time.time():.3f} rank={rank} pid={os.getpid()} node={ray.get_runtime_context().get_node_id()} "
+                  f"step={step}\n")
+
+
+def announce_preemption(notice, step: int, rank: int) -> None:
+    """Rank 0 says which nodes go and at which step it checkpointed: in the job's log and as the
+    MLflow run's tag `preemption.last` (its history: one line per notice in the log)."""
+    if rank != 0:
+        return
+    line = describe_preemption(notice, step)
+    print(line, flush=True)
+    mlflow.set_tag("preemption.last", line)
 
 
 def start_tracking(rank: int, tracking_uri: str, run_id: str) -> None:

@@ -1,21 +1,32 @@
 """Run by test_multinode.py in its own process (a process drives one Ray cluster): a head and a
-second node as separate raylets (ray.cluster_utils.Cluster), feature caching across them, then a
-2-worker training spread over both nodes; mid-training the second node is killed, and a
-replacement node joins later. Prints one JSON object on its last line."""
+second node as separate raylets (ray.cluster_utils.Cluster), feature caching across them, then two
+2-worker trainings spread over two nodes:
+- node lost: mid-training the second node is killed, and a replacement node joins later;
+- node preempted: mid-training the second node is drained with reason PREEMPTION and a deadline,
+  as the training pods' preStop hook does when Kubernetes stops a reclaimed spot node's pod; a
+  replacement joins, and the node goes at its deadline.
+Writes one JSON object to OUT/result.json."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import ray
 from ray.cluster_utils import Cluster
 
+DRAIN_DEADLINE_S = 6
+
 
 def main(shards: str, out: str) -> int:
+    # Ray Train looks for drains every 5 s by default; a test's notice window is shorter than a cloud's
+    os.environ["RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S"] = "0.5"
     # 2 CPUs per node: a training worker takes 1, Ray Data's read tasks the other
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
     try:
@@ -25,44 +36,111 @@ def main(shards: str, out: str) -> int:
         cluster.shutdown()
 
 
+def start_training(cache: Path, run: Path, outcome: dict, *extra: str) -> threading.Thread:
+    from pipelines import train
+
+    def training():
+        try:
+            outcome["rc"] = train.main([
+                "--stage", "sft", "--cache", str(cache), "--out", str(run), "--preset", "tiny",
+                "--workers", "2", "--placement-strategy", "STRICT_SPREAD", "--cpus-per-worker", "1",
+                "--batch-size", "4", "--warmup-steps", "1", "--registered-model", "", *extra])
+        except BaseException:  # noqa: BLE001 - reported in the result, where the test shows it
+            outcome["error"] = traceback.format_exc()[-3000:]
+
+    thread = threading.Thread(target=training)
+    thread.start()
+    return thread
+
+
+def wait_for(condition, thread: threading.Thread, what: str, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise SystemExit(f"training never reached {what}")
+        time.sleep(0.5)
+
+
+def starts_of(run: Path) -> list[str]:
+    log = run / "pids" / "starts.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def registered_checkpoint(run: Path) -> bool:
+    snapshot = run / "ray" / "train" / "checkpoint_manager_snapshot.json"
+    try:
+        return json.loads(snapshot.read_text()).get("latest_checkpoint_result") is not None
+    except (OSError, ValueError):  # not yet written, or being written
+        return False
+
+
+def node_lost(cluster: Cluster, second, cache: Path, run: Path) -> tuple[dict, object]:
+    outcome: dict = {}
+    thread = start_training(cache, run, outcome, "--steps", "30", "--checkpoint-every", "3", "--max-failures", "3")
+    # A checkpoint written but not yet registered (Ray Train registers at its next poll of the
+    # workers) is not restored from: wait for one Ray Train names, else the restart is from scratch
+    wait_for(lambda: registered_checkpoint(run), thread, "a registered checkpoint")
+    cluster.remove_node(second)  # SIGKILL-like: the raylet and its workers go away
+    killed_at = time.time()
+    time.sleep(5)
+    replacement = cluster.add_node(num_cpus=2)  # a replacement node joins, as an autoscaler would provide
+    thread.join(timeout=600)
+    return {"rc": outcome.get("rc"), "error": outcome.get("error"), "starts": starts_of(run), "killed_node": second.node_id,
+            "killed_at": killed_at}, replacement
+
+
+def steps_logged(run: Path) -> int:
+    """Steps rank 0 has logged to the run's MLflow store (--log-every 1): training is under way."""
+    import mlflow
+
+    run_id_file = run / "mlflow_run_id.txt"
+    if not run_id_file.exists():
+        return 0
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")
+    return len(client.get_metric_history(run_id_file.read_text().strip(), "loss"))
+
+
+def drain_as_the_pods_prestop_hook_does(cluster: Cluster, node_id: str) -> None:
+    """What infra/k8s's training worker pods run before Kubernetes stops them (their preStop hook):
+    `ray drain-node` with reason PREEMPTION and a deadline. In a pod the node defaults to the pod's
+    own; here several nodes share the machine, so it is named."""
+    subprocess.run([str(Path(sys.executable).parent / "ray"), "drain-node", "--address", cluster.address,
+                    "--node-id", node_id, "--reason", "DRAIN_NODE_REASON_PREEMPTION",
+                    "--reason-message", "spot instance reclaimed (test)",
+                    "--deadline-remaining-seconds", str(DRAIN_DEADLINE_S)], check=True, capture_output=True)
+
+
+def node_preempted(cluster: Cluster, worker_node, cache: Path, run: Path) -> dict:
+    """No periodic checkpoint before the end (--checkpoint-every 1000) and no failure allowed: the run
+    must resume from the checkpoint it takes on the notice, and the preemption must not count."""
+    outcome: dict = {}
+    thread = start_training(cache, run, outcome, "--steps", "150", "--checkpoint-every", "1000", "--max-failures", "0",
+                            "--preemption-check-s", "0.5", "--log-every", "1")
+    wait_for(lambda: steps_logged(run) >= 5, thread, "its fifth step")
+    steps_at_notice = steps_logged(run)
+    drain_as_the_pods_prestop_hook_does(cluster, worker_node.node_id)
+    noticed_at = time.time()
+    cluster.add_node(num_cpus=2)  # the autoscaler's replacement
+    time.sleep(DRAIN_DEADLINE_S + 1)
+    cluster.remove_node(worker_node)  # the cloud takes the node at its deadline
+    thread.join(timeout=600)
+    return {"rc": outcome.get("rc"), "error": outcome.get("error"), "starts": starts_of(run),
+            "preempted_node": worker_node.node_id, "noticed_at": noticed_at, "steps_at_notice": steps_at_notice}
+
+
 def run(cluster: Cluster, shards: str, out_dir: Path) -> int:
-    from pipelines import cache_features, train
+    from pipelines import cache_features
 
     second = cluster.add_node(num_cpus=2)
     ray.init(address=cluster.address, log_to_driver=False)
     cluster.wait_for_nodes()
-    assert cache_features.main(["--shards", shards, "--out", str(out_dir / "cache"), "--preset", "tiny"]) == 0
-
-    run = out_dir / "run"
-    outcome: dict = {}
-
-    def training():
-        outcome["rc"] = train.main([
-            "--stage", "sft", "--cache", str(out_dir / "cache"), "--out", str(run), "--preset", "tiny",
-            "--workers", "2", "--placement-strategy", "STRICT_SPREAD", "--cpus-per-worker", "1",
-            "--steps", "30", "--batch-size", "4", "--warmup-steps", "1", "--checkpoint-every", "3",
-            "--max-failures", "3", "--registered-model", ""])
-
-    thread = threading.Thread(target=training)
-    thread.start()
-    checkpoints = run / "ray" / "train"
-    deadline = time.monotonic() + 300
-    while len(list(checkpoints.glob("checkpoint_*"))) < 2:  # mid-training: some checkpoints are written
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise SystemExit("training never reached its second checkpoint")
-        time.sleep(0.5)
-    killed_node = second.node_id
-    cluster.remove_node(second)  # SIGKILL-like: the raylet and its workers go away
-    killed_at = time.time()
-    time.sleep(5)
-    cluster.add_node(num_cpus=2)  # a replacement node joins, as an autoscaler would provide
-    thread.join(timeout=600)
-    starts = (run / "pids" / "starts.log").read_text().splitlines()
-    result = json.dumps({"rc": outcome.get("rc"), "starts": starts, "killed_node": killed_node, "killed_at": killed_at,
-                         "cached_shards": len(list((out_dir / "cache").glob("*.parquet")))})
+    cache = out_dir / "cache"
+    assert cache_features.main(["--shards", shards, "--out", str(cache), "--preset", "tiny"]) == 0
+    lost, replacement = node_lost(cluster, second, cache, out_dir / "run")
+    preempted = node_preempted(cluster, replacement, cache, out_dir / "preempted")
+    result = json.dumps({"cached_shards": len(list(cache.glob("*.parquet"))), "lost": lost, "preempted": preempted})
     # a file, not stdout: Ray's raylet warnings reach stdout asynchronously, after any last line
     (out_dir / "result.json").write_text(result)
-    print(result)
     return 0
 
 

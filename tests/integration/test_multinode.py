@@ -1,5 +1,7 @@
-"""Multi-node on one machine: feature caching and a 2-worker training across a head and a second
-node; the second node is killed mid-training and the run recovers from its checkpoint."""
+"""Multi-node on one machine: feature caching and 2-worker trainings across a head and a second
+node. In one, the second node is killed mid-training and the run recovers from its checkpoint; in
+the other, the node is drained as a reclaimed spot node's pod drains it (infra/k8s's preStop hook),
+and the run resumes from the checkpoint it took on that notice (tests/integration/multinode_script.py drives both on one cluster)."""
 
 from __future__ import annotations
 
@@ -9,34 +11,77 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
+import pytest
 import torch
 
 
-def test_training_survives_losing_a_node(sample_data, tmp_path):
+@pytest.fixture(scope="module")
+def cluster_runs(sample_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("multinode")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["VLJEPA_HOME"] = str(tmp_path / "home")
+    env["VLJEPA_HOME"] = str(out / "home")
     done = subprocess.run([sys.executable, "-m", "tests.integration.multinode_script", str(sample_data / "train"),
-                           str(tmp_path)], capture_output=True, text=True, env=env, timeout=900,
+                           str(out)], capture_output=True, text=True, env=env, timeout=1200,
                           cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-4000:]
-    result = json.loads((tmp_path / "result.json").read_text())
-    assert result["rc"] == 0 and result["cached_shards"] > 0
+    return json.loads((out / "result.json").read_text()), out
 
-    starts = [dict(field.split("=") for field in line.split()[1:]) | {"time": float(line.split()[0])}
-              for line in result["starts"]]
-    first = starts[:2]
-    assert len({s["node"] for s in first}) == 2  # STRICT_SPREAD: the two workers on two nodes
-    assert result["killed_node"] in {s["node"] for s in first}  # a worker really ran on the killed node
-    restarted = [s for s in starts if s["time"] > result["killed_at"]]
-    assert len(restarted) >= 2 and result["killed_node"] not in {s["node"] for s in restarted}
 
-    # A checkpoint whose upload the killed node was doing stays behind half-written: Ray Train never
-    # registered it (restores and the final export use registered ones only). Any unreadable
-    # checkpoint must be that one: last written before the node died.
+def parsed_starts(lines: list[str]) -> list[dict]:
+    """starts.log: "<time> rank=R pid=P node=N step=S" per worker start."""
+    return [dict(field.split("=") for field in line.split()[1:]) | {"time": float(line.split()[0])} for line in lines]
+
+
+def checkpoint_steps(run: Path, written_by: float | None = None) -> list[int]:
     steps = []
-    for path in sorted((tmp_path / "run" / "ray" / "train").glob("checkpoint_*/state.pt")):
+    for path in sorted((run / "ray" / "train").glob("checkpoint_*/state.pt")):
         try:
             steps.append(torch.load(path, weights_only=False)["step"])
         except RuntimeError:
-            assert path.stat().st_mtime <= result["killed_at"] + 1, f"{path} is corrupt but was written after the kill"
-    assert max(steps) == 30  # the requested step count, reached after the failure
+            # A checkpoint whose upload the killed node was doing stays behind half-written: Ray Train
+            # never registered it (restores and the final export use registered ones only). Any
+            # unreadable checkpoint must be that one: last written before the node died.
+            assert written_by is not None and path.stat().st_mtime <= written_by + 1, f"{path} is corrupt"
+    return steps
+
+
+def test_training_survives_losing_a_node(cluster_runs):
+    result, out = cluster_runs
+    lost = result["lost"]
+    assert lost["rc"] == 0 and result["cached_shards"] > 0, lost["error"]
+
+    starts = parsed_starts(lost["starts"])
+    first = starts[:2]
+    assert len({s["node"] for s in first}) == 2  # STRICT_SPREAD: the two workers on two nodes
+    assert lost["killed_node"] in {s["node"] for s in first}  # a worker really ran on the killed node
+    restarted = [s for s in starts if s["time"] > lost["killed_at"]]
+    assert len(restarted) >= 2 and lost["killed_node"] not in {s["node"] for s in restarted}
+    assert all(int(s["step"]) > 0 for s in restarted)  # from a checkpoint, not from scratch
+    assert max(checkpoint_steps(out / "run", written_by=lost["killed_at"])) == 30  # the requested steps
+
+
+def test_a_preempted_node_costs_no_steps_and_no_failure(cluster_runs):
+    """The second node is drained as a reclaimed spot node's pod drains it. --max-failures 0 and no
+    periodic checkpoint before the end: the run finishes only if the preemption is not counted as a
+    failure, and it resumes past step 0 only from the checkpoint taken on the notice."""
+    result, out = cluster_runs
+    preempted = result["preempted"]
+    assert preempted["rc"] == 0, preempted["error"]
+
+    starts = parsed_starts(preempted["starts"])
+    first, restarted = starts[:2], starts[2:]
+    assert {int(s["step"]) for s in first} == {0}
+    assert preempted["preempted_node"] in {s["node"] for s in first}  # a worker ran on the preempted node
+    assert len(restarted) >= 2 and preempted["preempted_node"] not in {s["node"] for s in restarted}
+    assert all(s["time"] > preempted["noticed_at"] for s in restarted)
+    resumed = {int(s["step"]) for s in restarted}
+    assert len(resumed) == 1  # both ranks from the same checkpoint
+    (notice_step,) = resumed
+    assert preempted["steps_at_notice"] <= notice_step < 150  # taken after the notice, before the end
+    assert sorted(checkpoint_steps(out / "preempted")) == [notice_step, 150]  # the notice's, then the end's
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'preempted' / 'mlflow.db'}")
+    run_id = (out / "preempted" / "mlflow_run_id.txt").read_text().strip()
+    tag = client.get_run(run_id).data.tags["preemption.last"]
+    assert preempted["preempted_node"][:12] in tag and tag.endswith(f"checkpoint at step {notice_step}")

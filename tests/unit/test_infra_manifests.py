@@ -78,6 +78,27 @@ def test_ray_clusters_have_a_cpu_head_and_gpu_workers_with_token_auth(name, spec
         assert container["image"] == head_container["image"]
 
 
+@pytest.mark.parametrize("name, spec", [(n, s) for n, s in ray_cluster_specs() if n in ("raycluster.yaml",
+                                                                                          "rayjob-train.yaml")])
+def test_training_workers_announce_their_end_as_a_preemption_within_their_grace_period(name, spec):
+    """A reclaimed spot node's pods are stopped; their preStop hook drains the node with reason
+    PREEMPTION (the command tests/integration/test_multinode.py runs), which the training workers
+    checkpoint on, and waits out the drain. Kubernetes kills the pod at its grace period, so the
+    wait must end before it; Ray Train must see the drain early in it."""
+    (group,) = spec["workerGroupSpecs"]
+    pod = group["template"]["spec"]
+    worker = pod["containers"][0]
+    shell, flag, script = worker["lifecycle"]["preStop"]["exec"]["command"]
+    assert (shell, flag) == ("/bin/sh", "-c")
+    drain, wait = [shlex.split(part) for part in script.split(";")]
+    assert drain[:2] == ["ray", "drain-node"] and drain[drain.index("--reason") + 1] == "DRAIN_NODE_REASON_PREEMPTION"
+    deadline_s = int(drain[drain.index("--deadline-remaining-seconds") + 1])
+    assert wait == ["sleep", str(deadline_s)]
+    assert deadline_s + 5 <= pod["terminationGracePeriodSeconds"], name  # 5 s for `ray drain-node` to connect
+    env = {e["name"]: e.get("value") for e in worker["env"]}
+    assert float(env["RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S"]) <= deadline_s / 10
+
+
 def test_secrets_only_come_from_secrets():
     for name, doc in documents():
         for container in containers(doc):

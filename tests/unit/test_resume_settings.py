@@ -43,7 +43,7 @@ def test_a_resume_that_changes_what_the_run_trains_is_refused_and_writes_nothing
 
 def test_a_resume_may_run_longer_on_other_resources(started, tmp_path, capsys):
     first_run_id = started.mlflow_run_id
-    again = _again(started, steps=8, workers=2, checkpoint_every=10)
+    again = _again(started, steps=8, workers=2, checkpoint_every=10, max_preemptions=3)
     open_tracking(again, run_name="again", resume=True)
     printed = capsys.readouterr().out
     assert "--steps 4 (now 8)" in printed and "--workers 1 (now 2)" in printed
@@ -52,7 +52,7 @@ def test_a_resume_may_run_longer_on_other_resources(started, tmp_path, capsys):
     run = mlflow.MlflowClient(tracking_uri=again.tracking_uri).get_run(first_run_id).data
     assert run.params["steps"] == "4" and run.params["workers"] == "1"
     assert {k: v for k, v in run.tags.items() if k.startswith("resumed.")} == {
-        "resumed.steps": "8", "resumed.workers": "2", "resumed.checkpoint_every": "10"}
+        "resumed.steps": "8", "resumed.workers": "2", "resumed.checkpoint_every": "10", "resumed.max_preemptions": "3"}
     assert json.loads((tmp_path / "run" / "train_config.json").read_text())["steps"] == 8
 
 
