@@ -192,13 +192,18 @@ def test_an_unreadable_partition_file_is_reported_and_built_again(tmp_path, capl
 def test_a_resharded_store_leaves_no_kept_partition_behind(tmp_path):
     from ops.index_reshard import reshard_store
 
-    _filled_shard(tmp_path)
-    assert (tmp_path / PARTITION_NAME).exists()
+    shard, _ = _filled_shard(tmp_path)
+    assert shard.wait_for_upkeep(timeout=60) and (tmp_path / PARTITION_NAME).exists()
+    # stopped first, as the service is for a reshard: a background job of a live shard (this
+    # process shares its store lock with the reshard) could still write its partition afterwards
+    shard.close()
     reshard_store(tmp_path, 2)  # a shard's centroids were learnt from items it no longer holds
     assert not list(tmp_path.rglob(PARTITION_NAME))
     halves = [RetrievalIndex.func_or_class(WIDTH, str(tmp_path), "model-a", shard, 2, lists=2, probe=1)
               for shard in range(2)]
     assert all(half.wait_for_upkeep(timeout=60) for half in halves)
     assert all(half.index.centroids is not None and filed_under_nearest(half.index) for half in halves)
+    for half in halves:
+        half.close()
     reshard_store(tmp_path, 1)
     assert not list(tmp_path.rglob(PARTITION_NAME))
