@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-MAX_STEPS_BETWEEN_CHECKS = 1000  # a bound on a gap measured over a stalled interval's outlier
+MAX_STEPS_BETWEEN_CHECKS = 1000  # a step time measured near zero must not put the next question far off
 
 
 def ask_ray_train():
