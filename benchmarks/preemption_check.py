@@ -7,7 +7,7 @@ Three settings in the same run: never asking (the baseline), asking about every 
 --preemption-check-s), and asking at every step (what a fixed per-step check would cost). Reported:
 steps/s of each against the baseline, the questions asked, and the time per question.
 
-    python -m benchmarks.preemption_check [--workers 1 2] [--steps 300] [--step-ms 20]
+    python -m benchmarks.preemption_check [--workers 1 2] [--steps 1000] [--step-ms 20]
 """
 
 from __future__ import annotations
@@ -52,10 +52,12 @@ def calibrated_size(step_ms: float) -> tuple[int, int]:
     torch.set_num_threads(1)
     size = 256
     a = torch.randn(size, size)
-    start = time.perf_counter()
-    for _ in range(20):
+    for _ in range(20):  # warm-up: the first products pay for allocation and thread start
         a = torch.tanh(a @ a)
-    per_matmul_ms = (time.perf_counter() - start) / 20 * 1000
+    start = time.perf_counter()
+    for _ in range(50):
+        a = torch.tanh(a @ a)
+    per_matmul_ms = (time.perf_counter() - start) / 50 * 1000
     return size, max(1, round(step_ms / per_matmul_ms))
 
 
@@ -78,7 +80,7 @@ def run(workers: int, interval_s: float, steps: int, size: int, repeats: int) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--step-ms", type=float, default=20.0)
     args = parser.parse_args(argv)
 
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(json.dumps(row), flush=True)
     ray.shutdown()
-    print(json.dumps({"steps": args.steps, "step_ms": args.step_ms, "rows": rows}))
+    print(json.dumps({"steps": args.steps, "step_ms": args.step_ms, "matmuls_per_step": repeats, "rows": rows}))
     return 0
 
 
