@@ -1,10 +1,12 @@
 """Run by test_multinode.py in its own process (a process drives one Ray cluster): a head and a
-second node as separate raylets (ray.cluster_utils.Cluster), feature caching across them, then two
-2-worker trainings spread over two nodes:
-- node lost: mid-training the second node is killed, and a replacement node joins later;
-- node preempted: mid-training the second node is drained with reason PREEMPTION and a deadline,
-  as the training pods' preStop hook does when Kubernetes stops a reclaimed spot node's pod; a
-  replacement joins, and the node goes at its deadline.
+second node as separate raylets (ray.cluster_utils.Cluster), feature caching across them, then
+three 2-worker runs spread over two nodes:
+- node lost (`vljepa train`): mid-training the second node is killed, and a replacement node joins
+  later;
+- node preempted (`vljepa train`, then `vljepa train-decoder`): mid-training the second node is
+  drained with reason PREEMPTION and a deadline, as the training pods' preStop hook does when
+  Kubernetes stops a reclaimed spot node's pod; a replacement joins, and the node goes at its
+  deadline.
 Writes one JSON object to OUT/result.json."""
 
 from __future__ import annotations
@@ -36,13 +38,17 @@ def main(shards: str, out: str) -> int:
         cluster.shutdown()
 
 
-def start_training(cache: Path, run: Path, outcome: dict, *extra: str) -> threading.Thread:
-    from pipelines import train
+def start_training(cache: Path, run: Path, outcome: dict, *extra: str, model: Path | None = None) -> threading.Thread:
+    """`vljepa train` (SFT, tiny preset), or `vljepa train-decoder` on the exported `model`."""
+    from pipelines import train, train_decoder
+
+    what = ["--stage", "sft", "--preset", "tiny"] if model is None else ["--model", str(model)]
+    command = train if model is None else train_decoder
 
     def training():
         try:
-            outcome["rc"] = train.main([
-                "--stage", "sft", "--cache", str(cache), "--out", str(run), "--preset", "tiny",
+            outcome["rc"] = command.main([
+                *what, "--cache", str(cache), "--out", str(run),
                 "--workers", "2", "--placement-strategy", "STRICT_SPREAD", "--cpus-per-worker", "1",
                 "--batch-size", "4", "--warmup-steps", "1", "--registered-model", "", *extra])
         except BaseException:  # noqa: BLE001 - reported in the result, where the test shows it
@@ -110,26 +116,26 @@ def drain_as_the_pods_prestop_hook_does(cluster: Cluster, node_id: str) -> None:
                     "--deadline-remaining-seconds", str(DRAIN_DEADLINE_S)], check=True, capture_output=True)
 
 
-def node_preempted(cluster: Cluster, worker_node, cache: Path, run: Path) -> dict:
+def node_preempted(cluster: Cluster, worker_node, cache: Path, run: Path, model: Path | None = None) -> tuple[dict, object]:
     """No periodic checkpoint before the end (--checkpoint-every 1000) and no failure allowed: the run
     must resume from the checkpoint it takes on the notice, and the preemption must not count."""
     outcome: dict = {}
     thread = start_training(cache, run, outcome, "--steps", "150", "--checkpoint-every", "1000", "--max-failures", "0",
-                            "--preemption-check-s", "0.5", "--log-every", "1")
+                            "--preemption-check-s", "0.5", "--log-every", "1", model=model)
     wait_for(lambda: steps_logged(run) >= 5, thread, "its fifth step")
     steps_at_notice = steps_logged(run)
     drain_as_the_pods_prestop_hook_does(cluster, worker_node.node_id)
     noticed_at = time.time()
-    cluster.add_node(num_cpus=2)  # the autoscaler's replacement
+    replacement = cluster.add_node(num_cpus=2)  # the autoscaler's replacement
     time.sleep(DRAIN_DEADLINE_S + 1)
     cluster.remove_node(worker_node)  # the cloud takes the node at its deadline
     thread.join(timeout=600)
     return {"rc": outcome.get("rc"), "error": outcome.get("error"), "starts": starts_of(run),
-            "preempted_node": worker_node.node_id, "noticed_at": noticed_at, "steps_at_notice": steps_at_notice}
+            "preempted_node": worker_node.node_id, "noticed_at": noticed_at, "steps_at_notice": steps_at_notice}, replacement
 
 
 def run(cluster: Cluster, shards: str, out_dir: Path) -> int:
-    from pipelines import cache_features
+    from pipelines import cache_features, export
 
     second = cluster.add_node(num_cpus=2)
     ray.init(address=cluster.address, log_to_driver=False)
@@ -137,8 +143,12 @@ def run(cluster: Cluster, shards: str, out_dir: Path) -> int:
     cache = out_dir / "cache"
     assert cache_features.main(["--shards", shards, "--out", str(cache), "--preset", "tiny"]) == 0
     lost, replacement = node_lost(cluster, second, cache, out_dir / "run")
-    preempted = node_preempted(cluster, replacement, cache, out_dir / "preempted")
-    result = json.dumps({"cached_shards": len(list(cache.glob("*.parquet"))), "lost": lost, "preempted": preempted})
+    preempted, replacement = node_preempted(cluster, replacement, cache, out_dir / "preempted")
+    model = out_dir / "model"
+    assert export.main(["--preset", "tiny", "--out", str(model)]) == 0
+    decoder_preempted, _ = node_preempted(cluster, replacement, cache, out_dir / "decoder-preempted", model=model)
+    result = json.dumps({"cached_shards": len(list(cache.glob("*.parquet"))), "lost": lost, "preempted": preempted,
+                         "decoder_preempted": decoder_preempted})
     # a file, not stdout: Ray's raylet warnings reach stdout asynchronously, after any last line
     (out_dir / "result.json").write_text(result)
     return 0

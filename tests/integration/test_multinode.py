@@ -1,7 +1,8 @@
 """Multi-node on one machine: feature caching and 2-worker trainings across a head and a second
 node. In one, the second node is killed mid-training and the run recovers from its checkpoint; in
-the other, the node is drained as a reclaimed spot node's pod drains it (infra/k8s's preStop hook),
-and the run resumes from the checkpoint it took on that notice (tests/integration/multinode_script.py drives both on one cluster)."""
+the others (`vljepa train`, `vljepa train-decoder`), the node is drained as a reclaimed spot node's
+pod drains it (infra/k8s's preStop hook), and the run resumes from the checkpoint it took on that
+notice (tests/integration/multinode_script.py drives them all on one cluster)."""
 
 from __future__ import annotations
 
@@ -61,12 +62,13 @@ def test_training_survives_losing_a_node(cluster_runs):
     assert max(checkpoint_steps(out / "run", written_by=lost["killed_at"])) == 30  # the requested steps
 
 
-def test_a_preempted_node_costs_no_steps_and_no_failure(cluster_runs):
+@pytest.mark.parametrize("scenario", ["preempted", "decoder-preempted"])
+def test_a_preempted_node_costs_no_steps_and_no_failure(cluster_runs, scenario):
     """The second node is drained as a reclaimed spot node's pod drains it. --max-failures 0 and no
     periodic checkpoint before the end: the run finishes only if the preemption is not counted as a
     failure, and it resumes past step 0 only from the checkpoint taken on the notice."""
     result, out = cluster_runs
-    preempted = result["preempted"]
+    preempted = result[scenario.replace("-", "_")]
     assert preempted["rc"] == 0, preempted["error"]
 
     starts = parsed_starts(preempted["starts"])
@@ -79,9 +81,9 @@ def test_a_preempted_node_costs_no_steps_and_no_failure(cluster_runs):
     assert len(resumed) == 1  # both ranks from the same checkpoint
     (notice_step,) = resumed
     assert preempted["steps_at_notice"] <= notice_step < 150  # taken after the notice, before the end
-    assert sorted(checkpoint_steps(out / "preempted")) == [notice_step, 150]  # the notice's, then the end's
+    assert sorted(checkpoint_steps(out / scenario)) == [notice_step, 150]  # the notice's, then the end's
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'preempted' / 'mlflow.db'}")
-    run_id = (out / "preempted" / "mlflow_run_id.txt").read_text().strip()
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / scenario / 'mlflow.db'}")
+    run_id = (out / scenario / "mlflow_run_id.txt").read_text().strip()
     tag = client.get_run(run_id).data.tags["preemption.last"]
     assert preempted["preempted_node"][:12] in tag and tag.endswith(f"checkpoint at step {notice_step}")
