@@ -31,7 +31,7 @@ from ops.evaluation import load_rows
 from pipelines.decoder_config import DecoderTrainConfig
 from pipelines.model_source import resolve_model_dir
 from pipelines.preemption import PreemptionWatch
-from pipelines.train_worker import (announce_preemption, batches_from, record_start, report_state, restore_optimizer,
+from pipelines.train_worker import (batches_from, checkpoint_when_due, record_start, restore_optimizer,
                                     restore_state, setup_worker, start_tracking, stop_tracking)
 
 
@@ -157,14 +157,12 @@ def decoder_loop_per_worker(config_dict: dict) -> None:
             print(f"train-decoder: CIDEr {scores} on {quality['num_samples']} held-out captions; "
                   f"e.g. {quality['examples']}")
             decoder.train()
-        notice = preemption.notice(step)  # before the periodic checkpoint: one report serves both
-        if notice is not None or step % config.checkpoint_every == 0 or step == config.steps:
-            report_state({"decoder": {k: v.detach().cpu() for k, v in decoder.state_dict().items()},
-                          "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                          "step": step, "pass": data_pass, "epoch": epoch, "consumed": consumed,
-                          "rng": torch.get_rng_state()}, metrics, rank)
-        if notice is not None:
-            announce_preemption(notice, step, rank)
+        checkpoint_when_due(step, step % config.checkpoint_every == 0 or step == config.steps, preemption,
+                            lambda: {"decoder": {k: v.detach().cpu() for k, v in decoder.state_dict().items()},
+                                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                     "step": step, "pass": data_pass, "epoch": epoch, "consumed": consumed,
+                                     "rng": torch.get_rng_state()},
+                            metrics, rank)
         if step >= config.steps:
             break
     stop_tracking(rank)

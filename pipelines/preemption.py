@@ -6,11 +6,21 @@ infra/k8s's training worker pods sends it (`ray drain-node`) when a reclaimed no
 stopped, Ray's autoscaler v2 for the nodes it terminates. Ray Train watches the drains of its workers'
 nodes (every RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S, 5 s by default) and lets every worker read the
 notice through `ray.train.get_preemption_info()`, a collective that every rank must call equally
-often. On a notice the loop reports a checkpoint at once and goes on training. At the deadline
-Ray Train restarts the worker group on the nodes that remain, from the latest checkpoint: that
-one. The restart is counted against `--max-preemptions`, not `--max-failures`, which stays for
-real failures. Without the notice, a restart goes back to the last periodic checkpoint, up to
-`--checkpoint-every` steps of the whole cluster's work.
+often. On a notice the loop reports a checkpoint at once and goes on training: Ray Train keeps the
+worker group running until the deadline (workers that returned would end the run as finished,
+workers that raised would count as failed). At the deadline it restarts the worker group on the
+nodes that remain, from the latest registered checkpoint. The restart is counted against
+`--max-preemptions`, not `--max-failures`, which stays for real failures. Without the notice, a
+restart goes back to the last periodic checkpoint, up to `--checkpoint-every` steps of the whole
+cluster's work.
+
+The last checkpoint before the deadline: the steps trained between the notice's checkpoint and the
+deadline would be lost (20 s with infra/k8s's preStop hook, up to minutes where a cloud warns
+earlier). When the notice gives a deadline, the loop checkpoints once more as late as it can: at
+the first step after the notice, rank 0 counts how many steps fit before the deadline less the time
+the notice's checkpoint took and `REGISTRATION_S` (Ray Train registers a checkpoint at its next poll
+of the workers, RAY_TRAIN_HEALTH_CHECK_INTERVAL_S, 2 s by default, and restores only registered
+ones), and broadcasts it. Fewer than one: the notice's checkpoint stays the last.
 
 When to ask: each question is a round trip to Ray Train's synchronization actor (2 ms with one
 worker, 6 ms with two, on 2 CPU cores), a tax at every step of a fast loop, yet asking every N
@@ -21,12 +31,17 @@ how many steps to wait for the next, so that every rank asks at the same steps.
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 MAX_STEPS_BETWEEN_CHECKS = 1000  # a step time measured near zero must not put the next question far off
+# A checkpoint finished this long before the deadline is registered before Ray Train tears the
+# workers down: its poll interval, and a second for a busy controller
+REGISTRATION_S = float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2")) + 1.0
 
 
 def ask_ray_train():
@@ -44,18 +59,27 @@ def broadcast_from_rank_zero(value: int) -> int:
 class PreemptionWatch:
     """Asks at the same steps on every rank whether a node of the run is being preempted.
 
-    `notice(step)` after each optimiser step: a notice naming nodes not announced before (save a
-    checkpoint now), else None. `interval_s` <= 0 never asks."""
+    After each optimiser step, `notice(step)`: a notice naming nodes not announced before (save a
+    checkpoint now), else None; then `last_call(step)`: the notice again at the step whose checkpoint
+    is the last that can be registered before its deadline, else None. `checkpointed(seconds)`
+    after each checkpoint: how long it took. `interval_s` <= 0 never asks."""
 
     interval_s: float
     start_step: int = 0
     ask: Callable[[], object] = ask_ray_train
     broadcast: Callable[[int], int] = broadcast_from_rank_zero
     clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time  # deadlines are wall-clock times
     _asked_step: int = field(init=False)
     _asked_at: float = field(init=False)
     _next_step: int = field(init=False)
+    _seconds_per_step: float = field(init=False, default=0.0)
     _announced: set = field(init=False, default_factory=set)
+    _checkpoint_s: float = field(init=False, default=0.0)
+    _pending: object = field(init=False, default=None)  # a notice whose last checkpoint is not yet planned
+    _last_step: int | None = field(init=False, default=None)
+    _last_info: object = field(init=False, default=None)
+    noticed_step: int | None = field(init=False, default=None)  # the latest notice's checkpoint
     questions: int = field(init=False, default=0)  # asked so far (benchmarks/preemption_check.py)
 
     def __post_init__(self) -> None:
@@ -68,8 +92,8 @@ class PreemptionWatch:
         info = self.ask()
         self.questions += 1
         now = self.clock()
-        seconds_per_step = (now - self._asked_at) / max(1, step - self._asked_step)
-        gap = max(1, min(MAX_STEPS_BETWEEN_CHECKS, round(self.interval_s / max(seconds_per_step, 1e-9))))
+        self._seconds_per_step = (now - self._asked_at) / max(1, step - self._asked_step)
+        gap = max(1, min(MAX_STEPS_BETWEEN_CHECKS, round(self.interval_s / max(self._seconds_per_step, 1e-9))))
         gap = self.broadcast(gap)  # rank 0's measurement: the ranks' clocks differ, their steps must not
         self._asked_step, self._asked_at, self._next_step = step, now, step + gap
         if info is None:
@@ -78,7 +102,31 @@ class PreemptionWatch:
         if nodes <= self._announced:
             return None  # this preemption was checkpointed for already
         self._announced |= nodes
+        self.noticed_step = step
+        # a later notice plans again, from its own (the merged, earliest) deadline
+        self._pending, self._last_step, self._last_info = (info if info.deadline_ms else None), None, None
         return info
+
+    def checkpointed(self, seconds: float) -> None:
+        self._checkpoint_s = seconds
+
+    def last_call(self, step: int):
+        if self._pending is not None and self.noticed_step is not None and step > self.noticed_step:
+            self._plan_last_checkpoint(step)
+        if self._last_step is None or step < self._last_step:
+            return None
+        info, self._last_step, self._last_info = self._last_info, None, None
+        return info
+
+    def _plan_last_checkpoint(self, step: int) -> None:
+        """At the first step after the notice's checkpoint (its time known): the step of the last one.
+        Counted from rank 0's clock and step time; one collective, then none until that step."""
+        info, self._pending = self._pending, None
+        seconds_left = info.deadline_ms / 1000 - self.wall_clock() - self._checkpoint_s - REGISTRATION_S
+        fitting = math.floor(seconds_left / max(self._seconds_per_step, 1e-9)) if seconds_left > 0 else 0
+        fitting = self.broadcast(min(fitting, 10 ** 9))
+        if fitting >= 1:  # else the notice's checkpoint, a step ago, is as good as it gets
+            self._last_step, self._last_info = step + fitting, info
 
 
 def describe(info, step: int) -> str:
@@ -90,3 +138,8 @@ def describe(info, step: int) -> str:
     else:
         when = "reclaimed soon (no deadline given)"
     return f"preemption notice: node {nodes} {when}; checkpoint at step {step}"
+
+
+def describe_last(info, noticed_step: int, step: int, seconds_left: float) -> str:
+    """The notice's line, then the last checkpoint before its deadline: where the restart resumes."""
+    return f"{describe(info, noticed_step)}; last checkpoint at step {step}, {seconds_left:.1f} s before the deadline"

@@ -37,7 +37,7 @@ from ops.held_out_rows import HeldOutRows
 from pipelines.model_source import resolve_model_dir
 from pipelines.preemption import PreemptionWatch
 from pipelines.train_config import TrainConfig
-from pipelines.train_worker import (announce_preemption, batches_from, record_start, report_state, restore_optimizer,
+from pipelines.train_worker import (batches_from, checkpoint_when_due, record_start, restore_optimizer,
                                     restore_state, setup_worker, start_tracking, stop_tracking)
 
 
@@ -170,13 +170,11 @@ def train_loop_per_worker(config_dict: dict) -> None:
             mlflow.log_metrics(evaluation, step=step)
             metrics.update(evaluation)
             model.train()
-        notice = preemption.notice(step)  # before the periodic checkpoint: one report serves both
-        if notice is not None or step % config.checkpoint_every == 0 or step == config.steps:
-            report_state({"model": trainable_state(model), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "step": step, "pass": data_pass, "epoch": epoch,
-                          "consumed": consumed, "rng": torch.get_rng_state()}, metrics, rank)
-        if notice is not None:
-            announce_preemption(notice, step, rank)
+        checkpoint_when_due(step, step % config.checkpoint_every == 0 or step == config.steps, preemption,
+                            lambda: {"model": trainable_state(model), "optimizer": optimizer.state_dict(),
+                                     "scheduler": scheduler.state_dict(), "step": step, "pass": data_pass,
+                                     "epoch": epoch, "consumed": consumed, "rng": torch.get_rng_state()},
+                            metrics, rank)
         if step >= config.steps:
             break
     if held_out is not None:

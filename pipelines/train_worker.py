@@ -21,7 +21,7 @@ import ray.train.torch
 import torch
 
 from pipelines.checkpoint_files import load_state, write_state
-from pipelines.preemption import describe as describe_preemption
+from pipelines.preemption import PreemptionWatch, describe, describe_last
 
 
 def setup_worker(out: str, seed: int, threads_per_worker: int) -> tuple[int, int, torch.device]:
@@ -46,12 +46,29 @@ def record_start(out: str, rank: int, step: int) -> None:
                   f"step={step}\n")
 
 
-def announce_preemption(notice, step: int, rank: int) -> None:
+def checkpoint_when_due(step: int, periodic: bool, preemption: PreemptionWatch, state: Callable[[], dict],
+                        metrics: dict, rank: int) -> None:
+    """After each step: report a checkpoint (`state()`) when one is due: the periodic one, one on a
+    new preemption notice, or the last one before a notice's deadline. One report serves them all."""
+    notice = preemption.notice(step)  # collectives: every rank calls both at every step
+    last = preemption.last_call(step)
+    if notice is None and last is None and not periodic:
+        return
+    started = time.monotonic()
+    report_state(state(), metrics, rank)
+    preemption.checkpointed(time.monotonic() - started)
+    if notice is not None:
+        announce_preemption(describe(notice, step), rank)
+    if last is not None:
+        announce_preemption(describe_last(last, preemption.noticed_step, step, last.deadline_ms / 1000 - time.time()),
+                            rank)
+
+
+def announce_preemption(line: str, rank: int) -> None:
     """Rank 0 says which nodes go and at which step it checkpointed: in the job's log and as the
     MLflow run's tag `preemption.last` (its history: one line per notice in the log)."""
     if rank != 0:
         return
-    line = describe_preemption(notice, step)
     print(line, flush=True)
     mlflow.set_tag("preemption.last", line)
 

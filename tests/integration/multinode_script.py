@@ -23,7 +23,7 @@ from pathlib import Path
 import ray
 from ray.cluster_utils import Cluster
 
-DRAIN_DEADLINE_S = 6
+DRAIN_DEADLINE_S = 10  # room for the notice's checkpoint and a last one before the deadline
 
 
 def main(shards: str, out: str) -> int:
@@ -128,10 +128,12 @@ def node_preempted(cluster: Cluster, worker_node, cache: Path, run: Path, model:
     noticed_at = time.time()
     replacement = cluster.add_node(num_cpus=2)  # the autoscaler's replacement
     time.sleep(DRAIN_DEADLINE_S + 1)
+    steps_at_deadline = steps_logged(run)
     cluster.remove_node(worker_node)  # the cloud takes the node at its deadline
     thread.join(timeout=600)
     return {"rc": outcome.get("rc"), "error": outcome.get("error"), "starts": starts_of(run),
-            "preempted_node": worker_node.node_id, "noticed_at": noticed_at, "steps_at_notice": steps_at_notice}, replacement
+            "preempted_node": worker_node.node_id, "noticed_at": noticed_at, "steps_at_notice": steps_at_notice,
+            "steps_at_deadline": steps_at_deadline}, replacement
 
 
 def run(cluster: Cluster, shards: str, out_dir: Path) -> int:

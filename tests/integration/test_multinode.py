@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,7 +67,8 @@ def test_training_survives_losing_a_node(cluster_runs):
 def test_a_preempted_node_costs_no_steps_and_no_failure(cluster_runs, scenario):
     """The second node is drained as a reclaimed spot node's pod drains it. --max-failures 0 and no
     periodic checkpoint before the end: the run finishes only if the preemption is not counted as a
-    failure, and it resumes past step 0 only from the checkpoint taken on the notice."""
+    failure. It checkpoints on the notice and once more just before the deadline, and the restart
+    resumes from that last one."""
     result, out = cluster_runs
     preempted = result[scenario.replace("-", "_")]
     assert preempted["rc"] == 0, preempted["error"]
@@ -79,11 +81,14 @@ def test_a_preempted_node_costs_no_steps_and_no_failure(cluster_runs, scenario):
     assert all(s["time"] > preempted["noticed_at"] for s in restarted)
     resumed = {int(s["step"]) for s in restarted}
     assert len(resumed) == 1  # both ranks from the same checkpoint
-    (notice_step,) = resumed
-    assert preempted["steps_at_notice"] <= notice_step < 150  # taken after the notice, before the end
-    assert sorted(checkpoint_steps(out / scenario)) == [notice_step, 150]  # the notice's, then the end's
+    (resumed_step,) = resumed
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / scenario / 'mlflow.db'}")
     run_id = (out / scenario / "mlflow_run_id.txt").read_text().strip()
     tag = client.get_run(run_id).data.tags["preemption.last"]
-    assert preempted["preempted_node"][:12] in tag and tag.endswith(f"checkpoint at step {notice_step}")
+    found = re.search(r"checkpoint at step (\d+); last checkpoint at step (\d+), [\d.]+ s before the deadline$", tag)
+    assert preempted["preempted_node"][:12] in tag and found, tag
+    notice_step, last_step = int(found[1]), int(found[2])
+    assert preempted["steps_at_notice"] <= notice_step < last_step < 150
+    assert resumed_step == last_step  # not the notice's: the steps trained since were kept
+    assert sorted(checkpoint_steps(out / scenario)) == [last_step, 150]  # Ray Train keeps the latest 2
