@@ -33,6 +33,8 @@ bench: setup bench-selective
 	$(PY) -m benchmarks.pipeline_startup
 	$(PY) -m benchmarks.train_throughput
 	$(PY) -m benchmarks.train_step
+	$(PY) -m benchmarks.preemption_check
+	$(PY) -m benchmarks.preemption_loss
 	$(PY) -m benchmarks.export_checkpoint
 	$(PY) -m benchmarks.serve_throughput
 	$(PY) -m benchmarks.index_search

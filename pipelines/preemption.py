@@ -20,7 +20,9 @@ earlier). When the notice gives a deadline, the loop checkpoints once more as la
 the first step after the notice, rank 0 counts how many steps fit before the deadline less the time
 the notice's checkpoint took and `REGISTRATION_S` (Ray Train registers a checkpoint at its next poll
 of the workers, RAY_TRAIN_HEALTH_CHECK_INTERVAL_S, 2 s by default, and restores only registered
-ones), and broadcasts it. Fewer than one: the notice's checkpoint stays the last.
+ones), and broadcasts half of it; at that step it looks again, with the step time measured since,
+until less than a step is left to wait: then every rank checkpoints. Nothing to wait at the first
+look: the notice's checkpoint stays the last.
 
 When to ask: each question is a round trip to Ray Train's synchronization actor (2 ms with one
 worker, 6 ms with two, on 2 CPU cores), a tax at every step of a fast loop, yet asking every N
@@ -79,6 +81,8 @@ class PreemptionWatch:
     _pending: object = field(init=False, default=None)  # a notice whose last checkpoint is not yet planned
     _last_step: int | None = field(init=False, default=None)
     _last_info: object = field(init=False, default=None)
+    _planned_step: int = field(init=False, default=0)
+    _planned_at: float = field(init=False, default=0.0)
     noticed_step: int | None = field(init=False, default=None)  # the latest notice's checkpoint
     questions: int = field(init=False, default=0)  # asked so far (benchmarks/preemption_check.py)
 
@@ -108,25 +112,41 @@ class PreemptionWatch:
         return info
 
     def checkpointed(self, seconds: float) -> None:
-        self._checkpoint_s = seconds
+        self._checkpoint_s = max(self._checkpoint_s, seconds)  # the slowest yet: a late last one is lost
 
     def last_call(self, step: int):
         if self._pending is not None and self.noticed_step is not None and step > self.noticed_step:
-            self._plan_last_checkpoint(step)
+            self._plan_first(step)
+            return None
         if self._last_step is None or step < self._last_step:
+            return None
+        # the slower of the step times since the last look and before the notice: steps that sped up
+        # since only cost another look, steps that slowed down would make the checkpoint late
+        since = (self.clock() - self._planned_at) / max(1, step - self._planned_step)
+        wait = self._steps_to_wait(step, max(since, self._seconds_per_step))
+        if wait >= 1:  # two steps or more still fit: look again halfway
+            self._last_step = step + wait
             return None
         info, self._last_step, self._last_info = self._last_info, None, None
         return info
 
-    def _plan_last_checkpoint(self, step: int) -> None:
-        """At the first step after the notice's checkpoint (its time known): the step of the last one.
-        Counted from rank 0's clock and step time; one collective, then none until that step."""
+    def _plan_first(self, step: int) -> None:
+        """At the first step after the notice's checkpoint (its time known), from the step time the
+        questions measured (the step since includes that checkpoint)."""
         info, self._pending = self._pending, None
-        seconds_left = info.deadline_ms / 1000 - self.wall_clock() - self._checkpoint_s - REGISTRATION_S
-        fitting = math.floor(seconds_left / max(self._seconds_per_step, 1e-9)) if seconds_left > 0 else 0
-        fitting = self.broadcast(min(fitting, 10 ** 9))
-        if fitting >= 1:  # else the notice's checkpoint, a step ago, is as good as it gets
-            self._last_step, self._last_info = step + fitting, info
+        self._last_info = info
+        wait = self._steps_to_wait(step, self._seconds_per_step)
+        # none: the notice's checkpoint, a step ago, is as late as a checkpoint can be
+        self._last_step, self._last_info = (step + wait, info) if wait >= 1 else (None, None)
+
+    def _steps_to_wait(self, step: int, seconds_per_step: float) -> int:
+        """Half the steps that still fit before the last checkpoint must start (one collective: rank
+        0's count): halving at each look, with the step time measured since the previous one, lands
+        within two steps of the latest start however the step time drifts, in a few collectives."""
+        seconds_left = self._last_info.deadline_ms / 1000 - self.wall_clock() - self._checkpoint_s - REGISTRATION_S
+        fitting = math.floor(seconds_left / max(seconds_per_step, 1e-9)) if seconds_left > 0 else 0
+        self._planned_step, self._planned_at = step, self.clock()
+        return self.broadcast(min(fitting // 2, 10 ** 9))
 
 
 def describe(info, step: int) -> str:

@@ -24,6 +24,9 @@ import ray
 from ray.cluster_utils import Cluster
 
 DRAIN_DEADLINE_S = 10  # room for the notice's checkpoint and a last one before the deadline
+# as infra/k8s's preStop hook waits: Ray Train restarts the group at its first poll after the deadline
+# (every 2 s); a node gone before that counts as a failure, not a preemption
+AFTER_DEADLINE_S = 4
 
 
 def main(shards: str, out: str) -> int:
@@ -106,14 +109,14 @@ def steps_logged(run: Path) -> int:
     return len(client.get_metric_history(run_id_file.read_text().strip(), "loss"))
 
 
-def drain_as_the_pods_prestop_hook_does(cluster: Cluster, node_id: str) -> None:
+def drain_as_the_pods_prestop_hook_does(cluster: Cluster, node_id: str, deadline_s: int = DRAIN_DEADLINE_S) -> None:
     """What infra/k8s's training worker pods run before Kubernetes stops them (their preStop hook):
     `ray drain-node` with reason PREEMPTION and a deadline. In a pod the node defaults to the pod's
     own; here several nodes share the machine, so it is named."""
     subprocess.run([str(Path(sys.executable).parent / "ray"), "drain-node", "--address", cluster.address,
                     "--node-id", node_id, "--reason", "DRAIN_NODE_REASON_PREEMPTION",
                     "--reason-message", "spot instance reclaimed (test)",
-                    "--deadline-remaining-seconds", str(DRAIN_DEADLINE_S)], check=True, capture_output=True)
+                    "--deadline-remaining-seconds", str(deadline_s)], check=True, capture_output=True)
 
 
 def node_preempted(cluster: Cluster, worker_node, cache: Path, run: Path, model: Path | None = None) -> tuple[dict, object]:
@@ -122,14 +125,19 @@ def node_preempted(cluster: Cluster, worker_node, cache: Path, run: Path, model:
     outcome: dict = {}
     thread = start_training(cache, run, outcome, "--steps", "150", "--checkpoint-every", "1000", "--max-failures", "0",
                             "--preemption-check-s", "0.5", "--log-every", "1", model=model)
+    # The autoscaler's replacement, started before the drain: on a cloud it starts on another
+    # machine, here its start-up would take the cores the countdown to the deadline is timed on. Once
+    # the workers are placed (on the two nodes there are), so that one runs on the node drained.
+    wait_for(lambda: len(starts_of(run)) >= 2, thread, "its workers' start")
+    replacement = cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes()
     wait_for(lambda: steps_logged(run) >= 5, thread, "its fifth step")
     steps_at_notice = steps_logged(run)
     drain_as_the_pods_prestop_hook_does(cluster, worker_node.node_id)
     noticed_at = time.time()
-    replacement = cluster.add_node(num_cpus=2)  # the autoscaler's replacement
-    time.sleep(DRAIN_DEADLINE_S + 1)
+    time.sleep(DRAIN_DEADLINE_S + AFTER_DEADLINE_S)
     steps_at_deadline = steps_logged(run)
-    cluster.remove_node(worker_node)  # the cloud takes the node at its deadline
+    cluster.remove_node(worker_node)  # the cloud takes the node after its deadline, as the pod's hook waits
     thread.join(timeout=600)
     return {"rc": outcome.get("rc"), "error": outcome.get("error"), "starts": starts_of(run),
             "preempted_node": worker_node.node_id, "noticed_at": noticed_at, "steps_at_notice": steps_at_notice,

@@ -86,9 +86,10 @@ def test_a_preempted_node_costs_no_steps_and_no_failure(cluster_runs, scenario):
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / scenario / 'mlflow.db'}")
     run_id = (out / scenario / "mlflow_run_id.txt").read_text().strip()
     tag = client.get_run(run_id).data.tags["preemption.last"]
-    found = re.search(r"checkpoint at step (\d+); last checkpoint at step (\d+), [\d.]+ s before the deadline$", tag)
+    found = re.search(r"checkpoint at step (\d+); last checkpoint at step (\d+), (-?[\d.]+) s before the deadline$", tag)
     assert preempted["preempted_node"][:12] in tag and found, tag
     notice_step, last_step = int(found[1]), int(found[2])
+    assert float(found[3]) > 0, f"the last checkpoint was written after the deadline: {tag}"
     assert preempted["steps_at_notice"] <= notice_step < last_step < 150
     assert resumed_step == last_step  # not the notice's: the steps trained since were kept
     assert sorted(checkpoint_steps(out / scenario)) == [last_step, 150]  # Ray Train keeps the latest 2
