@@ -1,5 +1,6 @@
 """Spot and preemptible nodes: a checkpoint taken the moment the cluster announces that a node of
-the run is about to be reclaimed, so the restart that follows loses no steps.
+the run is about to be reclaimed, and a last one just before its deadline, so the restart that
+follows loses a few seconds of training, not the steps since the last periodic checkpoint.
 
 The notice reaches Ray as a node drain with reason PREEMPTION and a deadline: the preStop hook of
 infra/k8s's training worker pods sends it (`ray drain-node`) when a reclaimed node's pods are
@@ -20,9 +21,9 @@ earlier). When the notice gives a deadline, the loop checkpoints once more as la
 the first step after the notice, rank 0 counts how many steps fit before the deadline less the time
 the notice's checkpoint took and `REGISTRATION_S` (Ray Train registers a checkpoint at its next poll
 of the workers, RAY_TRAIN_HEALTH_CHECK_INTERVAL_S, 2 s by default, and restores only registered
-ones), and broadcasts half of it; at that step it looks again, with the step time measured since,
-until less than a step is left to wait: then every rank checkpoints. Nothing to wait at the first
-look: the notice's checkpoint stays the last.
+ones), and broadcasts half of it; at that step it looks again (the slower of the step time since
+and before the notice), until fewer than two steps fit: then every rank checkpoints. Fewer than two
+at the first look: the notice's checkpoint stays the last.
 
 When to ask: each question is a round trip to Ray Train's synchronization actor (2 ms with one
 worker, 6 ms with two, on 2 CPU cores), a tax at every step of a fast loop, yet asking every N
@@ -123,7 +124,7 @@ class PreemptionWatch:
         # the slower of the step times since the last look and before the notice: steps that sped up
         # since only cost another look, steps that slowed down would make the checkpoint late
         since = (self.clock() - self._planned_at) / max(1, step - self._planned_step)
-        wait = self._steps_to_wait(step, max(since, self._seconds_per_step))
+        wait = self._steps_to_wait(step, self._last_info.deadline_ms, max(since, self._seconds_per_step))
         if wait >= 1:  # two steps or more still fit: look again halfway
             self._last_step = step + wait
             return None
@@ -134,16 +135,15 @@ class PreemptionWatch:
         """At the first step after the notice's checkpoint (its time known), from the step time the
         questions measured (the step since includes that checkpoint)."""
         info, self._pending = self._pending, None
-        self._last_info = info
-        wait = self._steps_to_wait(step, self._seconds_per_step)
-        # none: the notice's checkpoint, a step ago, is as late as a checkpoint can be
-        self._last_step, self._last_info = (step + wait, info) if wait >= 1 else (None, None)
+        wait = self._steps_to_wait(step, info.deadline_ms, self._seconds_per_step)
+        if wait >= 1:  # else the notice's checkpoint, a step ago, is as late as a checkpoint can be
+            self._last_step, self._last_info = step + wait, info
 
-    def _steps_to_wait(self, step: int, seconds_per_step: float) -> int:
+    def _steps_to_wait(self, step: int, deadline_ms: int, seconds_per_step: float) -> int:
         """Half the steps that still fit before the last checkpoint must start (one collective: rank
-        0's count): halving at each look, with the step time measured since the previous one, lands
-        within two steps of the latest start however the step time drifts, in a few collectives."""
-        seconds_left = self._last_info.deadline_ms / 1000 - self.wall_clock() - self._checkpoint_s - REGISTRATION_S
+        0's count): halving at each look, with a fresh step time, lands within two steps of the
+        latest start however the step time drifts, in a few collectives."""
+        seconds_left = deadline_ms / 1000 - self.wall_clock() - self._checkpoint_s - REGISTRATION_S
         fitting = math.floor(seconds_left / max(seconds_per_step, 1e-9)) if seconds_left > 0 else 0
         self._planned_step, self._planned_at = step, self.clock()
         return self.broadcast(min(fitting // 2, 10 ** 9))

@@ -35,8 +35,8 @@ def add_cluster_args(parser: argparse.ArgumentParser, checkpoint_every: int) -> 
     parser.add_argument("--max-failures", type=int, default=2,
                         help="worker failures a run recovers from, each from its last checkpoint")
     parser.add_argument("--max-preemptions", type=int_at_least(-1), default=-1,
-                        help="node preemptions (spot reclaims) a run recovers from, each from the checkpoint it "
-                             "takes on the notice; -1: no limit. Not counted in --max-failures")
+                        help="node preemptions (spot reclaims) a run recovers from, each from the last checkpoint "
+                             "it takes before the notice's deadline; -1: no limit. Not counted in --max-failures")
     parser.add_argument("--preemption-check-s", type=non_negative_float, default=2.0,
                         help="how often the workers ask Ray Train for a preemption notice, in seconds of training "
                              "(0: never; a notice then costs the steps since the last checkpoint)")

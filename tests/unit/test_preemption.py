@@ -17,10 +17,11 @@ EPOCH = 1_796_374_000.0  # the wall clock at the start of a test's training
 
 @dataclass
 class Cluster:
-    """What a rank sees: a clock it advances by its step time (and a checkpoint's), the notice Ray
-    Train holds, and rank 0's broadcast (None: this is rank 0, its own value goes out)."""
+    """What a rank sees: a simulated clock it advances by its step time (and a checkpoint's), the
+    notice Ray Train holds, and rank 0's broadcast (None: this is rank 0, its own value goes out).
+    Nothing is timed: the watch reads this clock, so the tests assert on steps it chose."""
 
-    seconds_per_step: float
+    step_time: float
     notice: PreemptionInfo | None = None
     rank_zero_gaps: list[int] | None = None
     checkpoint_s: float = 0.0
@@ -41,7 +42,7 @@ class Cluster:
         """The loops' order: a step, notice(), last_call(), and a checkpoint when either asks."""
         notices = {}
         for step in range(first, last + 1):
-            self.now += self.seconds_per_step
+            self.now += self.step_time
             before = len(self.broadcast_values)
             found = watch.notice(step)
             if len(self.broadcast_values) > before:
@@ -66,7 +67,7 @@ def _info(*nodes: str, deadline_ms: int | None = 1_796_374_039_535) -> Preemptio
 
 
 def test_asks_about_every_interval_whatever_the_step_time():
-    fast, slow = Cluster(seconds_per_step=0.01), Cluster(seconds_per_step=0.5)
+    fast, slow = Cluster(step_time=0.01), Cluster(step_time=0.5)
     fast.train(fast.watch(interval_s=2.0), 1, 1000)
     slow.train(slow.watch(interval_s=2.0), 1, 40)
     # the first question comes after one step; then one every 2 s of training
@@ -74,7 +75,7 @@ def test_asks_about_every_interval_whatever_the_step_time():
 
 
 def test_a_resumed_run_counts_its_steps_from_the_checkpoint():
-    cluster = Cluster(seconds_per_step=0.5)
+    cluster = Cluster(step_time=0.5)
     cluster.train(cluster.watch(interval_s=2.0, start_step=120), 121, 130)
     assert cluster.asked_at_steps == [121, 125, 129]
 
@@ -82,22 +83,22 @@ def test_a_resumed_run_counts_its_steps_from_the_checkpoint():
 def test_every_rank_asks_at_the_steps_rank_zero_chose():
     """Rank 1's steps look faster (its clock), but it follows rank 0's gaps: a collective needs
     every rank at the same steps, else the ranks deadlock."""
-    rank_zero = Cluster(seconds_per_step=0.5)
+    rank_zero = Cluster(step_time=0.5)
     rank_zero.train(rank_zero.watch(interval_s=2.0), 1, 40)
-    rank_one = Cluster(seconds_per_step=0.01, rank_zero_gaps=list(rank_zero.broadcast_values))
+    rank_one = Cluster(step_time=0.01, rank_zero_gaps=list(rank_zero.broadcast_values))
     rank_one.train(rank_one.watch(interval_s=2.0), 1, 40)
     assert rank_one.asked_at_steps == rank_zero.asked_at_steps
     assert rank_one.broadcast_values[1:] == [200] * (len(rank_one.asked_at_steps) - 1)  # what it would have chosen
 
 
 def test_a_stalled_interval_does_not_stop_the_questions():
-    cluster = Cluster(seconds_per_step=1e-7)
+    cluster = Cluster(step_time=1e-7)
     cluster.train(cluster.watch(interval_s=2.0), 1, 3 * MAX_STEPS_BETWEEN_CHECKS)
     assert cluster.asked_at_steps == [1, 1 + MAX_STEPS_BETWEEN_CHECKS, 1 + 2 * MAX_STEPS_BETWEEN_CHECKS]
 
 
 def test_a_notice_is_returned_once_then_again_for_another_node():
-    cluster = Cluster(seconds_per_step=0.5)
+    cluster = Cluster(step_time=0.5)
     watch = cluster.watch(interval_s=2.0)
     assert cluster.train(watch, 1, 10) == {}
     cluster.notice = _info("node-a")
@@ -109,7 +110,7 @@ def test_a_notice_is_returned_once_then_again_for_another_node():
 
 
 def test_interval_zero_never_asks():
-    cluster = Cluster(seconds_per_step=0.5, notice=_info("node-a"))
+    cluster = Cluster(step_time=0.5, notice=_info("node-a"))
     assert cluster.train(cluster.watch(interval_s=0), 1, 100) == {} and cluster.asked_at_steps == []
 
 
@@ -125,7 +126,7 @@ def test_the_last_checkpoint_is_the_latest_that_is_registered_before_the_deadlin
     after the drain, then the last one within two steps of the latest whose checkpoint ends
     REGISTRATION_S before the deadline; nothing after it. A restart from it loses under two steps
     and the margin."""
-    cluster = Cluster(seconds_per_step=0.5, checkpoint_s=1.0)
+    cluster = Cluster(step_time=0.5, checkpoint_s=1.0)
     watch = cluster.watch(interval_s=2.0)
     cluster.train(watch, 1, 10)
     cluster.drain("node-a", seconds=20)
@@ -134,7 +135,7 @@ def test_the_last_checkpoint_is_the_latest_that_is_registered_before_the_deadlin
     assert list(cluster.train(watch, 11, 80)) == [13]
     ((step, (info, done_at)),) = cluster.last_calls.items()
     assert info.preempted_node_ids == ["node-a"] and watch.noticed_step == 13
-    assert done_at <= deadline - REGISTRATION_S < done_at + 2 * cluster.seconds_per_step
+    assert done_at <= deadline - REGISTRATION_S < done_at + 2 * cluster.step_time
     assert step > 13 + 20 // 2  # more than half the notice's window trained and kept
     # the questions' gaps, and a handful of looks at the deadline: not one collective per step
     assert len(cluster.broadcast_values) - collectives_before <= len(cluster.asked_at_steps) + 6
@@ -144,20 +145,20 @@ def test_steps_slowing_after_the_notice_do_not_make_the_last_checkpoint_late():
     """The step time measured before the notice is 0.25 s; after it, steps take 0.5 s (say, the
     surviving nodes are busier). One plan from the old step time would start the checkpoint far too
     late to be registered; looking again at each halfway point keeps it in time."""
-    cluster = Cluster(seconds_per_step=0.25, checkpoint_s=1.0)
+    cluster = Cluster(step_time=0.25, checkpoint_s=1.0)
     watch = cluster.watch(interval_s=2.0)
     cluster.train(watch, 1, 20)
     cluster.drain("node-a", seconds=20)
     deadline = cluster.notice.deadline_ms / 1000
     assert list(cluster.train(watch, 21, 25)) == [25]
-    cluster.seconds_per_step = 0.5
+    cluster.step_time = 0.5
     cluster.train(watch, 26, 120)
     ((_, (_, done_at)),) = cluster.last_calls.items()
-    assert done_at <= deadline - REGISTRATION_S < done_at + 2 * cluster.seconds_per_step
+    assert done_at <= deadline - REGISTRATION_S < done_at + 2 * cluster.step_time
 
 
 def test_a_short_notice_keeps_only_the_notices_checkpoint():
-    cluster = Cluster(seconds_per_step=0.5, checkpoint_s=1.0)
+    cluster = Cluster(step_time=0.5, checkpoint_s=1.0)
     watch = cluster.watch(interval_s=2.0)
     cluster.train(watch, 1, 10)
     cluster.drain("node-a", seconds=REGISTRATION_S + 2.0)  # used up by the notice's delay and checkpoint
@@ -165,7 +166,7 @@ def test_a_short_notice_keeps_only_the_notices_checkpoint():
 
 
 def test_no_deadline_no_last_checkpoint_and_no_extra_collective():
-    cluster = Cluster(seconds_per_step=0.5, checkpoint_s=1.0)
+    cluster = Cluster(step_time=0.5, checkpoint_s=1.0)
     watch = cluster.watch(interval_s=2.0)
     cluster.drain("node-a", seconds=None)
     assert list(cluster.train(watch, 1, 40)) == [1] and cluster.last_calls == {}
@@ -175,10 +176,10 @@ def test_no_deadline_no_last_checkpoint_and_no_extra_collective():
 def test_every_rank_takes_the_last_checkpoint_at_rank_zeros_step():
     """Rank 1's clock runs fast and its checkpoints are quick: alone it would plan a later last
     checkpoint, but the count rank 0 broadcasts decides, so the report (a barrier) meets."""
-    rank_zero = Cluster(seconds_per_step=0.5, checkpoint_s=1.0)
+    rank_zero = Cluster(step_time=0.5, checkpoint_s=1.0)
     rank_zero.drain("node-a", seconds=30)
     rank_zero.train(rank_zero.watch(interval_s=2.0), 1, 80)
-    rank_one = Cluster(seconds_per_step=0.01, checkpoint_s=0.1, rank_zero_gaps=list(rank_zero.broadcast_values))
+    rank_one = Cluster(step_time=0.01, checkpoint_s=0.1, rank_zero_gaps=list(rank_zero.broadcast_values))
     rank_one.drain("node-a", seconds=30)
     rank_one.train(rank_one.watch(interval_s=2.0), 1, 80)
     assert list(rank_one.last_calls) == list(rank_zero.last_calls) and len(rank_zero.last_calls) == 1
@@ -186,7 +187,7 @@ def test_every_rank_takes_the_last_checkpoint_at_rank_zeros_step():
 
 def test_a_second_notice_plans_from_the_earlier_deadline():
     """Ray Train merges a second node's notice into the first, with the earliest deadline."""
-    cluster = Cluster(seconds_per_step=0.5, checkpoint_s=1.0)
+    cluster = Cluster(step_time=0.5, checkpoint_s=1.0)
     watch = cluster.watch(interval_s=2.0)
     cluster.drain("node-a", seconds=60)
     cluster.train(watch, 1, 12)
