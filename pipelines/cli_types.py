@@ -47,3 +47,13 @@ def positive_floats(text: str) -> list[float]:
         return [positive_float(part) for part in text.split(",")]
     except (ValueError, argparse.ArgumentTypeError) as exc:
         raise argparse.ArgumentTypeError(f"must be positive numbers separated by commas, got {text!r}") from exc
+
+
+def triplet_fields(text: str) -> tuple[str, str, str]:
+    """--triplet-fields P1,P2,N: three distinct field names (ops/text_triplets.py)."""
+    from ops.text_triplets import parse_fields
+
+    try:
+        return parse_fields(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None

@@ -4,9 +4,11 @@
   2. `vljepa sample-data`: real H.264 clips, JPEG/PNG images and VQA samples as webdataset shards;
   3. `vljepa cache-features` on Ray Data: the train split as a cache per source (images; clips and
      VQA), as a cluster caches Datacomp and Action100M, and the eval split (then a dry-run re-run);
-  4. `vljepa export --preset` + `vljepa evaluate`: the untrained model, which sits at chance;
+  4. `vljepa export --preset` + `vljepa evaluate`: the untrained model, which sits at chance, and its
+     y-encoder (pretrained MiniLM) on the sample data's hard-negative text triplets (paper §4.6);
   5. `vljepa train --stage sft` on Ray Train over both train caches, tracked in MLflow (SQLite under the run);
-  6. `vljepa evaluate` of the trained model on held-out combinations, against chance;
+  6. `vljepa evaluate` of the trained model on held-out combinations, against chance; its y-encoder
+     on the same triplets;
   7. `vljepa train-decoder`: the Y-decoder, text-only, then fine-tuned on predicted embeddings;
      CIDEr of held-out captions decoded from Ŝ_Y, against the true S_Y (ceiling) and random (floor);
      steps 8 and 9 use whichever of the two decodes held-out Ŝ_Y better;
@@ -94,6 +96,9 @@ def comparison(untrained: dict, trained: dict) -> str:
             rows.append([f"{task} {metric}", f"{untrained[task][metric]:.3f}", f"{trained[task][metric]:.3f}",
                          f"{level:.3f}" if level is not None else "",
                          f"{trained[task][metric] / level:.1f}x" if level else ""])
+    if "text_triplets" in trained:  # the y-encoder alone, text only: no chance level (ops/text_triplets.py)
+        rows.append(["y-encoder hard negatives", f"{untrained['text_triplets']['accuracy']:.3f}",
+                     f"{trained['text_triplets']['accuracy']:.3f}", "", ""])
     return table(rows, ["metric", "untrained", "trained", "chance", "trained / chance"])
 
 
@@ -224,18 +229,22 @@ def main(argv: list[str] | None = None) -> int:
 
     banner("4. the untrained model on held-out combinations")
     export.main(["--preset", args.preset, "--out", str(out / "untrained-model"), "--seed", str(args.seed)])
-    untrained = last_json(evaluate.main, ["--model", str(out / "untrained-model"), "--cache", str(caches / "eval")])
+    # and the y-encoder's text-only hard negatives (paper §4.6): two wordings of a caption vs a near copy
+    triplets = ["--text-triplets", str(data / "text-triplets.jsonl")]
+    untrained = last_json(evaluate.main, ["--model", str(out / "untrained-model"), "--cache", str(caches / "eval"),
+                                          *triplets])
 
     banner("5. training on Ray Train (tracked in MLflow)")
     schedule = DEMO_TRAIN_ARGS + (["--steps", str(args.steps)] if args.steps else [])
     if run.exists():
         shutil.rmtree(run)  # the demo's own previous run: start fresh, so every demo trains the same
-    result = last_json(train.main, [*schedule, *train_cache_args, "--eval-cache",
-                                    str(caches / "eval"), "--out", str(run), "--preset", args.preset,
+    result = last_json(train.main, [*schedule, *train_cache_args, "--eval-cache", str(caches / "eval"),
+                                    "--eval-text-triplets", str(data / "text-triplets.jsonl"), "--out", str(run),
+                                    "--preset", args.preset,
                                     "--seed", str(args.seed)])
 
     banner("6. the trained model on held-out combinations")
-    trained = last_json(evaluate.main, ["--model", result["model"], "--cache", str(caches / "eval")])
+    trained = last_json(evaluate.main, ["--model", result["model"], "--cache", str(caches / "eval"), *triplets])
     print()
     print(comparison(untrained, trained))
     (out / "results.json").write_text(json.dumps({"untrained": untrained, "trained": trained}, indent=2))

@@ -1,5 +1,7 @@
-"""`vljepa evaluate --model MODEL --cache CACHE [--json]`: zero-shot classification, text-to-video
-retrieval and discriminative VQA on a held-out feature cache, printed against chance.
+"""`vljepa evaluate --model MODEL --cache CACHE [--text-triplets FILE] [--json]`: zero-shot
+classification, text-to-video retrieval and discriminative VQA on a held-out feature cache, printed
+against chance; and with --text-triplets, the y-encoder's text-only hard-negative accuracy (paper
+§4.6: SugarCrepe++ / VISLA-style triplets, ops/text_triplets.py). Either or both.
 
 MODEL is an exported model directory or an MLflow model URI (models:/vljepa/1, runs:/ID/model).
 """
@@ -14,7 +16,8 @@ from model.export import load_model, read_manifest, recorded_x_encoder
 from ops.cache_files import require_feature_cache
 from ops.evaluation import evaluate_cache
 from ops.feature_cache import FeatureCache
-from pipelines.cli_types import positive_int
+from ops.text_triplets import DEFAULT_FIELDS, read_triplets, triplet_accuracy
+from pipelines.cli_types import positive_int, triplet_fields
 from pipelines.model_source import resolve_model_dir
 from pipelines.report import print_json_result, run_as_process, table
 
@@ -31,27 +34,47 @@ def results_table(result: dict) -> str:
                  ["retrieval R@5", f"{r['r5']:.3f}", ""], ["retrieval R@10", f"{r['r10']:.3f}", ""]]
     if "vqa" in result:
         rows.append(["VQA accuracy", f"{result['vqa']['accuracy']:.3f}", f"{result['vqa']['chance']:.3f}"])
+    if "text_triplets" in result:
+        t = result["text_triplets"]
+        rows.append([f"y-encoder hard negatives ({t['num_triplets']} triplets)", f"{t['accuracy']:.3f}", ""])
+        for category, scores in t.get("by_category", {}).items():
+            rows.append([f"  {category or '(none)'} ({scores['num_triplets']})", f"{scores['accuracy']:.3f}", ""])
     return table(rows, ["metric", "value", "chance"])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vljepa evaluate", description=__doc__)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--cache", required=True, help="held-out feature cache")
+    parser.add_argument("--cache", default=None, help="held-out feature cache")
     parser.add_argument("--max-samples", type=positive_int, default=None, help="read at most this many cached samples")
     parser.add_argument("--prompt", default=None, help="captioning query (default: the model's own)")
+    parser.add_argument("--text-triplets", default=None, metavar="FILE",
+                        help="hard-negative text triplets (JSON Lines or JSON, local or s3://): the y-encoder's "
+                             "text-only test; `vljepa sample-data` writes the sample data's as text-triplets.jsonl")
+    parser.add_argument("--triplet-fields", type=triplet_fields, default=DEFAULT_FIELDS, metavar="P1,P2,N",
+                        help="the file's fields for the two positives and the negative (default: p1,p2,n)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.cache is None and args.text_triplets is None:
+        parser.error("nothing to evaluate: give --cache, --text-triplets, or both")
     model_dir = resolve_model_dir(args.model)
-    # features of another x-encoder would give numbers that mean nothing (or a shape error): refused
-    require_feature_cache(args.cache, recorded_x_encoder(model_dir), reader=f"model {args.model}")
-    prompt = args.prompt if args.prompt is not None else read_manifest(model_dir)["metadata"].get("caption_prompt", "")
+    result: dict = {}
+    if args.cache is not None:
+        # features of another x-encoder would give numbers that mean nothing (or a shape error): refused
+        require_feature_cache(args.cache, recorded_x_encoder(model_dir), reader=f"model {args.model}")
+    # read before the model loads: a wrong file or field name fails at once
+    triplets = read_triplets(args.text_triplets, args.triplet_fields) if args.text_triplets else None
     model = load_model(model_dir)
-    rows = sum(counts.get("rows", 0) for counts in (FeatureCache(args.cache).manifest() or {}).get("shards", {}).values())
-    with tqdm(total=min(rows, args.max_samples or rows), desc="evaluate", unit="sample") as bar:
-        # a row group at a time, predictions kept and features dropped: any size of cache fits
-        result = evaluate_cache(model, args.cache, prompt, args.max_samples, progress=bar.update)
-    print(f"evaluate: {result['num_samples']} samples from {args.cache}")
+    if args.cache is not None:
+        prompt = args.prompt if args.prompt is not None else read_manifest(model_dir)["metadata"].get("caption_prompt", "")
+        rows = sum(counts.get("rows", 0) for counts in (FeatureCache(args.cache).manifest() or {}).get("shards", {}).values())
+        with tqdm(total=min(rows, args.max_samples or rows), desc="evaluate", unit="sample") as bar:
+            # a row group at a time, predictions kept and features dropped: any size of cache fits
+            result = evaluate_cache(model, args.cache, prompt, args.max_samples, progress=bar.update)
+        print(f"evaluate: {result['num_samples']} samples from {args.cache}")
+    if triplets is not None:
+        result["text_triplets"] = triplet_accuracy(model.eval().embed_texts, triplets)
+        print(f"evaluate: {len(triplets)} text triplets from {args.text_triplets}")
     print(results_table(result))
     if args.json:
         print_json_result(result)

@@ -18,7 +18,7 @@ from pathlib import Path
 RESUMABLE = frozenset({
     "steps", "workers", "cpus_per_worker", "threads_per_worker", "placement_strategy", "checkpoint_every",
     "keep_checkpoints", "log_every", "max_failures", "max_preemptions", "preemption_check_s", "eval_cache",
-    "eval_every", "eval_max_samples", "num_beams",
+    "eval_every", "eval_max_samples", "eval_text_triplets", "eval_triplet_fields", "num_beams",
     "registered_model",
 })
 # filled in at each start (resolved paths, the driver's MLflow servers, the run's own MLflow id)

@@ -3,7 +3,8 @@
 Real media: H.264 clips encoded with libx264, JPEG and PNG images, webdataset tar shards; and
 streams/eval-stream.mp4 with streams/eval-stream.json: a long video of held-out events back to
 back with its (start, end, caption) annotations, for `vljepa stream` and the selective-decoding
-benchmark.
+benchmark; and text-triplets.jsonl: hard-negative caption triplets for the y-encoder's text-only
+test (`vljepa evaluate --text-triplets`, paper §4.6).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from tqdm import tqdm
 
 from ops.long_stream import LongStreamConfig, make_long_stream
 from ops.sample_data import SampleDataConfig, count_samples, write_split
+from ops.sample_triplets import sample_triplets
+from ops.text_triplets import write_triplets
 from pipelines.cli_types import non_negative_int, positive_int
 from pipelines.report import print_json_result, run_as_process
 
@@ -48,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
             urls = write_split(out, split, config, progress=bar.update)
         result[split] = {"samples": total, "shards": len(urls)}
         print(f"{split}: {total} samples in {len(urls)} shards under {out}/{split}")
+    triplets = sample_triplets(args.seed)
+    write_triplets(f"{out}/text-triplets.jsonl", triplets)
+    result["text_triplets"] = len(triplets)
+    print(f"text triplets: {len(triplets)} (two wordings of a caption and a hard negative) in {out}/text-triplets.jsonl")
     if args.stream_events:
         video, annotations = make_long_stream(LongStreamConfig(seed=args.seed, num_events=args.stream_events))
         fs, streams_dir = fsspec.core.url_to_fs(f"{out}/streams")

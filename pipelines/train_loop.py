@@ -34,6 +34,7 @@ from model.vljepa import VLJepa
 from ops.collate import Collate
 from ops.evaluation import evaluate_chunks
 from ops.held_out_rows import HeldOutRows
+from ops.text_triplets import TextTriplet, parse_fields, read_triplets, triplet_accuracy
 from pipelines.model_source import resolve_model_dir
 from pipelines.preemption import PreemptionWatch
 from pipelines.train_config import TrainConfig
@@ -68,6 +69,17 @@ def lr_factor(step: int, config: TrainConfig) -> float:
         return 1.0
     progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def held_out_metrics(model, config: TrainConfig, held_out: HeldOutRows | None,
+                     triplets: list[TextTriplet] | None) -> dict[str, float]:
+    """Rank 0's evaluation, as MLflow metrics: the held-out cache's tasks (eval.classification.top1,
+    ...) and the y-encoder's hard-negative triplets (eval.text_triplets.accuracy, per category)."""
+    model.eval()
+    result = evaluate_chunks(model, held_out.chunks(), config.spec.caption_prompt) if held_out is not None else {}
+    if triplets:
+        result["text_triplets"] = triplet_accuracy(model.embed_texts, triplets)
+    return flat_metrics(result)
 
 
 def flat_metrics(result: dict, prefix: str = "eval") -> dict[str, float]:
@@ -128,6 +140,8 @@ def train_loop_per_worker(config_dict: dict) -> None:
 
     start_tracking(rank, config.tracking_uri, config.mlflow_run_id)
     held_out = HeldOutRows(config.eval_cache, config.eval_max_samples) if rank == 0 and config.eval_cache else None
+    triplets = (read_triplets(config.eval_text_triplets, parse_fields(config.eval_triplet_fields))
+                if rank == 0 and config.eval_text_triplets else None)
 
     shard = ray.train.get_dataset_shard("train")
     collate_with_epoch = collation(model, config)
@@ -164,9 +178,9 @@ def train_loop_per_worker(config_dict: dict) -> None:
                        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
             mlflow.log_metrics(metrics, step=step)
             window_start, window_samples = time.perf_counter(), 0
-        if rank == 0 and held_out is not None and (
+        if rank == 0 and (held_out is not None or triplets) and (
                 (config.eval_every and step % config.eval_every == 0) or step == config.steps):
-            evaluation = flat_metrics(evaluate_chunks(model, held_out.chunks(), config.spec.caption_prompt))
+            evaluation = held_out_metrics(model, config, held_out, triplets)
             mlflow.log_metrics(evaluation, step=step)
             metrics.update(evaluation)
             model.train()

@@ -24,6 +24,10 @@ def test_demo_schedule_beats_chance_threefold_on_held_out_combinations(ray_insta
     assert untrained["classification"]["top1"] < 2.5 * chance_top1
     assert untrained["retrieval"]["r1"] < 2.5 * chance_r1
     assert (tmp_path / "demo" / "run" / "model" / "vljepa.json").exists()
+    # the y-encoder's hard-negative text test (paper §4.6) ran on the sample data's 168 triplets, both models
+    for model in (untrained, trained):
+        assert model["text_triplets"]["num_triplets"] == 168
+        assert set(model["text_triplets"]["by_category"]) == {"colour", "shape", "motion"}
     # captions decoded from predicted embeddings beat decoding random embeddings on held-out clips
     for captioning in (results["captioning_text_only"], results["captioning"]):  # before and after the fine-tune
         assert captioning["cider_true"] > captioning["cider_predicted"] > 1.3 * captioning["cider_random"]

@@ -18,6 +18,8 @@ import pytest
 import torch
 
 from model.export import load_model
+from ops.sample_triplets import sample_triplets
+from ops.text_triplets import triplet_accuracy, write_triplets
 from pipelines import evaluate, export, train
 from pipelines.model_source import resolve_model_dir
 from tests.integration.mlflow_history import metric_history
@@ -39,8 +41,11 @@ def _history(run_dir, metric="loss") -> list[tuple[int, float]]:
 
 def test_train_tracks_evaluates_exports_and_registers(ray_instance, caches, tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
+    triplets = sample_triplets()[:24]
+    write_triplets(str(tmp_path / "triplets.jsonl"), triplets)
     summary = _train(capsys, caches, run, "--steps", "6", "--checkpoint-every", "3",
-                     "--eval-cache", str(caches / "eval"), "--registered-model", "vljepa-test")
+                     "--eval-cache", str(caches / "eval"), "--registered-model", "vljepa-test",
+                     "--eval-text-triplets", str(tmp_path / "triplets.jsonl"), "--eval-every", "3")
     assert summary["registered_model"] == "vljepa-test/1"
     assert summary["tracking_uri"] == f"sqlite:///{run / 'mlflow.db'}"
 
@@ -49,6 +54,9 @@ def test_train_tracks_evaluates_exports_and_registers(ray_instance, caches, tmp_
     assert logged.params["stage"] == "sft" and logged.params["batch_size"] == "8"
     assert [step for step, _ in _history(run)] == [1, 2, 3, 4, 5, 6]
     assert {"lr", "temperature", "samples_per_s", "eval.classification.top1", "eval.vqa.accuracy"} <= set(logged.metrics)
+    # the y-encoder's hard negatives at each evaluation, the last equal to the exported model's score
+    assert [step for step, _ in _history(run, "eval.text_triplets.accuracy")] == [3, 6]
+    assert {"eval.text_triplets.by_category.colour.accuracy", "eval.text_triplets.by_category.shape.accuracy"} <= set(logged.metrics)
 
     # the exported directory, the registry and `export --run` all give the same model
     exported = load_model(run / "model")
@@ -56,6 +64,8 @@ def test_train_tracks_evaluates_exports_and_registers(ray_instance, caches, tmp_
     registered = load_model(resolve_model_dir("models:/vljepa-test/1"))
     assert export.main(["--run", str(run), "--out", str(tmp_path / "again")]) == 0
     again = load_model(tmp_path / "again")
+    final = triplet_accuracy(exported.eval().embed_texts, triplets)["accuracy"]
+    assert logged.metrics["eval.text_triplets.accuracy"] == pytest.approx(final, abs=1 / 24 + 1e-6)
     texts = ["a red ball moves left", "a blue cube"]
     for other in (registered, again):
         torch.testing.assert_close(other.embed_texts(texts), exported.embed_texts(texts))
