@@ -7,6 +7,9 @@ triplets, with a breakdown by category when the file names one.
 Design choices:
 - the file is JSON Lines, a JSON list of objects, or a JSON object of objects (keyed by id), so a
   benchmark's own annotation file is read as it comes; `fields` names its three text fields;
+- several files are read as one set, and a record naming no category takes its file's name: a
+  benchmark kept as a file per category (SugarCrepe's replace_att.json, swap_obj.json, ...) gets
+  the micro average over all and a row per file;
 - every distinct text is embedded once (negatives and paraphrases repeat across triplets);
 - ties count as wrong: an encoder that cannot tell p2 from n has not passed;
 - no chance level is reported: embeddings that ignore the text would score 1/3, but an encoder that
@@ -71,7 +74,16 @@ def _records(text: str, url: str) -> list[tuple[str, object]]:
     return records
 
 
-def read_triplets(url: str, fields: Sequence[str] = DEFAULT_FIELDS) -> list[TextTriplet]:
+def read_triplet_files(urls: Sequence[str], fields: Sequence[str] = DEFAULT_FIELDS) -> list[TextTriplet]:
+    """The triplets of several files as one set; with more than one, a record without a category
+    takes its file's name (without the extension)."""
+    if len(urls) == 1:
+        return read_triplets(urls[0], fields)
+    return [triplet for url in urls
+            for triplet in read_triplets(url, fields, default_category=url.rstrip("/").rsplit("/", 1)[-1].split(".")[0])]
+
+
+def read_triplets(url: str, fields: Sequence[str] = DEFAULT_FIELDS, default_category: str = "") -> list[TextTriplet]:
     """The triplets of a local or remote (s3://...) file; a clear error naming the record that is
     missing a field or holds a non-text value."""
     try:
@@ -90,7 +102,7 @@ def read_triplets(url: str, fields: Sequence[str] = DEFAULT_FIELDS) -> list[Text
         texts = [record[name] for name in fields]
         if not all(isinstance(t, str) and t.strip() for t in texts):
             raise ValueError(f"{where}: fields {', '.join(fields)} must be non-empty strings")
-        triplets.append(TextTriplet(*texts, category=str(record.get(CATEGORY_FIELD, ""))))
+        triplets.append(TextTriplet(*texts, category=str(record.get(CATEGORY_FIELD, default_category))))
     if not triplets:
         raise ValueError(f"{url} holds no triplets")
     return triplets

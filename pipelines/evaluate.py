@@ -1,4 +1,4 @@
-"""`vljepa evaluate --model MODEL --cache CACHE [--text-triplets FILE] [--json]`: zero-shot
+"""`vljepa evaluate --model MODEL --cache CACHE [--text-triplets FILE ...] [--json]`: zero-shot
 classification, text-to-video retrieval and discriminative VQA on a held-out feature cache, printed
 against chance; and with --text-triplets, the y-encoder's text-only hard-negative accuracy (paper
 §4.6: SugarCrepe++ / VISLA-style triplets, ops/text_triplets.py). Either or both.
@@ -16,7 +16,7 @@ from model.export import load_model, read_manifest, recorded_x_encoder
 from ops.cache_files import require_feature_cache
 from ops.evaluation import evaluate_cache
 from ops.feature_cache import FeatureCache
-from ops.text_triplets import DEFAULT_FIELDS, read_triplets, triplet_accuracy
+from ops.text_triplets import DEFAULT_FIELDS, read_triplet_files, triplet_accuracy
 from pipelines.cli_types import positive_int, triplet_fields
 from pipelines.model_source import resolve_model_dir
 from pipelines.report import print_json_result, run_as_process, table
@@ -48,9 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=None, help="held-out feature cache")
     parser.add_argument("--max-samples", type=positive_int, default=None, help="read at most this many cached samples")
     parser.add_argument("--prompt", default=None, help="captioning query (default: the model's own)")
-    parser.add_argument("--text-triplets", default=None, metavar="FILE",
+    parser.add_argument("--text-triplets", action="append", default=None, metavar="FILE",
                         help="hard-negative text triplets (JSON Lines or JSON, local or s3://): the y-encoder's "
-                             "text-only test; `vljepa sample-data` writes the sample data's as text-triplets.jsonl")
+                             "text-only test; repeat for several files, scored as one set with a row per file; "
+                             "`vljepa sample-data` writes the sample data's as text-triplets.jsonl")
     parser.add_argument("--triplet-fields", type=triplet_fields, default=DEFAULT_FIELDS, metavar="P1,P2,N",
                         help="the file's fields for the two positives and the negative (default: p1,p2,n)")
     parser.add_argument("--json", action="store_true")
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         # features of another x-encoder would give numbers that mean nothing (or a shape error): refused
         require_feature_cache(args.cache, recorded_x_encoder(model_dir), reader=f"model {args.model}")
     # read before the model loads: a wrong file or field name fails at once
-    triplets = read_triplets(args.text_triplets, args.triplet_fields) if args.text_triplets else None
+    triplets = read_triplet_files(args.text_triplets, args.triplet_fields) if args.text_triplets else None
     model = load_model(model_dir)
     if args.cache is not None:
         prompt = args.prompt if args.prompt is not None else read_manifest(model_dir)["metadata"].get("caption_prompt", "")
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evaluate: {result['num_samples']} samples from {args.cache}")
     if triplets is not None:
         result["text_triplets"] = triplet_accuracy(model.eval().embed_texts, triplets)
-        print(f"evaluate: {len(triplets)} text triplets from {args.text_triplets}")
+        print(f"evaluate: {len(triplets)} text triplets from {', '.join(args.text_triplets)}")
     print(results_table(result))
     if args.json:
         print_json_result(result)

@@ -58,9 +58,9 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     # evaluation and tracking
     parser.add_argument("--eval-cache", default=None)
     parser.add_argument("--eval-every", type=non_negative_int, default=0)
-    parser.add_argument("--eval-text-triplets", default=None, metavar="FILE",
+    parser.add_argument("--eval-text-triplets", action="append", default=None, metavar="FILE",
                         help="hard-negative text triplets scored with --eval-cache's evaluations (or alone): the "
-                             "y-encoder's eval.text_triplets.accuracy in MLflow (see vljepa evaluate)")
+                             "y-encoder's eval.text_triplets.accuracy in MLflow (see vljepa evaluate); repeatable")
     parser.add_argument("--triplet-fields", type=triplet_fields, default=("p1", "p2", "n"), metavar="P1,P2,N",
                         help="the triplet file's fields for the two positives and the negative (default: p1,p2,n)")
     parser.add_argument("--experiment", default="vljepa")
@@ -78,7 +78,8 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
         steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
         warmup_steps=args.warmup_steps, seed=args.seed, **run_fields(args),
         eval_cache=cache_url(args.eval_cache), eval_every=args.eval_every,
-        eval_text_triplets=cache_url(args.eval_text_triplets), eval_triplet_fields=",".join(args.triplet_fields),
+        eval_text_triplets=args.eval_text_triplets and [cache_url(url) for url in args.eval_text_triplets],
+        eval_triplet_fields=",".join(args.triplet_fields),
         replay_cache=cache_url(args.replay_cache), replay_weight=args.replay_weight,
         experiment=args.experiment, registered_model=args.registered_model or None,
     )
@@ -90,7 +91,7 @@ def run(config: TrainConfig, resume: bool = False, address: str | None = None) -
     from model.checkpoint_loading import check_reachable
     from model.encoder_identity import x_encoder_identity
     from model.presets import get_preset
-    from ops.text_triplets import parse_fields, read_triplets
+    from ops.text_triplets import parse_fields, read_triplet_files
     from pipelines.train_driver import check_caches, fit, open_tracking, require_full_batches
     from pipelines.train_loop import train_loop_per_worker
     from pipelines.training_data import build_train_dataset
@@ -102,7 +103,7 @@ def run(config: TrainConfig, resume: bool = False, address: str | None = None) -
     require_full_batches(config.cache, config.spec.media_kinds, config.spec.tasks, config.workers, config.batch_size,
                          f"stage {config.stage}", share=1.0 - replayed, weighted=bool(config.cache_weights))
     if config.eval_text_triplets:  # a wrong file or field name fails now, not at rank 0's first evaluation
-        read_triplets(config.eval_text_triplets, parse_fields(config.eval_triplet_fields))
+        read_triplet_files(config.eval_text_triplets, parse_fields(config.eval_triplet_fields))
     if not config.init_model:  # every worker loads the preset's checkpoints: without the hub, say so now
         for component in (preset.x_encoder, preset.predictor, preset.y_encoder):
             check_reachable(component.checkpoint)

@@ -92,7 +92,7 @@ class TrainConfig:
     eval_every: int = 0  # 0: only at the end
     eval_max_samples: int = 2000
     # the y-encoder's hard-negative text triplets (paper §4.6, ops/text_triplets.py), scored at each evaluation
-    eval_text_triplets: str | None = None
+    eval_text_triplets: list[str] | None = None
     eval_triplet_fields: str = "p1,p2,n"
     replay_cache: str | None = None  # sft: pretraining rows to replay
     replay_weight: float = 0.0  # sft: target share of replayed rows

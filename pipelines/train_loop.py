@@ -34,7 +34,7 @@ from model.vljepa import VLJepa
 from ops.collate import Collate
 from ops.evaluation import evaluate_chunks
 from ops.held_out_rows import HeldOutRows
-from ops.text_triplets import TextTriplet, parse_fields, read_triplets, triplet_accuracy
+from ops.text_triplets import TextTriplet, parse_fields, read_triplet_files, triplet_accuracy
 from pipelines.model_source import resolve_model_dir
 from pipelines.preemption import PreemptionWatch
 from pipelines.train_config import TrainConfig
@@ -140,7 +140,7 @@ def train_loop_per_worker(config_dict: dict) -> None:
 
     start_tracking(rank, config.tracking_uri, config.mlflow_run_id)
     held_out = HeldOutRows(config.eval_cache, config.eval_max_samples) if rank == 0 and config.eval_cache else None
-    triplets = (read_triplets(config.eval_text_triplets, parse_fields(config.eval_triplet_fields))
+    triplets = (read_triplet_files(config.eval_text_triplets, parse_fields(config.eval_triplet_fields))
                 if rank == 0 and config.eval_text_triplets else None)
 
     shard = ray.train.get_dataset_shard("train")

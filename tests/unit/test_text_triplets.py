@@ -7,7 +7,7 @@ import pytest
 
 from ops.sample_triplets import sample_triplets
 from ops.scenes import COLOURS, MOTIONS, SHAPES, all_scenes
-from ops.text_triplets import TextTriplet, read_triplets, triplet_accuracy, write_triplets
+from ops.text_triplets import TextTriplet, read_triplet_files, read_triplets, triplet_accuracy, write_triplets
 from pipelines import evaluate, export
 
 
@@ -96,3 +96,26 @@ def test_evaluate_wants_something_to_evaluate_and_well_formed_field_names(tmp_pa
     with pytest.raises(SystemExit):
         evaluate.main(["--model", str(tmp_path), "--text-triplets", "t.jsonl", "--triplet-fields", "a,b"])
     assert "three distinct field names" in capsys.readouterr().err
+
+
+def test_several_files_score_as_one_set_with_a_row_per_file(minilm_model, tmp_path, capsys):
+    """A benchmark kept as a file per category (SugarCrepe's replace_att.json, swap_obj.json, ...):
+    records without a category take their file's name; one named in the record keeps it."""
+    records = {"replace_att": [{"caption": "a red ball", "caption2": "a ball that is red", "negative_caption": "a blue ball"}],
+               "swap_obj": [{"caption": "a dog", "caption2": "a puppy", "negative_caption": "a cat"},
+                            {"caption": "a cup", "caption2": "a mug", "negative_caption": "a cap", "category": "named"}]}
+    for name, rows in records.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(rows))
+    fields = ("caption", "caption2", "negative_caption")
+    triplets = read_triplet_files([str(tmp_path / f"{name}.json") for name in records], fields)
+    assert [t.category for t in triplets] == ["replace_att", "swap_obj", "named"]
+    assert read_triplet_files([str(tmp_path / "swap_obj.json")], fields)[0].category == ""  # one file: as written
+
+    assert export.main(["--preset", "minilm", "--out", str(tmp_path / "model")]) == 0
+    capsys.readouterr()
+    assert evaluate.main(["--model", str(tmp_path / "model"), "--text-triplets", str(tmp_path / "replace_att.json"),
+                          "--text-triplets", str(tmp_path / "swap_obj.json"),
+                          "--triplet-fields", "caption,caption2,negative_caption", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["text_triplets"]
+    assert result == triplet_accuracy(minilm_model.embed_texts, triplets)
+    assert set(result["by_category"]) == {"replace_att", "swap_obj", "named"} and result["num_triplets"] == 3
