@@ -23,6 +23,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 import fsspec
 import torch
@@ -79,8 +80,7 @@ def read_triplet_files(urls: Sequence[str], fields: Sequence[str] = DEFAULT_FIEL
     takes its file's name (without the extension)."""
     if len(urls) == 1:
         return read_triplets(urls[0], fields)
-    return [triplet for url in urls
-            for triplet in read_triplets(url, fields, default_category=url.rstrip("/").rsplit("/", 1)[-1].split(".")[0])]
+    return [triplet for url in urls for triplet in read_triplets(url, fields, default_category=PurePosixPath(url).stem)]
 
 
 def read_triplets(url: str, fields: Sequence[str] = DEFAULT_FIELDS, default_category: str = "") -> list[TextTriplet]:
@@ -116,8 +116,9 @@ def write_triplets(url: str, triplets: Sequence[TextTriplet]) -> None:
 
 @torch.no_grad()
 def triplet_accuracy(embed_texts: Callable[[list[str]], torch.Tensor], triplets: Sequence[TextTriplet]) -> dict:
-    """Accuracy over `triplets` of the embeddings `embed_texts` gives (L2-normalised rows, one per
-    text, as `VLJepa.embed_texts` returns the y-encoder's S_Y)."""
+    """Accuracy over `triplets` of the embeddings `embed_texts` gives, one row per text (such as
+    `VLJepa.embed_texts`'s S_Y); rows are L2-normalised here, so similarities are cosines whatever
+    the encoder returns."""
     texts = sorted({text for t in triplets for text in (t.p1, t.p2, t.n)})
     index = {text: i for i, text in enumerate(texts)}
     embeddings = torch.nn.functional.normalize(embed_texts(texts).float().cpu(), dim=-1)  # (T, E)

@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     parser.add_argument("--eval-text-triplets", action="append", default=None, metavar="FILE",
                         help="hard-negative text triplets scored with --eval-cache's evaluations (or alone): the "
                              "y-encoder's eval.text_triplets.accuracy in MLflow (see vljepa evaluate); repeatable")
-    parser.add_argument("--triplet-fields", type=triplet_fields, default=("p1", "p2", "n"), metavar="P1,P2,N",
+    parser.add_argument("--triplet-fields", type=triplet_fields, default=TrainConfig.eval_triplet_fields, metavar="P1,P2,N",
                         help="the triplet file's fields for the two positives and the negative (default: p1,p2,n)")
     parser.add_argument("--experiment", default="vljepa")
     parser.add_argument("--registered-model", default="vljepa", help="MLflow registry name ('' to skip)")

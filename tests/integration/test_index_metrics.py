@@ -74,7 +74,8 @@ def test_a_shards_state_and_background_jobs_are_exported(shard, metrics_port):
 
     assert jobs("build", "done", 1) == 1
     assert jobs("compaction", "done", 1) == 1
-    assert _value(metrics_port, "index_upkeep_seconds_count", job="build") == 1
+    builds_observed = "index_upkeep_seconds_count"  # a histogram's _count: builds observed, not their time
+    assert _value(metrics_port, builds_observed, job="build") == 1
     assert _value(metrics_port, "index_items") == count
     assert _value(metrics_port, "index_lists") == LISTS
     assert _value(metrics_port, "index_unsnapshotted_bytes") == 0  # all of it in the snapshot
