@@ -11,6 +11,7 @@ threshold (the meaning is changing) and settled again (the new meaning is stable
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,30 +65,54 @@ def ward_segments(embeddings: np.ndarray, num_segments: int, smooth: int = 1) ->
     return [Segment(a, b) for a, b in zip(cuts[:-1], cuts[1:])]  # contiguous: connectivity is a chain
 
 
-def online_segments(embeddings: np.ndarray, window: int, threshold: float) -> list[Segment]:
-    """Decode points a live stream would pick, seeing one embedding at a time.
+class OnlineSegmenter:
+    """Decode points of a live stream, one embedding at a time (no look-ahead).
 
     The local variance is the mean squared distance of the last `window` embeddings to their mean.
     The first decode comes once a window is full; later ones each time the variance, having risen
-    above `threshold`, falls back below it. Each decode covers the steps since the previous one.
+    above `threshold`, falls back below it. Each decode covers the steps since the previous one, at
+    most the window that ends there (the event is centred in it). `push` answers as each step
+    arrives, so a live endpoint and the offline `online_segments` make the same decisions.
     """
-    steps = embeddings.shape[0]
-    decode_at: list[int] = []
-    changing = False
-    for t in range(steps):
-        recent = embeddings[max(0, t - window + 1) : t + 1]
+
+    def __init__(self, window: int, threshold: float):
+        self.window, self.threshold = window, threshold
+        self.recent: deque[np.ndarray] = deque(maxlen=window)
+        self.steps = 0
+        self.last_decode: int | None = None  # the step of the latest decode
+        self.changing = False
+
+    def push(self, embedding: np.ndarray) -> Segment | None:
+        """Step t's embedding -> the segment to decode now, if any."""
+        t, self.steps = self.steps, self.steps + 1
+        self.recent.append(embedding)
+        if self.last_decode is None:
+            return self._decode_at(t) if t + 1 >= self.window else None
+        recent = np.stack(self.recent)
         variance = float(((recent - recent.mean(axis=0)) ** 2).sum(axis=1).mean())
-        if not decode_at:
-            if t + 1 >= min(window, steps):
-                decode_at.append(t)
-        elif variance > threshold:
-            changing = True
-        elif changing:
-            decode_at.append(t)
-            changing = False
-    starts = [0] + [d + 1 for d in decode_at[:-1]]
-    # the decode at step d covers the window that ends there: centre the event in it
-    return [Segment(max(s, d - window + 1), d + 1) for s, d in zip(starts, decode_at)]
+        if variance > self.threshold:
+            self.changing = True
+        elif self.changing:
+            self.changing = False
+            return self._decode_at(t)
+        return None
+
+    def finish(self) -> Segment | None:
+        """The stream ended: one shorter than a window still gets its one decode, at its last step."""
+        return self._decode_at(self.steps - 1) if self.last_decode is None and self.steps else None
+
+    def _decode_at(self, t: int) -> Segment:
+        start = 0 if self.last_decode is None else self.last_decode + 1
+        self.last_decode = t
+        return Segment(max(start, t - self.window + 1), t + 1)
+
+
+def online_segments(embeddings: np.ndarray, window: int, threshold: float) -> list[Segment]:
+    """The decode points OnlineSegmenter picks over a whole recorded stream."""
+    segmenter = OnlineSegmenter(window, threshold)
+    segments = [segment for segment in map(segmenter.push, embeddings) if segment is not None]
+    last = segmenter.finish()
+    return segments + ([last] if last is not None else [])
 
 
 def segment_embeddings(embeddings: np.ndarray, segments: list[Segment], pooled: bool) -> np.ndarray:

@@ -50,8 +50,13 @@ SECONDS_PER_DECODE = FloatField(name="seconds_per_decode", default=4.0, low=0.1,
                                 description="without `segments`: the average seconds between decodes")
 THRESHOLD = FloatField(name="threshold", default=0.1, low=0.0, high=4.0,
                        description="strategy online: the variance that triggers a decode")
+ONLINE_WINDOW = IntField(name="online_window", default=4, low=2, high=1000,
+                         description="strategy online: the windows whose variance is watched")
 POOL = FlagField(name="pool", default=True, description=(
     "decode each segment's average embedding (true) or its midpoint window's (false)"))
+# /v1/live (a WebSocket; these come in its query string): the feed's rate, then the online rule
+FPS = FloatField(name="fps", default=None, low=0.1, high=240.0, description=(
+    "frames per second of the live feed: frame n is at n / fps seconds"))
 
 ANY_MEDIA = "an image (JPEG, PNG, WebP) or a video (MP4, WebM, MKV, AVI)"
 VIDEO_ONLY = "a video (MP4, WebM, MKV, AVI)"
@@ -63,6 +68,7 @@ VQA = RequestBody(QUESTION, CANDIDATES, media=ANY_MEDIA)
 ADD_ITEM = RequestBody(ITEM_ID, media=ANY_MEDIA)
 RETRIEVE = RequestBody(SEARCH, TOP_K, PREFIX, PROBE)
 CAPTION = RequestBody(QUERY, BEAMS, media=ANY_MEDIA)
-STREAM = RequestBody(WINDOW, STRIDE, STRATEGY, SEGMENTS, SECONDS_PER_DECODE, THRESHOLD, POOL, QUERY,
+STREAM = RequestBody(WINDOW, STRIDE, STRATEGY, SEGMENTS, SECONDS_PER_DECODE, THRESHOLD, ONLINE_WINDOW, POOL, QUERY,
                      media=VIDEO_ONLY)
+LIVE = RequestBody(FPS, WINDOW, STRIDE, THRESHOLD, ONLINE_WINDOW, POOL, QUERY)
 LIST_ITEMS = RequestBody(OFFSET, LIMIT, PREFIX)  # query parameters: GET /v1/index/items?offset=&limit=&prefix=

@@ -16,7 +16,9 @@
   9. Ray Serve on 127.0.0.1, its retrieval index filled from the eval and training-clip caches,
      split over 2 shards, each partitioned into 8 k-means lists of which a search scores the 2
      nearest the query (approximate search, `--index-lists 8 --index-probe 2`): a classify, a VQA,
-     a caption and a retrieve request over HTTP, the /docs page's assets (served offline), then stop.
+     a caption and a retrieve request over HTTP, 30 s of the held-out stream fed frame by frame to
+     the live WebSocket endpoint (events as they are decoded), the /docs page's assets (served
+     offline), then stop.
 """
 
 from __future__ import annotations
@@ -107,12 +109,18 @@ INDEX_SHARDS = 2
 INDEX_LISTS, INDEX_PROBE = 8, 2
 
 
-def serve_requests(model_dir: Path, eval_shards: Path, index_caches: list[Path]) -> None:
+LIVE_SECONDS = 30  # of the held-out stream fed to /v1/live as a camera would, frame by frame
+
+
+def serve_requests(model_dir: Path, eval_shards: Path, index_caches: list[Path], stream_video: Path) -> None:
+    import itertools
+
     import requests
     from ray import serve
 
     from ops.scenes import all_scenes
     from ops.shard_io import iter_samples, resolve_shards
+    from pipelines.live_client import live_url, send_live, video_frames
     from pipelines.net import free_loopback_port
     from pipelines.serve import start
     from pipelines.serve_args import ServeAppArgs
@@ -144,6 +152,12 @@ def serve_requests(model_dir: Path, eval_shards: Path, index_caches: list[Path])
         caption = requests.post(f"{base}/v1/caption", files={"media": ("clip.mp4", clip.members["mp4"])},
                                 timeout=120).json()
         print(f"POST /v1/caption   -> {caption['text']!r} (truth: {clip.members['txt'].decode()!r})")
+        frames, fps = video_frames(stream_video.read_bytes())
+        live = send_live(live_url(base, fps=fps), itertools.islice(frames, round(LIVE_SECONDS * fps)))
+        print(f"WS   /v1/live      {live.summary['frames']} frames ({LIVE_SECONDS} s) of the held-out stream sent one by "
+              f"one at {fps:g} fps, {live.summary['windows']} windows; events as they were decoded (online rule):")
+        for event in live.events:
+            print(f"    {event['time']:5.1f} s  {event['text']!r}")
         query = clip.members["txt"].decode()
         found = requests.post(f"{base}/v1/retrieve", json={"query": query, "k": 3}, timeout=120).json()["results"]
         indexed = requests.get(f"{base}/v1/index/items", params={"limit": 1}, timeout=120).json()["total"]
@@ -278,8 +292,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(streamed['events'])} decodes; first annotations: "
           + "; ".join(f"{a['time']:.1f}s {a['caption']!r}" for a in annotations[:3]))
 
-    banner("9. serving on Ray Serve (127.0.0.1): classify, VQA, caption and retrieval over HTTP")
-    serve_requests(Path(served["model"]), data / "eval", [caches / "eval", caches / "train-clips"])
+    banner("9. serving on Ray Serve (127.0.0.1): classify, VQA, caption, a live stream and retrieval")
+    serve_requests(Path(served["model"]), data / "eval", [caches / "eval", caches / "train-clips"],
+                   data / "streams" / "eval-stream.mp4")
 
     print(f"\n{clock.report()}")
     print(f"\ndemo finished.\n  data:          {data}\n  feature cache: {caches}\n  model:         {result['model']}"

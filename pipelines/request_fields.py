@@ -135,13 +135,18 @@ class IntField:
 class FloatField:
     name: str
     description: str
-    default: float
+    default: float | None  # None: required
     low: float
     high: float
-    required: bool = False
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
 
     def read(self, fields: dict) -> float:
         value = fields.get(self.name, self.default)
+        if value is None:
+            raise HTTPException(422, f"'{self.name}' is required")
         if isinstance(value, bool):
             raise HTTPException(422, f"'{self.name}' must be a number")
         try:
@@ -153,8 +158,8 @@ class FloatField:
         return value
 
     def schema(self) -> dict:
-        return {"type": "number", "minimum": self.low, "maximum": self.high, "default": self.default,
-                "description": self.description}
+        schema = {"type": "number", "minimum": self.low, "maximum": self.high, "description": self.description}
+        return schema if self.default is None else {**schema, "default": self.default}
 
 
 @dataclass(frozen=True, kw_only=True)

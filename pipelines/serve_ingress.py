@@ -22,10 +22,11 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi_offline import FastAPIOffline
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.requests import HTTPConnection
 
 from model.export import read_manifest
 from model.tokenize import count_tokens, load_tokenizer
@@ -54,6 +55,7 @@ from pipelines.cached_predictions import predict_in_calls
 from pipelines.model_source import resolve_model_dir
 from pipelines.replica_notice import notice
 from pipelines.request_fields import RequestBody, TextField, maybe_json, parse_json, parse_multipart
+from pipelines.serve_live import LiveSession, LiveSettings, refuse
 from pipelines.serve_metrics import NOT_MEDIA, MediaMetrics
 from pipelines.sharded_index import ShardedIndex
 
@@ -160,7 +162,7 @@ class Ingress:
         return listed
 
     # -- plumbing ------------------------------------------------------------------------------
-    def authorize(self, request: Request) -> None:
+    def authorize(self, request: HTTPConnection) -> None:
         if not self.settings.token:
             return
         header = request.headers.get("authorization", "")
@@ -256,7 +258,7 @@ class Ingress:
                           num_frames=self.num_frames, image_size=self.image_size)
         plan = DecodePlan(strategy=api.STRATEGY.read(fields), pooled=api.POOL.read(fields),
                           segments=api.SEGMENTS.read(fields), seconds_per_decode=api.SECONDS_PER_DECODE.read(fields),
-                          threshold=api.THRESHOLD.read(fields))
+                          threshold=api.THRESHOLD.read(fields), online_window=api.ONLINE_WINDOW.read(fields))
         return spec, plan
 
     async def stream_embeddings(self, media: bytes, spec: WindowSpec, query: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -395,6 +397,34 @@ class Ingress:
         beams = api.BEAMS.read(fields)
         kind, embedding = await self.predict(media, self.query(fields, api.QUERY))
         return {"kind": kind, "text": await decoder.decode.remote((embedding, beams))}
+
+    @app.websocket("/v1/live")
+    async def live(self, websocket: WebSocket) -> None:
+        """A live feed over a WebSocket: frames in, selective-decoding events out as they are decoded
+        (the protocol: pipelines/serve_live.py). Parameters come in the query string."""
+        try:
+            self.authorize(websocket)
+        except HTTPException as exc:  # closed before it is accepted: the handshake is refused (HTTP 403)
+            await websocket.close(code=1008, reason=exc.detail)
+            return
+        await websocket.accept()
+        try:
+            fields = dict(websocket.query_params)
+            api.LIVE.refuse_unknown(fields)
+            spec = WindowSpec(window_s=api.WINDOW.read(fields), stride_s=api.STRIDE.read(fields),
+                              num_frames=self.num_frames, image_size=self.image_size)
+            settings = LiveSettings(spec=spec, fps=api.FPS.read(fields), threshold=api.THRESHOLD.read(fields),
+                                    online_window=api.ONLINE_WINDOW.read(fields), pooled=api.POOL.read(fields),
+                                    query=self.query(fields, api.QUERY), max_frame_bytes=self.settings.max_request_bytes)
+            session = LiveSession(websocket, settings, self.visual, self.require_decoder(), self.media_metrics)
+        except HTTPException as exc:
+            return await refuse(websocket, exc.status_code, exc.detail)
+        except SampleError as exc:  # a window too short for the frames the model samples
+            return await refuse(websocket, 422, f"{exc.reason}: {exc.message}")
+        try:
+            await session.run()
+        except WebSocketDisconnect:  # the client left while an event was being sent
+            pass
 
     @app.post("/v1/stream", response_model=None, responses=responses(StreamEvents, *MEDIA_ERRORS, 501),
               openapi_extra=api.STREAM.openapi())

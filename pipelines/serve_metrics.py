@@ -31,6 +31,7 @@ from ops.index_log import IndexLog
 from ops.vector_index import VectorIndex
 
 NOT_MEDIA = "not_media"  # bytes that are no image or video format (a 415)
+FRAME_TOO_LARGE = "frame_too_large"  # a live feed's frame over the size limit (its 413)
 UPKEEP_SECONDS = [0.1, 1, 10, 60, 300, 1800, 3600]
 DECODE_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
 

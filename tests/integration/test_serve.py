@@ -24,6 +24,7 @@ from pipelines.exported_metrics import scrape, settled, summed, wait_for
 
 TOKEN = "s3cret-token"
 STREAM_LIMIT = 64  # windows a /v1/stream video may give on the "open" application
+LIVE_THRESHOLD = 0.05  # the online rule's variance: the test model's embeddings change this much between events
 
 
 
@@ -479,6 +480,56 @@ def test_a_stream_over_the_window_limit_gets_a_422(served):
     response = _post(f"{base}/v1/stream", video, stride=0.1)  # 72 windows (8 fps: one frame apart)
     assert response.status_code == 422, response.text
     assert f"more than the {STREAM_LIMIT} allowed" in response.json()["detail"]
+    assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
+
+
+def test_a_live_feed_gets_the_events_of_the_same_video_uploaded(served):
+    """WebSocket /v1/live fed a recorded video's frames at its rate, with two bad frames among them:
+    each bad frame refused with its number, the rest go on, and the events are /v1/stream's for that
+    video with strategy=online."""
+    from ops.long_stream import LongStreamConfig, make_long_stream
+    from pipelines.live_client import live_url, send_live, video_frames
+
+    base, _ = served
+    video, _ = make_long_stream(LongStreamConfig(num_events=3, min_seconds=3.0, max_seconds=4.0, frame_size=64))
+    params = {"stride": 0.25, "threshold": LIVE_THRESHOLD, "pool": False}
+    uploaded = _post(f"{base}/v1/stream", video, strategy="online", timeout=120, **params)
+    assert uploaded.status_code == 200, uploaded.text
+    frames, fps = video_frames(video)
+    frames = list(frames)
+    fed = frames[:5] + [b"not an image"] + frames[5:20] + [image_bytes("png")[:200]] + frames[20:]
+    live = send_live(live_url(base, fps=fps, **params), fed)
+    assert live.close_code == 1000 and live.events == uploaded.json()["events"]
+    assert len(live.events) >= 2, live  # the threshold sees the changes between events
+    assert [(e["status"], e["frame"]) for e in live.errors] == [(415, 5), (422, 21)]
+    assert live.summary == {"windows": uploaded.json()["windows"], "frames": len(frames), "refused": 2,
+                            "events": len(live.events)}
+
+
+def test_live_sessions_that_cannot_go_on_are_told_why(served):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    from pipelines.live_client import live_url, send_live
+
+    base, _ = served
+    with pytest.raises(InvalidStatus) as denied:  # a token configured: no handshake without it
+        send_live(live_url(f"{base}/secure", fps=8), [])
+    assert denied.value.response.status_code == 403
+    no_decoder = send_live(live_url(f"{base}/secure", fps=8), [], token=TOKEN)
+    assert no_decoder.close_code == 1008 and no_decoder.errors[0]["status"] == 501
+    for params, says in [({}, "'fps' is required"), ({"fps": 8, "segmnts": 3}, "unknown field 'segmnts'"),
+                         ({"fps": 0}, "'fps' must be between"), ({"fps": 8, "window": 0.5}, "window_too_short")]:
+        refused = send_live(live_url(base, **params), [image_bytes("png")])
+        assert refused.close_code == 1008 and says in refused.close_reason, (params, refused)
+        assert refused.errors == [{"error": refused.errors[0]["error"], "status": 422}] and not refused.events
+    with connect(live_url(base, fps=8)) as socket:  # a text message other than the end: told, and the session goes on
+        socket.send("hello")
+        assert json.loads(socket.recv(timeout=30))["status"] == 400
+        socket.send(json.dumps({"end": True}))
+        assert json.loads(socket.recv(timeout=30)) == {"windows": 0, "frames": 0, "refused": 0, "events": 0}
+    nothing = send_live(live_url(base, fps=8), [image_bytes("png")] * 3)  # fewer frames than a window samples
+    assert nothing.close_code == 1000 and nothing.summary == {"windows": 0, "frames": 3, "refused": 0, "events": 0}
     assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
 
 

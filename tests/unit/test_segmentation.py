@@ -76,3 +76,25 @@ def test_smoothing_keeps_an_outlier_window_from_becoming_a_segment():
     truth = list(np.cumsum(LENGTHS)[:-1])
     assert boundaries(ward_segments(stream, len(LENGTHS))) != truth  # plain Ward spends a segment on it
     assert boundaries(ward_segments(stream, len(LENGTHS), smooth=5)) == truth
+
+
+@pytest.mark.parametrize("steps", [0, 2, 3, 130])  # none, shorter than a window, one window, a long stream
+def test_the_online_segmenter_decides_each_step_as_it_arrives(steps):
+    """A live stream sees one embedding at a time: every decode is answered by the step that ends it
+    (nothing waits for the end of the stream), and the decodes are online_segments' over the whole."""
+    from ops.segmentation import OnlineSegmenter
+
+    stream = np.concatenate([piecewise_stream()] * 2)[:steps]
+    segmenter = OnlineSegmenter(window=4, threshold=0.2)
+    live = []
+    for t, embedding in enumerate(stream):
+        segment = segmenter.push(embedding)
+        if segment is not None:
+            assert segment.end == t + 1 and segment.end - segment.start <= 4
+            live.append(segment)
+    last = segmenter.finish()
+    if last is not None:
+        assert steps < 4 and not live and last == Segment(0, steps)  # a stream shorter than a window: one decode
+        live.append(last)
+    assert live == online_segments(stream, window=4, threshold=0.2)
+    assert len(live) == {0: 0, 2: 1, 3: 1, 130: 5}[steps]  # 130 steps: events of 30, 6, 14, 50, 30
