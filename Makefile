@@ -37,6 +37,7 @@ bench: setup bench-selective
 	$(PY) -m benchmarks.preemption_loss
 	$(PY) -m benchmarks.export_checkpoint
 	$(PY) -m benchmarks.serve_throughput
+	$(PY) -m benchmarks.live_stream --demo $(DEMO_DIR)
 	$(PY) -m benchmarks.index_search
 	$(PY) -m benchmarks.index_fill
 	$(PY) -m benchmarks.index_shards

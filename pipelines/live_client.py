@@ -14,6 +14,7 @@ server, once its receive buffer filled.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
@@ -31,6 +32,8 @@ class LiveResult:
     summary: dict | None = None  # {"windows", "frames", "refused", "events"}; None if the server closed first
     close_code: int | None = None
     close_reason: str = ""
+    sent_s: list[float] = field(default_factory=list)  # when each frame was sent, seconds after the first
+    arrived_s: list[float] = field(default_factory=list)  # when each event arrived, on the same clock
 
 
 def video_frames(video: bytes) -> tuple[Iterator[bytes], float]:
@@ -53,8 +56,10 @@ def live_url(base: str, **params) -> str:
     return f"{ws}://{rest}/v1/live" + (f"?{urlencode(values)}" if values else "")
 
 
-def send_live(url: str, frames: Iterable[bytes], *, token: str | None = None, timeout_s: float = 120.0) -> LiveResult:
-    """Send each frame as a binary message, then {"end": true}; collect what the server answers."""
+def send_live(url: str, frames: Iterable[bytes], *, token: str | None = None, timeout_s: float = 120.0,
+              pace_fps: float | None = None) -> LiveResult:
+    """Send each frame as a binary message, then {"end": true}; collect what the server answers.
+    pace_fps: send frame n at n / pace_fps seconds, as a camera would (default: as fast as possible)."""
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
@@ -62,31 +67,35 @@ def send_live(url: str, frames: Iterable[bytes], *, token: str | None = None, ti
     headers = {"Authorization": f"Bearer {token}"} if token else None
     with connect(url, additional_headers=headers, open_timeout=timeout_s, close_timeout=timeout_s,
                  max_size=None) as socket:
+        started = time.monotonic()
         try:
-            for frame in frames:
+            for n, frame in enumerate(frames):
+                due = started + n / pace_fps if pace_fps else 0.0
+                # what arrives before the frame is due, read as it arrives (not pacing: what has arrived)
+                while (message := _next(socket, max(0.0, due - time.monotonic()))) is not None:
+                    _file(result, message, started)
+                result.sent_s.append(time.monotonic() - started)
                 socket.send(frame)
-                while (message := _next(socket, 0)) is not None:  # whatever has arrived meanwhile
-                    _file(result, message)
             socket.send(json.dumps({"end": True}))
             while result.summary is None:
                 message = _next(socket, timeout_s)
                 if message is None:
                     raise TimeoutError(f"no answer from {url} within {timeout_s:g} s")
-                _file(result, message)
+                _file(result, message, started)
         except ConnectionClosed:  # a refused session or a server gone: the close code says which
-            _drain(socket, result)
+            _drain(socket, result, started)
         socket.close()
         result.close_code, result.close_reason = socket.close_code, socket.close_reason or ""
     return result
 
 
-def _drain(socket, result: LiveResult) -> None:
+def _drain(socket, result: LiveResult, started: float) -> None:
     """What the server sent before it closed (its reason for closing, say) and was not read yet."""
     from websockets.exceptions import ConnectionClosed
 
     try:
         while (message := _next(socket, 0)) is not None:
-            _file(result, message)
+            _file(result, message, started)
     except ConnectionClosed:
         pass
 
@@ -98,10 +107,11 @@ def _next(socket, timeout_s: float) -> dict | None:
         return None
 
 
-def _file(result: LiveResult, message: dict) -> None:
+def _file(result: LiveResult, message: dict, started: float) -> None:
     if "error" in message:
         result.errors.append(message)
     elif "windows" in message:
         result.summary = message
     else:
         result.events.append(message)
+        result.arrived_s.append(time.monotonic() - started)
