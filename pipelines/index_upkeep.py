@@ -90,8 +90,12 @@ class ShardUpkeep:
             job = (COMPACTION, (self.log.capture(self.index),))
         else:
             return False
-        self.thread = threading.Thread(target=self._run, args=job, daemon=True, name=f"retrieval-index-{job[0]}")
-        self.thread.start()
+        thread = threading.Thread(target=self._run, args=job, daemon=True, name=f"retrieval-index-{job[0]}")
+        # started before it is published: wait() reads self.thread without the lock, and joining a
+        # thread not yet started raises (it did, now and then, on a loaded machine). The job cannot
+        # clear self.thread before this returns: it takes the lock, which the caller holds
+        thread.start()
+        self.thread = thread
         return True
 
     def wait(self, timeout: float | None = None) -> bool:
