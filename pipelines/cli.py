@@ -23,6 +23,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "stream": ("pipelines.stream", "selective decoding: events of a long video, decoded only where meaning changes"),
     "export": ("pipelines.export", "a self-contained model directory from a run or a preset"),
     "serve": ("pipelines.serve", "the inference graph on Ray Serve over HTTP"),
+    "live": ("pipelines.live", "feed a server's live endpoint frame by frame; print events as they are decoded"),
     "index-reshard": ("pipelines.index_reshard", "re-split a kept retrieval index store for another shard count"),
     "submit": ("pipelines.submit", "run any verb above as a Ray job on a cluster (status / logs / stop too)"),
     "demo": ("pipelines.demo", "the main job end to end on the embedded sample data"),

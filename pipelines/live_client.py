@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -57,9 +57,10 @@ def live_url(base: str, **params) -> str:
 
 
 def send_live(url: str, frames: Iterable[bytes], *, token: str | None = None, timeout_s: float = 120.0,
-              pace_fps: float | None = None) -> LiveResult:
+              pace_fps: float | None = None, on_event: Callable[[dict], None] | None = None) -> LiveResult:
     """Send each frame as a binary message, then {"end": true}; collect what the server answers.
-    pace_fps: send frame n at n / pace_fps seconds, as a camera would (default: as fast as possible)."""
+    pace_fps: send frame n at n / pace_fps seconds, as a camera would (default: as fast as possible).
+    on_event: called with each event as it arrives."""
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
@@ -73,7 +74,7 @@ def send_live(url: str, frames: Iterable[bytes], *, token: str | None = None, ti
                 due = started + n / pace_fps if pace_fps else 0.0
                 # what arrives before the frame is due, read as it arrives (not pacing: what has arrived)
                 while (message := _next(socket, max(0.0, due - time.monotonic()))) is not None:
-                    _file(result, message, started)
+                    _file(result, message, started, on_event)
                 result.sent_s.append(time.monotonic() - started)
                 socket.send(frame)
             socket.send(json.dumps({"end": True}))
@@ -81,21 +82,21 @@ def send_live(url: str, frames: Iterable[bytes], *, token: str | None = None, ti
                 message = _next(socket, timeout_s)
                 if message is None:
                     raise TimeoutError(f"no answer from {url} within {timeout_s:g} s")
-                _file(result, message, started)
+                _file(result, message, started, on_event)
         except ConnectionClosed:  # a refused session or a server gone: the close code says which
-            _drain(socket, result, started)
+            _drain(socket, result, started, on_event)
         socket.close()
         result.close_code, result.close_reason = socket.close_code, socket.close_reason or ""
     return result
 
 
-def _drain(socket, result: LiveResult, started: float) -> None:
+def _drain(socket, result: LiveResult, started: float, on_event: Callable[[dict], None] | None) -> None:
     """What the server sent before it closed (its reason for closing, say) and was not read yet."""
     from websockets.exceptions import ConnectionClosed
 
     try:
         while (message := _next(socket, 0)) is not None:
-            _file(result, message, started)
+            _file(result, message, started, on_event)
     except ConnectionClosed:
         pass
 
@@ -107,7 +108,7 @@ def _next(socket, timeout_s: float) -> dict | None:
         return None
 
 
-def _file(result: LiveResult, message: dict, started: float) -> None:
+def _file(result: LiveResult, message: dict, started: float, on_event: Callable[[dict], None] | None) -> None:
     if "error" in message:
         result.errors.append(message)
     elif "windows" in message:
@@ -115,3 +116,5 @@ def _file(result: LiveResult, message: dict, started: float) -> None:
     else:
         result.events.append(message)
         result.arrived_s.append(time.monotonic() - started)
+        if on_event is not None:
+            on_event(message)

@@ -506,6 +506,39 @@ def test_a_live_feed_gets_the_events_of_the_same_video_uploaded(served):
                             "events": len(live.events)}
 
 
+def test_vljepa_live_prints_each_event_as_it_arrives(served, tmp_path, capsys):
+    """`vljepa live` from a recording and from a folder of its frames: the events /v1/stream gives,
+    each printed as it came, then the summary; a server that refuses the feed is a 1 and says why."""
+    from ops.long_stream import LongStreamConfig, make_long_stream
+    from pipelines import live
+    from pipelines.live_client import video_frames
+
+    base, _ = served
+    video, _ = make_long_stream(LongStreamConfig(num_events=3, min_seconds=3.0, max_seconds=4.0, frame_size=64))
+    (tmp_path / "stream.mp4").write_bytes(video)
+    uploaded = _post(f"{base}/v1/stream", video, strategy="online", stride=0.25, threshold=LIVE_THRESHOLD, timeout=120)
+    assert uploaded.status_code == 200, uploaded.text
+    frames, _ = video_frames(video)
+    (tmp_path / "frames").mkdir()
+    for n, frame in enumerate(frames):
+        (tmp_path / "frames" / f"{n:05d}.png").write_bytes(frame)
+    rule = ["--server", base, "--stride", "0.25", "--threshold", str(LIVE_THRESHOLD), "--json"]
+    for source in (["--video", str(tmp_path / "stream.mp4")], ["--frames", str(tmp_path / "frames"), "--fps", "8"]):
+        assert live.main([*source, *rule]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        answered = json.loads(lines[-1])
+        assert answered["events"] == uploaded.json()["events"] and answered["refused"] == 0, source
+        printed = [line for line in lines if line.endswith(tuple(e["text"] for e in answered["events"]))]
+        assert len(printed) == len(answered["events"]) >= 2 and lines.index(printed[-1]) < len(lines) - 2
+
+    assert live.main(["--video", str(tmp_path / "stream.mp4"), "--server", f"{base}/secure"]) == 1
+    assert "HTTP 403" in capsys.readouterr().err
+    (tmp_path / "token").write_text(TOKEN)
+    assert live.main(["--video", str(tmp_path / "stream.mp4"), "--server", f"{base}/secure",
+                      "--token-file", str(tmp_path / "token")]) == 1
+    assert "501 this model has no Y-decoder" in capsys.readouterr().err
+
+
 def test_live_sessions_that_cannot_go_on_are_told_why(served):
     from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect
