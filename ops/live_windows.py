@@ -9,14 +9,12 @@ frames are embedded alike. Only the frames of one window are held, however long 
 
 from __future__ import annotations
 
-import math
 from collections import deque
 
 import numpy as np
 
-from ops.errors import WINDOW_TOO_SHORT, SampleError
 from ops.preprocess import uniform_frame_indices
-from ops.stream_windows import WindowSpec
+from ops.stream_windows import WindowSpec, window_too_short
 
 MAX_FPS = 240.0
 
@@ -29,10 +27,7 @@ class LiveWindows:
         self.length = max(1, round(spec.window_s * fps))  # frames per window, as window_starts rounds
         self.stride = max(1, round(spec.stride_s * fps))
         if self.length < spec.num_frames:
-            shortest = math.ceil(spec.num_frames / fps * 100) / 100
-            raise SampleError(WINDOW_TOO_SHORT, f"a {spec.window_s:g} s window holds {self.length} frames at {fps:g} fps, "
-                                                f"fewer than the {spec.num_frames} a window needs: use a window of at "
-                                                f"least {shortest:g} s")
+            raise window_too_short(spec, self.length, fps, source="feed")
         self.sampled = uniform_frame_indices(self.length, spec.num_frames)  # offsets inside a window
         self.held: deque[np.ndarray] = deque(maxlen=self.length)  # the latest frames, (S, S, 3) uint8 each
         self.frames = 0  # frames received

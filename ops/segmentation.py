@@ -115,6 +115,13 @@ def online_segments(embeddings: np.ndarray, window: int, threshold: float) -> li
     return segments + ([last] if last is not None else [])
 
 
+def segment_event(times, segment: Segment, text: str) -> dict:
+    """A decoded segment as the stream's event: its midpoint's time, its span, its text (seconds to
+    the millisecond). `times`: the window centre times, indexed by step."""
+    return {"time": round(float(times[segment.midpoint]), 3), "text": text,
+            "start": round(float(times[segment.start]), 3), "end": round(float(times[segment.end - 1]), 3)}
+
+
 def segment_embeddings(embeddings: np.ndarray, segments: list[Segment], pooled: bool) -> np.ndarray:
     """(N, E) unit embeddings to decode: each segment's midpoint, or its average (denoised)."""
     if pooled:

@@ -15,7 +15,8 @@ import torch
 from model.vljepa import VLJepa
 from model.y_decoder import YDecoder
 from ops.media_input import frames_to_input
-from ops.segmentation import Segment, online_segments, segment_embeddings, uniform_segments, ward_segments
+from ops.segmentation import (Segment, online_segments, segment_embeddings, segment_event, uniform_segments,
+                              ward_segments)
 from ops.stream_windows import WindowSpec, iter_windows
 
 STRATEGIES = ("adaptive", "uniform", "online")
@@ -77,9 +78,7 @@ def decode_events(decoder: YDecoder, embeddings: np.ndarray, times: np.ndarray, 
                   pooled: bool, num_beams: int = 1) -> list[dict]:
     chosen = torch.from_numpy(segment_embeddings(embeddings, segments, pooled)).float()
     texts = decoder.generate(chosen, num_beams=num_beams)
-    return [{"time": round(float(times[s.midpoint]), 3), "text": text,
-             "start": round(float(times[s.start]), 3), "end": round(float(times[s.end - 1]), 3)}
-            for s, text in zip(segments, texts)]
+    return [segment_event(times, s, text) for s, text in zip(segments, texts)]
 
 
 def stream_events(model: VLJepa, decoder: YDecoder, data: bytes, spec: WindowSpec, plan: DecodePlan,

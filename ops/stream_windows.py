@@ -30,6 +30,14 @@ class WindowSpec:
             raise ValueError(f"--window and --stride must be positive, finite seconds (got {self.window_s}, {self.stride_s})")
 
 
+def window_too_short(spec: WindowSpec, frames_per_window: int, fps: float, source: str = "video") -> SampleError:
+    """A window holding fewer frames than the model samples, and the shortest window that would do."""
+    shortest = math.ceil(spec.num_frames / fps * 100) / 100
+    return SampleError(WINDOW_TOO_SHORT, f"a {spec.window_s:g} s window holds {frames_per_window} frames of this "
+                                         f"{fps:g} fps {source}, fewer than the {spec.num_frames} a window needs: use "
+                                         f"a window of at least {shortest:g} s")
+
+
 def window_starts(num_available: int, fps: float, spec: WindowSpec) -> list[tuple[int, int]]:
     """[(first frame, one past the last frame)] of each window; a video shorter than one window
     is one window over all of it."""
@@ -55,10 +63,7 @@ def iter_windows(data: bytes, spec: WindowSpec, chunk: int = 32,
     if available < spec.num_frames:
         raise SampleError(VIDEO_TOO_SHORT, f"video has {available} frames, fewer than the {spec.num_frames} a window needs")
     if windows[0][1] - windows[0][0] < spec.num_frames:  # the video is long enough, the window is not
-        shortest = math.ceil(spec.num_frames / fps * 100) / 100
-        raise SampleError(WINDOW_TOO_SHORT, f"a {spec.window_s:g} s window holds {windows[0][1] - windows[0][0]} frames of this "
-                         f"{fps:g} fps video, fewer than the {spec.num_frames} a window needs: use a window of at "
-                         f"least {shortest:g} s")
+        raise window_too_short(spec, windows[0][1] - windows[0][0], fps)
     for first in range(0, len(windows), chunk):
         group = windows[first : first + chunk]
         indices = [start + uniform_frame_indices(end - start, spec.num_frames) for start, end in group]

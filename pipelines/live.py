@@ -23,8 +23,8 @@ from ops.errors import SampleError
 from pipelines.cli_types import int_at_least, non_negative_float, positive_float
 from pipelines.live_client import live_url, send_live, video_frames
 from pipelines.report import print_json_result, run_as_process
+from pipelines.serve_args import TOKEN_ENV
 
-TOKEN_ENV = "VLJEPA_SERVE_TOKEN"  # the variable `vljepa serve` reads its token from
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 

@@ -1,9 +1,9 @@
 """A client of the live endpoint (WebSocket /v1/live, pipelines/serve_live.py): a feed of frames
 in, the events the server decodes out, as a camera would send them.
 
-    from pipelines.live_client import send_live, video_frames
+    from pipelines.live_client import live_url, send_live, video_frames
     frames, fps = video_frames(open("recording.mp4", "rb").read())
-    result = send_live("ws://127.0.0.1:8000/v1/live", frames, fps=fps)
+    result = send_live(live_url("http://127.0.0.1:8000", fps=fps), frames)
     for event in result.events: print(event["time"], event["text"])
 
 Events are read while frames are still being sent: the server sends each one the moment it is

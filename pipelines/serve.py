@@ -33,7 +33,7 @@ from pipelines.cli_types import non_negative_float, non_negative_int, port, posi
 from pipelines.model_source import is_mlflow_uri, resolve_model_dir, source_for_workers
 from pipelines.net import check_can_listen
 from pipelines.report import run_as_process
-from pipelines.serve_args import ServeAppArgs
+from pipelines.serve_args import TOKEN_ENV, ServeAppArgs
 
 MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
@@ -47,7 +47,6 @@ def check_index_caches(model_dir: Path, args: ServeAppArgs) -> None:
         require_feature_cache(cache, recorded_x_encoder(model_dir), reader=f"model {args.model}")
 
 
-TOKEN_ENV = "VLJEPA_SERVE_TOKEN"
 
 
 def serving_token(args: ServeAppArgs) -> str | None:

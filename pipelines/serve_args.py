@@ -12,6 +12,9 @@ where a plain dict would have dropped it silently and served with the default. V
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
+TOKEN_ENV = "VLJEPA_SERVE_TOKEN"  # where `vljepa serve` (and `vljepa live`) read the token when no file names it
+
+
 class ServeAppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

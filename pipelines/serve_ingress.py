@@ -34,7 +34,7 @@ from ops.errors import SampleError
 from ops.index_items import cache_item_id, cache_names
 from ops.media_input import UnsupportedMedia, decode_media, sniff
 from ops.selective_decoding import DecodePlan, plan_segments
-from ops.segmentation import segment_embeddings
+from ops.segmentation import segment_embeddings, segment_event
 from ops.stream_windows import WindowSpec, iter_windows
 from pipelines import api_fields as api
 from pipelines.api_responses import (
@@ -438,7 +438,4 @@ class Ingress:
         segments = await asyncio.to_thread(plan_segments, embeddings, times, spec, plan)
         chosen = segment_embeddings(embeddings, segments, plan.pooled)
         texts = await asyncio.gather(*(decoder.decode.remote((e, 1)) for e in chosen))
-        return {"windows": len(times), "events": [
-            {"time": round(float(times[s.midpoint]), 3), "text": text,
-             "start": round(float(times[s.start]), 3), "end": round(float(times[s.end - 1]), 3)}
-            for s, text in zip(segments, texts)]}
+        return {"windows": len(times), "events": [segment_event(times, s, text) for s, text in zip(segments, texts)]}

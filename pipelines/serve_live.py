@@ -36,7 +36,7 @@ from ops.decode import decode_image
 from ops.errors import SampleError
 from ops.live_windows import LiveWindows
 from ops.media_input import UnsupportedMedia, sniff
-from ops.segmentation import OnlineSegmenter, Segment, segment_embeddings
+from ops.segmentation import OnlineSegmenter, Segment, segment_embeddings, segment_event
 from ops.stream_windows import WindowSpec
 from pipelines.serve_metrics import FRAME_TOO_LARGE, NOT_MEDIA, MediaMetrics
 
@@ -142,8 +142,7 @@ class LiveSession:
         chosen = segment_embeddings(np.stack([e for _, e in self.recent]), [local], self.settings.pooled)[0]
         text = await self.decoder.decode.remote((chosen, 1))
         self.events += 1
-        await self.websocket.send_json({"time": round(times[local.midpoint], 3), "text": text,
-                                        "start": round(times[local.start], 3), "end": round(times[local.end - 1], 3)})
+        await self.websocket.send_json(segment_event(times, local, text))
 
     async def finish(self) -> None:
         for window in self.windows.finish():
