@@ -38,13 +38,7 @@ bench: setup bench-selective
 	$(PY) -m benchmarks.export_checkpoint
 	$(PY) -m benchmarks.serve_throughput
 	$(PY) -m benchmarks.live_stream --demo $(DEMO_DIR)
-	$(PY) -m benchmarks.index_search
-	$(PY) -m benchmarks.index_fill
-	$(PY) -m benchmarks.index_shards
-	$(PY) -m benchmarks.index_partition --serve
-	$(PY) -m benchmarks.index_restart
-	$(PY) -m benchmarks.index_build_availability
-	$(PY) -m benchmarks.index_compaction_availability
+	$(PY) -m benchmarks.retrieval
 	$(PY) -m benchmarks.restore_memory
 	$(PY) -m benchmarks.vqa_scoring
 

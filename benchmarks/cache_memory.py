@@ -16,15 +16,13 @@ the cache's row groups, kept here as the baseline) and today's, alternating for 
   eval held  the in-training evaluation's rows over two evaluations (--eval-every). Before:
              load_rows, held between them (what train_loop kept for the whole run). Now:
              ops.held_out_rows.HeldOutRows, read again a row group at a time at each (local cache).
-  index read the S_V of 4 rows, as the serve index reads the rows it lacks. Before: the shard's S_V
-             column whole, then to_pylist. Now: only the row groups holding them (rows_at).
-  index fill every row's S_V, as Serve's ingress fills an empty index from the shard (the replica's
-             forward left out). Before: the rows read at once (rows_at), then sent. Now: a row
-             group at a time, at most 4 calls of 16 rows out (pipelines/cached_predictions.py).
+  index read the S_V of 4 rows, as a reader of a few rows (index-build re-predicting a changed
+             caption) reads them. Before: the shard's S_V column whole, then to_pylist. Now: only
+             the row groups holding them (rows_at).
 Peak memory is the process's peak RSS during the operation (VmHWM, reset just before) minus its RSS
 then (the rows or the file's path ready, modules imported). Linux only.
 
-    python -m benchmarks.cache_memory [--rows 64] [--rounds 3] [--operations "index fill" ...]
+    python -m benchmarks.cache_memory [--rows 64] [--rounds 3] [--operations "index read" ...]
 """
 
 from __future__ import annotations
@@ -80,35 +78,8 @@ def index_read_before(cache_dir: str, indices: list[int]) -> list:
     return [rows[i] for i in indices]
 
 
-def index_fill(cache_dir: str, way: str, rows: int) -> float:
-    """Serve's ingress filling an empty index from the shard: every row's S_V to the visual replica.
-    The replica's forward is out of scope (here a mean of 8 columns, a few floats per row kept, as
-    the index keeps Ŝ_Y): this measures what the ingress holds. Before: the rows it lacked read at
-    once, then sent. Now: pipelines.cached_predictions, a row group at a time, 4 calls of 16 out."""
-    import asyncio
-
-    from ops.cache_files import read_shard_rows, shard_rows_by_group
-    from ops.collate import row_features
-    from pipelines.cached_predictions import predict_in_calls
-
-    async def predict(arrays):
-        await asyncio.sleep(0)
-        return [np.asarray(a[:, :8], dtype=np.float32).mean(axis=0) for a in arrays]
-
-    columns = ["shard", "key", "s_v_shape", "s_v"]
-    if way == "before":
-        found = read_shard_rows(cache_dir, "s0", list(range(rows)), columns)
-        arrays = row_features([row["s_v_shape"] for row in found], [row["s_v"] for row in found])
-        embeddings = asyncio.run(predict(arrays))
-    else:
-        predicted = asyncio.run(predict_in_calls(shard_rows_by_group(cache_dir, "s0", list(range(rows)), columns),
-                                                 lambda row: (row["key"], {}), predict))
-        embeddings = [embedding for _, embedding, _ in predicted]
-    return float(sum(float(e.sum()) for e in embeddings))
-
-
 # -- one operation in a fresh process ---------------------------------------------------------------
-OPERATIONS = ("commit", "train read", "read 10%", "eval load", "eval held", "index read", "index fill")
+OPERATIONS = ("commit", "train read", "read 10%", "eval load", "eval held", "index read")
 
 
 def run_once(operation: str, way: str, cache_dir: str, rows: int) -> dict:
@@ -143,8 +114,6 @@ def run_once(operation: str, way: str, cache_dir: str, rows: int) -> dict:
             evaluations = [(row for rows in held_out.chunks() for row in rows) for _ in range(2)]
         checksum = float(sum(float(np.asarray(row["s_v"][:8], dtype=np.float32).sum())
                              for rows in evaluations for row in rows))
-    elif operation == "index fill":
-        checksum = index_fill(cache_dir, way, rows)
     else:
         indices = [1, rows // 2, rows - 1, 0]
         found = (index_read_before(cache_dir, indices) if way == "before"
@@ -190,9 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             for op in operations:
                 for way in ("before", "now"):
-                    # index fill, eval held: the two ways of reading, both over today's file
+                    # eval held: the two ways of reading, both over today's file
                     target = (f"{tmp}/commit-{way}" if op == "commit"
-                              else caches["now" if op in ("index fill", "eval held") else way])
+                              else caches["now" if op == "eval held" else way])
                     runs[op, way].append(measure(op, way, target, args.rows))
     for op in (op for op in operations if op != "commit"):
         checksums = {run["checksum"] for way in ("before", "now") for run in runs[op, way]}

@@ -134,13 +134,13 @@ def read_shard_rows(url: str, shard: str, indices: list[int], columns: list[str]
         return rows_at(handle, indices, columns)
 
 
-def shard_rows_by_group(url: str, shard: str, indices: list[int], columns: list[str]) -> Iterator[list[dict]]:
-    """The rows numbered `indices` of one cached shard (S_V as numpy), in file order, a row group's
-    worth at a time: a reader of many rows holds one group of S_V (16 MiB), not the shard's."""
+def shard_rows_by_group(url: str, shard: str, indices: list[int], columns: list[str]) -> Iterator[list[tuple[int, dict]]]:
+    """[(index, row)] of the rows numbered `indices` of one cached shard (S_V as numpy), in file
+    order, a row group's worth at a time: a reader of many rows holds one group of S_V (16 MiB),
+    not the shard's."""
     cache = FeatureCache(url)
     with cache.fs.open(cache.path(f"{shard}.parquet"), "rb") as handle:
-        for group in rows_by_group(handle, indices, columns):
-            yield [row for _, row in group]
+        yield from rows_by_group(handle, indices, columns)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,14 @@ def row_features(shapes, flats) -> list[np.ndarray]:
     return [np.asarray(flat).reshape(tuple(int(x) for x in shape)) for shape, flat in zip(shapes, flats)]
 
 
+def same_shape_batches(shapes: list[tuple], max_size: int) -> list[list[int]]:
+    """Indices of inputs of one shape together (stacked without padding), at most `max_size` a batch."""
+    by_shape: dict[tuple, list[int]] = {}
+    for i, shape in enumerate(shapes):
+        by_shape.setdefault(tuple(shape), []).append(i)
+    return [rows[start : start + max_size] for rows in by_shape.values() for start in range(0, len(rows), max_size)]
+
+
 def query_for(task: str, query: str, caption_prompt: str, replay: bool) -> str:
     if replay:
         return ""

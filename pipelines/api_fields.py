@@ -34,8 +34,9 @@ LIMIT = IntField(name="limit", default=1000, low=1, high=10_000, description="it
 PREFIX = TextField(name="prefix", required=False, description=(
     "only items whose id starts with this: one feature cache's videos are `<cache name>/`"))
 PROBE = IntField(name="probe", default=None, low=1, high=1_000_000, description=(
-    "lists each index shard scores when it is partitioned (`--index-lists`): more finds more of the true "
-    "nearest items and costs more; default: the server's `--index-probe`; ignored by an exact index"))
+    "IVF partitions of the ANN index a search scans, at most the index's partitions (422 above): more finds "
+    "more of the true nearest items and costs more; default: the server's `--index-probe`; ignored by an "
+    "index without an ANN index (exact search)"))
 BEAMS = IntField(name="beams", default=1, low=1, high=MAX_BEAMS, description="beam width; 1 is greedy decoding")
 
 # /v1/stream: the window grid, then how segments are chosen (the flags of `vljepa stream`)

@@ -53,11 +53,13 @@ class IndexItem(Documented):
     id: str
     kind: Literal["image", "video"]
     caption: str | None = Field(None, description="items indexed from a feature cache: their caption")
-    source: str | None = Field(None, description="items indexed from a feature cache: the cache")
+    source: str | None = Field(None, description="items indexed from a feature cache: the cache's name "
+                                                 "(null for items added over HTTP)")
 
 
 class IndexItems(Documented):
-    items: list[IndexItem] = Field(description="in the order they were first added, from `offset`")
+    items: list[IndexItem] = Field(description="in the index table's order (the order of adding; a replaced "
+                                               "item moves to the end), from `offset`")
     total: int = Field(description="items in the index")
     next_offset: int | None = Field(description="the `offset` of the next page; null on the last one")
 

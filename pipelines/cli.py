@@ -24,7 +24,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "export": ("pipelines.export", "a self-contained model directory from a run or a preset"),
     "serve": ("pipelines.serve", "the inference graph on Ray Serve over HTTP"),
     "live": ("pipelines.live", "feed a server's live endpoint frame by frame; print events as they are decoded"),
-    "index-reshard": ("pipelines.index_reshard", "re-split a kept retrieval index store for another shard count"),
+    "index-build": ("pipelines.retrieval.index_build", "predict feature caches' videos into a LanceDB retrieval index (Ray Data)"),
     "submit": ("pipelines.submit", "run any verb above as a Ray job on a cluster (status / logs / stop too)"),
     "demo": ("pipelines.demo", "the main job end to end on the embedded sample data"),
 }

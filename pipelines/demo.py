@@ -13,12 +13,11 @@
      CIDEr of held-out captions decoded from Ŝ_Y, against the true S_Y (ceiling) and random (floor);
      steps 8 and 9 use whichever of the two decodes held-out Ŝ_Y better;
   8. `vljepa stream`: selective decoding of a long held-out stream, events against the annotations;
-  9. Ray Serve on 127.0.0.1, its retrieval index filled from the eval and training-clip caches,
-     split over 2 shards, each partitioned into 8 k-means lists of which a search scores the 2
-     nearest the query (approximate search, `--index-lists 8 --index-probe 2`): a classify, a VQA,
-     a caption and a retrieve request over HTTP, 30 s of the held-out stream fed frame by frame to
-     the live WebSocket endpoint (events as they are decoded), the /docs page's assets (served
-     offline), then stop.
+  9. `vljepa index-build`: the eval and training-clip caches' captioned videos predicted on Ray
+     Data into a LanceDB table, the retrieval index; a re-run predicts nothing;
+ 10. Ray Serve on 127.0.0.1 with that index: a classify, a VQA, a caption and a retrieve request
+     over HTTP, 30 s of the held-out stream fed frame by frame to the live WebSocket endpoint
+     (events as they are decoded), the /docs page's assets (served offline), then stop.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ import time
 from pathlib import Path
 
 from pipelines import cache_features, evaluate, export, sample_data, stream, summary, train, train_decoder
+from pipelines.retrieval import index_build
 from pipelines.ray_runtime import prefer_serve_throughput_mode
 from pipelines.report import json_printed_now, run_as_process, table
 
@@ -104,15 +104,11 @@ def comparison(untrained: dict, trained: dict) -> str:
     return table(rows, ["metric", "untrained", "trained", "chance", "trained / chance"])
 
 
-INDEX_SHARDS = 2
-# ~456 videos a shard: 8 lists (~57 videos each) reach the 39 a list the partition needs
-INDEX_LISTS, INDEX_PROBE = 8, 2
-
-
 LIVE_SECONDS = 30  # of the held-out stream fed to /v1/live as a camera would, frame by frame
 
 
-def serve_requests(model_dir: Path, eval_shards: Path, index_caches: list[Path], stream_video: Path) -> None:
+def serve_requests(model_dir: Path, eval_shards: Path, index: Path, stream_video: Path) -> list[dict]:
+    """-> the retrieve request's results."""
     import itertools
 
     import requests
@@ -129,13 +125,7 @@ def serve_requests(model_dir: Path, eval_shards: Path, index_caches: list[Path],
     clip = next(s for s in samples if "txt" in s.members and "mp4" in s.members)
     question = next(s for s in samples if "json" in s.members and "query" in json.loads(s.members["json"]))
     port = free_loopback_port()
-    # the retrieval index holds the caches' captioned videos (their cached S_V, no decoding), their
-    # ids starting with the cache's name: both caches have a shard video-00000. Split over 2 shards,
-    # as an index too large for one replica is: a search asks both and keeps the best k; each shard
-    # partitioned, as one too slow to scan whole is: a search scores the videos of 2 lists of 8
-    start(ServeAppArgs(model=str(model_dir), num_cpus=0, index_cache=[str(c) for c in index_caches],
-                       index_shards=INDEX_SHARDS, index_lists=INDEX_LISTS, index_probe=INDEX_PROBE),
-          host="127.0.0.1", port=port)
+    start(ServeAppArgs(model=str(model_dir), num_cpus=0, index=str(index)), host="127.0.0.1", port=port)
     base = f"http://127.0.0.1:{port}"
     try:
         labels = [scene.caption for scene in all_scenes()]
@@ -161,9 +151,7 @@ def serve_requests(model_dir: Path, eval_shards: Path, index_caches: list[Path],
         query = clip.members["txt"].decode()
         found = requests.post(f"{base}/v1/retrieve", json={"query": query, "k": 3}, timeout=120).json()["results"]
         indexed = requests.get(f"{base}/v1/index/items", params={"limit": 1}, timeout=120).json()["total"]
-        print(f"POST /v1/retrieve  {query!r} among {indexed} videos of {len(index_caches)} caches "
-              f"({', '.join(c.name for c in index_caches)}), the index split over {INDEX_SHARDS} shards of "
-              f"{INDEX_LISTS} k-means lists, a search scoring the {INDEX_PROBE} nearest in each:")
+        print(f"POST /v1/retrieve  {query!r} among the {indexed} videos of the LanceDB index {index}:")
         for hit in found:
             print(f"    {hit['score']:.3f}  {hit['id']}  {hit['caption']!r}")
         # the API reference page and everything it loads come from the server: it works offline
@@ -175,6 +163,7 @@ def serve_requests(model_dir: Path, eval_shards: Path, index_caches: list[Path],
     finally:
         serve.shutdown()
     print(f"served on {base}; stopped")
+    return found
 
 
 def print_application_metrics(decoded: int) -> None:
@@ -187,17 +176,16 @@ def print_application_metrics(decoded: int) -> None:
     # ingress's decodes and the text replica's label lookups (the classify and VQA requests' labels)
     wait_for(port, "ray_vljepa_media_decoded_total", lambda count: count >= decoded)
     wait_for(port, "ray_vljepa_label_cache_lookups_total", lambda count: count > 0)
+    wait_for(port, "ray_vljepa_index_search_seconds_count", lambda count: count > 0)
     samples = scrape(port)
-    shards = sorted({labels["shard"] for name, labels, _ in samples if name == "ray_vljepa_index_items"})
-    held = ", ".join(f"shard {shard}: {summed(samples, 'ray_vljepa_index_items', shard=shard):.0f} in "
-                     f"{summed(samples, 'ray_vljepa_index_lists', shard=shard):.0f} lists" for shard in shards)
     print(f"GET :{port}/metrics  Ray's metrics agent, the application's own (vljepa_*): "
           f"{summed(samples, 'ray_vljepa_media_decoded_total'):.0f} uploads decoded, "
           f"{summed(samples, 'ray_vljepa_media_rejected_total'):.0f} refused; label cache "
           f"{summed(samples, 'ray_vljepa_label_cache_lookups_total', outcome='hit'):.0f} hits, "
-          f"{summed(samples, 'ray_vljepa_label_cache_lookups_total', outcome='miss'):.0f} misses; index {held}, "
-          f"{summed(samples, 'ray_vljepa_index_upkeep_jobs_total', job='build', outcome='done'):.0f} background "
-          f"builds done")
+          f"{summed(samples, 'ray_vljepa_label_cache_lookups_total', outcome='miss'):.0f} misses; index "
+          f"{summed(samples, 'ray_vljepa_index_rows'):.0f} rows at version {summed(samples, 'ray_vljepa_index_version'):.0f}, "
+          f"{summed(samples, 'ray_vljepa_index_search_seconds_count'):.0f} search(es) in "
+          f"{1000 * summed(samples, 'ray_vljepa_index_search_seconds_sum'):.0f} ms")
 
 
 def served_decoder(text_only: dict, text_only_scores: dict, tuned: dict, tuned_scores: dict) -> tuple[str, dict]:
@@ -292,12 +280,26 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(streamed['events'])} decodes; first annotations: "
           + "; ".join(f"{a['time']:.1f}s {a['caption']!r}" for a in annotations[:3]))
 
-    banner("9. serving on Ray Serve (127.0.0.1): classify, VQA, caption, a live stream and retrieval")
-    serve_requests(Path(served["model"]), data / "eval", [caches / "eval", caches / "train-clips"],
-                   data / "streams" / "eval-stream.mp4")
+    banner("9. the retrieval index: the caches' videos predicted on Ray Data into a LanceDB table")
+    index = out / "index"
+    shutil.rmtree(index, ignore_errors=True)  # a previous demo's, of the model it trained: refused for this one
+    # the model served in step 10 (its decoder's) predicts the videos: the index must be its own
+    build_args = ["--model", served["model"], "--cache", str(caches / "eval"), "--cache", str(caches / "train-clips"),
+                  "--index", str(index)]
+    built = last_json(index_build.main, build_args)
+    banner("   re-run: every video held with its caption already, nothing predicted")
+    rebuilt = last_json(index_build.main, build_args)
+
+    banner("10. serving on Ray Serve (127.0.0.1): classify, VQA, caption, a live stream and retrieval")
+    found = serve_requests(Path(served["model"]), data / "eval", index, data / "streams" / "eval-stream.mp4")
+    results = json.loads((out / "results.json").read_text())
+    results["index"] = {"rows": built["rows"], "predicted": built["predicted"], "rebuilt_predicted": rebuilt["predicted"],
+                        "served_retrieval": found}
+    (out / "results.json").write_text(json.dumps(results, indent=2))
 
     print(f"\n{clock.report()}")
-    print(f"\ndemo finished.\n  data:          {data}\n  feature cache: {caches}\n  model:         {result['model']}"
+    print(f"\ndemo finished.\n  data:          {data}\n  feature cache: {caches}\n  index:         {index}"
+          f"\n  model:         {result['model']}"
           f"  (registered in MLflow as {result['registered_model']})\n  with decoder:  {served['model']}"
           + (f"  (registered as {served['registered_model']})" if served["registered_model"] else "  (text-only run)") +
           f"\n  MLflow stores: {result['tracking_uri']}\n                 {served['tracking_uri']}"

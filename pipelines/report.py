@@ -10,7 +10,6 @@ import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ops.store_lock import StoreInUse
 
 # While a process entry point runs (`vljepa <verb>`, `python -m pipelines.<verb>`), the --json
 # result is held here and printed after Ray is disconnected; see json_line_after_ray.
@@ -81,7 +80,7 @@ def json_printed_now() -> Iterator[None]:
 # value; and storage its user has to set up: a path or bucket it may not read or write (or one
 # under a file), S3 without credentials. A process entry point reports these in one line instead
 # of a traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError, StoreInUse)
+USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError)
 # botocore's, matched by name: importing botocore for every verb would cost its start-up time
 CREDENTIAL_ERRORS = ("NoCredentialsError", "PartialCredentialsError")
 S3_CREDENTIALS_HINT = ("S3 needs credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE; "

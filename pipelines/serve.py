@@ -3,7 +3,7 @@
     HTTP -> Ingress (FastAPI: validation, auth, size limit)
               -> VisualPredictor (x-encoder + predictor, @serve.batch)
               -> TextEncoder     (y-encoder, @serve.batch, LRU label cache)
-              -> RetrievalIndex  (the video index: one replica per shard, RetrievalIndex_1 ...)
+              -> RetrievalIndex  (the LanceDB table `vljepa index-build` wrote: --index URI)
               -> TextDecoder     (Y-decoder, @serve.batch; when the model has one: caption, stream)
 
 MODEL is an exported model directory or an MLflow model URI. Binds 127.0.0.1 unless told
@@ -22,13 +22,8 @@ import signal
 import threading
 from pathlib import Path
 
-from model.export import read_manifest, recorded_x_encoder
 from model.y_decoder_export import decoder_dir_of
-from ops.cache_files import require_feature_cache
-from ops.feature_cache import cache_url
-from ops.index_items import cache_names
-from ops.index_log import prediction_fingerprint
-from ops.index_shards import shard_store
+from ops.retrieval.table import absolute_uri, model_fingerprint, open_table
 from pipelines.cli_types import non_negative_float, non_negative_int, port, positive_float, positive_int
 from pipelines.model_source import is_mlflow_uri, resolve_model_dir, source_for_workers
 from pipelines.net import check_can_listen
@@ -38,15 +33,15 @@ from pipelines.serve_args import TOKEN_ENV, ServeAppArgs
 MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
-def check_index_caches(model_dir: Path, args: ServeAppArgs) -> None:
-    """A mistyped --index-cache, a cache of another x-encoder than the model's, or two caches whose
-    items' ids would collide fail the deploy here, not in every ingress replica's constructor
-    (which Serve would restart)."""
-    cache_names([cache_url(cache) for cache in args.index_cache])
-    for cache in args.index_cache:
-        require_feature_cache(cache, recorded_x_encoder(model_dir), reader=f"model {args.model}")
-
-
+def check_index(model_dir: Path, args: ServeAppArgs) -> tuple[str, str] | None:
+    """(the index's absolute URI, the model's fingerprint), after opening the index: a URI with no
+    index table, S3 without credentials, or an index of another model's predictions fail here, not
+    in every index replica's constructor (which Serve would restart). None without an index."""
+    if not args.index:
+        return None
+    uri, fingerprint = absolute_uri(args.index), model_fingerprint(model_dir)
+    open_table(uri, fingerprint)
+    return uri, fingerprint
 
 
 def serving_token(args: ServeAppArgs) -> str | None:
@@ -67,34 +62,12 @@ def serving_token(args: ServeAppArgs) -> str | None:
     return token
 
 
-def index_store_path(args: ServeAppArgs) -> str | None:
-    """The index store as an absolute path (the index replica's working directory is not the
-    builder's on a cluster). Refused here when it is, or lies under, a file, or holds an index split
-    over another number of shards: found by the index replicas, it is a failed deployment and a Ray
-    traceback. (A path this machine cannot see, a volume mounted only in the pods, is left to the
-    replicas, which check the same.)"""
-    if not args.index_store:
-        return None
-    store = Path(os.path.abspath(args.index_store))
-    existing = next(p for p in (store, *store.parents) if p.exists())
-    if not existing.is_dir():
-        raise ValueError(f"index_store {args.index_store}: {existing} is a file; give a directory (created if missing)")
-    shard_store(store, 0, args.index_shards)
-    return str(store)
-
-
-def index_deployment_name(shard: int) -> str:
-    """RetrievalIndex, RetrievalIndex_1, ...: Serve's own names for copies of one deployment, so a
-    config's `RetrievalIndex` entry fits an index of any shard count."""
-    return "RetrievalIndex" if shard == 0 else f"RetrievalIndex_{shard}"
-
-
 def build_app(args: ServeAppArgs):
     """Serve application builder. `serve run` / `serve deploy` hand it their `args` already validated
     into ServeAppArgs (an unknown key or a bad value fails the deploy, naming the field)."""
     # imported here: ray.serve reads its mode from the environment at import (`main` sets it first)
+    from pipelines.retrieval.deployment import IndexSettings, RetrievalIndex
     from pipelines.serve_deployments import TextDecoder, TextEncoder, VisualPredictor
-    from pipelines.serve_index import RetrievalIndex
     from pipelines.serve_ingress import Ingress, ServeSettings
 
     # Replicas get the source, not this process's path to it: on a cluster they run on other nodes,
@@ -102,20 +75,17 @@ def build_app(args: ServeAppArgs):
     # it there (pipelines.model_source); resolving it here too fails early on a bad source and says
     # whether the model carries a Y-decoder.
     model_dir, source, _, _ = source_for_workers(args.model)
-    check_index_caches(model_dir, args)
+    index_of = check_index(model_dir, args)
     token = serving_token(args)
-    settings = ServeSettings(model=source, token=token, index_caches=[cache_url(c) for c in args.index_cache],
-                             max_request_bytes=int(args.max_request_mb * 2**20),
+    settings = ServeSettings(model=source, token=token, max_request_bytes=int(args.max_request_mb * 2**20),
                              max_stream_windows=args.max_stream_windows)
     env = replica_env(source)
     visual = VisualPredictor.options(ray_actor_options={"num_cpus": args.num_cpus, "num_gpus": args.num_gpus, **env})
     text = TextEncoder.options(ray_actor_options={"num_cpus": args.num_cpus, **env})
-    embed_dim = read_manifest(model_dir)["config"]["embed_dim"]
-    store = index_store_path(args)
-    fingerprint = prediction_fingerprint(model_dir) if store else None  # the store's items are this model's
-    index = [RetrievalIndex.options(name=index_deployment_name(shard), ray_actor_options={"num_cpus": 0}).bind(
-        embed_dim, store, fingerprint, shard, args.index_shards, lists=args.index_lists, probe=args.index_probe)
-        for shard in range(args.index_shards)]
+    index = None
+    if index_of is not None:
+        index = RetrievalIndex.options(num_replicas=args.index_replicas, ray_actor_options={"num_cpus": 0}).bind(
+            *index_of, IndexSettings(probe=args.index_probe, refine=args.index_refine, refresh_s=args.index_refresh_s))
     decoder = None
     if decoder_dir_of(model_dir) is not None:
         decoder = TextDecoder.options(ray_actor_options={
@@ -169,20 +139,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-request-mb", type=positive_float, default=defaults["max_request_mb"].default)
     parser.add_argument("--max-stream-windows", type=positive_int, default=defaults["max_stream_windows"].default,
                         help="/v1/stream refuses (422) a video giving more windows, before decoding it")
-    parser.add_argument("--index-cache", action="append", default=[],
-                        help="feature cache whose captioned videos fill the retrieval index; repeat for several "
-                             "(item ids: <cache directory's name>/<shard>/<key>)")
-    parser.add_argument("--index-store", default=None,
-                        help="directory keeping the index's items across restarts (default: memory only)")
-    parser.add_argument("--index-shards", type=positive_int, default=defaults["index_shards"].default,
-                        help="replicas the retrieval index is split over (memory and search time per replica / N); "
-                             "a store keeps the count it was written with (vljepa index-reshard changes it)")
-    parser.add_argument("--index-lists", type=non_negative_int, default=defaults["index_lists"].default,
-                        help="approximate retrieval: each index shard files its items under this many k-means "
-                             "centroids (built once it holds 39 per list) and a search scores only the "
-                             "--index-probe lists nearest the query (~ sqrt of a shard's items; 0: exact, the default)")
-    parser.add_argument("--index-probe", type=positive_int, default=defaults["index_probe"].default,
-                        help="lists a search scores with --index-lists: more costs more and misses fewer items")
+    parser.add_argument("--index", default=None,
+                        help="the retrieval index `vljepa index-build` wrote for this model: a LanceDB database, a local "
+                             "directory or s3://bucket/prefix (default: none; the retrieval endpoints answer 501)")
+    parser.add_argument("--index-replicas", type=positive_int, default=defaults["index_replicas"].default,
+                        help="RetrievalIndex replicas sharing the one table (searches spread over them)")
+    parser.add_argument("--index-probe", type=positive_int, default=None,
+                        help="IVF partitions a search probes unless the request says (default: LanceDB's, 20)")
+    parser.add_argument("--index-refine", type=non_negative_int, default=defaults["index_refine"].default,
+                        help="re-score refine x k ANN candidates with their stored vectors (0: compressed distances)")
+    parser.add_argument("--index-refresh-s", type=non_negative_float, default=defaults["index_refresh_s"].default,
+                        help="how stale an index read may be: 0 looks for other replicas' writes at every read")
     parser.add_argument("--num-gpus", type=non_negative_float, default=None, help="GPUs per visual replica (default: 1 if any)")
     parser.add_argument("--num-cpus", type=non_negative_float, default=None,
                         help="CPUs per model replica (visual, text, decoder); default 1, or on a local instance with "
@@ -209,15 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.metrics_port is not None:
             check_can_listen("127.0.0.1", args.metrics_port)
     app_args = ServeAppArgs(model=args.model, token_file=args.token_file, max_request_mb=args.max_request_mb,
-                            max_stream_windows=args.max_stream_windows, index_cache=args.index_cache,
-                            index_store=args.index_store, index_shards=args.index_shards,
-                            index_lists=args.index_lists, index_probe=args.index_probe)
+                            max_stream_windows=args.max_stream_windows, index=args.index,
+                            index_replicas=args.index_replicas, index_probe=args.index_probe,
+                            index_refine=args.index_refine, index_refresh_s=args.index_refresh_s)
     # checked before Ray starts (build_app checks them again, for `serve run`)
     serving_token(app_args)
-    index_store_path(app_args)
     model_dir = resolve_model_dir(args.model)
-    if args.index_cache:
-        check_index_caches(model_dir, app_args)
+    check_index(model_dir, app_args)
     init_ray(args.address, metrics_export_port=args.metrics_port)
     num_gpus = args.num_gpus if args.num_gpus is not None else (1 if gpus_available() else 0)
     num_cpus = args.num_cpus

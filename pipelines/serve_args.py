@@ -9,7 +9,7 @@ where a plain dict would have dropped it silently and served with the default. V
 `serve run` command line arrive as strings; pydantic converts them ("32" -> 32.0).
 """
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 
 TOKEN_ENV = "VLJEPA_SERVE_TOKEN"  # where `vljepa serve` (and `vljepa live`) read the token when no file names it
@@ -28,22 +28,15 @@ class ServeAppArgs(BaseModel):
     num_cpus: float = Field(1, ge=0, description="CPUs per model replica (visual, text, decoder)")
     num_gpus: float = Field(0, ge=0, description="GPUs per visual replica")
     decoder_num_gpus: float = Field(0, ge=0, description="GPUs per Y-decoder replica")
-    index_cache: list[str] = Field([], description="feature caches whose captioned videos fill the index "
-                                                  "(one, or a list); their items' ids are <cache name>/<shard>/<key>")
-    index_store: str | None = Field(None, description="a directory keeping the index's items across restarts "
-                                                      "(on a cluster: a volume the index's node mounts); "
-                                                      "default: in memory only")
-    index_shards: int = Field(1, ge=1, description="replicas the retrieval index is split over, each holding and "
-                                                  "searching the ids that hash to it (deployments RetrievalIndex, "
-                                                  "RetrievalIndex_1, ...); a store keeps its shard count")
-    index_lists: int = Field(0, ge=0, description="approximate retrieval: each index shard files its items under this "
-                                                 "many centroids (k-means, once it holds 39 per list) and a search "
-                                                 "scores only the `index_probe` lists nearest the query; 0: exact")
-    index_probe: int = Field(16, ge=1, description="lists a search scores when index_lists is set: more is slower "
-                                                  "and misses fewer items (index_lists or more: exact)")
-
-    @field_validator("index_cache", mode="before")
-    @classmethod
-    def one_cache_or_several(cls, value):
-        """`index_cache: cache/eval` (one, as `serve run ... index_cache=cache/eval` gives it) or a list."""
-        return [value] if isinstance(value, str) else [] if value is None else value
+    index: str | None = Field(None, description="the retrieval index: a LanceDB database (a local directory or "
+                                                "s3://bucket/prefix) that `vljepa index-build` wrote for this "
+                                                "model; None: no retrieval endpoints (501)")
+    index_replicas: int = Field(1, ge=1, description="RetrievalIndex replicas, each reading (and writing) the one "
+                                                    "table")
+    index_probe: int | None = Field(None, ge=1, description="IVF partitions a search probes unless the request "
+                                                           "says (default: LanceDB's, 20)")
+    index_refine: int = Field(10, ge=0, description="re-score refine x k ANN candidates with their stored vectors "
+                                                    "(0: the compressed distances alone)")
+    index_refresh_s: float = Field(0, ge=0, description="how stale an index read may be: 0 checks for other "
+                                                       "replicas' commits at every read (one manifest read each, a "
+                                                       "request on S3)")

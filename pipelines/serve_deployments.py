@@ -3,7 +3,7 @@
     VisualPredictor   x-encoder + predictor: frames (+ query) -> Ŝ_Y, dynamically batched
     TextEncoder       y-encoder: texts -> S_Y, dynamically batched, LRU cache for label texts
 
-(The retrieval index, which loads no model, is pipelines/serve_index.py.)
+(The retrieval index, which loads no model, is pipelines/retrieval/deployment.py.)
 
 Each loads the exported model once in `__init__` (one GPU per visual replica when present), from
 the source it is given (a directory or an MLflow URI), resolved on its own node.
@@ -18,19 +18,12 @@ import torch
 from ray import serve
 
 from model.export import load_model, read_manifest
-from model.tasks import embed_clips, embed_features
+from model.tasks import embed_clips
+from ops.collate import same_shape_batches
 from ops.media_input import frames_to_input
 from pipelines.model_source import resolve_model_dir
 from pipelines.serve_metrics import LabelCacheMetrics
 from pipelines.serve_ready import Answers
-
-
-def same_shape_batches(shapes: list[tuple], max_size: int) -> list[list[int]]:
-    """Indices of inputs of one shape together (stacked without padding), at most `max_size` a batch."""
-    by_shape: dict[tuple, list[int]] = {}
-    for i, shape in enumerate(shapes):
-        by_shape.setdefault(tuple(shape), []).append(i)
-    return [rows[start : start + max_size] for rows in by_shape.values() for start in range(0, len(rows), max_size)]
 
 
 # max_ongoing_requests >= max_batch_size, or Serve never lets a batch fill up.
@@ -42,7 +35,6 @@ class VisualPredictor(Answers):
         self.model = load_model(model_dir).eval().to(self.device)
         self.caption_prompt = read_manifest(model_dir)["metadata"].get("caption_prompt", "")
         self.predict.set_max_batch_size(max_batch_size)  # 1 turns dynamic batching off
-        self.max_batch_size = max_batch_size
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def predict(self, requests: list[tuple[np.ndarray, str | None]]) -> list[np.ndarray]:
@@ -53,18 +45,6 @@ class VisualPredictor(Answers):
             frames = torch.stack([frames_to_input(requests[i][0]) for i in rows])
             queries = [requests[i][1] if requests[i][1] is not None else self.caption_prompt for i in rows]
             for i, embedding in zip(rows, embed_clips(self.model, frames, queries, self.device)):
-                out[i] = embedding
-        return out
-
-    async def predict_cached(self, features: list[np.ndarray]) -> list[np.ndarray]:
-        """Cached S_V [(N, D)] -> their Ŝ_Y with the captioning prompt (index building). Rows of one
-        token count go through the model together, `max_batch_size` at a time: a forward pass per
-        row (as this did first) left a GPU idle between launches and cost a handle call each
-        (benchmarks/index_fill.py)."""
-        out: list[np.ndarray | None] = [None] * len(features)
-        for rows in same_shape_batches([np.shape(f) for f in features], self.max_batch_size):
-            s_v = torch.from_numpy(np.stack([np.asarray(features[i], dtype=np.float32) for i in rows]))
-            for i, embedding in zip(rows, embed_features(self.model, s_v, [self.caption_prompt] * len(rows), self.device)):
                 out[i] = embedding
         return out
 

@@ -17,9 +17,8 @@ import asyncio
 import base64
 import binascii
 import hmac
-import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from fastapi import HTTPException, Request, WebSocket, WebSocketDisconnect
@@ -31,7 +30,6 @@ from starlette.requests import HTTPConnection
 from model.export import read_manifest
 from model.tokenize import count_tokens, load_tokenizer
 from ops.errors import SampleError
-from ops.index_items import cache_item_id, cache_names
 from ops.media_input import UnsupportedMedia, decode_media, sniff
 from ops.selective_decoding import DecodePlan, plan_segments
 from ops.segmentation import segment_embeddings, segment_event
@@ -51,13 +49,11 @@ from pipelines.api_responses import (
     TextEmbeddings,
     responses,
 )
-from pipelines.cached_predictions import predict_in_calls
 from pipelines.model_source import resolve_model_dir
-from pipelines.replica_notice import notice
+from pipelines.retrieval.deployment import ProbeOutOfRange
 from pipelines.request_fields import RequestBody, TextField, maybe_json, parse_json, parse_multipart
 from pipelines.serve_live import LiveSession, LiveSettings, refuse
 from pipelines.serve_metrics import NOT_MEDIA, MediaMetrics
-from pipelines.sharded_index import ShardedIndex
 
 
 @dataclass(kw_only=True)
@@ -66,7 +62,6 @@ class ServeSettings:
     max_request_bytes: int  # checked before a body is read
     max_stream_windows: int  # a stream request embeds at most this many windows
     token: str | None = None
-    index_caches: list[str] = field(default_factory=list)  # feature caches whose captioned videos fill the index at startup
 
 
 # FastAPIOffline: FastAPI whose /docs (Swagger UI) and /redoc load their JavaScript and CSS from
@@ -103,12 +98,10 @@ MEDIA_ERRORS = (*TEXT_ERRORS, 415)
 @serve.deployment(max_ongoing_requests=256)  # it mostly awaits the model deployments
 @serve.ingress(app)
 class Ingress:
-    # async: Serve awaits it, and filling the index from a cache awaits the model deployments
-    async def __init__(self, visual: DeploymentHandle, text: DeploymentHandle, index: list[DeploymentHandle],
-                       settings: ServeSettings, decoder: DeploymentHandle | None = None):
-        """index: the retrieval index's shards, shard i at position i (one for an unsplit index)."""
+    def __init__(self, visual: DeploymentHandle, text: DeploymentHandle, index: DeploymentHandle | None,
+                 settings: ServeSettings, decoder: DeploymentHandle | None = None):
         self.visual, self.text, self.settings = visual, text, settings
-        self.index = ShardedIndex(index)
+        self.index = index  # None: served without --index, so no retrieval
         self.decoder = decoder  # None: the model has no Y-decoder, so no captions or streams
         model_dir = resolve_model_dir(settings.model)
         config = read_manifest(model_dir)["config"]
@@ -116,50 +109,6 @@ class Ingress:
         self.num_frames = config["x_encoder"]["num_frames"]
         self.query_tokenizer = load_tokenizer(f"{model_dir}/predictor")
         self.media_metrics = MediaMetrics()
-        await self.index_from_caches(settings.index_caches)
-
-    async def index_from_caches(self, caches: list[str]) -> None:
-        """Fill the index with the caches' captioned videos, then drop the cache items it holds that
-        they no longer list (RetrievalIndex.drop_stale_cache_items), uploads untouched."""
-        listed = {cache: await self.index_from_cache(cache, name) for cache, name in cache_names(caches).items()}
-        dropped = await self.index.drop_stale_cache_items(listed)
-        if dropped:
-            notice(logging.WARNING, "index: %d item(s) of feature caches dropped: no served cache lists them now (a "
-                                    "cache rebuilt or no longer served, or ids of an older scheme), e.g. %s",
-                   len(dropped), ", ".join(dropped[:3]))
-
-    async def index_from_cache(self, cache: str, name: str) -> list[str]:
-        """Add every captioned video of a feature cache (its cached S_V, the captioning prompt).
-        Idempotent across ingress replicas: ids are `name/shard/key` (ops/index_items.py).
-        -> the ids of the cache's captioned videos.
-
-        Every ingress replica runs this at every start, and the replica answers nothing until it is
-        done. So a shard at a time, its text columns first: the index names the items it does not
-        hold yet (or holds with other captions) and not deleted, and only those rows' S_V are read
-        and predicted. A second replica, or a restart against a kept index, predicts nothing (it
-        used to read the whole cache, S_V included, into each replica and predict every item)."""
-        from ops.cache_files import read_shard_columns, require_feature_cache, shard_rows_by_group
-
-        def item_id(row: dict) -> str:
-            return cache_item_id(name, row["shard"], row["key"])
-
-        listed, predicted = [], 0
-        for shard in require_feature_cache(cache):
-            texts = read_shard_columns(cache, shard, ["shard", "key", "media_kind", "task", "target"]).to_pylist()
-            items = {item_id(row): {"kind": "video", "caption": row["target"], "source": cache}
-                     for row in texts if row["media_kind"] == "video" and row["task"] == "caption"}
-            missing = set(await self.index.missing(list(items.items()))) if items else set()
-            listed += items
-            predicted += len(missing)
-            if not missing:
-                continue
-            at = [index for index, row in enumerate(texts) if item_id(row) in missing]
-            rows = shard_rows_by_group(cache, shard, at, ["shard", "key", "s_v_shape", "s_v"])
-            await self.index.add_many(await predict_in_calls(
-                rows, lambda row: (item_id(row), items[item_id(row)]), self.visual.predict_cached.remote))
-        notice(logging.INFO, "index cache %s: %d captioned videos, %d predicted and added (the rest held already, "
-                             "or deleted)", cache, len(listed), predicted)
-        return listed
 
     # -- plumbing ------------------------------------------------------------------------------
     def authorize(self, request: HTTPConnection) -> None:
@@ -248,6 +197,12 @@ class Ingress:
         ranking = [{name: texts[i], "score": float(scores[i])} for i in np.argsort(-scores, kind="stable")]
         return {name: ranking[0][name], "ranking": ranking}
 
+    def require_index(self) -> DeploymentHandle:
+        if self.index is None:
+            raise HTTPException(501, "this server has no retrieval index: serve with --index URI "
+                                     "(`vljepa index-build` writes one)")
+        return self.index
+
     def require_decoder(self) -> DeploymentHandle:
         if self.decoder is None:
             raise HTTPException(501, "this model has no Y-decoder: serve the RUN/model of `vljepa train-decoder`")
@@ -308,14 +263,12 @@ class Ingress:
 
     @app.get("/readyz", response_model=None, responses=responses(Status, 401, 503))
     async def readyz(self, request: Request) -> dict:
-        """Ready when every model deployment and every index shard answers within READY_TIMEOUT_S:
-        the decoder's too (a replica that could not be placed left /v1/caption hanging while this
-        said ready), and each shard (one short of memory would leave searches waiting)."""
+        """Ready when every deployment answers within READY_TIMEOUT_S: the decoder's too (a replica
+        that could not be placed left /v1/caption hanging while this said ready), and the index's."""
         self.authorize(request)
-        deployments = {name: handle for name, handle in
-                       {"visual": self.visual, "text": self.text, "decoder": self.decoder}.items() if handle is not None}
-        shards = self.index.shards
-        deployments.update({"index" if len(shards) == 1 else f"index shard {i}": shard for i, shard in enumerate(shards)})
+        deployments = {name: handle for name, handle in {"visual": self.visual, "text": self.text,
+                                                         "decoder": self.decoder, "index": self.index}.items()
+                       if handle is not None}
         answered = await asyncio.gather(*(answers(handle) for handle in deployments.values()))
         silent = [name for name, ok in zip(deployments, answered) if not ok]
         if silent:
@@ -355,39 +308,46 @@ class Ingress:
         _, embedding = await self.predict(media, question)
         return await self.ranked(embedding, candidates, "answer")
 
-    @app.post("/v1/index/items", response_model=None, responses=responses(IndexItem, *MEDIA_ERRORS),
+    @app.post("/v1/index/items", response_model=None, responses=responses(IndexItem, *MEDIA_ERRORS, 501),
               openapi_extra=api.ADD_ITEM.openapi())
     async def add_item(self, request: Request) -> dict:
         media, fields = await self.fields(request, api.ADD_ITEM)
+        index = self.require_index()
         item_id = api.ITEM_ID.read(fields)
         kind, embedding = await self.predict(media, None)
-        return await self.index.add(item_id, embedding, {"kind": kind})
+        return await index.add.remote(item_id, embedding, kind)
 
-    @app.get("/v1/index/items", response_model=None, responses=responses(IndexItems, 401, 422),
+    @app.get("/v1/index/items", response_model=None, responses=responses(IndexItems, 401, 422, 501),
              openapi_extra=api.LIST_ITEMS.query_parameters())
     async def list_items(self, request: Request) -> dict:
         self.authorize(request)
+        index = self.require_index()
         query = dict(request.query_params)
         api.LIST_ITEMS.refuse_unknown(query)
         offset, limit = api.OFFSET.read(query), api.LIMIT.read(query)
-        items, total = await self.index.page(offset, limit, api.PREFIX.read(query))
+        items, total = await index.page.remote(offset, limit, api.PREFIX.read(query))
         return {"items": items, "total": total, "next_offset": offset + limit if offset + limit < total else None}
 
     # :path: ids of items indexed from a feature cache are `cache/shard/key`, with slashes
-    @app.delete("/v1/index/items/{item_id:path}", response_model=None, responses=responses(Deleted, 401, 404))
+    @app.delete("/v1/index/items/{item_id:path}", response_model=None, responses=responses(Deleted, 401, 404, 501))
     async def delete_item(self, item_id: str, request: Request) -> dict:
         self.authorize(request)
-        if not await self.index.delete(item_id):
+        if not await self.require_index().delete.remote(item_id):
             raise HTTPException(404, f"no item {item_id!r} in the index")
         return {"deleted": item_id}
 
-    @app.post("/v1/retrieve", response_model=None, responses=responses(SearchResults, *TEXT_ERRORS),
+    @app.post("/v1/retrieve", response_model=None, responses=responses(SearchResults, *TEXT_ERRORS, 501),
               openapi_extra=api.RETRIEVE.openapi())
     async def retrieve(self, request: Request) -> dict:
         _, fields = await self.fields(request, api.RETRIEVE)
+        index = self.require_index()
         query, k, prefix = api.SEARCH.read(fields), api.TOP_K.read(fields), api.PREFIX.read(fields)
+        probe = api.PROBE.read(fields)
         embedding = (await self.text.embed_many.remote([query]))[0]
-        return {"results": await self.index.search(embedding, k, prefix, api.PROBE.read(fields))}
+        try:
+            return {"results": await index.search.remote(embedding, k, prefix, probe)}
+        except ProbeOutOfRange as exc:  # raised in the index replica: Ray's error is also of its class
+            raise HTTPException(422, str(getattr(exc, "cause", exc))) from None
 
     @app.post("/v1/caption", response_model=None, responses=responses(Caption, *MEDIA_ERRORS, 501),
               openapi_extra=api.CAPTION.openapi())

@@ -4,10 +4,11 @@ https://docs.ray.io/en/latest/serve/monitoring.html). Ray prefixes each name wit
 tags each series with its application, deployment and replica.
 
 These cover what Serve cannot see from outside a replica:
-- a retrieval index shard: items held, lists (0: exact search), bytes of log since the last
-  snapshot (what a restart replays; a compaction brings it back down), and its background jobs
-  (builds, compactions) done or failed, with their durations: a failing compaction is otherwise an
-  ERROR line in one replica's log;
+- the retrieval index: what its LanceDB table reports (rows, version, rows its ANN index covers and
+  rows it does not yet, which a search scans exactly), each search's latency, and the background
+  compactions (LanceDB's optimize) done or failed, with their durations: a failing compaction is
+  otherwise an ERROR line in one replica's log. Every index replica reports the table it reads:
+  take the maximum over replicas, not the sum;
 - the text deployment's label cache: hits and misses (a low hit rate: candidate labels that change
   per request, or a cache too small);
 - the ingress's media: decoded per kind, with the decode's time (most of a request's CPU on a GPU
@@ -21,56 +22,52 @@ shard built in-process) recording is a no-op.
 
 from __future__ import annotations
 
-import threading
-import time
-import weakref
-
 from ray.serve import metrics
-
-from ops.index_log import IndexLog
-from ops.vector_index import VectorIndex
 
 NOT_MEDIA = "not_media"  # bytes that are no image or video format (a 415)
 FRAME_TOO_LARGE = "frame_too_large"  # a live feed's frame over the size limit (its 413)
-UPKEEP_SECONDS = [0.1, 1, 10, 60, 300, 1800, 3600]
+COMPACTION_SECONDS = [0.1, 1, 10, 60, 300, 1800, 3600]
+SEARCH_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
 DECODE_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
 
 
-class IndexShardMetrics:
-    """One retrieval index shard's state and background jobs."""
+class IndexMetrics:
+    """The retrieval index as its table reports it, and this replica's searches and compactions,
+    each series tagged with the index's URI. The table's gauges are set again at every refresh (a
+    Ray gauge not set for half a minute drops out of its agent's export: measured, Ray 2.60), which
+    the replica's upkeep does every second."""
 
-    def __init__(self, shard: int):
-        tags = {"shard": str(shard)}
-        self.items = _tagged(metrics.Gauge("vljepa_index_items", "items the shard holds", tag_keys=("shard",)), tags)
-        self.lists = _tagged(metrics.Gauge("vljepa_index_lists", "lists the shard's items are partitioned under (0: "
-                                           "exact search)", tag_keys=("shard",)), tags)
-        self.log_bytes = _tagged(metrics.Gauge(
-            "vljepa_index_unsnapshotted_bytes", "bytes of the store's log since its last snapshot, which a restart "
-            "replays (0 without a store)", tag_keys=("shard",)), tags)
-        self.jobs = _tagged(metrics.Counter(
-            "vljepa_index_upkeep_jobs", "background jobs (job: build, compaction) by outcome (done, failed)",
-            tag_keys=("shard", "job", "outcome")), tags)
-        self.job_seconds = _tagged(metrics.Histogram(
-            "vljepa_index_upkeep_seconds", "how long a background job took, done or failed", boundaries=UPKEEP_SECONDS,
-            tag_keys=("shard", "job")), tags)
-        self.values = (0.0, 0.0, 0.0)  # the gauges' last values: items, lists, log bytes
-        _refreshed.add(self)  # set again every REFRESH_S, or Ray drops them from the export
+    def __init__(self, index: str):
+        tags, keys = {"index": index}, ("index",)
+        self.rows = _tagged(metrics.Gauge("vljepa_index_rows", "rows of the index table", tag_keys=keys), tags)
+        self.version = _tagged(metrics.Gauge("vljepa_index_version", "the index table's version (one per commit)",
+                                             tag_keys=keys), tags)
+        self.indexed = _tagged(metrics.Gauge("vljepa_index_indexed_rows", "rows the ANN index covers (0: no ANN "
+                                             "index)", tag_keys=keys), tags)
+        self.unindexed = _tagged(metrics.Gauge("vljepa_index_unindexed_rows", "rows added since the ANN index was "
+                                               "last brought up to date, searched exactly (all rows without an ANN "
+                                               "index)", tag_keys=keys), tags)
+        self.search_seconds = _tagged(metrics.Histogram("vljepa_index_search_seconds", "time to answer a search",
+                                                        boundaries=SEARCH_SECONDS, tag_keys=keys), tags)
+        self.compactions = _tagged(metrics.Counter("vljepa_index_compactions", "background compactions (LanceDB "
+                                                   "optimize) by outcome (done, failed)",
+                                                   tag_keys=("index", "outcome")), tags)
+        self.compaction_seconds = _tagged(metrics.Histogram("vljepa_index_compaction_seconds", "how long a "
+                                                            "compaction took, done or failed",
+                                                            boundaries=COMPACTION_SECONDS, tag_keys=keys), tags)
 
-    def held(self, index: VectorIndex, log: IndexLog | None) -> None:
-        """After a change: what the shard holds now."""
-        self.values = (len(index), index.lists if index.centroids is not None else 0,
-                       log.change_bytes if log is not None else 0)
-        self.refresh()
+    def table(self, rows: int, version: int, indexed: int, unindexed: int) -> None:
+        self.rows.set(rows)
+        self.version.set(version)
+        self.indexed.set(indexed)
+        self.unindexed.set(unindexed)
 
-    def refresh(self) -> None:
-        items, lists, log_bytes = self.values
-        self.items.set(items)
-        self.lists.set(lists)
-        self.log_bytes.set(log_bytes)
+    def searched(self, seconds: float) -> None:
+        self.search_seconds.observe(seconds)
 
-    def job(self, kind: str, done: bool, seconds: float) -> None:
-        self.jobs.inc(tags={"job": kind, "outcome": "done" if done else "failed"})
-        self.job_seconds.observe(seconds, tags={"job": kind})
+    def compacted(self, done: bool, seconds: float) -> None:
+        self.compactions.inc(tags={"outcome": "done" if done else "failed"})
+        self.compaction_seconds.observe(seconds)
 
 
 class LabelCacheMetrics:
@@ -100,37 +97,6 @@ class MediaMetrics:
 
     def rejected_one(self, reason: str) -> None:
         self.rejected.inc(tags={"reason": reason})
-
-
-class _GaugeRefresher:
-    """Sets every live shard's gauges again every REFRESH_S seconds, from one thread per process.
-    A Ray gauge set once drops out of its agent's export within half a minute of its last set
-    (measured, Ray 2.60): a shard nobody writes to for a while would vanish from the dashboards,
-    its items read as none."""
-
-    def __init__(self):
-        self.metrics: weakref.WeakSet[IndexShardMetrics] = weakref.WeakSet()
-        self.lock = threading.Lock()
-        self.thread: threading.Thread | None = None
-
-    def add(self, shard_metrics: IndexShardMetrics) -> None:
-        with self.lock:
-            self.metrics.add(shard_metrics)
-            if self.thread is None:
-                self.thread = threading.Thread(target=self._run, daemon=True, name="vljepa-gauge-refresh")
-                self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(REFRESH_S)
-            with self.lock:
-                live = list(self.metrics)
-            for shard_metrics in live:
-                shard_metrics.refresh()
-
-
-REFRESH_S = 1.0  # under the shortest report interval Ray allows (1 s), so no export misses a gauge
-_refreshed = _GaugeRefresher()
 
 
 def _tagged(metric, tags: dict[str, str]):

@@ -36,3 +36,14 @@ def test_demo_schedule_beats_chance_threefold_on_held_out_combinations(ray_insta
     fine_tune_helps = results["captioning"]["cider_predicted"] > results["captioning_text_only"]["cider_predicted"]
     assert results["served_decoder"] == ("decoder/model" if fine_tune_helps else "decoder-text/model")
     assert (tmp_path / "demo" / results["served_decoder"] / "y_decoder" / "y_decoder.json").exists()
+    # step 9: the retrieval index holds every captioned video of the two caches, predicted once; the
+    # re-run predicts none; step 10 serves it and finds videos by text
+    index = results["index"]
+    assert index["rows"] == index["predicted"] > 0 and index["rebuilt_predicted"] == 0
+    from ops.retrieval.table import open_table
+
+    held = set(open_table(str(tmp_path / "demo" / "index")).to_arrow()["id"].to_pylist())
+    found = index["served_retrieval"]
+    assert len(found) == 3 and {hit["id"] for hit in found} <= held
+    assert [hit["score"] for hit in found] == sorted((hit["score"] for hit in found), reverse=True)
+    assert {hit["id"].split("/")[0] for hit in found} <= {"eval", "train-clips"}

@@ -1,95 +1,93 @@
-"""A retrieval index shard's metrics reach Prometheus through Ray's metrics agent: what it holds,
-and its background builds and compactions, done and failed. The shard runs in a real Ray actor of
-the session's instance (as a Serve replica runs it), and the test reads the agent's /metrics."""
+"""The retrieval index's metrics reach Prometheus through Ray's metrics agent: what its table reports
+(rows, version, rows its ANN index covers and not), its searches, and its background compactions,
+done and failed. The replica runs in a real Ray actor of the session's instance (as Serve runs
+it), and the test reads the agent's /metrics, the series of this test's index (tagged with its URI)."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 import pytest
 
-from ops.vector_index import TRAIN_PER_LIST
 from pipelines.exported_metrics import exported, wait_for
+from tests.retrieval_tables import clustered, unit_rows, write_table
 
-WIDTH, LISTS = 16, 2
+ROWS, WIDTH, PARTITIONS = 3000, 32, 6
 GAUGE_DROPPED_WITHIN_S = 30.0  # measured: a gauge set once left the export 12-24 s after (Ray 2.60, 1 s reports)
-SHARD, SHARDS = 5, 8  # a shard number no Serve application of the session uses: its series are this test's
-
-
-def _vectors(count: int, seed: int) -> np.ndarray:
-    rows = np.random.default_rng(seed).normal(size=(count, WIDTH)).astype(np.float32)
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
 @pytest.fixture
-def shard(ray_instance, tmp_path):
+def replica(ray_instance, tmp_path):
     import ray
 
-    from pipelines.serve_index import RetrievalIndex
+    from pipelines.retrieval.deployment import IndexSettings, RetrievalIndex
 
     @ray.remote(num_cpus=0)
-    class Shard(RetrievalIndex.func_or_class):
-        def call(self, method: str, *args):
-            return getattr(self, method)(*args)
+    class Replica:
+        """The deployment's class in an async actor: its upkeep runs on the actor's event loop."""
 
-        def compact_at_every_change_on_a_full_disk(self) -> None:
-            """From now on any line makes a compaction due, and a snapshot's rename fails as on a
-            full disk (OSError 28); other renames work."""
-            import ops.index_log
-            import pipelines.index_upkeep
+        async def open(self, uri: str) -> None:
+            self.index = RetrievalIndex.func_or_class.__new__(RetrievalIndex.func_or_class)
+            await self.index.__init__(uri, "model-a", IndexSettings(compact_after_writes=4, keep_versions_s=1))
 
-            pipelines.index_upkeep.COMPACT_WHILE_SERVING_BYTES = 0
-            ops.index_log.COMPACT_SHARE = 10**9
-            real_replace = os.replace
+        async def call(self, method: str, *args):
+            return await getattr(self.index, method)(*args)
 
-            def disk_full(source, target):
-                if "snapshot-" in str(target):
-                    raise OSError(28, "No space left on device")
-                return real_replace(source, target)
+        def fail_compactions(self) -> None:
+            """From now on LanceDB's optimize fails, as on a full disk."""
+            async def disk_full(**_):
+                raise OSError(28, "No space left on device")
 
-            os.replace = disk_full
+            self.index.table.optimize = disk_full
 
-    actor = Shard.remote(WIDTH, str(tmp_path), "model-a", shard=SHARD, shards=SHARDS, lists=LISTS, probe=1)
-    yield actor
+    write_table(str(tmp_path), clustered(ROWS, WIDTH, clusters=8, seed=5), fingerprint="model-a",
+                partitions=PARTITIONS, sub_vectors=4)
+    actor = Replica.remote()
+    ray.get(actor.open.remote(str(tmp_path)))
+    yield actor, {"index": str(tmp_path)}
     ray.kill(actor)
 
 
-def _value(port, name, **labels):
-    return exported(port, f"ray_vljepa_{name}", shard=str(SHARD), **labels)
-
-
-def test_a_shards_state_and_background_jobs_are_exported(shard, metrics_port):
+def test_the_tables_state_searches_and_compactions_are_exported(replica, metrics_port):
     import ray
 
-    count = TRAIN_PER_LIST * LISTS + 10
-    vectors = _vectors(count + 1, seed=3)
-    assert ray.get(shard.call.remote("add_many", [(f"clip{i}", vectors[i], {}) for i in range(count)])) == count
-    assert ray.get(shard.call.remote("wait_for_upkeep", 60))  # a build, then the compaction it makes due
+    actor, mine = replica
 
-    def jobs(job, outcome, expected):
-        return wait_for(metrics_port, "ray_vljepa_index_upkeep_jobs_total", lambda v: v >= expected,
-                        shard=str(SHARD), job=job, outcome=outcome)
+    def value(name: str, **labels: str) -> float:
+        return exported(metrics_port, f"ray_vljepa_{name}", **mine, **labels)
 
-    assert jobs("build", "done", 1) == 1
-    assert jobs("compaction", "done", 1) == 1
-    builds_observed = "index_upkeep_seconds_count"  # a histogram's _count: builds observed, not their time
-    assert _value(metrics_port, builds_observed, job="build") == 1
-    assert _value(metrics_port, "index_items") == count
-    assert _value(metrics_port, "index_lists") == LISTS
-    assert _value(metrics_port, "index_unsnapshotted_bytes") == 0  # all of it in the snapshot
+    def reaches(name: str, expected: float, **labels: str) -> float:
+        return wait_for(metrics_port, f"ray_vljepa_{name}", lambda v: v == expected, **mine, **labels)
 
-    # a compaction that fails: counted as failed; the shard holds what it did, its log the change
-    ray.get(shard.compact_at_every_change_on_a_full_disk.remote())
-    assert ray.get(shard.call.remote("delete", "clip0"))
-    assert ray.get(shard.call.remote("wait_for_upkeep", 60))
-    assert jobs("compaction", "failed", 1) == 1
-    assert _value(metrics_port, "index_upkeep_jobs_total", job="compaction", outcome="done") == 1
-    assert _value(metrics_port, "index_items") == count - 1
-    assert _value(metrics_port, "index_unsnapshotted_bytes") > 0  # the delete's line, not in a snapshot
+    assert reaches("index_rows", ROWS) == ROWS and reaches("index_indexed_rows", ROWS) == ROWS
+    assert value("index_unindexed_rows") == 0
+    version = value("index_version")
+    for seed in range(3):
+        ray.get(actor.call.remote("search", unit_rows(np.random.default_rng(seed).standard_normal((1, WIDTH)))[0], 5))
+    assert reaches("index_search_seconds_count", 3) == 3  # a histogram's _count: searches observed
 
-    # a shard nobody writes to stays exported: a Ray gauge set once drops out of the export within
-    # half a minute (serve_metrics._GaugeRefresher sets them again every second)
+    # 4 adds: rows not in the ANN index yet (searched exactly), then the compaction they make due
+    # brings the index up to date
+    for i in range(4):
+        ray.get(actor.call.remote("add", f"added/{i}", unit_rows(np.ones((1, WIDTH)))[0], "video"))
+    assert wait_for(metrics_port, "ray_vljepa_index_compactions_total", lambda v: v >= 1, outcome="done", **mine) == 1
+    assert reaches("index_rows", ROWS + 4) == ROWS + 4
+    assert reaches("index_indexed_rows", ROWS + 4) == ROWS + 4 and value("index_unindexed_rows") == 0
+    assert value("index_version") > version + 4  # the adds' commits and the compaction's
+    assert value("index_compaction_seconds_count") == 1
+
+    # a compaction that fails: counted as failed; the table keeps every write, searched exactly
+    ray.get(actor.fail_compactions.remote())
+    for i in range(4):
+        ray.get(actor.call.remote("add", f"more/{i}", unit_rows(np.ones((1, WIDTH)))[0], "video"))
+    assert wait_for(metrics_port, "ray_vljepa_index_compactions_total", lambda v: v >= 1, outcome="failed",
+                    **mine) == 1
+    assert reaches("index_rows", ROWS + 8) == ROWS + 8 and reaches("index_unindexed_rows", 4) == 4
+    time.sleep(3)  # upkeep ticks: a failed compaction is not tried again at each (only compact_after_s later)
+    assert value("index_compactions_total", outcome="failed") == 1
+
+    # an index nobody writes to stays exported: a Ray gauge set once drops out of the export within
+    # half a minute (the upkeep sets them again every second)
     time.sleep(GAUGE_DROPPED_WITHIN_S)
-    assert _value(metrics_port, "index_items") == count - 1 and _value(metrics_port, "index_lists") == LISTS
+    assert value("index_rows") == ROWS + 8 and value("index_indexed_rows") == ROWS + 4

@@ -1,7 +1,8 @@
 """Ray Serve's own CLI runs infra/serve_config.yaml: `serve run CONFIG`, as a user runs it, against the
 test session's Ray instance. The config is the file users deploy with only what a 2-CPU test
 machine needs changed (the model, the port, no GPUs, no CPU reservations); its deployment
-settings (two ingress replicas, autoscaling, one index replica) are applied as written."""
+settings (two ingress replicas, autoscaling, two index replicas) are applied as written, and two
+ingress replicas adding to the index at once lose nothing."""
 
 from __future__ import annotations
 
@@ -56,11 +57,18 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def test_serve_run_deploys_the_config_as_written(ray_instance, captioning_model_dir, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
     from ray import serve
 
+    from pipelines.retrieval import index_build
+    from tests.media_fixtures import clip_bytes, image_bytes
+
+    index = tmp_path / "index"  # for this model, empty: clients add to it
+    assert index_build.main(["--model", str(captioning_model_dir), "--index", str(index)]) == 0
     port = free_loopback_port()
     address = ray_instance.get_runtime_context().gcs_address
-    config = _config_for_this_machine(captioning_model_dir, port)
+    config = _config_for_this_machine(captioning_model_dir, port, index=str(index))
     process, log = _serve_run(config, tmp_path / "config.yaml", address)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -86,6 +94,21 @@ def test_serve_run_deploys_the_config_as_written(ray_instance, captioning_model_
         (ingress,) = [d for d in config["applications"][0]["deployments"] if d["name"] == "Ingress"]
         assert ingress["num_replicas"] > 1  # the config's, not Serve's default of 1
         assert sum(deployments["Ingress"].replica_states.values()) == ingress["num_replicas"]
+        replicas = config["applications"][0]["args"]["index_replicas"]
+        assert replicas > 1 and sum(deployments["RetrievalIndex"].replica_states.values()) == replicas
+
+        # adds sent at once, spread over both ingress replicas and both index replicas: each a
+        # commit to the one table, none lost
+        media = [clip_bytes(seed=i) if i % 2 else image_bytes() for i in range(16)]
+        with ThreadPoolExecutor(8) as pool:
+            added = list(pool.map(lambda i: requests.post(f"{base}/v1/index/items", files={"media": ("m", media[i])},
+                                                          data={"id": f"at-once/{i:02d}"}, timeout=120), range(16)))
+        assert [a.status_code for a in added] == [200] * 16, [a.text for a in added if a.status_code != 200]
+        listed = requests.get(f"{base}/v1/index/items", timeout=30).json()
+        assert sorted(i["id"] for i in listed["items"]) == [f"at-once/{i:02d}" for i in range(16)]
+        from ops.retrieval.table import open_table
+
+        assert open_table(str(index)).count_rows() == 16  # in the table, not only in a replica
     finally:
         _stop(process)
     assert process.returncode == 0, log.read_text()[-3000:]

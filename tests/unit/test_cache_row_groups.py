@@ -120,15 +120,15 @@ def test_rows_at_reads_only_the_groups_holding_them(tmp_path, monkeypatch):
 
 
 def test_rows_come_a_group_at_a_time_each_group_read_when_its_rows_are_asked_for(tmp_path, monkeypatch):
-    """Serve's index reads the rows it lacks this way: one group of S_V held at a time."""
+    """index-build reads the rows it predicts this way: one group of S_V held at a time."""
     monkeypatch.setattr(cache_parquet, "ROW_GROUP_BYTES", 2 * 128)
     rows = make_rows([64] * 8)
     cache, _ = commit(tmp_path / "cache", rows)
     groups_read = record_group_reads(monkeypatch)
 
     by_group = shard_rows_by_group(cache.url, "s0", [0, 1, 4, 7], ["key", "s_v_shape", "s_v"])
-    assert [row["key"] for row in next(by_group)] == ["k0", "k1"] and groups_read == [0]  # lazily, in file order
-    assert [[row["key"] for row in group] for group in by_group] == [["k4"], ["k7"]]
+    assert [(i, row["key"]) for i, row in next(by_group)] == [(0, "k0"), (1, "k1")] and groups_read == [0]  # lazily
+    assert [[(i, row["key"]) for i, row in group] for group in by_group] == [[(4, "k4")], [(7, "k7")]]
     assert groups_read == [0, 2, 3]
 
 

@@ -4,6 +4,7 @@ traceback; bugs still surface."""
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from pipelines.report import TRACEBACK_ENV, run_as_process
@@ -74,26 +75,19 @@ def test_training_and_decoding_refuse_values_that_would_fail_in_the_workers(verb
     assert f"argument {flag}: must be" in capsys.readouterr().err
 
 
-def test_serve_checks_its_index_cache_before_starting_ray(captioning_model_dir, tmp_path, ray_must_not_start):
+def test_serve_checks_its_index_before_starting_ray(captioning_model_dir, tmp_path, ray_must_not_start):
+    """A mistyped --index, or an index built with another model, is one line before anything starts."""
+    from ops.retrieval.table import IndexNotFound
     from pipelines import serve
     from pipelines.net import free_loopback_port
-
-    with pytest.raises(ValueError, match="typo holds no feature cache"):
-        serve.main(["--model", str(captioning_model_dir), "--index-cache", str(tmp_path / "typo"),
-                    "--port", str(free_loopback_port())])
-
-
-def test_serve_refuses_index_caches_whose_item_ids_would_collide(captioning_model_dir, tmp_path, ray_must_not_start):
-    """Items of a cache are `<cache name>/<shard>/<key>`: two caches named alike (each source cached
-    to its own bucket's `eval/`) would share ids, one cache's videos replacing the other's."""
-    from pipelines import serve
-    from pipelines.net import free_loopback_port
+    from tests.retrieval_tables import write_table
 
     run = ["--model", str(captioning_model_dir), "--port", str(free_loopback_port())]
-    with pytest.raises(ValueError, match=r"index caches .*a/eval and .*b/eval share the name 'eval'"):
-        serve.main([*run, "--index-cache", str(tmp_path / "a" / "eval"), "--index-cache", str(tmp_path / "b" / "eval")])
-    with pytest.raises(ValueError, match="is given twice"):
-        serve.main([*run, "--index-cache", str(tmp_path / "eval"), "--index-cache", str(tmp_path / "eval") + "/"])
+    with pytest.raises(IndexNotFound, match=r"no retrieval index at .*typo .*vljepa index-build"):
+        serve.main([*run, "--index", str(tmp_path / "typo")])
+    write_table(str(tmp_path / "other"), np.eye(384, dtype=np.float32)[:2], fingerprint="another-model")
+    with pytest.raises(ValueError, match=r"holds predictions of model another-model, this model is [0-9a-f]{16}"):
+        serve.main([*run, "--index", str(tmp_path / "other")])
 
 
 def test_serve_refuses_a_port_a_server_already_listens_on(captioning_model_dir, ray_must_not_start, monkeypatch):
@@ -206,19 +200,6 @@ def test_serve_refuses_an_empty_token_instead_of_serving_without_auth(captioning
     assert serve.serving_token(ServeAppArgs(model="m", token_file=str(empty))) == "from-file"
     monkeypatch.delenv(serve.TOKEN_ENV)
     assert serve.serving_token(ServeAppArgs(model="m")) is None  # no token asked for: no auth
-
-
-def test_serve_refuses_an_index_store_under_a_file_before_starting_ray(captioning_model_dir, tmp_path,
-                                                                      ray_must_not_start, monkeypatch):
-    # before: the index replica failed to create it: a failed deployment and a Ray traceback
-    from pipelines import serve
-    from pipelines.net import free_loopback_port
-
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    (tmp_path / "a-file").write_text("")
-    with pytest.raises(ValueError, match=f"index_store .*: {tmp_path / 'a-file'} is a file; give a directory"):
-        serve.main(["--model", str(captioning_model_dir), "--index-store", str(tmp_path / "a-file" / "store"),
-                    "--port", str(free_loopback_port())])
 
 
 def test_a_user_error_in_every_training_worker_is_one_line_from_where_the_worker_raised_it(capsys, monkeypatch):

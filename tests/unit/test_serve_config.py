@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from pydantic import ValidationError
@@ -19,7 +20,6 @@ def test_serve_config_is_valid_and_names_real_code():
     names = {d.name for d in app.deployments}
     assert names == {"Ingress", "VisualPredictor", "TextEncoder", "TextDecoder", "RetrievalIndex"}
     by_name = {d.name: d for d in app.deployments}
-    assert by_name["RetrievalIndex"].num_replicas == 1  # the index is state
     # a batch can only fill if a replica accepts at least that many requests at once
     assert by_name["VisualPredictor"].max_ongoing_requests >= 16
     assert by_name["TextEncoder"].max_ongoing_requests >= 64
@@ -31,6 +31,7 @@ def test_the_configs_args_are_ones_the_builder_takes():
     args = ServeAppArgs.model_validate(app.args)  # a key build_app does not know fails here
     assert args.model == "models:/vljepa-captioner/1"
     assert args.num_gpus > 0 and args.decoder_num_gpus > 0
+    assert args.index.startswith("s3://") and args.index_replicas > 1  # read replicas share one table
 
 
 def test_serve_validates_the_builders_args_before_building(captioning_model_dir):
@@ -71,16 +72,26 @@ def test_a_local_instance_gives_each_model_replica_a_share_of_a_small_machine(ca
         assert local_replica_cpus(plain) == without
 
 
-def test_an_approximate_index_reaches_every_shard(captioning_model_dir):
+def test_the_index_settings_reach_the_index_replicas(captioning_model_dir, tmp_path):
     from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
 
+    from ops.retrieval.table import model_fingerprint
+    from pipelines.retrieval.deployment import IndexSettings
+    from tests.retrieval_tables import write_table
+
+    write_table(str(tmp_path), np.eye(384, dtype=np.float32)[:4], fingerprint=model_fingerprint(captioning_model_dir))
     built = call_user_app_builder_with_args_if_necessary(serve.build_app, {
-        "model": str(captioning_model_dir), "index_shards": 2, "index_lists": "64", "index_probe": "8"})
-    shards = [shard._bound_deployment for shard in built._bound_deployment.init_args[2]]
-    assert [shard.name for shard in shards] == ["RetrievalIndex", "RetrievalIndex_1"]
-    assert [(shard.init_kwargs["lists"], shard.init_kwargs["probe"]) for shard in shards] == [(64, 8), (64, 8)]
-    exact = call_user_app_builder_with_args_if_necessary(serve.build_app, {"model": str(captioning_model_dir)})
-    assert exact._bound_deployment.init_args[2][0]._bound_deployment.init_kwargs["lists"] == 0  # exact by default
+        "model": str(captioning_model_dir), "index": str(tmp_path), "index_replicas": "3", "index_probe": "8",
+        "index_refine": "0"})
+    index = built._bound_deployment.init_args[2]._bound_deployment
+    assert index.name == "RetrievalIndex" and index._deployment_config.num_replicas == 3
+    assert index.init_args == (str(tmp_path), model_fingerprint(captioning_model_dir),
+                               IndexSettings(probe=8, refine=0, refresh_s=0.0))
+    plain = call_user_app_builder_with_args_if_necessary(serve.build_app, {"model": str(captioning_model_dir)})
+    assert plain._bound_deployment.init_args[2] is None  # no index: no RetrievalIndex deployment
     with pytest.raises(ValidationError, match="index_probe"):
         call_user_app_builder_with_args_if_necessary(
-            serve.build_app, {"model": str(captioning_model_dir), "index_lists": 64, "index_probe": 0})
+            serve.build_app, {"model": str(captioning_model_dir), "index": str(tmp_path), "index_probe": 0})
+    with pytest.raises(ValueError, match="no retrieval index at"):  # found by the builder, not by each replica
+        call_user_app_builder_with_args_if_necessary(
+            serve.build_app, {"model": str(captioning_model_dir), "index": str(tmp_path / "typo")})

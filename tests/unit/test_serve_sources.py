@@ -11,8 +11,8 @@ from pipelines.serve_args import ServeAppArgs
 def _model_replicas(app) -> dict:
     ingress = app._bound_deployment  # Serve's Application wraps the bound ingress deployment
     bound = {"Ingress": ingress}
-    args = [a for arg in ingress.init_args for a in (arg if isinstance(arg, list) else [arg])]  # the index: a list of shards
-    bound.update({arg._bound_deployment.name: arg._bound_deployment for arg in args if hasattr(arg, "_bound_deployment")})
+    bound.update({arg._bound_deployment.name: arg._bound_deployment for arg in ingress.init_args
+                  if hasattr(arg, "_bound_deployment")})
     return bound
 
 
@@ -24,7 +24,7 @@ def test_replicas_get_the_uri_and_the_builders_registry(captioning_model_dir, mo
     replicas = _model_replicas(serve.build_app(ServeAppArgs(model="models:/vljepa-captioner/3")))
 
     assert fetched == ["models:/vljepa-captioner/3"]  # the builder looked once (decoder or not)
-    assert set(replicas) == {"Ingress", "VisualPredictor", "TextEncoder", "RetrievalIndex", "TextDecoder"}
+    assert set(replicas) == {"Ingress", "VisualPredictor", "TextEncoder", "TextDecoder"}
     for name in ("VisualPredictor", "TextEncoder", "TextDecoder"):
         assert replicas[name].init_args[0] == "models:/vljepa-captioner/3", name
     assert replicas["Ingress"].init_args[3].model == "models:/vljepa-captioner/3"  # ServeSettings
