@@ -4,8 +4,7 @@
                  fingerprint in its metadata, opening it (local or s3://) with clear errors,
                  searching it (cosine, prefix filter, equal scores ranked by id) and listing it
     cache_items  which feature-cache rows an index holds: their ids (<cache name>/<shard>/<key>),
-                 and what a build must predict, keep or drop
-    predictor    the Ray Data stage of `vljepa index-build`: cached S_V -> Ŝ_Y rows of the table
+                 what a build must predict, keep or drop, and reading the S_V of those it predicts
 
 The engine is LanceDB (its ANN indexes, versions, compaction and object-store support); nothing
 here re-implements it.

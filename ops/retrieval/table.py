@@ -133,11 +133,23 @@ def check_credentials(uri: str) -> None:
         raise ValueError(f"index {uri}: {S3_CREDENTIALS_HINT}")
 
 
+def check_location(uri: str) -> None:
+    """A clear error for a local index at or under a file (LanceDB would fail creating a directory
+    there), and for S3 without credentials."""
+    check_credentials(uri)
+    if "://" in uri:
+        return
+    path = Path(uri)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ValueError(f"index {uri}: {existing} is a file; give a directory (a LanceDB database)")
+
+
 def connect(uri: str):
     """The LanceDB database at `uri` (sync API: index-build, tests, benchmarks)."""
     import lancedb
 
-    check_credentials(uri)
+    check_location(uri)
     return lancedb.connect(uri, storage_options=storage_options(uri))
 
 
@@ -180,7 +192,7 @@ async def open_table_async(uri: str, fingerprint: str | None, refresh_s: float):
     read (another replica's add is found by the next search)."""
     import lancedb
 
-    check_credentials(uri)
+    check_location(uri)
     db = await lancedb.connect_async(uri, storage_options=storage_options(uri),
                                      read_consistency_interval=timedelta(seconds=refresh_s))
     if TABLE_NAME not in (await db.list_tables()).tables:

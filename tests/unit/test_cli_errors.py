@@ -225,3 +225,31 @@ def test_a_user_error_in_every_training_worker_is_one_line_from_where_the_worker
 
     with pytest.raises(WorkerGroupError):
         run_as_process(crashed_worker, "train")
+
+
+def test_index_build_refuses_before_ray_starts(captioning_model_dir, tmp_path, ray_must_not_start):
+    """A cache that is not one, PQ sub-vectors that do not divide the width, an index under a file,
+    an index of another model, or no cache for an index holding cache items: one line each, before
+    anything is predicted."""
+    from ops.retrieval.table import TABLE_NAME, connect, rows_table, table_schema
+    from pipelines.retrieval import index_build
+    from tests.retrieval_tables import write_table
+
+    run = ["--model", str(captioning_model_dir)]
+    with pytest.raises(ValueError, match="typo holds no feature cache"):
+        index_build.main([*run, "--index", str(tmp_path / "index"), "--cache", str(tmp_path / "typo")])
+    with pytest.raises(ValueError, match="--num-sub-vectors 7 does not divide the embedding width 384"):
+        index_build.main([*run, "--index", str(tmp_path / "index"), "--num-sub-vectors", "7"])
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ValueError, match="a-file is a file; give a directory"):
+        index_build.main([*run, "--index", str(tmp_path / "a-file")])
+    write_table(str(tmp_path / "other"), np.eye(384, dtype=np.float32)[:2], fingerprint="another-model")
+    with pytest.raises(ValueError, match=r"holds predictions of model another-model, this model is [0-9a-f]{16}"):
+        index_build.main([*run, "--index", str(tmp_path / "other")])
+    from ops.retrieval.table import model_fingerprint
+
+    schema = table_schema(384, model_fingerprint(captioning_model_dir))
+    connect(str(tmp_path / "mine")).create_table(TABLE_NAME, schema=schema, data=rows_table(
+        schema, ["eval/0/a"], ["video"], ["a caption"], ["eval"], np.ones((1, 384))))
+    with pytest.raises(ValueError, match="holds 1 items of feature caches: index-build with no --cache would drop"):
+        index_build.main([*run, "--index", str(tmp_path / "mine")])

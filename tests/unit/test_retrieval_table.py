@@ -83,6 +83,9 @@ def test_a_prefix_is_taken_literally(tmp_path):
 def test_a_missing_index_or_another_models_is_refused(tmp_path):
     with pytest.raises(IndexNotFound, match=r"no retrieval index at .*typo .*vljepa index-build"):
         open_table(str(tmp_path / "typo"))
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ValueError, match=r"a-file is a file; give a directory"):
+        open_table(str(tmp_path / "a-file" / "index"))
     (tmp_path / "not-an-index").mkdir()
     (tmp_path / "not-an-index" / "manifest.json").write_text("{}")  # a feature cache, say
     with pytest.raises(IndexNotFound):
