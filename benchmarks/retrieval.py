@@ -1,5 +1,6 @@
-"""Text-to-video retrieval at scale: the index's LanceDB table with its IVF_PQ index against an exact
-search, one numpy matrix product over every vector (the baseline), in one run on the same vectors.
+"""Text-to-video retrieval at scale: the index's LanceDB table with its ANN index (index-build's
+default, IVF_RQ, or --ann-index) against an exact search, one numpy matrix product over every
+vector (the baseline), in one run on the same vectors.
 
 --items clustered unit vectors of --dim (centres drawn at random, each vector a centre plus noise:
 videos of a few thousand kinds), stored as `vljepa index-build` stores Ŝ_Y (float16, ids, the
@@ -145,17 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clusters", type=int, default=4096)
     parser.add_argument("--spread", type=float, default=0.6, help="noise norm around a cluster's centre (norm ~1)")
     parser.add_argument("--nprobes", type=int, nargs="+", default=[5, 10, 20, 40])
+    parser.add_argument("--ann-index", default="ivf_rq", help="index-build's --ann-index (ivf_rq, ivf_pq, ivf_hnsw_sq)")
     parser.add_argument("--num-partitions", type=int, default=None, help="IVF partitions (default: LanceDB's)")
-    parser.add_argument("--num-sub-vectors", type=int, default=None, help="PQ sub-vectors (default: LanceDB's, dim/16)")
+    parser.add_argument("--num-sub-vectors", type=int, default=None, help="ivf_pq's sub-vectors (default: dim/16)")
     parser.add_argument("--refine", type=int, default=10, help="the server's default refine factor")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dir", default=None, help="where the table goes (default: a temporary directory)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from lancedb.index import IvfPq
-
-    from ops.retrieval.table import VECTOR_COLUMN, ann_stats, open_table
+    from ops.retrieval.table import VECTOR_COLUMN, ann_config, ann_stats, open_table
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         uri = str(Path(tmp) / "index")
@@ -169,12 +169,11 @@ def main(argv: list[str] | None = None) -> int:
 
         table = open_table(uri)
         started = time.perf_counter()
-        table.create_index(VECTOR_COLUMN, config=IvfPq(distance_type="cosine", num_partitions=args.num_partitions,
-                                                       num_sub_vectors=args.num_sub_vectors))
+        table.create_index(VECTOR_COLUMN, config=ann_config(args.ann_index, args.num_partitions, args.num_sub_vectors))
         build_s = time.perf_counter() - started
         stats = ann_stats(table.to_lance(), table.list_indices()[0].name)
         on_disk = sum(f.stat().st_size for f in Path(uri).rglob("*") if f.is_file())
-        print(f"table written in {write_s:.1f}s, IVF_PQ built in {build_s:.1f}s ({stats}), "
+        print(f"table written in {write_s:.1f}s, {stats['type']} built in {build_s:.1f}s ({stats}), "
               f"{on_disk / args.items:.0f} bytes per item", flush=True)
 
         probes = []
@@ -189,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
 
     reaching = [row for row in probes if row["recall_at_10"] >= TARGET_RECALL]
     chosen = reaching[0] if reaching else max(probes, key=lambda row: row["recall_at_10"])
-    result = {"items": args.items, "dim": args.dim, "queries": args.queries, "clusters": args.clusters,
+    result = {"items": args.items, "dim": args.dim, "ann_index": args.ann_index, "queries": args.queries,
+              "clusters": args.clusters,
               "spread": args.spread, "refine": args.refine, "nprobes": chosen["nprobes"],
               "recall_at_10": chosen["recall_at_10"], "speedup_vs_exact": chosen["speedup_c1"],
               "speedup_vs_exact_c32": chosen["speedup_c32"], "exact": exact, "probes": probes,

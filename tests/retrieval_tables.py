@@ -21,10 +21,11 @@ def clustered(n: int, dim: int, clusters: int, seed: int = 0, spread: float = 0.
 
 def write_table(uri: str, vectors: np.ndarray, ids: list[str] | None = None, fingerprint: str = "test-model",
                 captions: list[str | None] | None = None, sources: list[str | None] | None = None,
-                partitions: int | None = None, sub_vectors: int | None = None):
+                partitions: int | None = None, ann_index: str = "ivf_rq", sub_vectors: int | None = None):
     """A new index table at the database `uri` holding `vectors` (float16, as index-build stores
-    them); with `partitions`, an IVF_PQ index of that many partitions over them."""
-    from lancedb.index import IvfPq
+    them); with `partitions`, an ANN index of that many partitions over them (index-build's
+    default type unless told)."""
+    from ops.retrieval.table import ann_config
 
     n, width = vectors.shape
     ids = ids if ids is not None else [f"item-{i:06d}" for i in range(n)]
@@ -32,8 +33,7 @@ def write_table(uri: str, vectors: np.ndarray, ids: list[str] | None = None, fin
     table = connect(uri).create_table(TABLE_NAME, schema=schema, data=rows_table(
         schema, ids, ["video"] * n, captions or [None] * n, sources or [None] * n, vectors))
     if partitions:
-        table.create_index(VECTOR_COLUMN, config=IvfPq(distance_type="cosine", num_partitions=partitions,
-                                                       num_sub_vectors=sub_vectors))
+        table.create_index(VECTOR_COLUMN, config=ann_config(ann_index, partitions, sub_vectors))
     return table
 
 

@@ -295,15 +295,51 @@ def vector_index_name(indices) -> str | None:
     return None
 
 
+# LanceDB's ANN index types `vljepa index-build --ann-index` offers. IVF_RQ (RaBitQ, 5 bits a
+# dimension) is the default: on 200k clustered 1536-d vectors (benchmarks/retrieval.py, 2 cores) it
+# found 100% of the exact top 10 at 8.5-9.7 ms a search with refine 5-10 and built in 36 s, where
+# IVF_PQ (96 sub-vectors) found 12% without refine and 72% with refine 10 (17 ms), 100% only from
+# refine 30 (20 ms), and built in 153 s; IVF_HNSW_SQ matched IVF_RQ's recall and speed but built in
+# 260 s (docs/benchmarks.md, "Retrieval on LanceDB").
+ANN_INDEXES = ("ivf_rq", "ivf_pq", "ivf_hnsw_sq")
+
+
+def ann_config(kind: str, num_partitions: int | None = None, num_sub_vectors: int | None = None):
+    """The LanceDB index config of an ANN index type, cosine distance; None: LanceDB's defaults.
+    num_sub_vectors is IVF_PQ's alone."""
+    from lancedb.index import HnswSq, IvfPq, IvfRq
+
+    if kind not in ANN_INDEXES:
+        raise ValueError(f"ANN index {kind!r}: one of {', '.join(ANN_INDEXES)}")
+    if num_sub_vectors is not None and kind != "ivf_pq":
+        raise ValueError(f"sub-vectors are IVF_PQ's: the {kind} index takes none")
+    if kind == "ivf_pq":
+        return IvfPq(distance_type=DISTANCE, num_partitions=num_partitions, num_sub_vectors=num_sub_vectors)
+    if kind == "ivf_rq":
+        return IvfRq(distance_type=DISTANCE, num_partitions=num_partitions)
+    return HnswSq(distance_type=DISTANCE, num_partitions=num_partitions)
+
+
 def ann_stats(dataset, name: str) -> dict:
-    """{type, partitions, sub_vectors} of an ANN index, from a Lance dataset (LanceTable.to_lance()):
+    """{type, partitions, code_bytes} of an ANN index, from a Lance dataset (LanceTable.to_lance()):
     LanceDB's own statistics do not name the partitions, which a request's `probe` must not
-    exceed. After a compaction an index may be in segments (the rows added since in a segment of
-    their own), and LanceDB may have merged small partitions: the largest segment's count is what
-    a search can probe."""
+    exceed; code_bytes is what the index keeps per vector. After a compaction an index may be in
+    segments (the rows added since in a segment of their own), and LanceDB may have merged small
+    partitions: the largest segment's count is what a search can probe."""
     # without it, Lance puts every partition's centroid into the statistics (megabytes at scale)
     os.environ.setdefault("LANCE_INCLUDE_VECTOR_CENTROIDS", "false")
     stats = dataset.stats.index_stats(name)
     segments = stats.get("segments") or stats.get("indices") or [{}]
     return {"type": stats["index_type"], "partitions": max(int(s.get("num_partitions", 0)) for s in segments),
-            "sub_vectors": max(int((s.get("sub_index") or {}).get("num_sub_vectors", 0)) for s in segments)}
+            "code_bytes": code_bytes(segments[0].get("sub_index") or {})}
+
+
+def code_bytes(sub_index: dict) -> int:
+    """Bytes an ANN index keeps per vector, from its quantizer's statistics (PQ: a byte per
+    sub-vector at 8 bits; RaBitQ: bits per dimension; SQ: a byte per dimension)."""
+    kind = sub_index.get("index_type")
+    if kind == "PQ":
+        return sub_index["num_sub_vectors"] * sub_index.get("nbits", 8) // 8
+    if kind == "RQ":
+        return -(-sub_index["code_dim"] * sub_index.get("num_bits", 1) // 8)
+    return int(sub_index.get("dim", sub_index.get("dimension", 0)))

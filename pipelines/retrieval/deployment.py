@@ -40,7 +40,7 @@ REFRESH_S = 1.0  # under the shortest report interval Ray allows (1 s), so no ex
 @dataclass(frozen=True)
 class IndexSettings:
     probe: int | None = None  # IVF partitions a search probes unless the request says (None: LanceDB's, 20)
-    refine: int = 10  # re-score refine x k candidates with their stored vectors (0: PQ distances alone)
+    refine: int = 10  # re-score refine x k candidates with their stored vectors (0: the index's codes alone)
     refresh_s: float = 0.0  # how stale a read may be (LanceDB's read_consistency_interval)
     compact_after_writes: int = 64  # HTTP writes that make a compaction due
     compact_after_s: float = 60.0  # ... or any write this long ago

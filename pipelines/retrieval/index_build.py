@@ -9,8 +9,8 @@ built offline on Ray Data.
     write    Ray Data writes the rows into the Lance table (lance-ray): a new table is created, a
              table holding only older rows is appended to, one with changed captions gets the
              rows merged on `id` (LanceDB's merge_insert, from a staging table)
-    then     stale cache items deleted; the ANN index (IVF_PQ, cosine) created once the table
-             holds --ann-min-rows rows, or brought up to date with LanceDB's optimize()
+    then     stale cache items deleted; the ANN index (IVF_RQ by default, cosine) created once the
+             table holds --ann-min-rows rows, or brought up to date with LanceDB's optimize()
 
 URI is a LanceDB database: a local directory or s3://bucket/prefix (credentials from the AWS
 variables), holding the table `videos` (ops/retrieval/table.py). A re-run with the same model and
@@ -35,16 +35,17 @@ from ops.cache_files import require_feature_cache
 from ops.feature_cache import cache_url
 from ops.retrieval.cache_items import (BuildPlan, cache_names, cached_rows, list_caches, plan_build,
                                        shard_work)
-from ops.retrieval.table import (TABLE_NAME, VECTOR_COLUMN, absolute_uri, ann_stats, caption_prompt,
-                                 check_credentials, check_model, connect, ids_filter, model_fingerprint, rows_table,
-                                 storage_options, table_names, table_schema, table_uri, vector_index_name)
+from ops.retrieval.table import (ANN_INDEXES, TABLE_NAME, VECTOR_COLUMN, absolute_uri, ann_config, ann_stats,
+                                 caption_prompt, check_credentials, check_model, connect, ids_filter,
+                                 model_fingerprint, rows_table, storage_options, table_names, table_schema,
+                                 table_uri, vector_index_name)
 from pipelines.cli_types import positive_float, positive_int
 from pipelines.model_source import WorkerModel, resolve_model_dir, source_for_workers
 from pipelines.report import human_count, print_json_result, run_as_process, table
 
-# Below this many rows a search scans every vector (milliseconds for 10k x 1536 float16) and an
-# IVF_PQ index would be trained on too few rows: its 256 codes per sub-vector and its partitions'
-# centroids each want a few hundred rows.
+# Below this many rows a search scans every vector (milliseconds for 10k x 1536 float16), and an
+# ANN index would be trained on too few: its partitions' centroids (and IVF_PQ's 256 codes per
+# sub-vector) each want a few hundred rows.
 ANN_MIN_ROWS = 10_000
 # Ids per delete: one SQL filter each, one table version each.
 DELETE_CHUNK = 10_000
@@ -57,8 +58,9 @@ class IndexBuildConfig:
     model: str  # an exported model directory or an MLflow model URI
     index: str  # a LanceDB database: a local directory or s3://bucket/prefix
     caches: list[str] = field(default_factory=list)  # feature caches whose captioned videos the index holds
+    ann_index: str = "ivf_rq"  # the ANN index type (ops.retrieval.table.ANN_INDEXES: why this default)
     num_partitions: int | None = None  # IVF partitions of the ANN index (None: LanceDB's, from the rows)
-    num_sub_vectors: int | None = None  # PQ sub-vectors, dividing the embedding width (None: LanceDB's, width / 16)
+    num_sub_vectors: int | None = None  # ivf_pq's sub-vectors, dividing the embedding width (None: width / 16)
     ann_min_rows: int = ANN_MIN_ROWS  # create the ANN index once the table holds this many rows
     rebuild_ann: bool = False  # train the ANN index again (the table grew far past what it was trained on)
     actors: int | None = None  # predicting actors (None: one per GPU, else 1)
@@ -78,7 +80,7 @@ class IndexBuildResult:
     unchanged: int
     dropped: int  # cache items no listed cache holds now
     caches: dict[str, dict]  # per cache name: videos, unchanged, new, changed
-    ann_index: dict | None  # type, partitions, sub_vectors, indexed_rows, unindexed_rows; None: exact search
+    ann_index: dict | None  # type, partitions, code_bytes, indexed_rows, unindexed_rows; None: exact search
     bytes: int  # the table's size on disk
     seconds: float
 
@@ -167,17 +169,15 @@ def drop_stale(table, stale: list[str]) -> int:
 def keep_ann_index(table, config: IndexBuildConfig, changed: bool) -> dict | None:
     """Create the ANN index when the table is large enough (or asked to retrain it); otherwise, after
     any change, LanceDB's optimize(): compacts the small files of appends and deletes and adds the
-    new rows to an existing index (its partitions kept). Also a BTREE index on `id`, which deletes,
-    merges and HTTP writes look rows up by. -> the ANN index's statistics, None without one."""
-    from lancedb.index import IvfPq
-
+    new rows to an existing index. Also a BTREE index on `id`, which deletes, merges and HTTP writes
+    look rows up by. -> the ANN index's statistics, None without one."""
     indices = table.list_indices()
     if not any(list(index.columns) == ["id"] for index in indices) and table.count_rows() > 0:
         table.create_scalar_index("id", index_type="BTREE")
     name = vector_index_name(indices)
     if (name is None or config.rebuild_ann) and table.count_rows() >= config.ann_min_rows:
-        table.create_index(VECTOR_COLUMN, replace=True, config=IvfPq(
-            distance_type="cosine", num_partitions=config.num_partitions, num_sub_vectors=config.num_sub_vectors))
+        table.create_index(VECTOR_COLUMN, replace=True,
+                           config=ann_config(config.ann_index, config.num_partitions, config.num_sub_vectors))
         name = vector_index_name(table.list_indices())
     elif changed:
         table.optimize()
@@ -203,6 +203,7 @@ def run(config: IndexBuildConfig) -> IndexBuildResult:
     model = source_for_workers(config.model)
     manifest = read_manifest(model.local_dir)
     width = manifest["config"]["embed_dim"]
+    ann_config(config.ann_index, config.num_partitions, config.num_sub_vectors)  # refused now, not after predicting
     if config.num_sub_vectors is not None and width % config.num_sub_vectors:
         raise ValueError(f"--num-sub-vectors {config.num_sub_vectors} does not divide the embedding width {width}")
     fingerprint = model_fingerprint(model.local_dir)
@@ -254,7 +255,7 @@ def report(result: IndexBuildResult, config: IndexBuildConfig) -> None:
     rate = result.predicted / result.seconds if result.seconds > 0 else 0.0
     if result.ann_index:
         ann = result.ann_index
-        search = (f"{ann['type']} ANN index, {ann['partitions']} partitions x {ann['sub_vectors']} sub-vectors, "
+        search = (f"{ann['type']} ANN index, {ann['partitions']} partitions, {ann['code_bytes']} bytes a vector, "
                   f"{ann['indexed_rows']} rows indexed ({ann['unindexed_rows']} not yet: scanned exactly)")
     else:
         search = f"exact search (an ANN index from {config.ann_min_rows} rows)"
@@ -274,10 +275,13 @@ def parse_args(argv: list[str] | None) -> tuple[IndexBuildConfig, bool]:
                         help="feature cache whose captioned videos the index holds; repeat for several "
                              "(item ids: <cache directory's name>/<shard>/<key>)")
     parser.add_argument("--index", required=True, help="LanceDB database: a local directory or s3://bucket/prefix")
+    parser.add_argument("--ann-index", choices=ANN_INDEXES, default=defaults.ann_index,
+                        help="LanceDB's ANN index type, cosine distance (ivf_rq: RaBitQ, the most recall per "
+                             "millisecond measured: docs/benchmarks.md)")
     parser.add_argument("--num-partitions", type=positive_int, default=None,
                         help="IVF partitions of the ANN index (default: LanceDB's, from the table's rows)")
     parser.add_argument("--num-sub-vectors", type=positive_int, default=None,
-                        help="PQ sub-vectors, dividing the embedding width (default: LanceDB's, width / 16)")
+                        help="--ann-index ivf_pq: sub-vectors, dividing the embedding width (default: width / 16)")
     parser.add_argument("--ann-min-rows", type=positive_int, default=defaults.ann_min_rows,
                         help="create the ANN index once the table holds this many rows (exact search below)")
     parser.add_argument("--rebuild-ann", action="store_true",

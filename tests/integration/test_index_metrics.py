@@ -42,7 +42,7 @@ def replica(ray_instance, tmp_path):
             self.index.table.optimize = disk_full
 
     write_table(str(tmp_path), clustered(ROWS, WIDTH, clusters=8, seed=5), fingerprint="model-a",
-                partitions=PARTITIONS, sub_vectors=4)
+                partitions=PARTITIONS)
     actor = Replica.remote()
     ray.get(actor.open.remote(str(tmp_path)))
     yield actor, {"index": str(tmp_path)}

@@ -29,14 +29,14 @@ LIVE_THRESHOLD = 0.05  # the online rule's variance: the test model's embeddings
 
 
 
-SYNTHETIC = 1200  # rows of the "open" application's index: enough for an IVF_PQ index of PARTITIONS partitions
+SYNTHETIC = 1200  # rows of the "open" application's index: enough for an ANN index of PARTITIONS partitions
 PARTITIONS = 4  # (LanceDB trains fewer than asked on fewer rows)
 
 
 @pytest.fixture(scope="module")
 def open_index(captioning_model_dir, tmp_path_factory):
     """The "open" application's index: synthetic clustered vectors of the model's width, stored as
-    the model's (its fingerprint), under an IVF_PQ index of PARTITIONS partitions; clients add to it."""
+    the model's (its fingerprint), under an ANN index (IVF_RQ) of PARTITIONS partitions; clients add to it."""
     from ops.retrieval.table import model_fingerprint
     from tests.retrieval_tables import clustered, write_table
 
@@ -45,7 +45,7 @@ def open_index(captioning_model_dir, tmp_path_factory):
 
     table = write_table(str(index), clustered(SYNTHETIC, 384, clusters=6, seed=7),
                         [f"synthetic/{i:04d}" for i in range(SYNTHETIC)],
-                        fingerprint=model_fingerprint(captioning_model_dir), partitions=PARTITIONS, sub_vectors=24)
+                        fingerprint=model_fingerprint(captioning_model_dir), partitions=PARTITIONS)
     assert ann_stats(table.to_lance(), "vector_idx")["partitions"] == PARTITIONS
     return index
 
@@ -158,7 +158,7 @@ def test_classify_and_vqa_equal_direct_model_calls(served, documented):
 
 
 def test_probe_searches_more_partitions_and_is_refused_above_the_indexs(served, documented, open_index):
-    """The open index has an IVF_PQ index of PARTITIONS partitions: probing them all finds most of
+    """The open index has an ANN index of PARTITIONS partitions: probing them all finds most of
     the exact top 10 (compressed distances, the server's default refine); more is a 422.
     First of the index's tests: no client has written to the index yet, so no compaction has
     merged partitions (LanceDB merges small ones when it brings the index up to date)."""

@@ -228,7 +228,8 @@ def test_a_user_error_in_every_training_worker_is_one_line_from_where_the_worker
 
 
 def test_index_build_refuses_before_ray_starts(captioning_model_dir, tmp_path, ray_must_not_start):
-    """A cache that is not one, PQ sub-vectors that do not divide the width, an index under a file,
+    """A cache that is not one, PQ sub-vectors that do not divide the width (or given to another
+    index type), an index under a file,
     an index of another model, or no cache for an index holding cache items: one line each, before
     anything is predicted."""
     from ops.retrieval.table import TABLE_NAME, connect, rows_table, table_schema
@@ -239,7 +240,9 @@ def test_index_build_refuses_before_ray_starts(captioning_model_dir, tmp_path, r
     with pytest.raises(ValueError, match="typo holds no feature cache"):
         index_build.main([*run, "--index", str(tmp_path / "index"), "--cache", str(tmp_path / "typo")])
     with pytest.raises(ValueError, match="--num-sub-vectors 7 does not divide the embedding width 384"):
-        index_build.main([*run, "--index", str(tmp_path / "index"), "--num-sub-vectors", "7"])
+        index_build.main([*run, "--index", str(tmp_path / "index"), "--ann-index", "ivf_pq", "--num-sub-vectors", "7"])
+    with pytest.raises(ValueError, match="sub-vectors are IVF_PQ's: the ivf_rq index takes none"):
+        index_build.main([*run, "--index", str(tmp_path / "index"), "--num-sub-vectors", "8"])
     (tmp_path / "a-file").write_text("")
     with pytest.raises(ValueError, match="a-file is a file; give a directory"):
         index_build.main([*run, "--index", str(tmp_path / "a-file")])

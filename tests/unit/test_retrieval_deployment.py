@@ -95,7 +95,7 @@ def test_two_replicas_adding_at_once_lose_nothing(tmp_path):
 def test_probe_is_checked_against_the_ann_index(tmp_path):
     vectors = clustered(ROWS, 32, clusters=8, seed=4)
     ids = [f"v{i:04d}" for i in range(ROWS)]
-    write_table(str(tmp_path / "ann"), vectors, ids, partitions=6, sub_vectors=4)
+    write_table(str(tmp_path / "ann"), vectors, ids, partitions=6)
     write_table(str(tmp_path / "exact"), vectors[:50], ids[:50])
 
     async def run():

@@ -54,12 +54,13 @@ def test_equal_scores_are_ranked_by_id_however_many_tie(tmp_path):
     assert [hit["score"] for hit in found] == pytest.approx([1.0] * 5)
 
 
-def test_the_ann_index_finds_the_true_neighbours(tmp_path):
-    """IVF_PQ over clustered vectors: recall@10 against the exact search, probing a quarter of the
-    partitions with the server's default refine, and fewer found when probing one."""
+@pytest.mark.parametrize("ann_index, sub_vectors", [("ivf_rq", None), ("ivf_pq", 8)])
+def test_the_ann_index_finds_the_true_neighbours(tmp_path, ann_index, sub_vectors):
+    """An ANN index over clustered vectors: recall@10 against the exact search, probing a quarter of
+    the partitions with the server's default refine, and fewer found when probing one."""
     vectors = clustered(20_000, 64, clusters=400, seed=2, spread=0.6)
     ids = [f"v{i:05d}" for i in range(len(vectors))]
-    write_table(str(tmp_path), vectors, ids, partitions=32, sub_vectors=8)
+    write_table(str(tmp_path), vectors, ids, partitions=32, ann_index=ann_index, sub_vectors=sub_vectors)
     queries = clustered(40, 64, clusters=400, seed=2, spread=0.6)  # same centres: queries land among the items
 
     def recall(probe: int) -> float:
