@@ -18,10 +18,9 @@ from __future__ import annotations
 import os
 import re
 
-OUTPUT_FLAGS = {"--out", "--storage", "--index-store"}
+OUTPUT_FLAGS = {"--out", "--storage", "--index"}  # --index: index-build writes it; serve's must be the cluster's too
 INPUT_FLAGS = {"--model", "--cache", "--eval-cache", "--replay-cache", "--shards", "--run", "--video", "--media",
-               "--input", "--init-model", "--init-decoder", "--decoder", "--decoder-checkpoint", "--index-cache",
-               "--token-file"}
+               "--input", "--init-model", "--init-decoder", "--decoder", "--decoder-checkpoint", "--token-file"}
 SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # s3://, file://, models:/, runs:/
 
 

@@ -327,12 +327,12 @@ def test_a_cache_of_another_x_encoder_is_refused_before_anything_is_written(fore
 
 
 @pytest.mark.parametrize("verb", ["evaluate", "train-decoder --mode predicted", "train-decoder --eval-cache",
-                                  "serve --index-cache"])
+                                  "index-build"])
 def test_a_model_refuses_the_features_of_another_x_encoder(verb, foreign_cache, caches, captioning_model_dir, tmp_path):
     # the model records the x-encoder it was trained on; every verb that runs it on cached S_V
     # checks the cache against it before starting anything
-    from pipelines import serve, train_decoder
-    from pipelines.serve_args import ServeAppArgs
+    from pipelines import train_decoder
+    from pipelines.retrieval import index_build
 
     model, foreign, good = str(captioning_model_dir), str(foreign_cache), str(caches / "train")
     refusal = f"holds features of x-encoder facebook/vjepa2-vitl-fpc64-256 .* model {model} reads features of tiny-vjepa2-v1"
@@ -345,5 +345,5 @@ def test_a_model_refuses_the_features_of_another_x_encoder(verb, foreign_cache, 
         elif verb == "train-decoder --eval-cache":  # text mode reads the training cache's captions only
             train_decoder.main([*decoder_run, "--cache", good, "--eval-cache", foreign])
         else:
-            serve.build_app(ServeAppArgs(model=model, index_cache=foreign))
-    assert not (tmp_path / "run").exists()
+            index_build.main(["--model", model, "--cache", foreign, "--index", str(tmp_path / "index")])
+    assert not (tmp_path / "run").exists() and not (tmp_path / "index").exists()

@@ -25,7 +25,7 @@ def test_a_relative_output_is_refused_before_connecting(tmp_path, monkeypatch, c
     ["evaluate", "--model", "/models/m", "--cache=./cache/eval"],
     ["train", "--cache", "s3://b/a", "--cache", "cache/eval", "--out", "/runs/x"],
     ["cache-features", "--shards", "data/train/{video,vqa}-*.tar", "--out", "s3://b/cache"],
-    ["serve", "--model", "/m", "--index-store", "index"],
+    ["index-build", "--model", "/m", "--cache", "s3://b/cache", "--index", "index"],
 ])
 def test_local_relative_paths_are_refused(command, tmp_path):
     (tmp_path / "cache" / "eval").mkdir(parents=True)
