@@ -5,17 +5,17 @@ One shard of --rows rows, each S_V 1024 tokens x 1024 float16 (2 MiB: V-JEPA 2 V
 the cache's row groups, kept here as the baseline) and today's, alternating for --rounds rounds
 (medians):
   commit     a shard's rows -> its Parquet file. Before: the whole table, then the whole file
-             encoded in memory, then written. Now: row groups of ops.cache_parquet.ROW_GROUP_BYTES,
-             each built, encoded and written before the next (ops/cache_parquet.py).
-  train read the training reader (ops.cache_files.CacheFileReader) over the file. Before: a file of
+             encoded in memory, then written. Now: row groups of ops.cache.parquet.ROW_GROUP_BYTES,
+             each built, encoded and written before the next (ops/cache/parquet.py).
+  train read the training reader (ops.cache.files.CacheFileReader) over the file. Before: a file of
              one row group (as every cache was written). Now: the same rows in row groups.
   read 10%   the same, for a source read at a 10% share (--cache-weights far down, SFT replay):
              the same drawn rows; now only the row groups holding one are read.
-  eval load  ops.evaluation.load_rows. Before: every column through to_pylist (S_V as Python floats).
+  eval load  ops.evaluate.zero_shot.load_rows. Before: every column through to_pylist (S_V as Python floats).
              Now: a row group at a time, S_V as numpy views.
   eval held  the in-training evaluation's rows over two evaluations (--eval-every). Before:
              load_rows, held between them (what train_loop kept for the whole run). Now:
-             ops.held_out_rows.HeldOutRows, read again a row group at a time at each (local cache).
+             ops.evaluate.held_out_rows.HeldOutRows, read again a row group at a time at each (local cache).
   index read the S_V of 4 rows, as a reader of a few rows (index-build re-predicting a changed
              caption) reads them. Before: the shard's S_V column whole, then to_pylist. Now: only
              the row groups holding them (rows_at).
@@ -59,8 +59,8 @@ def paper_rows(count: int) -> list[dict]:
 
 # -- the previous code, the baseline ----------------------------------------------------------------
 def commit_before(cache_dir: str, rows: list[dict]) -> None:
-    from ops.cache_parquet import BULK_COLUMNS, parquet_bytes, rows_to_table
-    from ops.feature_cache import FeatureCache
+    from ops.cache.parquet import BULK_COLUMNS, parquet_bytes, rows_to_table
+    from ops.cache.feature_cache import FeatureCache
 
     FeatureCache(cache_dir).write_bytes("s0.parquet", parquet_bytes(rows_to_table(rows, "float16"), BULK_COLUMNS))
 
@@ -83,10 +83,10 @@ OPERATIONS = ("commit", "train read", "read 10%", "eval load", "eval held", "ind
 
 
 def run_once(operation: str, way: str, cache_dir: str, rows: int) -> dict:
-    from ops.cache_files import CacheFileReader, CacheSource, read_shard_rows
-    from ops.evaluation import load_rows
-    from ops.feature_cache import FeatureCache
-    from ops.held_out_rows import HeldOutRows
+    from ops.cache.files import CacheFileReader, CacheSource, read_shard_rows
+    from ops.evaluate.zero_shot import load_rows
+    from ops.cache.feature_cache import FeatureCache
+    from ops.evaluate.held_out_rows import HeldOutRows
 
     data = paper_rows(rows) if operation == "commit" else None
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
@@ -131,7 +131,7 @@ def measure(operation: str, way: str, cache_dir: str, rows: int) -> dict:
 
 def write_cache(cache_dir: str, rows: int, way: str) -> None:
     """The shard the readers read: one row group ("before") or today's groups, with a manifest."""
-    from ops.feature_cache import FeatureCache, Fingerprint
+    from ops.cache.feature_cache import FeatureCache, Fingerprint
 
     measure("commit", way, cache_dir, rows)
     cache = FeatureCache(cache_dir)
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only these (commit always writes the shards the others read)")
     args = parser.parse_args(argv)
 
-    from ops.cache_parquet import ROW_GROUP_BYTES
+    from ops.cache.parquet import ROW_GROUP_BYTES
 
     operations = [op for op in OPERATIONS if op in args.operations]
     runs: dict[tuple[str, str], list[dict]] = {(op, way): [] for op in operations for way in ("before", "now")}

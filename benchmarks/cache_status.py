@@ -24,8 +24,8 @@ import statistics
 import tempfile
 import time
 
-from ops.feature_cache import FeatureCache, Fingerprint
-from pipelines.net import local_s3_server
+from ops.cache.feature_cache import FeatureCache, Fingerprint
+from pipelines.cluster.net import local_s3_server
 
 FINGERPRINT = Fingerprint(x_encoder="x", x_encoder_config_hash="0", num_frames=8, image_size=256, storage_dtype="float16")
 MARKER = {"rows": 100, "bad": {}, "bytes": 1, "fingerprint": FINGERPRINT.digest()}

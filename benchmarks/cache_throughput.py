@@ -23,7 +23,7 @@ import time
 
 from model.build import build_skeleton
 from model.presets import get_preset
-from pipelines import cache_features
+from pipelines.cache import cache_features
 
 BYTES_PER_VALUE = {"float16": 2, "float32": 4}
 
@@ -57,13 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="+", default=["tiny", "minilm"])
     parser.add_argument("--shards", default=None, help="cache these shards instead of the sample set's train split")
     args = parser.parse_args(argv)
-    from pipelines.ray_runtime import init_ray
+    from pipelines.cluster.ray_runtime import init_ray
 
     init_ray()  # started before timing: every preset's number excludes Ray's start-up
     with tempfile.TemporaryDirectory() as root:
         shards = args.shards
         if shards is None:
-            from ops.sample_data import SampleDataConfig, write_split  # PyAV: only to make the sample set
+            from ops.data.sample_data import SampleDataConfig, write_split  # PyAV: only to make the sample set
 
             write_split(root, "train", SampleDataConfig())
             shards = f"{root}/train"

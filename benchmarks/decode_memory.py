@@ -1,6 +1,6 @@
 """Peak memory and time of decoding one large clip: every sampled frame in one read vs the budget.
 
-`ops.decode.read_frames_at_size` reads the sampled frames of a clip in groups when together they
+`ops.data.frames.read_frames_at_size` reads the sampled frames of a clip in groups when together they
 would exceed `DECODE_BUDGET_BYTES` of full-resolution RGB (each group shrunk to the model's size
 at once). This builds an H.264 clip at --width x --height (4K UHD by default), then decodes it
 --frames frames at --size in fresh processes, alternating for --rounds rounds (medians):
@@ -27,7 +27,7 @@ import numpy as np
 
 def make_clip(width: int, height: int, num_frames: int) -> bytes:
     """A moving gradient (decodes like real footage, unlike noise, which no encoder compresses)."""
-    from ops.media_encode import encode_h264
+    from ops.data.media_encode import encode_h264
 
     y, x = (a.astype(np.int32) for a in np.mgrid[0:height, 0:width])
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)  # 64 frames of 4K: 1.6 GB
@@ -47,15 +47,15 @@ def status_kb(field: str) -> int:
 
 
 def decode_once(path: str, num_frames: int, size: int, budget_bytes: int | None) -> dict:
-    import ops.decode
+    import ops.data.frames
 
     if budget_bytes is not None:
-        ops.decode.DECODE_BUDGET_BYTES = budget_bytes
+        ops.data.frames.DECODE_BUDGET_BYTES = budget_bytes
     data = Path(path).read_bytes()
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
     before = status_kb("VmRSS")
     started = time.perf_counter()
-    frames, _ = ops.decode.decode_video(data, size, num_frames)
+    frames, _ = ops.data.frames.decode_video(data, size, num_frames)
     seconds = time.perf_counter() - started
     return {"peak_mb": (status_kb("VmHWM") - before) / 1024, "seconds": seconds, "checksum": int(frames.sum())}
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=16, help="frames sampled from it")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--budget-mb", type=float, default=None, help="default: ops.decode.DECODE_BUDGET_BYTES")
+    parser.add_argument("--budget-mb", type=float, default=None, help="default: ops.data.frames.DECODE_BUDGET_BYTES")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:

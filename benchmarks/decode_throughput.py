@@ -4,7 +4,7 @@ All decode the same H.264 clips into the same sampled, resized, centre-cropped f
   bare      one loop in one process, one thread, no Ray calls;
   parallel  `cores` such loops in separate processes (multiprocessing, no Ray): how far this
             machine's cores scale by themselves;
-  ray       the pipeline's own parse + decode (`ops.stages`) as a Ray Data pipeline, one task per
+  ray       the pipeline's own parse + decode (`ops.data.stages`) as a Ray Data pipeline, one task per
             shard, on every core, with the pipeline's Ray Data settings.
 The three alternate for --rounds rounds (medians reported). Prints clips/s for each and
 
@@ -29,14 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ops.decode import decode_video
-from ops.scenes import all_scenes, render_clip
-from ops.shard_io import ShardWriter, iter_samples
-from ops.stages import decode_sample, parse_shard
+from ops.data.frames import decode_video
+from ops.data.scenes import all_scenes, render_clip
+from ops.data.shards import ShardWriter, iter_samples
+from ops.data.stages import decode_sample, parse_shard
 
 
 def write_clips(root: str, shards: int, clips_per_shard: int, source_frames: int, size: int) -> list[str]:
-    from ops.media_encode import encode_h264  # PyAV: only where clips are made, not where they are read
+    from ops.data.media_encode import encode_h264  # PyAV: only where clips are made, not where they are read
 
     rng = np.random.default_rng(0)
     scenes = all_scenes()
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from pipelines.ray_runtime import init_ray
+    from pipelines.cluster.ray_runtime import init_ray
 
     init_ray(num_cpus=args.cores, log_to_driver=False)  # with the pipeline's own Ray Data settings
     ray.data.DataContext.get_current().enable_progress_bars = not args.no_progress

@@ -7,7 +7,7 @@ for --rounds rounds (medians):
   before  the previous code (kept here as the baseline): every checkpoint's state read whole from
           S3 to learn its step, the highest one fetched again into a temporary directory that was
           never removed, then loaded whole;
-  now     pipelines/checkpoint_files.py: the step from each checkpoint's small record, the highest
+  now     pipelines/train/checkpoints.py: the step from each checkpoint's small record, the highest
           fetched into a temporary directory removed after the export, its file mapped, so only
           the weights are read.
 Both then copy the weights into a tensor of their size (export's load_state_dict).
@@ -49,7 +49,7 @@ def loopback_bytes() -> int:
 def export_before(storage: str, weights: torch.Tensor) -> int:
     import fsspec
 
-    from pipelines.train_config import STATE_FILE
+    from pipelines.train.config import STATE_FILE
 
     fs, path = fsspec.core.url_to_fs(storage)
     candidates = [p.rsplit("/", 1)[0] for p in fs.glob(f"{path}/**/{STATE_FILE}")]
@@ -66,7 +66,7 @@ def export_before(storage: str, weights: torch.Tensor) -> int:
 
 
 def export_now(storage: str, weights: torch.Tensor) -> int:
-    from pipelines.checkpoint_files import latest_checkpoint, load_state, local_checkpoint
+    from pipelines.train.checkpoints import latest_checkpoint, load_state, local_checkpoint
 
     with local_checkpoint(latest_checkpoint("run", storage)) as directory:
         state = load_state(directory)
@@ -77,7 +77,7 @@ def export_now(storage: str, weights: torch.Tensor) -> int:
 def run_once(way: str, storage: str, params: int, temp: str) -> dict:
     import fsspec
 
-    import pipelines.checkpoint_files  # noqa: F401  (imports and the S3 client before the measurement)
+    import pipelines.train.checkpoints  # noqa: F401  (imports and the S3 client before the measurement)
 
     fsspec.core.url_to_fs(storage)[0].ls(storage.removeprefix("s3://"))
     tempfile.tempdir = temp  # what each way leaves behind is counted here
@@ -102,7 +102,7 @@ def write_run(storage: str, params: int, checkpoints: int) -> float:
     """The run's kept checkpoints, written as Ray Train uploads them; -> MiB of one state."""
     import fsspec
 
-    from pipelines.checkpoint_files import write_state
+    from pipelines.train.checkpoints import write_state
 
     fs, path = fsspec.core.url_to_fs(storage)
     generator = torch.Generator().manual_seed(0)
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import s3fs
 
-    from pipelines.net import local_s3_server
+    from pipelines.cluster.net import local_s3_server
 
     params = args.params * 1_000_000
     with local_s3_server():

@@ -2,7 +2,7 @@
 strategy=online), on loopback: does one session keep up with a camera, and how soon after a change
 does its text arrive?
 
-One long held-out stream (ops/long_stream.py, 8 fps), served by the model named (it needs a
+One long held-out stream (ops/data/long_stream.py, 8 fps), served by the model named (it needs a
 Y-decoder). Three runs, in this order, each after the same warm-up:
   upload     POST /v1/stream: the whole video at once (the baseline: decoding, windows embedded in
              chunks of 32, decodes in parallel at the end);
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import requests
 
-from ops.long_stream import LongStreamConfig, make_long_stream
-from pipelines.live_client import live_url, send_live, video_frames
-from pipelines.net import free_loopback_port
+from ops.data.long_stream import LongStreamConfig, make_long_stream
+from pipelines.decode.live_client import live_url, send_live, video_frames
+from pipelines.cluster.net import free_loopback_port
 
 WINDOW_S = 2.0  # the endpoint's default window: an event's window ends WINDOW_S / 2 after its centre
 
@@ -58,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from ray import serve
 
-    from pipelines.ray_runtime import init_ray, prefer_serve_throughput_mode
-    from pipelines.serve import start
-    from pipelines.serve_args import ServeAppArgs
+    from pipelines.cluster.ray_runtime import init_ray, prefer_serve_throughput_mode
+    from pipelines.serve.app import start
+    from pipelines.serve.args import ServeAppArgs
 
     prefer_serve_throughput_mode()  # as `vljepa serve` runs
     init_ray()

@@ -1,5 +1,5 @@
 """How long a cache-features run over many shards takes to start: one input block per shard vs
-the pipeline's cap (`pipelines.cache_features.MAX_INPUT_BLOCKS`).
+the pipeline's cap (`pipelines.cache.cache_features.MAX_INPUT_BLOCKS`).
 
 The driver pays Ray Data's per-block costs (building the input blocks, planning a task per block)
 before the first sample is decoded. This builds the pipeline's input over N shard URLs (nothing
@@ -14,7 +14,7 @@ import argparse
 import json
 import time
 
-from pipelines.cache_features import MAX_INPUT_BLOCKS
+from pipelines.cache.cache_features import MAX_INPUT_BLOCKS
 
 
 def first_output_seconds(items: list[dict], blocks: int) -> float:
@@ -22,7 +22,7 @@ def first_output_seconds(items: list[dict], blocks: int) -> float:
     first output leaves its executor working, which would slow whatever is timed next."""
     import ray
 
-    from pipelines.ray_runtime import init_ray
+    from pipelines.cluster.ray_runtime import init_ray
 
     init_ray(log_to_driver=False)
     try:

@@ -1,8 +1,8 @@
-"""What looking for a preemption notice costs a training loop (pipelines/preemption.py).
+"""What looking for a preemption notice costs a training loop (pipelines/train/preemption.py).
 
 A Ray Train run of --workers workers does --steps steps of a fixed CPU workload (a matmul chain of
 about --step-ms milliseconds, one torch thread: a stand-in for a step; what matters is the time
-between questions) and calls `PreemptionWatch.notice` after each, as pipelines/train_loop.py does.
+between questions) and calls `PreemptionWatch.notice` after each, as pipelines/train/loop.py does.
 Three settings in the same run: never asking (the baseline), asking about every 2 s (the default
 --preemption-check-s), and asking at every step (what a fixed per-step check would cost). Reported:
 steps/s of each against the baseline, the questions asked, and the time per question.
@@ -24,7 +24,7 @@ def loop(config: dict) -> dict:
     import ray.train.collective
     import torch
 
-    from pipelines.preemption import PreemptionWatch
+    from pipelines.train.preemption import PreemptionWatch
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -5,7 +5,7 @@ A local multi-node cluster (a head and a second node, ray.cluster_utils.Cluster)
 as infra/k8s's preStop hook drains a reclaimed spot node's pod (reason PREEMPTION, a --deadline-s
 deadline, 20 s as in the manifests; a replacement node joined before), and the node is removed 4 s
 after its deadline, as the hook waits. The workers checkpoint on the notice and once more just before the deadline
-(pipelines/preemption.py); the restart resumes from the last. From the same run: the steps trained
+(pipelines/train/preemption.py); the restart resumes from the last. From the same run: the steps trained
 before the deadline, and what a restart would train again from each checkpoint: the notice's
 (what the run lost before the last checkpoint existed) and the last one's (now).
 
@@ -30,7 +30,7 @@ def measure(cluster, shards: str, out: Path, deadline_s: int, steps: int) -> dic
     import mlflow
     import ray
 
-    from pipelines import cache_features
+    from pipelines.cache import cache_features
     from tests.integration.multinode_script import (AFTER_DEADLINE_S, drain_as_the_pods_prestop_hook_does,
                                                     start_training, starts_of, steps_logged, wait_for)
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray.cluster_utils import Cluster
 
-    from ops.sample_data import SampleDataConfig, write_split
+    from ops.data.sample_data import SampleDataConfig, write_split
 
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch)

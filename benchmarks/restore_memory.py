@@ -1,8 +1,8 @@
 """Memory a Ray Train worker holds while it restores a checkpoint: the state read into memory
 (`torch.load`, what restore_state did before) against mapped from its file (checkpoint_files.
-load_state, what pipelines/train_worker.restore_state does now), in the same run.
+load_state, what pipelines/train/worker.restore_state does now), in the same run.
 
-A checkpoint like training's (pipelines/train_loop.py: trainable weights, AdamW's two moments,
+A checkpoint like training's (pipelines/train/loop.py: trainable weights, AdamW's two moments,
 schedule, RNG and position) is written for a model of --params million float32 weights (a stack
 of square linear layers; the loading path does not care what the layers are). Then a fresh
 process per mode builds the model and its optimizer, as a resuming worker does, and reports its
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import torch
 
-from pipelines.checkpoint_files import load_state, write_state
-from pipelines.train_config import STATE_FILE
-from pipelines.train_worker import restore_optimizer
+from pipelines.train.checkpoints import load_state, write_state
+from pipelines.train.config import STATE_FILE
+from pipelines.train.worker import restore_optimizer
 
 MODES = ("read", "mapped")
 

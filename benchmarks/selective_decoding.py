@@ -1,6 +1,6 @@
 """Selective decoding, reproducing paper §4.5 (and the cost split of §4.4) on held-out streams.
 
-Several long streams of held-out events (ops.long_stream; one seed each) are embedded once: one
+Several long streams of held-out events (ops.data.long_stream; one seed each) are embedded once: one
 Ŝ_Y per window, one forward pass each. Decoding points are then chosen by uniform sampling (the
 baseline) or adaptive Ward segmentation, each decoding either the midpoint embedding or the
 segment's average; the average decoding rate sweeps from every step (2 Hz at a 0.5 s stride) down
@@ -35,12 +35,12 @@ import numpy as np
 import torch
 
 from benchmarks.decoding_curves import average_curves, bootstrap_reduction, paired_differences, reduction_at
-from ops.cider import cider_scores
-from ops.long_stream import LongStreamConfig, make_long_stream
-from ops.segmentation import Segment, segment_embeddings, uniform_segments, ward_segments
-from ops.selective_decoding import embed_frames, embed_stream
-from ops.stream_windows import WindowSpec, iter_windows
-from pipelines.captioner import load_captioner
+from ops.evaluate.cider import cider_scores
+from ops.data.long_stream import LongStreamConfig, make_long_stream
+from ops.decode.segmentation import Segment, segment_embeddings, uniform_segments, ward_segments
+from ops.decode.selective_decoding import embed_frames, embed_stream
+from ops.decode.stream_windows import WindowSpec, iter_windows
+from pipelines.decode.captioner import load_captioner
 
 
 def strategies(smooth: int) -> dict:
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="eval: held-out combinations (the measurement); train: seen ones (a diagnostic: "
                              "what better predictions give)")
     parser.add_argument("--durations", choices=["uniform", "loguniform"], default="uniform",
-                        help="how event lengths are drawn (ops.long_stream): uniform in seconds, or uniform in "
+                        help="how event lengths are drawn (ops.data.long_stream): uniform in seconds, or uniform in "
                              "log-seconds (many short events, a few long ones)")
     parser.add_argument("--min-seconds", type=float, default=LongStreamConfig.min_seconds, help="shortest event")
     parser.add_argument("--max-seconds", type=float, default=LongStreamConfig.max_seconds, help="longest event")
@@ -255,7 +255,7 @@ def print_gaps(gaps: dict, lowest_hz: float = 0.1) -> None:
 def log_to_mlflow(out: Path, result: dict, png: Path) -> None:
     import mlflow
 
-    from pipelines.tracking import tracking_uri_for, using_tracking_uri
+    from pipelines.train.tracking import tracking_uri_for, using_tracking_uri
 
     with using_tracking_uri(tracking_uri_for(str(out))):
         mlflow.set_experiment("vljepa-benchmarks")

@@ -33,9 +33,9 @@ import torch
 
 from model.export import load_model
 from model.tasks import embed_clips, rank
-from ops.media_input import decode_media, frames_to_input
-from pipelines import export
-from pipelines.net import free_loopback_port
+from ops.data.media_input import decode_media, frames_to_input
+from pipelines.models import export
+from pipelines.cluster.net import free_loopback_port
 
 LABELS = [f"a {c} {s} moves left" for c in ("red", "blue") for s in ("ball", "cube", "triangle", "cone")]
 
@@ -140,13 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip", default=None, help="send this video file (default: a generated H.264 clip)")
     args = parser.parse_args(argv)
 
-    from pipelines.ray_runtime import SERVE_THROUGHPUT_ENV, init_ray, prefer_serve_throughput_mode
+    from pipelines.cluster.ray_runtime import SERVE_THROUGHPUT_ENV, init_ray, prefer_serve_throughput_mode
 
     optimized = prefer_serve_throughput_mode()  # as `vljepa serve` runs; =0 in the environment: Ray's default
     from ray import serve
 
-    from pipelines.serve import build_app
-    from pipelines.serve_args import ServeAppArgs
+    from pipelines.serve.app import build_app
+    from pipelines.serve.args import ServeAppArgs
 
     init_ray()
     if args.clip:

@@ -1,6 +1,6 @@
 """One training step of the predictor + y-encoder, bf16 autocast vs float32, on this machine's device.
 
-The step is the Ray Train worker's (pipelines/train_loop.py): the model in train mode, the
+The step is the Ray Train worker's (pipelines/train/loop.py): the model in train mode, the
 training forward from cached S_V under `model.precision.device_autocast`, InfoNCE, and the shared
 clip + AdamW + schedule update (`model.optim.apply_update`). No Ray and no data loading: the batch
 is synthetic and already on the device, so this is the step's compute alone, the ceiling a

@@ -34,13 +34,14 @@ from model.build import build_vljepa
 from model.loss import InfoNCELoss
 from model.optim import apply_update, build_optimizer
 from model.presets import get_preset
-from ops.collate import Collate
-from ops.evaluation import load_rows
-from ops.feature_cache import FeatureCache
-from ops.sample_data import SampleDataConfig, write_split
-from pipelines import cache_features, train
-from pipelines.train_config import TrainConfig
-from pipelines.train_loop import lr_factor
+from ops.train.collate import Collate
+from ops.evaluate.zero_shot import load_rows
+from ops.cache.feature_cache import FeatureCache
+from ops.data.sample_data import SampleDataConfig, write_split
+from pipelines.cache import cache_features
+from pipelines.train import train
+from pipelines.train.config import TrainConfig
+from pipelines.train.loop import lr_factor
 
 BATCH = 32
 WARMUP_WINDOWS = 2  # logging windows dropped from Ray's numbers (worker start, first epoch)

@@ -1,5 +1,5 @@
 """Discriminative VQA scoring: every distinct candidate answer encoded once, in batches
-(`ops.evaluation.vqa_accuracy`), vs one y-encoder pass per row over that row's candidates (what
+(`ops.evaluate.zero_shot.vqa_accuracy`), vs one y-encoder pass per row over that row's candidates (what
 evaluation did before, kept here as the baseline).
 
 The rows are what the in-training evaluation scores (`--eval-max-samples`, 2000 by default):
@@ -8,7 +8,7 @@ The rows are what the in-training evaluation scores (`--eval-max-samples`, 2000 
             sample data's VQA and most benchmarks' answer vocabularies);
   distinct  every row its own 4 answers (multiple choice written per question, as in PLM's data).
 Both ways, alternating for --rounds rounds (medians), on the same rows; they must pick the same
-answers (checked). Also the time of predicting the rows' Ŝ_Y from S_V (`ops.evaluation.predict`),
+answers (checked). Also the time of predicting the rows' Ŝ_Y from S_V (`ops.evaluate.zero_shot.predict`),
 for the share scoring takes of an evaluation.
 
     python -m benchmarks.vqa_scoring [--preset minilm] [--rows 2000] [--pool 40] [--rounds 3]
@@ -26,7 +26,7 @@ import torch
 
 from model.build import build_vljepa
 from model.presets import get_preset
-from ops.evaluation import predict, vqa_accuracy
+from ops.evaluate.zero_shot import predict, vqa_accuracy
 
 WORDS = ["red", "blue", "green", "yellow", "left", "right", "up", "down", "ball", "cube", "cone", "slowly",
          "quickly", "twice", "the table", "a hand", "the floor", "yes", "no", "nothing"]

@@ -67,7 +67,7 @@ fi
 # `import model.x_encoder` finds that model's x_encoder/ weights folder. A sys.path entry for the
 # source tree makes the real packages win: Python prefers a regular package (with __init__.py)
 # anywhere on sys.path to a bare directory. (setuptools warns of this at install; the warning is
-# answered here. tests/unit/test_source_on_path.py)
+# answered here. tests/unit/cli/test_source_on_path.py)
 purelib=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 pwd > "$purelib/vljepa-source.pth"
 echo "$key" > "$stamp"

@@ -10,7 +10,7 @@ import torch
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
 
-from pipelines.ray_runtime import prefer_serve_throughput_mode  # noqa: E402
+from pipelines.cluster.ray_runtime import prefer_serve_throughput_mode  # noqa: E402
 
 # Serve as `vljepa serve` does by default, chosen before any test imports ray.serve or starts Ray:
 # every process reads it once.
@@ -24,7 +24,7 @@ def ray_must_not_start(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("Ray was started before the check")
 
-    monkeypatch.setattr("pipelines.ray_runtime.init_ray", fail)
+    monkeypatch.setattr("pipelines.cluster.ray_runtime.init_ray", fail)
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ import zlib
 
 import numpy as np
 
-from ops.media_encode import encode_h264, encode_image
-from ops.scenes import Scene, render_clip, render_image
-from ops.shard_io import ShardWriter
+from ops.data.media_encode import encode_h264, encode_image
+from ops.data.scenes import Scene, render_clip, render_image
+from ops.data.shards import ShardWriter
 
 
 def clip_bytes(num_frames: int = 16, seed: int = 0) -> bytes:

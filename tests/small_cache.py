@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ops.feature_cache import FeatureCache, Fingerprint
+from ops.cache.feature_cache import FeatureCache, Fingerprint
 
 CAPTIONS = ["a red ball moves left", "a blue cube moves up", "a green triangle moves down", "a yellow ball"]
 SMALL_GROUP_BYTES = 3 * 8 * 64 * 2  # three 8-token rows of 64 float16 a group

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ops.cache_files import read_shard_columns, shard_rows_by_group
+from ops.cache.files import read_shard_columns, shard_rows_by_group
 
 TEXT_COLUMNS = ["key", "media_kind", "task", "target"]
 S_V_COLUMNS = ["s_v_shape", "s_v"]

@@ -13,7 +13,7 @@ REFRESH_S the table's gauges (rows, version, ANN coverage); once HTTP writes hav
 files each write leaves, adds the new rows to the ANN index and removes versions older than
 `keep_versions_s`. A failed compaction is logged, counted, and tried again `compact_after_s` later.
 
-Apart from the model deployments (pipelines/serve_deployments.py) because it loads no model: a
+Apart from the model deployments (pipelines/serve/deployments.py) because it loads no model: a
 replica importing torch and transformers would hold ~320 MB more for nothing.
 """
 
@@ -30,9 +30,9 @@ from ray import serve
 
 from ops.retrieval.table import (ITEM_COLUMNS, ann_stats, item, open_table_async, prefix_filter, rows_table,
                                  schema_width, search, sql_string, vector_index_name, vector_query)
-from pipelines.replica_notice import notice
-from pipelines.serve_metrics import IndexMetrics
-from pipelines.serve_ready import Answers
+from pipelines.serve.notice import notice
+from pipelines.serve.metrics import IndexMetrics
+from pipelines.serve.ready import Answers
 
 REFRESH_S = 1.0  # under the shortest report interval Ray allows (1 s), so no export misses a gauge
 

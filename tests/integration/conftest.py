@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from pipelines.net import free_loopback_port, local_s3_server
+from pipelines.cluster.net import free_loopback_port, local_s3_server
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ def s3_endpoint():
 
 @pytest.fixture(scope="session")
 def metrics_port():
-    """Where the test instance's metrics agent serves Prometheus (pipelines/exported_metrics.py reads it)."""
+    """Where the test instance's metrics agent serves Prometheus (pipelines/cluster/exported_metrics.py reads it)."""
     return free_loopback_port()
 
 
@@ -47,7 +47,7 @@ def ray_instance(s3_endpoint, metrics_port, tmp_path_factory):
 @pytest.fixture(scope="session")
 def sample_data(ray_instance, tmp_path_factory):
     """A small sample dataset (real H.264 / JPEG / PNG shards), written once."""
-    from ops.sample_data import SampleDataConfig, write_split
+    from ops.data.sample_data import SampleDataConfig, write_split
 
     root = tmp_path_factory.mktemp("sample-data")
     config = SampleDataConfig(clips_per_scene=1, images_per_scene=1, vqa_per_scene=1, samples_per_shard=24)
@@ -58,8 +58,8 @@ def sample_data(ray_instance, tmp_path_factory):
 @pytest.fixture(scope="session")
 def caches(sample_data, tmp_path_factory):
     """Feature caches of the small sample data: train, and the held-out eval split."""
-    from ops.sample_data import SampleDataConfig, write_split
-    from pipelines import cache_features
+    from ops.data.sample_data import SampleDataConfig, write_split
+    from pipelines.cache import cache_features
 
     root = tmp_path_factory.mktemp("caches")
     write_split(str(sample_data), "eval", SampleDataConfig(eval_clips_per_scene=1, samples_per_shard=24))

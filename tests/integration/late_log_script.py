@@ -1,5 +1,5 @@
 """A driver whose Ray actor keeps printing after the driver's --json result: the hazard that
-pipelines.report.json_line_after_ray guards against. argv[1]: "held" (the process entry points'
+pipelines.cli.report.json_line_after_ray guards against. argv[1]: "held" (the process entry points'
 way) or "plain" (print at once: the control, showing the hazard is real)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 
 import ray
 
-from pipelines.report import json_line_after_ray, print_json_result
+from pipelines.cli.report import json_line_after_ray, print_json_result
 
 
 @ray.remote(num_cpus=0)

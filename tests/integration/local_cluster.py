@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from pipelines.net import free_loopback_port
+from pipelines.cluster.net import free_loopback_port
 
 BIN = Path(sys.executable).parent
 

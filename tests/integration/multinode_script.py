@@ -43,7 +43,8 @@ def main(shards: str, out: str) -> int:
 
 def start_training(cache: Path, run: Path, outcome: dict, *extra: str, model: Path | None = None) -> threading.Thread:
     """`vljepa train` (SFT, tiny preset), or `vljepa train-decoder` on the exported `model`."""
-    from pipelines import train, train_decoder
+    from pipelines.train import train
+    from pipelines.decode import train_decoder
 
     what = ["--stage", "sft", "--preset", "tiny"] if model is None else ["--model", str(model)]
     command = train if model is None else train_decoder
@@ -143,7 +144,8 @@ def node_preempted(cluster: Cluster, worker_node, cache: Path, run: Path, model:
 
 
 def run(cluster: Cluster, shards: str, out_dir: Path) -> int:
-    from pipelines import cache_features, export
+    from pipelines.cache import cache_features
+    from pipelines.models import export
 
     second = cluster.add_node(num_cpus=2)
     ray.init(address=cluster.address, log_to_driver=False)

@@ -15,7 +15,7 @@ import torch
 
 from model.build import build_vljepa
 from model.presets import get_preset
-from ops.collate import Collate
+from ops.train.collate import Collate
 
 
 def os_threads() -> int:
