@@ -59,8 +59,8 @@ def paper_rows(count: int) -> list[dict]:
 
 # -- the previous code, the baseline ----------------------------------------------------------------
 def commit_before(cache_dir: str, rows: list[dict]) -> None:
-    from ops.cache.parquet import BULK_COLUMNS, parquet_bytes, rows_to_table
     from ops.cache.feature_cache import FeatureCache
+    from ops.cache.parquet import BULK_COLUMNS, parquet_bytes, rows_to_table
 
     FeatureCache(cache_dir).write_bytes("s0.parquet", parquet_bytes(rows_to_table(rows, "float16"), BULK_COLUMNS))
 
@@ -83,10 +83,10 @@ OPERATIONS = ("commit", "train read", "read 10%", "eval load", "eval held", "ind
 
 
 def run_once(operation: str, way: str, cache_dir: str, rows: int) -> dict:
-    from ops.cache.files import CacheFileReader, CacheSource, read_shard_rows
-    from ops.evaluate.zero_shot import load_rows
     from ops.cache.feature_cache import FeatureCache
+    from ops.cache.files import CacheFileReader, CacheSource, read_shard_rows
     from ops.evaluate.held_out_rows import HeldOutRows
+    from ops.evaluate.zero_shot import load_rows
 
     data = paper_rows(rows) if operation == "commit" else None
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS

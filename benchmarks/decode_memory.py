@@ -27,7 +27,7 @@ import numpy as np
 
 def make_clip(width: int, height: int, num_frames: int) -> bytes:
     """A moving gradient (decodes like real footage, unlike noise, which no encoder compresses)."""
-    from ops.data.media_encode import encode_h264
+    from ops.data.frames import encode_h264
 
     y, x = (a.astype(np.int32) for a in np.mgrid[0:height, 0:width])
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)  # 64 frames of 4K: 1.6 GB

@@ -36,7 +36,7 @@ from ops.data.stages import decode_sample, parse_shard
 
 
 def write_clips(root: str, shards: int, clips_per_shard: int, source_frames: int, size: int) -> list[str]:
-    from ops.data.media_encode import encode_h264  # PyAV: only where clips are made, not where they are read
+    from ops.data.frames import encode_h264  # PyAV: only where clips are made, not where they are read
 
     rng = np.random.default_rng(0)
     scenes = all_scenes()

@@ -26,8 +26,8 @@ from pathlib import Path
 import requests
 
 from ops.data.long_stream import LongStreamConfig, make_long_stream
-from pipelines.decode.live_client import live_url, send_live, video_frames
 from pipelines.cluster.net import free_loopback_port
+from pipelines.decode.live_client import live_url, send_live, video_frames
 
 WINDOW_S = 2.0  # the endpoint's default window: an event's window ends WINDOW_S / 2 after its centre
 

@@ -31,8 +31,14 @@ def measure(cluster, shards: str, out: Path, deadline_s: int, steps: int) -> dic
     import ray
 
     from pipelines.cache import cache_features
-    from tests.integration.multinode_script import (AFTER_DEADLINE_S, drain_as_the_pods_prestop_hook_does,
-                                                    start_training, starts_of, steps_logged, wait_for)
+    from tests.integration.multinode_script import (
+        AFTER_DEADLINE_S,
+        drain_as_the_pods_prestop_hook_does,
+        start_training,
+        starts_of,
+        steps_logged,
+        wait_for,
+    )
 
     worker_node = cluster.add_node(num_cpus=2)
     ray.init(address=cluster.address, log_to_driver=False)

@@ -35,12 +35,12 @@ import numpy as np
 import torch
 
 from benchmarks.decoding_curves import average_curves, bootstrap_reduction, paired_differences, reduction_at
-from ops.evaluate.cider import cider_scores
 from ops.data.long_stream import LongStreamConfig, make_long_stream
 from ops.decode.segmentation import Segment, segment_embeddings, uniform_segments, ward_segments
 from ops.decode.selective_decoding import embed_frames, embed_stream
 from ops.decode.stream_windows import WindowSpec, iter_windows
-from pipelines.decode.captioner import load_captioner
+from ops.evaluate.captioning import cider_scores
+from pipelines.decode.caption import load_captioner
 
 
 def strategies(smooth: int) -> dict:

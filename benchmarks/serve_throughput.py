@@ -33,9 +33,9 @@ import torch
 
 from model.export import load_model
 from model.tasks import embed_clips, rank
-from ops.data.media_input import decode_media, frames_to_input
-from pipelines.models import export
+from ops.data.frames import decode_media, frames_to_input
 from pipelines.cluster.net import free_loopback_port
+from pipelines.models import export
 
 LABELS = [f"a {c} {s} moves left" for c in ("red", "blue") for s in ("ball", "cube", "triangle", "cone")]
 

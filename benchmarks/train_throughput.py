@@ -34,10 +34,10 @@ from model.build import build_vljepa
 from model.loss import InfoNCELoss
 from model.optim import apply_update, build_optimizer
 from model.presets import get_preset
-from ops.train.collate import Collate
-from ops.evaluate.zero_shot import load_rows
 from ops.cache.feature_cache import FeatureCache
 from ops.data.sample_data import SampleDataConfig, write_split
+from ops.evaluate.zero_shot import load_rows
+from ops.train.collate import Collate
 from pipelines.cache import cache_features
 from pipelines.train import train
 from pipelines.train.config import TrainConfig

@@ -19,7 +19,12 @@ from pathlib import Path
 
 import torch
 from transformers import (
-    AutoTokenizer, Gemma3TextConfig, Gemma3TextModel, LlamaConfig, LlamaForCausalLM, VJEPA2Config,
+    AutoTokenizer,
+    Gemma3TextConfig,
+    Gemma3TextModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    VJEPA2Config,
     VJEPA2Model,
 )
 

@@ -20,7 +20,6 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedMode
 from model.checkpoint_loading import loading
 from model.pooling import masked_mean
 
-
 # Encoders whose constructor takes add_pooling_layer (a [CLS] pooler the masked mean never uses).
 POOLER_MODEL_TYPES = {"bert", "roberta", "xlm-roberta", "mpnet"}
 TRANSFORMERS_LOADING_LOGGER = "transformers.modeling_utils"

@@ -8,7 +8,7 @@ import zlib
 
 import numpy as np
 
-from ops.data.media_encode import encode_h264, encode_image
+from ops.data.frames import encode_h264, encode_image
 from ops.data.scenes import Scene, render_clip, render_image
 from ops.data.shards import ShardWriter
 

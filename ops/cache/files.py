@@ -21,9 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ops.cache.parquet import group_starts, rows_at, rows_by_group
 from ops.cache.feature_cache import FeatureCache
-from ops.train.rows import select_rows, selection_mask
+from ops.cache.parquet import group_starts, rows_at, rows_by_group
+from ops.train.collate import select_rows, selection_mask
 
 FILTER_COLUMNS = ["media_kind", "task"]
 

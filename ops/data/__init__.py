@@ -1,11 +1,12 @@
 """Media and shards (Ray-free).
 
-    samples       raw webdataset members -> a typed sample; errors: why a sample is refused
+    samples       raw webdataset members -> a typed sample; SampleError: why a sample is refused
     shards        tar shards: resolve sources (dir, glob, brace, s3://), read robustly, write
     stages        the row stages feature caching composes: parse a shard, decode a sample
-    frames        media bytes -> sampled, resized, centre-cropped uint8 frames; preprocess: the indices
-    media_input   a request's bytes -> frames, with the reasons a request is refused
-    media_encode  frames -> real H.264 / JPEG / PNG files
+    frames        media bytes -> sampled, resized, centre-cropped uint8 frames (a request's too, with
+                  the reasons it is refused), and frames -> real H.264 / JPEG / PNG files
+    preprocess    which frames to sample, and the resize + centre crop
     make_shards   a folder, CSV or JSONL of the user's media -> shards
-    sample_data   the embedded sample dataset (scenes, hard-negative triplets, long streams)
+    sample_data   the embedded sample dataset and its hard-negative text triplets (scenes: what it
+                  draws; long_stream: the long videos of selective decoding)
 """

@@ -10,13 +10,21 @@ from __future__ import annotations
 import io
 import warnings
 
+import av
 import numpy as np
+import torch
 from PIL import Image
 
-from ops.data.errors import (
-    CORRUPT_IMAGE, CORRUPT_VIDEO, EMPTY_VIDEO, IMAGE_TOO_LARGE, VIDEO_TOO_LARGE, VIDEO_TOO_SHORT, SampleError,
+from ops.data.preprocess import resize_and_crop, uint8_frames_to_input, uniform_frame_indices
+from ops.data.samples import (
+    CORRUPT_IMAGE,
+    CORRUPT_VIDEO,
+    EMPTY_VIDEO,
+    IMAGE_TOO_LARGE,
+    VIDEO_TOO_LARGE,
+    VIDEO_TOO_SHORT,
+    SampleError,
 )
-from ops.data.preprocess import resize_and_crop, uniform_frame_indices
 
 # Beyond this a "photo" is a decompression bomb or a corrupt header, not training data.
 MAX_IMAGE_PIXELS = 64_000_000
@@ -132,3 +140,68 @@ def frames_at_size(frames: np.ndarray, size: int) -> np.ndarray:
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
+
+
+# Media bytes from a request -> frames for the model, with the reasons a request is refused.
+#
+# The kind is sniffed from the bytes, never from a client-supplied name or type. Decoding reuses the
+# cache pipeline's decoders, so serving sees exactly the frames training saw.
+class UnsupportedMedia(ValueError):
+    """The bytes are neither an image nor a video this system reads."""
+
+
+def sniff(data: bytes) -> str:
+    """'image' or 'video' from the file signature."""
+    if not data:
+        raise UnsupportedMedia("the media is empty (0 bytes)")
+    head = data[:16]
+    if head.startswith(b"\xff\xd8\xff") or head.startswith(b"\x89PNG\r\n\x1a\n") or (
+            head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return "image"
+    if head[4:8] == b"ftyp" or head.startswith(b"\x1a\x45\xdf\xa3") or (head[:4] == b"RIFF" and head[8:12] == b"AVI "):
+        return "video"
+    raise UnsupportedMedia("not an image (JPEG, PNG, WebP) or a video (MP4, WebM, MKV, AVI)")
+
+
+def decode_media(data: bytes, image_size: int, num_frames: int) -> tuple[str, np.ndarray]:
+    """-> (kind, frames (T, S, S, 3) uint8). Raises UnsupportedMedia or ops.data.samples.SampleError."""
+    kind = sniff(data)
+    if kind == "image":
+        return kind, decode_image(data, image_size)[0]
+    return kind, decode_video(data, image_size, num_frames)[0]
+
+
+def frames_to_input(frames: np.ndarray) -> torch.Tensor:
+    """(T, S, S, 3) uint8 -> (T, 3, S, S) float32 normalised, the x-encoder's input."""
+    return uint8_frames_to_input(torch.from_numpy(np.array(frames, copy=True)))
+
+
+# Encode frames into real media files: H.264 MP4 through PyAV (libx264), JPEG / PNG through PIL.
+# Deterministic output (the sample data and the test fixtures must be the same bytes every run):
+# one thread, fixed quality, and no macroblock-tree rate control. With mbtree on, libx264 (core 165,
+# the one PyAV ships) encoded the same 96x96 frames into different bitstreams depending on the
+# process's heap layout: 2 of ~700 sample clips changed between two `make demo` runs, and a
+# reproducer gave several bitstreams for one clip in 6 of 16 heap layouts, none with mbtree off.
+H264_OPTIONS = {"crf": "20", "preset": "veryfast", "threads": "1", "x264-params": "mbtree=0"}
+
+
+def encode_h264(frames: np.ndarray, fps: int = 8) -> bytes:
+    """(T, H, W, 3) uint8 -> an H.264 MP4 (yuv420p, so H and W must be even)."""
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.options = H264_OPTIONS
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def encode_image(pixels: np.ndarray, fmt: str = "jpeg") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt.upper(), **({"quality": 92} if fmt == "jpeg" else {}))
+    return buffer.getvalue()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ops.data.media_encode import encode_h264
+from ops.data.frames import encode_h264
 from ops.data.sample_data import split_scenes
 from ops.data.scenes import render_clip
 

@@ -14,19 +14,11 @@ import io
 import re
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import fsspec
 from braceexpand import braceexpand
 
-from ops.data.errors import EMPTY_SHARD, TRUNCATED_SHARD, UNREADABLE_SHARD
-
-
-@dataclass
-class RawSample:
-    key: str
-    members: dict[str, bytes] = field(default_factory=dict)  # extension -> bytes
-    error: tuple[str, str] | None = None  # (reason, message) for a shard-level problem
+from ops.data.samples import EMPTY_SHARD, TRUNCATED_SHARD, UNREADABLE_SHARD, RawSample
 
 
 def resolve_shards(source: str) -> list[str]:

@@ -15,8 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ops.data.frames import decode_image, decode_video
-from ops.data.errors import SampleError
-from ops.data.samples import parse_sample
+from ops.data.samples import SampleError, parse_sample
 from ops.data.shards import iter_samples
 
 

@@ -14,9 +14,15 @@ import torch
 
 from model.vljepa import VLJepa
 from model.y_decoder import YDecoder
-from ops.data.media_input import frames_to_input
-from ops.decode.segmentation import (Segment, online_segments, segment_embeddings, segment_event, uniform_segments,
-                              ward_segments)
+from ops.data.frames import frames_to_input
+from ops.decode.segmentation import (
+    Segment,
+    online_segments,
+    segment_embeddings,
+    segment_event,
+    uniform_segments,
+    ward_segments,
+)
 from ops.decode.stream_windows import WindowSpec, iter_windows
 
 STRATEGIES = ("adaptive", "uniform", "online")

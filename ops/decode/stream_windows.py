@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ops.data.frames import open_video, read_frames_at_size
-from ops.data.errors import TOO_MANY_WINDOWS, VIDEO_TOO_SHORT, WINDOW_TOO_SHORT, SampleError
 from ops.data.preprocess import uniform_frame_indices
+from ops.data.samples import TOO_MANY_WINDOWS, VIDEO_TOO_SHORT, WINDOW_TOO_SHORT, SampleError
 
 
 @dataclass(frozen=True, kw_only=True)

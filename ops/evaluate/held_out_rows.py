@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from ops.cache.feature_cache import FeatureCache
 from ops.cache.parquet import group_tables, table_rows
 from ops.evaluate.zero_shot import row_chunks, table_chunks
-from ops.cache.feature_cache import FeatureCache
 
 SPOOL_PREFIX = "vljepa-eval-"
 SPOOL_OWNER = "owner.json"  # {"host", "pid"}: whose spool this is

@@ -20,9 +20,9 @@ import torch
 
 from model.tasks import embed_candidates, rank
 from model.vljepa import VLJepa
+from ops.cache.feature_cache import FeatureCache
 from ops.cache.parquet import group_tables, table_rows
 from ops.train.collate import pad_visual, row_features
-from ops.cache.feature_cache import FeatureCache
 
 
 def table_chunks(cache_url: str, max_samples: int | None = None) -> Iterator[pa.Table]:

@@ -1,5 +1,5 @@
 """Training's batches (Ray-free).
 
-    rows     a training stage's rows selected from cached Arrow batches
-    collate  rows -> padded S_V, tokenised targets and queries
+    collate  a training stage's rows selected from cached Arrow batches -> padded S_V, tokenised
+             targets and queries
 """

@@ -25,9 +25,9 @@ from ops.cache.feature_cache import FeatureCache, Fingerprint
 from ops.cache.featurize import STORAGE_DTYPES, Featurizer
 from ops.data.shards import resolve_shards, shard_name
 from ops.data.stages import decode_sample, parse_shard
-from pipelines.cli.types import positive_float, positive_int
-from pipelines.cluster.ray_stats import stage_throughput
 from pipelines.cli.report import human_count, print_json_result, run_as_process, table
+from pipelines.cli.types import positive_float, positive_int
+from pipelines.cluster.ray_runtime import stage_throughput
 
 # The driver spends ~2 ms per input block before the first sample is decoded (50,000 shards as
 # 50,000 blocks: 97 s to the first output, as 4096 blocks: 11 s, on 2 cores; docs/benchmarks.md):
@@ -133,8 +133,8 @@ def run_pipeline(pending, cache: FeatureCache, checkpoint: str, fingerprint: Fin
     """-> ({shard: its counts}, the stage table's rows)."""
     import ray
 
-    from pipelines.cluster.ray_runtime import gpus_available, init_ray
     from pipelines.cache.commits import commit_stream
+    from pipelines.cluster.ray_runtime import gpus_available, init_ray
 
     init_ray(args.address)
     gpus = gpus_available()

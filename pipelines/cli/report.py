@@ -10,7 +10,6 @@ import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-
 # While a process entry point runs (`vljepa <verb>`, `python -m pipelines.<verb>`), the --json
 # result is held here and printed after Ray is disconnected; see json_line_after_ray.
 _held: list[dict] | None = None

@@ -1,8 +1,8 @@
 """Running on a Ray cluster.
 
-    ray_runtime       connecting to Ray (a cluster or a local instance) and Ray Data's settings
-    submit            `vljepa submit`: any verb as a Ray job (submit_paths: relative paths refused)
-    ray_stats         per-stage throughput of a finished Ray Data run
+    ray_runtime       connecting to Ray (a cluster or a local instance), Ray Data's settings, and
+                      the per-stage throughput of a finished Ray Data run
+    submit            `vljepa submit`: any verb as a Ray job (relative paths refused)
     exported_metrics  reading a node's metrics agent as Prometheus scrapes it
     net               loopback networking helpers
 """

@@ -9,7 +9,7 @@ checkout: `python -m pipelines.cli <verb> ...`), environment variables (MLFLOW_T
 S3 endpoint and credentials present here, and every --env K=V), and optionally the pinned
 dependencies (`--deps pip`; by default the cluster image built from infra/Dockerfile already has
 them). Paths in the command must be as the cluster's nodes see them (absolute, or URLs): a
-relative one is refused before submitting (pipelines/cluster/submit_paths.py). Logs stream until the job
+relative one is refused before submitting (pipelines/cluster/submit.py). Logs stream until the job
 ends; the exit status is the job's (0 succeeded, 1 failed, 130 stopped).
 
 Authentication: clusters run with Ray token authentication (RAY_AUTH_MODE=token). The token comes
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import shlex
 import sys
 import time
@@ -32,7 +33,6 @@ from ray.exceptions import AuthenticationError
 
 from pipelines.cli.main import VERBS
 from pipelines.cli.report import run_as_process
-from pipelines.cluster.submit_paths import refuse_relative_paths
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Never shipped to the cluster: environments, outputs, caches, VCS data.
@@ -186,3 +186,51 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(run_as_process(main, "submit"))
+
+
+# Relative paths in a submitted command are refused before the job is sent.
+#
+# A submitted job runs in a copy of the project that Ray unpacks into a temporary directory on the
+# cluster (the runtime_env's working_dir). A relative path resolves there: `--out runs/sft` writes
+# the run into that directory, which nothing keeps, and the job reports success; `--cache
+# demo-output/cache/eval` names a directory the copy leaves out. Made absolute here instead, a path
+# would be right only when the cluster shares this machine's filesystem, and a cluster reached
+# through `kubectl port-forward` has a loopback address too: so the user says which, with the
+# absolute path printed in the message to copy.
+#
+# Outputs are always paths. An input is taken for a local path when its first part exists here
+# (`demo-output/...`, `cache/eval`, `data/train/*.tar`); otherwise it may be a hub id (`org/name`)
+# or a name the verb resolves itself, and it goes through as given.
+OUTPUT_FLAGS = {"--out", "--storage", "--index"}  # --index: index-build writes it; serve's must be the cluster's too
+INPUT_FLAGS = {"--model", "--cache", "--eval-cache", "--replay-cache", "--shards", "--run", "--video", "--media",
+               "--input", "--init-model", "--init-decoder", "--decoder", "--decoder-checkpoint", "--token-file"}
+SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # s3://, file://, models:/, runs:/
+
+
+def flag_values(command: list[str]) -> list[tuple[str, str]]:
+    """(flag, value) for every `--flag value` and `--flag=value` of the command."""
+    pairs = []
+    for i, arg in enumerate(command):
+        flag, sep, value = arg.partition("=")
+        if sep and flag.startswith("--"):
+            pairs.append((flag, value))
+        elif arg.startswith("--") and i + 1 < len(command):
+            pairs.append((arg, command[i + 1]))
+    return pairs
+
+
+def refuse_relative_paths(command: list[str], cwd: str | None = None) -> None:
+    """ValueError naming the first path of the command that the job would resolve in its temporary
+    working directory."""
+    cwd = cwd or os.getcwd()
+    for flag, value in flag_values(command):
+        if flag not in OUTPUT_FLAGS | INPUT_FLAGS or not value or os.path.isabs(value) or SCHEME.match(value):
+            continue
+        first_part = value.split("/", 1)[0]
+        if flag in INPUT_FLAGS and not os.path.exists(os.path.join(cwd, first_part)):
+            continue
+        lost = " (and what it writes would be lost with that directory)" if flag in OUTPUT_FLAGS else ""
+        raise ValueError(f"{flag} {value} is a relative path: the job runs in a copy of the project that Ray "
+                         f"unpacks into a temporary directory on the cluster, where it would resolve{lost}. "
+                         f"Give the path as the cluster's nodes see it: {os.path.join(cwd, value)} if they share "
+                         "this machine's filesystem (a local cluster), else a shared volume's path or a URL (s3://...)")

@@ -11,8 +11,8 @@ import argparse
 from tqdm import tqdm
 
 from ops.data.make_shards import read_entries, write_shards
-from pipelines.cli.types import positive_int
 from pipelines.cli.report import print_json_result, run_as_process
+from pipelines.cli.types import positive_int
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

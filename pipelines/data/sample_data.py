@@ -14,15 +14,13 @@ import json
 import time
 
 import fsspec
-
 from tqdm import tqdm
 
 from ops.data.long_stream import LongStreamConfig, make_long_stream
-from ops.data.sample_data import SampleDataConfig, count_samples, write_split
-from ops.data.sample_triplets import sample_triplets
+from ops.data.sample_data import SampleDataConfig, count_samples, sample_triplets, write_split
 from ops.evaluate.text_triplets import write_triplets
-from pipelines.cli.types import non_negative_int, positive_int
 from pipelines.cli.report import print_json_result, run_as_process
+from pipelines.cli.types import non_negative_int, positive_int
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

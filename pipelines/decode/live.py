@@ -19,10 +19,10 @@ import os
 import sys
 from pathlib import Path
 
-from ops.data.errors import SampleError
+from ops.data.samples import SampleError
+from pipelines.cli.report import print_json_result, run_as_process
 from pipelines.cli.types import int_at_least, non_negative_float, positive_float
 from pipelines.decode.live_client import live_url, send_live, video_frames
-from pipelines.cli.report import print_json_result, run_as_process
 from pipelines.serve.args import TOKEN_ENV
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")

@@ -19,8 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from ops.data.frames import open_video, read_frames
-from ops.data.media_encode import encode_image
+from ops.data.frames import encode_image, open_video, read_frames
 
 FRAMES_PER_READ = 64  # decoded at a time by video_frames: a long recording is never held whole
 

@@ -26,13 +26,21 @@ from model.vljepa import VLJepa
 from model.y_decoder import YDecoder, YDecoderConfig, add_embedding_noise
 from model.y_decoder_export import load_y_decoder
 from ops.evaluate.captioning import caption_quality
-from ops.train.collate import pad_visual, row_features
 from ops.evaluate.zero_shot import load_rows
+from ops.train.collate import pad_visual, row_features
 from pipelines.decode.config import DecoderTrainConfig
 from pipelines.models.source import resolve_model_dir
 from pipelines.train.preemption import PreemptionWatch
-from pipelines.train.worker import (batches_from, checkpoint_when_due, record_start, restore_optimizer,
-                                    restore_state, setup_worker, start_tracking, stop_tracking)
+from pipelines.train.worker import (
+    batches_from,
+    checkpoint_when_due,
+    record_start,
+    restore_optimizer,
+    restore_state,
+    setup_worker,
+    start_tracking,
+    stop_tracking,
+)
 
 
 def starting_lm(config: DecoderTrainConfig, model_config: VLJepaConfig) -> YDecoderConfig | None:

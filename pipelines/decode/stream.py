@@ -18,12 +18,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from ops.data.errors import SampleError
+from ops.data.samples import SampleError
 from ops.decode.selective_decoding import STRATEGIES, DecodePlan, stream_events
 from ops.decode.stream_windows import WindowSpec
-from pipelines.decode.captioner import load_captioner
-from pipelines.cli.types import int_at_least, non_negative_float, positive_float, positive_int
 from pipelines.cli.report import print_json_result, run_as_process, table
+from pipelines.cli.types import int_at_least, non_negative_float, positive_float, positive_int
+from pipelines.decode.caption import load_captioner
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,10 +26,10 @@ from pathlib import Path
 from model.config import VLJepaConfig
 from model.export import read_manifest
 from model.y_decoder_export import DECODER_SUBDIR, save_y_decoder
-from pipelines.train.checkpoints import load_state
+from pipelines.cli.report import print_json_result, run_as_process
 from pipelines.cli.types import non_negative_float, non_negative_int, positive_floats, positive_int
 from pipelines.decode.config import MODES, DecoderTrainConfig
-from pipelines.cli.report import print_json_result, run_as_process
+from pipelines.train.checkpoints import load_state
 from pipelines.train.run_args import add_cluster_args, add_data_args, run_fields
 
 
@@ -67,8 +67,8 @@ def parse_args(argv: list[str] | None) -> tuple[DecoderTrainConfig, argparse.Nam
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from pipelines.models.source import local_path_for_workers, source_for_workers
     from ops.cache.feature_cache import cache_url
+    from pipelines.models.source import local_path_for_workers, source_for_workers
 
     model = source_for_workers(args.model)
     config = DecoderTrainConfig(
@@ -125,11 +125,10 @@ def run(config: DecoderTrainConfig, resume: bool = False, address: str | None = 
     from model.checkpoint_loading import check_reachable
     from model.export import recorded_x_encoder
     from pipelines.decode.loop import decoder_loop_per_worker, starting_lm
-    from pipelines.models.mlflow_model import log_and_register
     from pipelines.models.source import resolve_model_dir
-    from pipelines.train.driver import check_caches, fit, open_tracking, require_full_batches
-    from pipelines.train.tracking import using_tracking_uri
     from pipelines.train.data import DECODER_MEDIA_KINDS, DECODER_TASKS, build_decoder_dataset
+    from pipelines.train.driver import check_caches, fit, open_tracking, require_full_batches
+    from pipelines.train.tracking import log_and_register, using_tracking_uri
 
     # the predictor reads cached S_V (eval cache, and the training cache on predictions): of the
     # x-encoder the model was trained on (recorded at export; None for an older export: not checked)

@@ -32,16 +32,14 @@ import time
 from pathlib import Path
 
 from pipelines.cache import cache_features
-from pipelines.evaluate import evaluate
-from pipelines.models import export
-from pipelines.data import sample_data
-from pipelines.decode import stream
-from pipelines.models import summary
-from pipelines.train import train
-from pipelines.decode import train_decoder
-from pipelines.retrieval import index_build
-from pipelines.cluster.ray_runtime import prefer_serve_throughput_mode
 from pipelines.cli.report import json_printed_now, run_as_process, table
+from pipelines.cluster.ray_runtime import prefer_serve_throughput_mode
+from pipelines.data import sample_data
+from pipelines.decode import stream, train_decoder
+from pipelines.evaluate import evaluate
+from pipelines.models import export, summary
+from pipelines.retrieval import index_build
+from pipelines.train import train
 
 # The demo's training schedule: one SFT run (captions with the captioning prompt, VQA with its
 # question, images and clips) on a single CPU worker. The lr is far above the paper's 5e-5, which
@@ -123,8 +121,8 @@ def serve_requests(model_dir: Path, eval_shards: Path, index: Path, stream_video
 
     from ops.data.scenes import all_scenes
     from ops.data.shards import iter_samples, resolve_shards
-    from pipelines.decode.live_client import live_url, send_live, video_frames
     from pipelines.cluster.net import free_loopback_port
+    from pipelines.decode.live_client import live_url, send_live, video_frames
     from pipelines.serve.app import start
     from pipelines.serve.args import ServeAppArgs
 

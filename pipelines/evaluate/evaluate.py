@@ -13,13 +13,13 @@ import argparse
 from tqdm import tqdm
 
 from model.export import load_model, read_manifest, recorded_x_encoder
-from ops.cache.files import require_feature_cache
-from ops.evaluate.zero_shot import evaluate_cache
 from ops.cache.feature_cache import FeatureCache
+from ops.cache.files import require_feature_cache
 from ops.evaluate.text_triplets import DEFAULT_FIELDS, read_triplet_files, triplet_accuracy
+from ops.evaluate.zero_shot import evaluate_cache
+from pipelines.cli.report import print_json_result, run_as_process, table
 from pipelines.cli.types import positive_int, triplet_fields
 from pipelines.models.source import resolve_model_dir
-from pipelines.cli.report import print_json_result, run_as_process, table
 
 
 def results_table(result: dict) -> str:

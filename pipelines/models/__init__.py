@@ -1,7 +1,6 @@
 """Exported models.
 
-    export        `vljepa export`: a self-contained model directory from a run or a preset
-    summary       `vljepa summary`: parameter counts per component, on the meta device
-    source        where a model comes from: a directory or an MLflow URI, resolved on each node
-    mlflow_model  the exported model as an MLflow model (mlflow_pyfunc_code: its pyfunc flavour)
+    export   `vljepa export`: a self-contained model directory from a run or a preset
+    summary  `vljepa summary`: parameter counts per component, on the meta device
+    source   where a model comes from: a directory or an MLflow URI, resolved on each node
 """

@@ -17,9 +17,9 @@ import torch
 from model.build import build_vljepa
 from model.export import save_model
 from model.presets import PRESETS, get_preset
-from pipelines.train.checkpoints import latest_checkpoint, load_state, local_checkpoint
-from pipelines.decode.config import RUN_KIND, DecoderTrainConfig
 from pipelines.cli.report import run_as_process
+from pipelines.decode.config import RUN_KIND, DecoderTrainConfig
+from pipelines.train.checkpoints import latest_checkpoint, load_state, local_checkpoint
 from pipelines.train.config import TrainConfig
 
 

@@ -28,11 +28,21 @@ from datetime import timedelta
 import numpy as np
 from ray import serve
 
-from ops.retrieval.table import (ITEM_COLUMNS, ann_stats, item, open_table_async, prefix_filter, rows_table,
-                                 schema_width, search, sql_string, vector_index_name, vector_query)
-from pipelines.serve.notice import notice
+from ops.retrieval.table import (
+    ITEM_COLUMNS,
+    ann_stats,
+    item,
+    open_table_async,
+    prefix_filter,
+    rows_table,
+    schema_width,
+    search,
+    sql_string,
+    vector_index_name,
+    vector_query,
+)
+from pipelines.serve.deployments import Answers, notice
 from pipelines.serve.metrics import IndexMetrics
-from pipelines.serve.ready import Answers
 
 REFRESH_S = 1.0  # under the shortest report interval Ray allows (1 s), so no export misses a gauge
 

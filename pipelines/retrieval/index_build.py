@@ -31,17 +31,32 @@ import numpy as np
 import pyarrow as pa
 
 from model.export import read_manifest, recorded_x_encoder
-from ops.cache.files import require_feature_cache
 from ops.cache.feature_cache import cache_url
-from ops.retrieval.cache_items import (BuildPlan, cache_names, cached_rows, list_caches, plan_build,
-                                       shard_work)
-from ops.retrieval.table import (ANN_INDEXES, TABLE_NAME, VECTOR_COLUMN, absolute_uri, ann_config, ann_stats,
-                                 caption_prompt, check_credentials, check_model, connect, ids_filter,
-                                 model_fingerprint, rows_table, storage_options, table_names, table_schema,
-                                 table_uri, vector_index_name)
+from ops.cache.files import require_feature_cache
+from ops.retrieval.cache_items import BuildPlan, cache_names, cached_rows, list_caches, plan_build, shard_work
+from ops.retrieval.table import (
+    ANN_INDEXES,
+    TABLE_NAME,
+    VECTOR_COLUMN,
+    absolute_uri,
+    ann_config,
+    ann_stats,
+    caption_prompt,
+    check_credentials,
+    check_model,
+    connect,
+    ids_filter,
+    model_fingerprint,
+    rows_table,
+    storage_options,
+    table_names,
+    table_schema,
+    table_uri,
+    vector_index_name,
+)
+from pipelines.cli.report import human_count, print_json_result, run_as_process, table
 from pipelines.cli.types import positive_float, positive_int
 from pipelines.models.source import WorkerModel, resolve_model_dir, source_for_workers
-from pipelines.cli.report import human_count, print_json_result, run_as_process, table
 
 # Below this many rows a search scans every vector (milliseconds for 10k x 1536 float16), and an
 # ANN index would be trained on too few: its partitions' centroids (and IVF_PQ's 256 codes per

@@ -24,10 +24,10 @@ from pathlib import Path
 
 from model.y_decoder_export import decoder_dir_of
 from ops.retrieval.table import absolute_uri, model_fingerprint, open_table
-from pipelines.cli.types import non_negative_float, non_negative_int, port, positive_float, positive_int
-from pipelines.models.source import is_mlflow_uri, resolve_model_dir, source_for_workers
-from pipelines.cluster.net import check_can_listen
 from pipelines.cli.report import run_as_process
+from pipelines.cli.types import non_negative_float, non_negative_int, port, positive_float, positive_int
+from pipelines.cluster.net import check_can_listen
+from pipelines.models.source import is_mlflow_uri, resolve_model_dir, source_for_workers
 from pipelines.serve.args import TOKEN_ENV, ServeAppArgs
 
 MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
@@ -164,7 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--metrics-port is for a local instance: a cluster's nodes export their metrics on the port "
                      "`ray start --metrics-export-port` gave them")
 
-    from pipelines.cluster.ray_runtime import SERVE_THROUGHPUT_ENV, gpus_available, init_ray, prefer_serve_throughput_mode
+    from pipelines.cluster.ray_runtime import (
+        SERVE_THROUGHPUT_ENV,
+        gpus_available,
+        init_ray,
+        prefer_serve_throughput_mode,
+    )
 
     # a local instance gets the throughput-optimized mode; a cluster keeps its own environment's
     local = not (args.address or os.environ.get("RAY_ADDRESS"))

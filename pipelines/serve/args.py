@@ -7,10 +7,12 @@ the model its parameter is annotated with, before anything is built: a misspelt 
 (`max_requets_mb`) or an impossible value fails the deploy with pydantic's message naming the field,
 where a plain dict would have dropped it silently and served with the default. Values given on the
 `serve run` command line arrive as strings; pydantic converts them ("32" -> 32.0).
+
+A module of its own, apart from app.py, because `vljepa live` (a client) reads TOKEN_ENV here
+without importing Ray Serve, LanceDB and the model that app.py needs.
 """
 
 from pydantic import BaseModel, ConfigDict, Field
-
 
 TOKEN_ENV = "VLJEPA_SERVE_TOKEN"  # where `vljepa serve` (and `vljepa live`) read the token when no file names it
 

@@ -29,11 +29,13 @@ from starlette.requests import HTTPConnection
 
 from model.export import read_manifest
 from model.tokenize import count_tokens, load_tokenizer
-from ops.data.errors import SampleError
-from ops.data.media_input import UnsupportedMedia, decode_media, sniff
-from ops.decode.selective_decoding import DecodePlan, plan_segments
+from ops.data.frames import UnsupportedMedia, decode_media, sniff
+from ops.data.samples import SampleError
 from ops.decode.segmentation import segment_embeddings, segment_event
+from ops.decode.selective_decoding import DecodePlan, plan_segments
 from ops.decode.stream_windows import WindowSpec, iter_windows
+from pipelines.models.source import resolve_model_dir
+from pipelines.retrieval.deployment import ProbeOutOfRange
 from pipelines.serve import api_fields as api
 from pipelines.serve.api_responses import (
     Answer,
@@ -49,11 +51,9 @@ from pipelines.serve.api_responses import (
     TextEmbeddings,
     responses,
 )
-from pipelines.models.source import resolve_model_dir
-from pipelines.retrieval.deployment import ProbeOutOfRange
-from pipelines.serve.request_fields import RequestBody, TextField, maybe_json, parse_json, parse_multipart
 from pipelines.serve.live import LiveSession, LiveSettings, refuse
 from pipelines.serve.metrics import NOT_MEDIA, MediaMetrics
+from pipelines.serve.request_fields import RequestBody, TextField, maybe_json, parse_json, parse_multipart
 
 
 @dataclass(kw_only=True)

@@ -32,10 +32,9 @@ import numpy as np
 from fastapi import WebSocket
 from ray.serve.handle import DeploymentHandle
 
-from ops.data.frames import decode_image
-from ops.data.errors import SampleError
+from ops.data.frames import UnsupportedMedia, decode_image, sniff
+from ops.data.samples import SampleError
 from ops.decode.live_windows import LiveWindows
-from ops.data.media_input import UnsupportedMedia, sniff
 from ops.decode.segmentation import OnlineSegmenter, Segment, segment_embeddings, segment_event
 from ops.decode.stream_windows import WindowSpec
 from pipelines.serve.metrics import FRAME_TOO_LARGE, NOT_MEDIA, MediaMetrics

@@ -12,7 +12,7 @@ These cover what Serve cannot see from outside a replica:
 - the text deployment's label cache: hits and misses (a low hit rate: candidate labels that change
   per request, or a cache too small);
 - the ingress's media: decoded per kind, with the decode's time (most of a request's CPU on a GPU
-  node: docs/benchmarks.md), and refused per reason (the stable codes of ops/data/errors.py, and
+  node: docs/benchmarks.md), and refused per reason (the stable codes of ops/data/samples.py, and
   `not_media`).
 
 Where to scrape: each node's metrics agent (`ray start --metrics-export-port=PORT`; `vljepa serve
@@ -88,7 +88,7 @@ class MediaMetrics:
                                        tag_keys=("kind",))
         self.decode_seconds = metrics.Histogram("vljepa_media_decode_seconds", "time to decode and sample an upload",
                                                 boundaries=DECODE_SECONDS, tag_keys=("kind",))
-        self.rejected = metrics.Counter("vljepa_media_rejected", "uploads refused, by reason (ops/data/errors.py codes, "
+        self.rejected = metrics.Counter("vljepa_media_rejected", "uploads refused, by reason (ops/data/samples.py codes, "
                                         "not_media)", tag_keys=("reason",))
 
     def decoded_one(self, kind: str, seconds: float) -> None:

@@ -7,5 +7,6 @@
     worker       what every worker loop shares; loop: the predictor + y-encoder loop
     data         the training datasets streamed through Ray Data
     checkpoints  a checkpoint's files; preemption: a checkpoint on a node's preemption notice
-    tracking     MLflow tracking of a run
+    tracking     MLflow tracking of a run: the model logged as an MLflow model and registered
+                 (mlflow_pyfunc_code: its pyfunc flavour, a file MLflow copies into the model)
 """

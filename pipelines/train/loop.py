@@ -31,15 +31,23 @@ from model.optim import apply_update, build_optimizer
 from model.precision import device_autocast
 from model.presets import get_preset
 from model.vljepa import VLJepa
-from ops.train.collate import Collate
-from ops.evaluate.zero_shot import evaluate_chunks
 from ops.evaluate.held_out_rows import HeldOutRows
 from ops.evaluate.text_triplets import TextTriplet, parse_fields, read_triplet_files, triplet_accuracy
+from ops.evaluate.zero_shot import evaluate_chunks
+from ops.train.collate import Collate
 from pipelines.models.source import resolve_model_dir
-from pipelines.train.preemption import PreemptionWatch
 from pipelines.train.config import TrainConfig
-from pipelines.train.worker import (batches_from, checkpoint_when_due, record_start, restore_optimizer,
-                                    restore_state, setup_worker, start_tracking, stop_tracking)
+from pipelines.train.preemption import PreemptionWatch
+from pipelines.train.worker import (
+    batches_from,
+    checkpoint_when_due,
+    record_start,
+    restore_optimizer,
+    restore_state,
+    setup_worker,
+    start_tracking,
+    stop_tracking,
+)
 
 
 def initial_model(config: TrainConfig) -> VLJepa:

@@ -21,11 +21,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipelines.cli.report import print_json_result, run_as_process
 from pipelines.cli.types import non_negative_float, non_negative_int, positive_floats, triplet_fields
 from pipelines.models.source import source_for_workers
-from pipelines.cli.report import print_json_result, run_as_process
-from pipelines.train.run_args import add_cluster_args, add_data_args, run_fields
 from pipelines.train.config import STAGES, TrainConfig
+from pipelines.train.run_args import add_cluster_args, add_data_args, run_fields
 
 
 def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
@@ -92,9 +92,9 @@ def run(config: TrainConfig, resume: bool = False, address: str | None = None) -
     from model.encoder_identity import x_encoder_identity
     from model.presets import get_preset
     from ops.evaluate.text_triplets import parse_fields, read_triplet_files
+    from pipelines.train.data import build_train_dataset
     from pipelines.train.driver import check_caches, fit, open_tracking, require_full_batches
     from pipelines.train.loop import train_loop_per_worker
-    from pipelines.train.data import build_train_dataset
 
     preset = get_preset(config.preset)
     # the predictor reads the preset's x-encoder features: a cache of another encoder's is refused here
@@ -118,7 +118,7 @@ def finish(config: TrainConfig, checkpoint, metrics: dict) -> dict:
     import mlflow
 
     from pipelines.models.export import export_checkpoint
-    from pipelines.models.mlflow_model import log_and_register
+    from pipelines.train.tracking import log_and_register
 
     model_dir = Path(config.out) / "model"
     export_checkpoint(config, checkpoint, model_dir)

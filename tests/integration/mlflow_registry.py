@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import mlflow
 
-from pipelines.models.mlflow_model import log_and_register
-from pipelines.train.tracking import using_registry_uri, using_tracking_uri
+from pipelines.train.tracking import log_and_register, using_registry_uri, using_tracking_uri
 
 
 def registered_uri(model_dir, tracking_uri: str, name: str, registry_uri: str | None = None) -> str:

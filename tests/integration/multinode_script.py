@@ -43,8 +43,8 @@ def main(shards: str, out: str) -> int:
 
 def start_training(cache: Path, run: Path, outcome: dict, *extra: str, model: Path | None = None) -> threading.Thread:
     """`vljepa train` (SFT, tiny preset), or `vljepa train-decoder` on the exported `model`."""
-    from pipelines.train import train
     from pipelines.decode import train_decoder
+    from pipelines.train import train
 
     what = ["--stage", "sft", "--preset", "tiny"] if model is None else ["--model", str(model)]
     command = train if model is None else train_decoder

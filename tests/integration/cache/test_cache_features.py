@@ -18,8 +18,8 @@ import s3fs
 
 from ops.cache.feature_cache import FeatureCache
 from pipelines.cache import cache_features
-from pipelines.cluster.exported_metrics import scrape, summed, wait_for
 from pipelines.cache.commits import commit_stream
+from pipelines.cluster.exported_metrics import scrape, summed, wait_for
 from tests.media_fixtures import GOOD_AND_BAD, write_shard
 
 

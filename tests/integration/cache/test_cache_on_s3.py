@@ -10,8 +10,8 @@ import pytest
 import s3fs
 
 import ops.cache.parquet as cache_parquet
-from ops.evaluate.zero_shot import load_rows
 from ops.cache.feature_cache import FeatureCache, Fingerprint
+from ops.evaluate.zero_shot import load_rows
 from tests.unit.cache.test_feature_cache_format import make_rows
 
 BUCKET = "vljepa-stream"

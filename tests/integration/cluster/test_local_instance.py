@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path

@@ -8,9 +8,9 @@ import json
 import mlflow
 
 from model.y_decoder_export import decoder_dir_of
-from pipelines.models import export
 from pipelines.decode import train_decoder
-from pipelines.decode.captioner import load_captioner
+from pipelines.decode.caption import load_captioner
+from pipelines.models import export
 from tests.integration.mlflow_history import metric_history
 from tests.integration.mlflow_registry import registered_uri
 

@@ -7,7 +7,7 @@ import json
 
 import s3fs
 
-from ops.data.sample_triplets import sample_triplets
+from ops.data.sample_data import sample_triplets
 from ops.evaluate.text_triplets import triplet_accuracy, write_triplets
 from pipelines.evaluate import evaluate
 from pipelines.models import export

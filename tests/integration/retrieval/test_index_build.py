@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from model.export import load_model
-from ops.train.collate import pad_visual, row_features
 from ops.evaluate.zero_shot import load_rows
 from ops.retrieval.table import MODEL_KEY, TABLE_NAME, model_fingerprint, open_table, rows_table
+from ops.train.collate import pad_visual, row_features
 from pipelines.retrieval import index_build
 from pipelines.retrieval.index_build import IndexBuildConfig
 from tests.retrieval_tables import exact_ranking

@@ -17,11 +17,11 @@ import torch
 
 from model.export import load_model
 from model.tasks import rank
-from ops.data.media_input import decode_media, frames_to_input
+from ops.data.frames import decode_media, frames_to_input
+from pipelines.cluster.exported_metrics import scrape, settled, summed, wait_for
 from pipelines.cluster.net import free_loopback_port
 from tests.integration.mlflow_registry import registered_uri
 from tests.media_fixtures import clip_bytes, huge_png_header, image_bytes, wide_video_bytes
-from pipelines.cluster.exported_metrics import scrape, settled, summed, wait_for
 
 TOKEN = "s3cret-token"
 STREAM_LIMIT = 64  # windows a /v1/stream video may give on the "open" application

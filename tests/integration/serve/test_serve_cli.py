@@ -15,9 +15,9 @@ from pathlib import Path
 
 import requests
 
+from pipelines.cluster.exported_metrics import wait_for
 from pipelines.cluster.net import free_loopback_port
 from tests.media_fixtures import clip_bytes
-from pipelines.cluster.exported_metrics import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -49,7 +49,7 @@ def test_vljepa_serve_starts_every_replica_on_this_machine(captioning_model_dir,
         caption = requests.post(f"{base}/v1/caption", files={"media": ("clip.mp4", clip_bytes())}, timeout=60)
         assert caption.status_code == 200 and caption.json()["text"], caption.text
         # the index replica's start-up notice reaches this console, though Serve buffers replica
-        # logs in the throughput-optimized mode (pipelines/serve/notice.py)
+        # logs in the throughput-optimized mode (pipelines/serve/deployments.py)
         total = requests.get(f"{base}/v1/index/items", params={"limit": 1}, timeout=30).json()["total"]
         said = f"INFO retrieval index {index}: {total} rows, exact search"
         assert total > 0 and any(line.rstrip().endswith(said) for line in log.read_text().splitlines()), \

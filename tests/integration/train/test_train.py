@@ -18,12 +18,12 @@ import pytest
 import torch
 
 from model.export import load_model
-from ops.data.sample_triplets import sample_triplets
+from ops.data.sample_data import sample_triplets
 from ops.evaluate.text_triplets import triplet_accuracy, write_triplets
 from pipelines.evaluate import evaluate
 from pipelines.models import export
-from pipelines.train import train
 from pipelines.models.source import resolve_model_dir
+from pipelines.train import train
 from tests.integration.mlflow_history import metric_history
 from tests.integration.mlflow_registry import registered_uri
 
@@ -222,8 +222,16 @@ def test_several_caches_are_read_as_one_dataset(ray_instance, caches, capsys):
     from ops.cache.files import CacheSource
     from pipelines.decode.config import DecoderTrainConfig
     from pipelines.train.config import TrainConfig
-    from pipelines.train.data import (DECODER_MEDIA_KINDS, DECODER_TASKS, build_decoder_dataset,
-                                         build_train_dataset, count_rows, read_pass, stage_rows, stage_sources)
+    from pipelines.train.data import (
+        DECODER_MEDIA_KINDS,
+        DECODER_TASKS,
+        build_decoder_dataset,
+        build_train_dataset,
+        count_rows,
+        read_pass,
+        stage_rows,
+        stage_sources,
+    )
 
     train_cache, eval_cache = str(caches / "train"), str(caches / "eval")
     sft = ("image", "video"), ("caption", "vqa", "classification")
@@ -275,8 +283,8 @@ def test_the_loops_collation_streams_batches_without_deprecated_calls(ray_instan
     through `iter_torch_batches`: Ray Data >= 2.47 deprecates a plain function as collate_fn, and
     torch warns on wrapping Ray Data's read-only arrays; both are errors here."""
     from pipelines.train.config import TrainConfig
-    from pipelines.train.loop import collation
     from pipelines.train.data import build_train_dataset
+    from pipelines.train.loop import collation
 
     config = TrainConfig(stage="sft", cache=str(caches / "train"), out="")
     dataset = build_train_dataset(config)

@@ -115,8 +115,8 @@ def test_a_directory_without_a_cache_is_a_clear_error(tmp_path):
 
 
 def test_a_cache_of_another_x_encoder_is_refused_naming_both(tmp_path):
-    from ops.cache.files import require_feature_cache
     from ops.cache.feature_cache import FeatureCache, Fingerprint
+    from ops.cache.files import require_feature_cache
 
     cache = FeatureCache(str(tmp_path / "cache"))
     built_with = {"x_encoder": "facebook/vjepa2-vitl-fpc64-256", "x_encoder_config_hash": "aaaa"}

@@ -8,10 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import ops.cache.parquet as cache_parquet
+from ops.cache.feature_cache import FeatureCache, Fingerprint
 from ops.cache.files import CacheFileReader, CacheSource, read_shard_rows, shard_rows_by_group
 from ops.cache.parquet import row_group_bounds
 from ops.evaluate.zero_shot import load_rows
-from ops.cache.feature_cache import FeatureCache, Fingerprint
 from tests.unit.cache.test_feature_cache_format import make_rows
 
 FINGERPRINT = Fingerprint(x_encoder="x", x_encoder_config_hash="0", num_frames=1, image_size=8, storage_dtype="float16")

@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from ops.cache.feature_cache import FeatureCache, Fingerprint
 from ops.cache.commit import commit_shard_from_batches, shard_counts
+from ops.cache.feature_cache import FeatureCache, Fingerprint
 from pipelines.cache.commits import ShardTracker
 
 FINGERPRINT = Fingerprint(x_encoder="tiny", x_encoder_config_hash="0", num_frames=2, image_size=8,

@@ -61,12 +61,11 @@ def test_cache_features_refuses_a_count_below_one(flag, capsys):
                                                ("serve", "--port", "0"), ("serve", "--port", "70000")])
 def test_training_and_decoding_refuse_values_that_would_fail_in_the_workers(verb, flag, value, capsys):
     # a zero here was a modulo by zero inside every Ray Train worker, retried --max-failures times
-    from pipelines.decode import caption
-    from pipelines.evaluate import evaluate
     from pipelines.data import sample_data
+    from pipelines.decode import caption, train_decoder
+    from pipelines.evaluate import evaluate
     from pipelines.serve import app as serve
     from pipelines.train import train
-    from pipelines.decode import train_decoder
 
     required = {"train": ["--stage", "sft", "--cache", "c", "--out", "o"],
                 "train-decoder": ["--model", "m", "--cache", "c", "--out", "o"],
@@ -83,8 +82,8 @@ def test_training_and_decoding_refuse_values_that_would_fail_in_the_workers(verb
 def test_serve_checks_its_index_before_starting_ray(captioning_model_dir, tmp_path, ray_must_not_start):
     """A mistyped --index, or an index built with another model, is one line before anything starts."""
     from ops.retrieval.table import IndexNotFound
-    from pipelines.serve import app as serve
     from pipelines.cluster.net import free_loopback_port
+    from pipelines.serve import app as serve
     from tests.retrieval_tables import write_table
 
     run = ["--model", str(captioning_model_dir), "--port", str(free_loopback_port())]
@@ -116,8 +115,8 @@ def test_a_taken_metrics_port_or_one_for_a_cluster_is_refused_before_ray_starts(
                                                                                 ray_must_not_start, capsys):
     import socket
 
-    from pipelines.serve import app as serve
     from pipelines.cluster.net import free_loopback_port
+    from pipelines.serve import app as serve
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     with socket.socket() as agent:
@@ -187,8 +186,8 @@ def test_cache_features_says_how_to_cache_sources_whose_shard_names_collide(tmp_
 def test_serve_refuses_an_empty_token_instead_of_serving_without_auth(captioning_model_dir, tmp_path,
                                                                        ray_must_not_start, monkeypatch):
     # before: an empty token file (a secret mounted empty) started the server with no auth at all
-    from pipelines.serve import app as serve
     from pipelines.cluster.net import free_loopback_port
+    from pipelines.serve import app as serve
     from pipelines.serve.args import ServeAppArgs
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

@@ -4,7 +4,7 @@ Such a command is refused before anything is sent; URLs, absolute paths and hub 
 
 import pytest
 
-from pipelines.cluster.submit_paths import refuse_relative_paths
+from pipelines.cluster.submit import refuse_relative_paths
 
 
 def test_a_relative_output_is_refused_before_connecting(tmp_path, monkeypatch, capsys):

@@ -1,6 +1,7 @@
 """Every class of bad input is recorded with its reason while every good sample goes through."""
 
 import json
+
 import numpy as np
 
 from ops.data.stages import decode_sample, parse_shard

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ops.data.media_encode import encode_h264
+from ops.data.frames import encode_h264
 from ops.data.sample_data import SampleDataConfig
 from ops.data.scenes import all_scenes, render_clip
 

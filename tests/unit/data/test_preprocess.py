@@ -104,8 +104,8 @@ def test_large_video_frames_decode_in_groups_to_the_same_clip(monkeypatch):
 
     import ops.data.frames
     from ops.data.frames import decode_video, frames_at_size, read_frames, read_frames_at_size
-    from ops.data.errors import SampleError
     from ops.data.preprocess import uniform_frame_indices
+    from ops.data.samples import SampleError
     from tests.media_fixtures import clip_bytes, wide_video_bytes
 
     data = clip_bytes(num_frames=16)

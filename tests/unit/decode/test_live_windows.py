@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from ops.data.frames import frames_at_size, open_video, read_frames
-from ops.data.errors import WINDOW_TOO_SHORT, SampleError
-from ops.decode.live_windows import LiveWindows
 from ops.data.long_stream import LongStreamConfig, make_long_stream
+from ops.data.samples import WINDOW_TOO_SHORT, SampleError
+from ops.decode.live_windows import LiveWindows
 from ops.decode.stream_windows import WindowSpec, iter_windows
 
 

@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ops.decode.segmentation import (Segment, online_segments, segment_embeddings, smooth_stream, uniform_segments,
-                              ward_segments)
+from ops.decode.segmentation import (
+    Segment,
+    online_segments,
+    segment_embeddings,
+    smooth_stream,
+    uniform_segments,
+    ward_segments,
+)
 
 LENGTHS = [30, 6, 14, 50]  # events of very different lengths: what a fixed rate handles badly
 

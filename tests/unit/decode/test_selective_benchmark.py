@@ -7,8 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.decoding_curves import (average_curves, bootstrap_reduction, crossing_rate, paired_differences,
-                                        reduction_at)
+from benchmarks.decoding_curves import (
+    average_curves,
+    bootstrap_reduction,
+    crossing_rate,
+    paired_differences,
+    reduction_at,
+)
 from benchmarks.selective_decoding import decodes_at, oracle_point, score_aligned, sweep_rates
 
 

@@ -10,13 +10,12 @@ import pytest
 
 from model.export import load_model
 from model.y_decoder_export import load_y_decoder
-from ops.data.errors import SampleError
 from ops.data.long_stream import LongStreamConfig, make_long_stream
+from ops.data.samples import SampleError
 from ops.decode.selective_decoding import DecodePlan
 from ops.decode.stream_windows import WindowSpec, iter_windows, window_starts
-from pipelines.decode import caption
 from pipelines import cli
-from pipelines.decode import stream
+from pipelines.decode import caption, stream
 from tests.media_fixtures import clip_bytes, image_bytes
 
 STREAM = LongStreamConfig(num_events=4, min_seconds=3.0, max_seconds=5.0, frame_size=64)
@@ -106,7 +105,7 @@ def test_caption_cli_prints_the_decoded_text(captioning_model_dir, tmp_path, cap
     assert cli.main(["caption", "--model", str(captioning_model_dir), "--media", str(media), "--json"]) == 0
     printed = _last_json(capsys)
     model, decoder = load_model(captioning_model_dir).eval(), load_y_decoder(captioning_model_dir).eval()
-    from pipelines.decode.captioner import Captioner
+    from pipelines.decode.caption import Captioner
 
     direct = caption.caption(Captioner(model, decoder, "", captioning_model_dir), media.read_bytes())
     assert printed == direct and printed["kind"] == "video" and printed["text"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ops.evaluate.cider import cider_scores, normalise_caption
+from ops.evaluate.captioning import cider_scores, normalise_caption
 
 REFERENCES = [["a red ball moves left"], ["a blue cube moves up"], ["a green triangle moves down"]]
 

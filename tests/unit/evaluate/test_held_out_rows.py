@@ -14,6 +14,7 @@ from ops.evaluate import zero_shot as evaluation
 from ops.evaluate.held_out_rows import HeldOutRows
 from tests.small_cache import SMALL_GROUP_BYTES, write_small_cache
 
+
 def _keys_and_features(chunks) -> list[tuple[str, bytes]]:
     return [(row["key"], row["s_v"].tobytes()) for rows in chunks for row in rows]
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from ops.data.sample_triplets import sample_triplets
+from ops.data.sample_data import sample_triplets
 from ops.data.scenes import COLOURS, MOTIONS, SHAPES, all_scenes
 from ops.evaluate.text_triplets import TextTriplet, read_triplet_files, read_triplets, triplet_accuracy, write_triplets
 from pipelines.evaluate import evaluate

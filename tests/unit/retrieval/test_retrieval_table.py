@@ -9,8 +9,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from ops.retrieval.table import (IndexNotFound, check_credentials, open_table, open_table_async, search,
-                                 vector_query)
+from ops.retrieval.table import IndexNotFound, check_credentials, open_table, open_table_async, search, vector_query
 from tests.retrieval_tables import clustered, exact_ranking, unit_rows, write_table
 
 

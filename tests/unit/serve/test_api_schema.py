@@ -7,8 +7,8 @@ import pytest
 from fastapi import HTTPException
 
 from pipelines.serve import api_fields
-from pipelines.serve.request_fields import ChoiceField, FlagField, FloatField, IntField, TextField, TextListField
 from pipelines.serve.ingress import app
+from pipelines.serve.request_fields import ChoiceField, FlagField, FloatField, IntField, TextField, TextListField
 
 SPECS = [v for v in vars(api_fields).values()
          if isinstance(v, (TextField, TextListField, IntField, FloatField, ChoiceField, FlagField))]

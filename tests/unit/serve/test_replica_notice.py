@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from pipelines.serve.notice import SERVE_LOGGER, notice
+from pipelines.serve.deployments import SERVE_LOGGER, notice
 
 
 @pytest.mark.parametrize("serve_streams_to_stderr", [False, True])

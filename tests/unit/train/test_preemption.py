@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 
 from ray.train import PreemptionInfo
 
-from pipelines.train.preemption import MAX_STEPS_BETWEEN_CHECKS, REGISTRATION_S, PreemptionWatch, describe, describe_last
+from pipelines.train.preemption import (
+    MAX_STEPS_BETWEEN_CHECKS,
+    REGISTRATION_S,
+    PreemptionWatch,
+    describe,
+    describe_last,
+)
 
 EPOCH = 1_796_374_000.0  # the wall clock at the start of a test's training
 

@@ -12,9 +12,9 @@ import mlflow
 import pytest
 
 from pipelines.decode.config import DecoderTrainConfig
-from pipelines.train.resume import changed_settings
 from pipelines.train.config import TrainConfig
 from pipelines.train.driver import open_tracking
+from pipelines.train.resume import changed_settings
 
 
 @pytest.fixture

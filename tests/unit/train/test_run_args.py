@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.train import train
 from pipelines.decode import train_decoder
+from pipelines.train import train
 
 SHARED = ["--epochs-per-pass", "3", "--workers", "4", "--cpus-per-worker", "2", "--threads-per-worker", "5",
           "--checkpoint-every", "7", "--log-every", "2", "--max-failures", "0", "--max-preemptions", "5",

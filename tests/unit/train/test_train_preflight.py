@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from ops.cache.files import selected_row_count
 from ops.cache.feature_cache import FeatureCache
+from ops.cache.files import selected_row_count
 from pipelines.cache.cache_features import fingerprint_for
 from pipelines.cli.report import TRACEBACK_ENV, run_as_process
 
@@ -170,8 +170,8 @@ def test_cache_weights_are_one_positive_share_per_cache_of_a_cache_with_rows(tin
 def test_relative_paths_reach_the_workers_absolute(captioning_model_dir, tmp_path, monkeypatch):
     # before: `--eval-cache cache/eval` was read by the rank-0 worker in its own working directory,
     # and every worker failed on "no cached samples under cache/eval" (retried --max-failures times)
-    from pipelines.train import train
     from pipelines.decode import train_decoder
+    from pipelines.train import train
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "decoder-run").mkdir()

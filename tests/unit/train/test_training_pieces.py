@@ -4,8 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from ops.train.collate import Collate, pad_visual, query_for
-from ops.train.rows import select_rows
+from ops.train.collate import Collate, pad_visual, query_for, select_rows
 from pipelines.train.config import CAPTION_PROMPT, TrainConfig
 from pipelines.train.loop import lr_factor
 

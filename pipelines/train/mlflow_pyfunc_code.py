@@ -5,6 +5,6 @@ artifacts). Loading needs the vl-jepa package installed, as the model's requirem
 
 import mlflow.models
 
-from pipelines.models.mlflow_model import VLJepaPyfunc
+from pipelines.train.tracking import VLJepaPyfunc
 
 mlflow.models.set_model(VLJepaPyfunc())
