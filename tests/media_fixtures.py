@@ -65,9 +65,10 @@ def write_shard(path, samples: dict) -> None:
             writer.write(key, members)
 
 
-def truncate_tar(path, keep_fraction: float) -> None:
+def truncate_tar(path, keep_fraction: float) -> int:
     """Cut a tar about `keep_fraction` of the way in, inside a member's data: a cut that fell in the
-    end-of-archive padding (which moves as the media's encoded sizes do) would leave a whole tar."""
+    end-of-archive padding (which moves as the media's encoded sizes do) would leave a whole tar.
+    Returns the bytes kept."""
     import tarfile
 
     data = path.read_bytes()
@@ -78,3 +79,4 @@ def truncate_tar(path, keep_fraction: float) -> None:
         start, end = next(((s, e) for s, e in spans if s >= cut), spans[-1])
         cut = (start + end) // 2
     path.write_bytes(data[:cut])
+    return cut

@@ -36,7 +36,8 @@ from ops.decode.selective_decoding import DecodePlan, plan_segments
 from ops.decode.stream_windows import WindowSpec, iter_windows
 from pipelines.models.source import resolve_model_dir
 from pipelines.retrieval.deployment import ProbeOutOfRange
-from pipelines.serve import api_fields as api
+from pipelines.serve import api_requests as api
+from pipelines.serve.api_requests import RequestBody, maybe_json, parse_json, parse_multipart
 from pipelines.serve.api_responses import (
     Answer,
     Caption,
@@ -53,7 +54,6 @@ from pipelines.serve.api_responses import (
 )
 from pipelines.serve.live import LiveSession, LiveSettings, refuse
 from pipelines.serve.metrics import NOT_MEDIA, MediaMetrics
-from pipelines.serve.request_fields import RequestBody, TextField, maybe_json, parse_json, parse_multipart
 
 
 @dataclass(kw_only=True)
@@ -132,7 +132,7 @@ class Ingress:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def fields(self, request: Request, body: RequestBody) -> tuple[bytes | None, dict]:
+    async def fields(self, request: Request, body: type[RequestBody]) -> tuple[bytes | None, dict]:
         """Authorise, read the size-checked body, and split it into (the upload's bytes, the other
         fields), refusing fields the endpoint does not read."""
         self.authorize(request)
@@ -141,7 +141,7 @@ class Ingress:
         if content_type.startswith("multipart/form-data"):
             upload_field = "media"
             form = await parse_multipart(raw, content_type, self.settings.max_request_bytes)
-            media = form.pop(upload_field, None) if body.media else None
+            media = form.pop(upload_field, None) if body.MEDIA else None
             if media is not None and not isinstance(media, bytes):  # `-F media=text`, not `-F media=@FILE`
                 raise HTTPException(422, "'media' must be a file part (curl: -F media=@FILE)")
             fields = {k: maybe_json(v) for k, v in form.items()}
@@ -150,17 +150,17 @@ class Ingress:
             fields = parse_json(raw or b"{}", "the body")
             if not isinstance(fields, dict):
                 raise HTTPException(400, "the JSON body must be an object")
-            encoded = fields.pop(upload_field, None) if body.media else None
+            encoded = fields.pop(upload_field, None) if body.MEDIA else None
             if encoded is not None and not isinstance(encoded, str):
                 raise HTTPException(422, "'media_b64' must be a base64 string")
             try:
                 media = None if encoded is None else base64.b64decode(encoded, validate=True)
             except (binascii.Error, ValueError):
                 raise HTTPException(400, "media_b64 is not valid base64") from None
-        body.refuse_unknown(fields, upload_field)
-        if body.media and media == b"":
+        api.refuse_unknown(body, fields, upload_field)
+        if body.MEDIA and media == b"":
             raise HTTPException(422, f"the media is empty (0 bytes): '{upload_field}' was sent without content")
-        if body.media and media is None:
+        if body.MEDIA and media is None:
             raise HTTPException(422, "no media: send a multipart field 'media' or JSON 'media_b64'")
         return media, fields
 
@@ -178,11 +178,10 @@ class Ingress:
         self.media_metrics.decoded_one(kind, time.perf_counter() - started)
         return kind, frames
 
-    def query(self, fields: dict, spec: TextField) -> str | None:
+    def query(self, query: str | None, name: str = "query") -> str | None:
         """A query or question: a text the predictor reads, so at most MAX_QUERY_TOKENS of its tokens."""
-        query = spec.read(fields)
         if query is not None and count_tokens(self.query_tokenizer, query) > api.MAX_QUERY_TOKENS:
-            raise HTTPException(422, f"'{spec.name}' is longer than {api.MAX_QUERY_TOKENS} tokens")
+            raise HTTPException(422, f"'{name}' is longer than {api.MAX_QUERY_TOKENS} tokens")
         return query
 
     async def predict(self, media: bytes, query: str | None) -> tuple[str, np.ndarray]:
@@ -208,12 +207,12 @@ class Ingress:
             raise HTTPException(501, "this model has no Y-decoder: serve the RUN/model of `vljepa train-decoder`")
         return self.decoder
 
-    def stream_plan(self, fields: dict) -> tuple[WindowSpec, DecodePlan]:
-        spec = WindowSpec(window_s=api.WINDOW.read(fields), stride_s=api.STRIDE.read(fields),
-                          num_frames=self.num_frames, image_size=self.image_size)
-        plan = DecodePlan(strategy=api.STRATEGY.read(fields), pooled=api.POOL.read(fields),
-                          segments=api.SEGMENTS.read(fields), seconds_per_decode=api.SECONDS_PER_DECODE.read(fields),
-                          threshold=api.THRESHOLD.read(fields), online_window=api.ONLINE_WINDOW.read(fields))
+    def stream_plan(self, asked: api.Stream) -> tuple[WindowSpec, DecodePlan]:
+        spec = WindowSpec(window_s=asked.window, stride_s=asked.stride, num_frames=self.num_frames,
+                          image_size=self.image_size)
+        plan = DecodePlan(strategy=asked.strategy, pooled=asked.pool, segments=asked.segments,
+                          seconds_per_decode=asked.seconds_per_decode, threshold=asked.threshold,
+                          online_window=asked.online_window)
         return spec, plan
 
     async def stream_embeddings(self, media: bytes, spec: WindowSpec, query: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -278,54 +277,53 @@ class Ingress:
         return {"status": "ready"}
 
     @app.post("/v1/embed/text", response_model=None, responses=responses(TextEmbeddings, *TEXT_ERRORS),
-              openapi_extra=api.EMBED_TEXT.openapi())
+              openapi_extra=api.openapi_body(api.EmbedText))
     async def embed_text(self, request: Request) -> dict:
-        _, fields = await self.fields(request, api.EMBED_TEXT)
-        texts = api.TEXTS.read(fields)
-        return {"embeddings": (await self.text.embed_many.remote(texts)).tolist()}
+        _, fields = await self.fields(request, api.EmbedText)
+        asked = api.read(api.EmbedText, fields)
+        return {"embeddings": (await self.text.embed_many.remote(asked.texts)).tolist()}
 
     @app.post("/v1/embed/media", response_model=None, responses=responses(MediaEmbedding, *MEDIA_ERRORS),
-              openapi_extra=api.EMBED_MEDIA.openapi())
+              openapi_extra=api.openapi_body(api.EmbedMedia))
     async def embed_media(self, request: Request) -> dict:
-        media, fields = await self.fields(request, api.EMBED_MEDIA)
-        kind, embedding = await self.predict(media, self.query(fields, api.QUERY))
+        media, fields = await self.fields(request, api.EmbedMedia)
+        asked = api.read(api.EmbedMedia, fields)
+        kind, embedding = await self.predict(media, self.query(asked.query))
         return {"kind": kind, "embedding": embedding.tolist()}
 
     @app.post("/v1/classify", response_model=None, responses=responses(Classification, *MEDIA_ERRORS),
-              openapi_extra=api.CLASSIFY.openapi())
+              openapi_extra=api.openapi_body(api.Classify))
     async def classify(self, request: Request) -> dict:
-        media, fields = await self.fields(request, api.CLASSIFY)
-        labels = api.LABELS.read(fields)
-        _, embedding = await self.predict(media, self.query(fields, api.QUERY))
-        return await self.ranked(embedding, labels, "label")
+        media, fields = await self.fields(request, api.Classify)
+        asked = api.read(api.Classify, fields)
+        _, embedding = await self.predict(media, self.query(asked.query))
+        return await self.ranked(embedding, asked.labels, "label")
 
     @app.post("/v1/vqa", response_model=None, responses=responses(Answer, *MEDIA_ERRORS),
-              openapi_extra=api.VQA.openapi())
+              openapi_extra=api.openapi_body(api.Vqa))
     async def vqa(self, request: Request) -> dict:
-        media, fields = await self.fields(request, api.VQA)
-        question = self.query(fields, api.QUESTION)
-        candidates = api.CANDIDATES.read(fields)
-        _, embedding = await self.predict(media, question)
-        return await self.ranked(embedding, candidates, "answer")
+        media, fields = await self.fields(request, api.Vqa)
+        asked = api.read(api.Vqa, fields)
+        _, embedding = await self.predict(media, self.query(asked.question, "question"))
+        return await self.ranked(embedding, asked.candidates, "answer")
 
     @app.post("/v1/index/items", response_model=None, responses=responses(IndexItem, *MEDIA_ERRORS, 501),
-              openapi_extra=api.ADD_ITEM.openapi())
+              openapi_extra=api.openapi_body(api.AddItem))
     async def add_item(self, request: Request) -> dict:
-        media, fields = await self.fields(request, api.ADD_ITEM)
+        media, fields = await self.fields(request, api.AddItem)
         index = self.require_index()
-        item_id = api.ITEM_ID.read(fields)
+        asked = api.read(api.AddItem, fields)
         kind, embedding = await self.predict(media, None)
-        return await index.add.remote(item_id, embedding, kind)
+        return await index.add.remote(asked.id, embedding, kind)
 
     @app.get("/v1/index/items", response_model=None, responses=responses(IndexItems, 401, 422, 501),
-             openapi_extra=api.LIST_ITEMS.query_parameters())
+             openapi_extra=api.openapi_query(api.ListItems))
     async def list_items(self, request: Request) -> dict:
         self.authorize(request)
         index = self.require_index()
-        query = dict(request.query_params)
-        api.LIST_ITEMS.refuse_unknown(query)
-        offset, limit = api.OFFSET.read(query), api.LIMIT.read(query)
-        items, total = await index.page.remote(offset, limit, api.PREFIX.read(query))
+        asked = api.read(api.ListItems, dict(request.query_params))
+        offset, limit = asked.offset, asked.limit
+        items, total = await index.page.remote(offset, limit, asked.prefix)
         return {"items": items, "total": total, "next_offset": offset + limit if offset + limit < total else None}
 
     # :path: ids of items indexed from a feature cache are `cache/shard/key`, with slashes
@@ -337,26 +335,25 @@ class Ingress:
         return {"deleted": item_id}
 
     @app.post("/v1/retrieve", response_model=None, responses=responses(SearchResults, *TEXT_ERRORS, 501),
-              openapi_extra=api.RETRIEVE.openapi())
+              openapi_extra=api.openapi_body(api.Retrieve))
     async def retrieve(self, request: Request) -> dict:
-        _, fields = await self.fields(request, api.RETRIEVE)
+        _, fields = await self.fields(request, api.Retrieve)
         index = self.require_index()
-        query, k, prefix = api.SEARCH.read(fields), api.TOP_K.read(fields), api.PREFIX.read(fields)
-        probe = api.PROBE.read(fields)
-        embedding = (await self.text.embed_many.remote([query]))[0]
+        asked = api.read(api.Retrieve, fields)
+        embedding = (await self.text.embed_many.remote([asked.query]))[0]
         try:
-            return {"results": await index.search.remote(embedding, k, prefix, probe)}
+            return {"results": await index.search.remote(embedding, asked.k, asked.prefix, asked.probe)}
         except ProbeOutOfRange as exc:  # raised in the index replica: Ray's error is also of its class
             raise HTTPException(422, str(getattr(exc, "cause", exc))) from None
 
     @app.post("/v1/caption", response_model=None, responses=responses(Caption, *MEDIA_ERRORS, 501),
-              openapi_extra=api.CAPTION.openapi())
+              openapi_extra=api.openapi_body(api.Caption))
     async def caption(self, request: Request) -> dict:
-        media, fields = await self.fields(request, api.CAPTION)  # authorises first
+        media, fields = await self.fields(request, api.Caption)  # authorises first
         decoder = self.require_decoder()
-        beams = api.BEAMS.read(fields)
-        kind, embedding = await self.predict(media, self.query(fields, api.QUERY))
-        return {"kind": kind, "text": await decoder.decode.remote((embedding, beams))}
+        asked = api.read(api.Caption, fields)
+        kind, embedding = await self.predict(media, self.query(asked.query))
+        return {"kind": kind, "text": await decoder.decode.remote((embedding, asked.beams))}
 
     @app.websocket("/v1/live")
     async def live(self, websocket: WebSocket) -> None:
@@ -369,13 +366,12 @@ class Ingress:
             return
         await websocket.accept()
         try:
-            fields = dict(websocket.query_params)
-            api.LIVE.refuse_unknown(fields)
-            spec = WindowSpec(window_s=api.WINDOW.read(fields), stride_s=api.STRIDE.read(fields),
-                              num_frames=self.num_frames, image_size=self.image_size)
-            settings = LiveSettings(spec=spec, fps=api.FPS.read(fields), threshold=api.THRESHOLD.read(fields),
-                                    online_window=api.ONLINE_WINDOW.read(fields), pooled=api.POOL.read(fields),
-                                    query=self.query(fields, api.QUERY), max_frame_bytes=self.settings.max_request_bytes)
+            asked = api.read(api.Live, dict(websocket.query_params))
+            spec = WindowSpec(window_s=asked.window, stride_s=asked.stride, num_frames=self.num_frames,
+                              image_size=self.image_size)
+            settings = LiveSettings(spec=spec, fps=asked.fps, threshold=asked.threshold, online_window=asked.online_window,
+                                    pooled=asked.pool, query=self.query(asked.query),
+                                    max_frame_bytes=self.settings.max_request_bytes)
             session = LiveSession(websocket, settings, self.visual, self.require_decoder(), self.media_metrics)
         except HTTPException as exc:
             return await refuse(websocket, exc.status_code, exc.detail)
@@ -387,13 +383,14 @@ class Ingress:
             pass
 
     @app.post("/v1/stream", response_model=None, responses=responses(StreamEvents, *MEDIA_ERRORS, 501),
-              openapi_extra=api.STREAM.openapi())
+              openapi_extra=api.openapi_body(api.Stream))
     async def stream(self, request: Request) -> dict:
         """A long video -> {"windows", "events": [{"time", "text", "start", "end"}]}: selective decoding."""
-        media, fields = await self.fields(request, api.STREAM)
+        media, fields = await self.fields(request, api.Stream)
         decoder = self.require_decoder()
-        spec, plan = self.stream_plan(fields)
-        query = self.query(fields, api.QUERY)
+        asked = api.read(api.Stream, fields)
+        spec, plan = self.stream_plan(asked)
+        query = self.query(asked.query)
         times, embeddings = await self.stream_embeddings(media, spec, query)
         segments = await asyncio.to_thread(plan_segments, embeddings, times, spec, plan)
         chosen = segment_embeddings(embeddings, segments, plan.pooled)

@@ -31,15 +31,16 @@ def test_noise_has_the_configured_norm():
     assert torch.equal(add_embedding_noise(clean, 0.0), clean)
 
 
-def test_decoder_reads_captions_back_from_their_embeddings(captioning_model_dir):
+def test_decoder_reads_captions_back_and_other_directions_decode_differently(captioning_model_dir):
     model = load_model(captioning_model_dir).eval()
     decoder = load_y_decoder(captioning_model_dir).eval()  # from disk: the saving round trip
     embeddings = model.embed_texts(CAPTIONS)
     assert decoder.generate(embeddings) == CAPTIONS
     assert decoder.generate(embeddings, num_beams=3) == CAPTIONS
-    # a random direction decodes to none of them exactly: the prefix carries the embedding
+    # Fitted to these four captions only, the decoder writes one of them for any direction; that the
+    # embedding steers it shows in random directions decoding to different captions, not one for all.
     random = torch.nn.functional.normalize(torch.randn(8, embeddings.shape[1], generator=torch.Generator().manual_seed(1)), dim=-1)
-    assert decoder.generate(random) != [CAPTIONS[0]] * 8
+    assert len(set(decoder.generate(random))) > 1
 
 
 def test_untrained_decoder_loss_drops_when_it_learns(minilm_config):

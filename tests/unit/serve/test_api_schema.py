@@ -1,57 +1,67 @@
 """The ingress's OpenAPI schema, without Serve: it documents every field the ingress reads with the
-bounds the ingress enforces (both come from pipelines/serve/api_fields.py), and every endpoint's answers
-and refusals. (tests/integration/serve/test_serve.py checks the served answers against this schema.)"""
+bounds the ingress enforces (both come from the request models of pipelines/serve/api_requests.py),
+and every endpoint's answers and refusals. (tests/integration/serve/test_serve.py checks the served
+answers against this schema.)"""
 
 import jsonschema
 import pytest
 from fastapi import HTTPException
 
-from pipelines.serve import api_fields
+from pipelines.serve import api_requests
+from pipelines.serve.api_requests import RequestBody, field_schemas, read
 from pipelines.serve.ingress import app
-from pipelines.serve.request_fields import ChoiceField, FlagField, FloatField, IntField, TextField, TextListField
 
-SPECS = [v for v in vars(api_fields).values()
-         if isinstance(v, (TextField, TextListField, IntField, FloatField, ChoiceField, FlagField))]
+MODELS = [v for v in vars(api_requests).values()
+          if isinstance(v, type) and issubclass(v, RequestBody) and v is not RequestBody]
+# a valid request of each model, to vary one field at a time
+VALID = {"EmbedText": {"texts": ["a"]}, "Classify": {"labels": ["a"]}, "Vqa": {"question": "q", "candidates": ["a"]},
+         "AddItem": {"id": "a"}, "Retrieve": {"query": "q"}, "Live": {"fps": 8}}
+FIELDS = [(model, name) for model in MODELS for name in model.model_fields]
 
 
-def _accepted(spec, value) -> bool:
+def _accepted(model, name, value) -> bool:
     try:
-        spec.read({spec.name: value})
+        read(model, {**VALID.get(model.__name__, {}), name: value})
         return True
     except HTTPException as exc:
-        assert exc.status_code == 422
+        assert exc.status_code == 422 and f"'{name}'" in exc.detail
         return False
 
 
-def _documented(spec, value) -> bool:
-    return jsonschema.Draft202012Validator(spec.schema()).is_valid(value)
+def _documented(model, name, value) -> bool:
+    return jsonschema.Draft202012Validator(field_schemas(model)["properties"][name]).is_valid(value)
 
 
-def _edges(spec) -> list:
+def _edges(model, name) -> list:
     """Values on and just past every documented bound of a field, and the wrong types."""
-    if isinstance(spec, (IntField, FloatField)):
-        step = 1 if isinstance(spec, IntField) else 1e-6
-        values = [spec.low, spec.high, spec.low - step, spec.high + step, "x", True]
-        return values + ([2.5] if isinstance(spec, IntField) else [])
-    if isinstance(spec, TextListField):
-        return [["a"], ["a"] * spec.limit, ["a"] * (spec.limit + 1), [], ["a", " "], ["a", 3], "a"]
-    if isinstance(spec, ChoiceField):
-        return [*spec.choices, "other", 3]
-    if isinstance(spec, FlagField):
+    schema = field_schemas(model)["properties"][name]
+    schema = next((s for s in schema.get("anyOf", []) if s["type"] != "null"), schema)
+    kind = model.model_fields[name].json_schema_extra["kind"]
+    if kind in ("integer", "number"):
+        step = 1 if kind == "integer" else 1e-6
+        low, high = schema["minimum"], schema["maximum"]
+        values = [low, high, low - step, high + step, "x", True]
+        return values + ([2.5] if kind == "integer" else [])
+    if kind == "texts":
+        return [["a"], ["a"] * schema["maxItems"], ["a"] * (schema["maxItems"] + 1), [], ["a", " "], ["a", 3], "a"]
+    if kind == "choice":
+        return [*schema["enum"], "other", 3]
+    if kind == "flag":
         return [True, False, "maybe", 3]
     return ["a query", "", "   ", 3, ["a"]]
 
 
 def test_every_field_of_the_api_is_specified():
-    names = {s.name for s in SPECS}
+    names = {name for _, name in FIELDS}
     assert {"labels", "candidates", "texts", "question", "query", "id", "k", "beams", "window", "stride",
-            "strategy", "segments", "seconds_per_decode", "threshold", "pool"} <= names
+            "strategy", "segments", "seconds_per_decode", "threshold", "pool", "fps", "probe"} <= names
+    assert all(model.model_fields[name].description for model, name in FIELDS)
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{type(s).__name__}-{s.name}")
-def test_the_documented_bounds_are_the_enforced_bounds(spec):
-    for value in _edges(spec):
-        assert _accepted(spec, value) == _documented(spec, value), value
+@pytest.mark.parametrize("model, name", FIELDS, ids=lambda x: getattr(x, "__name__", x))
+def test_the_documented_bounds_are_the_enforced_bounds(model, name):
+    for value in _edges(model, name):
+        assert _accepted(model, name, value) == _documented(model, name, value), value
 
 
 def test_every_endpoint_documents_its_body_answer_and_refusals():

@@ -54,9 +54,14 @@ def test_apply_update_clips_steps_schedules_and_clears(tiny_model, tiny_config):
     before = [p.detach().clone() for p in trainable]
     lr_before = scheduler.get_last_lr()[0]
 
+    stepped_norms = []  # the gradient's norm when the optimizer steps with it: after clipping
+    optimizer.register_step_pre_hook(lambda *_: stepped_norms.append(torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(p.grad) for p in trainable if p.grad is not None]))))
+
     norm = apply_update(optimizer, scheduler, grad_clip=1.0)
 
-    assert float(norm) > 1.0  # the pre-clip norm is returned
+    assert float(norm) > 10.0  # the pre-clip norm is returned
+    assert len(stepped_norms) == 1 and float(stepped_norms[0]) == pytest.approx(1.0, rel=1e-4)  # clipped to it
     assert any(not torch.equal(b, p) for b, p in zip(before, trainable))  # the step happened
     assert scheduler.get_last_lr()[0] == pytest.approx(lr_before / 2)  # the schedule advanced
     assert all(p.grad is None for p in trainable)  # gradients cleared
