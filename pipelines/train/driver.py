@@ -69,7 +69,13 @@ def open_tracking(config, run_name: str, resume: bool) -> dict:
     import mlflow
 
     from pipelines.train.resume import check_resumable
-    from pipelines.train.tracking import flatten, start_or_resume_run, tracking_uri_for, using_tracking_uri
+    from pipelines.train.tracking import (
+        flatten,
+        log_cache_inputs,
+        start_or_resume_run,
+        tracking_uri_for,
+        using_tracking_uri,
+    )
 
     if not config.experiment.strip():  # MLflow's own refusal comes after the run directory is made
         raise ValueError("--experiment must name an MLflow experiment, not be empty")
@@ -94,6 +100,10 @@ def open_tracking(config, run_name: str, resume: bool) -> dict:
             # settings it changed go in as tags, resumed.NAME = the value it now runs with
             mlflow.log_params({k: v for k, v in flatten(public).items() if k not in existing})
             mlflow.set_tags(resumed_tags)
+            if not started:  # a resumed run logged them when it started
+                log_cache_inputs({"training": list(config.cache),
+                                  "replay": [url for url in [getattr(config, "replay_cache", None)] if url],
+                                  "evaluation": [config.eval_cache] if config.eval_cache else []})
     print(f"MLflow run {config.mlflow_run_id} in {config.tracking_uri}")
     return public
 

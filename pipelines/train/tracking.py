@@ -98,8 +98,13 @@ class VLJepaPyfunc(mlflow.pyfunc.PythonModel):
         return self.model.embed_texts(list(model_input)).numpy()  # (len(texts), embed_dim) float32
 
 
+EXPORTED_ALIAS = "champion"  # the registered version a run exported last: models:/NAME@champion
+
+
 def log_and_register(model_dir: Path, registered_name: str | None) -> str | None:
-    """Log the model into the active run; register it when a name is given. Returns 'NAME/VERSION'."""
+    """Log the model into the active run; register it when a name is given, and point the name's
+    `champion` alias at the new version (serve models:/NAME@champion to follow it). Returns
+    'NAME/VERSION'."""
     info = mlflow.pyfunc.log_model(
         name="model", python_model=str(PYFUNC_CODE), artifacts={ARTIFACT_KEY: str(model_dir)},
         pip_requirements=["vl-jepa"],  # the project itself (pins live in its pyproject / constraints)
@@ -107,4 +112,28 @@ def log_and_register(model_dir: Path, registered_name: str | None) -> str | None
     if not registered_name:
         return None
     version = mlflow.register_model(info.model_uri, registered_name)
+    mlflow.MlflowClient().set_registered_model_alias(registered_name, EXPORTED_ALIAS, version.version)
     return f"{registered_name}/{version.version}"
+
+
+def log_cache_inputs(caches_by_context: dict[str, list[str]]) -> None:
+    """Each feature cache a run reads as an MLflow dataset input of the active run, under the
+    context it is read in (training, replay, evaluation): its name (the cache's directory), its URI,
+    the fingerprint of its features as the digest, and its rows as a tag."""
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    from ops.cache.feature_cache import FeatureCache
+
+    for context, urls in caches_by_context.items():
+        for url in urls:
+            manifest = FeatureCache(url).manifest() or {}
+            rows = sum(shard.get("rows", 0) for shard in manifest.get("shards", {}).values())
+            with warnings.catch_warnings():  # MLflow registers its local source twice and warns of the tie
+                warnings.simplefilter("ignore", UserWarning)
+                source = resolve_dataset_source(url)
+            dataset = MetaDataset(source=source, name=url.rstrip("/").rsplit("/", 1)[-1],
+                                  digest=manifest.get("fingerprint"))
+            mlflow.log_input(dataset, context=context, tags={"rows": str(rows)})

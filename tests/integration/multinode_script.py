@@ -1,8 +1,8 @@
 """Run by test_multinode.py in its own process (a process drives one Ray cluster): a head and a
 second node as separate raylets (ray.cluster_utils.Cluster), feature caching across them, then
 three 2-worker runs spread over two nodes:
-- node lost (`vljepa train`): mid-training the second node is killed, and a replacement node joins
-  later;
+- node lost (`vljepa train`): mid-training the second node is killed without grace (SIGKILL), and a
+  replacement node joins later;
 - node preempted (`vljepa train`, then `vljepa train-decoder`): mid-training the second node is
   drained with reason PREEMPTION and a deadline, as the training pods' preStop hook does when
   Kubernetes stops a reclaimed spot node's pod; a replacement has joined before, and the node goes
@@ -76,38 +76,49 @@ def starts_of(run: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
-def registered_checkpoint(run: Path) -> bool:
+def registered_step(run: Path) -> int | None:
+    """The step of the latest checkpoint Ray Train has registered (what a restart resumes from), or None."""
     snapshot = run / "ray" / "train" / "checkpoint_manager_snapshot.json"
     try:
-        return json.loads(snapshot.read_text()).get("latest_checkpoint_result") is not None
+        latest = json.loads(snapshot.read_text()).get("latest_checkpoint_result")
     except (OSError, ValueError):  # not yet written, or being written
-        return False
+        return None
+    return int(latest["metrics"]["step"]) if latest else None
 
 
 def node_lost(cluster: Cluster, second, cache: Path, run: Path) -> tuple[dict, object]:
     outcome: dict = {}
-    thread = start_training(cache, run, outcome, "--steps", "30", "--checkpoint-every", "3", "--max-failures", "3")
+    thread = start_training(cache, run, outcome, "--steps", "30", "--checkpoint-every", "3", "--max-failures", "3",
+                            "--log-every", "1")
     # A checkpoint written but not yet registered (Ray Train registers at its next poll of the
     # workers) is not restored from: wait for one Ray Train names, else the restart is from scratch
-    wait_for(lambda: registered_checkpoint(run), thread, "a registered checkpoint")
-    cluster.remove_node(second)  # SIGKILL-like: the raylet and its workers go away
+    wait_for(lambda: registered_step(run) is not None, thread, "a registered checkpoint")
+    registered = registered_step(run)
+    # without grace: SIGKILL to the raylet and its processes, as when a machine is lost (not Ray's
+    # default SIGTERM and grace period, which lets a worker finish what it was doing)
+    cluster.remove_node(second, allow_graceful=False)
     killed_at = time.time()
     time.sleep(5)
     replacement = cluster.add_node(num_cpus=2)  # a replacement node joins, as an autoscaler would provide
     thread.join(timeout=600)
     return {"rc": outcome.get("rc"), "error": outcome.get("error"), "starts": starts_of(run), "killed_node": second.node_id,
-            "killed_at": killed_at}, replacement
+            "killed_at": killed_at, "registered_step": registered, "logged_steps": logged_steps(run)}, replacement
 
 
-def steps_logged(run: Path) -> int:
-    """Steps rank 0 has logged to the run's MLflow store (--log-every 1): training is under way."""
+def logged_steps(run: Path) -> list[int]:
+    """The step of each loss rank 0 has logged to the run's MLflow store (--log-every 1), repeats included."""
     import mlflow
 
     run_id_file = run / "mlflow_run_id.txt"
     if not run_id_file.exists():
-        return 0
+        return []
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")
-    return len(client.get_metric_history(run_id_file.read_text().strip(), "loss"))
+    return [metric.step for metric in client.get_metric_history(run_id_file.read_text().strip(), "loss")]
+
+
+def steps_logged(run: Path) -> int:
+    """Steps rank 0 has logged (--log-every 1): training is under way."""
+    return len(logged_steps(run))
 
 
 def drain_as_the_pods_prestop_hook_does(cluster: Cluster, node_id: str, deadline_s: int = DRAIN_DEADLINE_S) -> None:

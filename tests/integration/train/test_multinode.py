@@ -1,5 +1,6 @@
 """Multi-node on one machine: feature caching and 2-worker trainings across a head and a second
-node. In one, the second node is killed mid-training and the run recovers from its checkpoint; in
+node. In one, the second node is killed mid-training without grace and the run recovers from its
+checkpoint, training no step before it twice; in
 the others (`vljepa train`, `vljepa train-decoder`), the node is drained as a reclaimed spot node's
 pod drains it (infra/k8s's preStop hook), and the run resumes from the checkpoint it took on that
 notice (tests/integration/multinode_script.py drives them all on one cluster)."""
@@ -11,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import mlflow
@@ -61,6 +63,15 @@ def test_training_survives_losing_a_node(cluster_runs):
     assert len(restarted) >= 2 and lost["killed_node"] not in {s["node"] for s in restarted}
     assert all(int(s["step"]) > 0 for s in restarted)  # from a checkpoint, not from scratch
     assert max(checkpoint_steps(out / "run", written_by=lost["killed_at"])) == 30  # the requested steps
+    # resumed from the checkpoint registered before the loss (or a later one): no step up to it is
+    # trained twice; the steps past it that the lost worker ran are, once more, after a checkpoint
+    logged = Counter(lost["logged_steps"])
+    assert sorted(logged) == list(range(1, 31)) and lost["registered_step"] is not None
+    assert all(logged[step] == 1 for step in range(1, lost["registered_step"] + 1))
+    repeated = sorted(step for step, count in logged.items() if count > 1)
+    assert all(logged[step] == 2 for step in repeated)
+    if repeated:
+        assert repeated == list(range(repeated[0], repeated[-1] + 1)) and (repeated[0] - 1) % 3 == 0
 
 
 @pytest.mark.parametrize("scenario", ["preempted", "decoder-preempted"])

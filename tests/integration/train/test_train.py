@@ -59,17 +59,28 @@ def test_train_tracks_evaluates_exports_and_registers(ray_instance, caches, tmp_
     # the y-encoder's hard negatives at each evaluation, the last equal to the exported model's score
     assert [step for step, _ in _history(run, "eval.text_triplets.accuracy")] == [3, 6]
     assert {"eval.text_triplets.by_category.colour.accuracy", "eval.text_triplets.by_category.shape.accuracy"} <= set(logged.metrics)
+    # the caches it read, as MLflow dataset inputs: name, URI, the features' fingerprint, rows
+    run_inputs = client.get_run(summary["mlflow_run_id"]).inputs.dataset_inputs
+    by_context = {next(t.value for t in i.tags if t.key == "mlflow.data.context"): i for i in run_inputs}
+    assert set(by_context) == {"training", "evaluation"}
+    for context, name in (("training", "train"), ("evaluation", "eval")):
+        manifest = json.loads((caches / name / "manifest.json").read_text())
+        dataset, tags = by_context[context].dataset, {t.key: t.value for t in by_context[context].tags}
+        assert (dataset.name, dataset.digest) == (name, manifest["fingerprint"]) and str(caches / name) in dataset.source
+        assert int(tags["rows"]) == sum(shard["rows"] for shard in manifest["shards"].values())
 
     # the exported directory, the registry and `export --run` all give the same model
     exported = load_model(run / "model")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", summary["tracking_uri"])
     registered = load_model(resolve_model_dir("models:/vljepa-test/1"))
+    assert int(client.get_model_version_by_alias("vljepa-test", "champion").version) == 1
+    champion = load_model(resolve_model_dir("models:/vljepa-test@champion"))
     assert export.main(["--run", str(run), "--out", str(tmp_path / "again")]) == 0
     again = load_model(tmp_path / "again")
     final = triplet_accuracy(exported.eval().embed_texts, triplets)["accuracy"]
     assert logged.metrics["eval.text_triplets.accuracy"] == pytest.approx(final, abs=1 / 24 + 1e-6)
     texts = ["a red ball moves left", "a blue cube"]
-    for other in (registered, again):
+    for other in (registered, champion, again):
         torch.testing.assert_close(other.embed_texts(texts), exported.embed_texts(texts))
     # the pyfunc flavour: texts (a list, or a DataFrame's one column) -> the same embeddings
     pyfunc = mlflow.pyfunc.load_model("models:/vljepa-test/1")
