@@ -32,6 +32,7 @@ from pipelines.decode.config import DecoderTrainConfig
 from pipelines.models.source import resolve_model_dir
 from pipelines.train.preemption import PreemptionWatch
 from pipelines.train.worker import (
+    Progress,
     batches_from,
     checkpoint_when_due,
     record_start,
@@ -138,6 +139,7 @@ def decoder_loop_per_worker(config_dict: dict) -> None:
                                   local_shuffle_buffer_size=config.shuffle_buffer,
                                   local_shuffle_seed=config.seed * 1000 + data_pass)
 
+    progress = Progress("train-decoder", config.steps, step, rank)
     batches = batches_from(make_batches, data_pass, consumed,
                            "the cache yields no full batch of captions: lower --batch-size or add data")
     for data_pass, consumed, batch in (batches if step < config.steps else ()):
@@ -155,6 +157,7 @@ def decoder_loop_per_worker(config_dict: dict) -> None:
             metrics = {"loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
                        "samples_per_s": window_samples / max(elapsed, 1e-9), "epoch": epoch}
             mlflow.log_metrics(metrics, step=step)
+            progress.window(step, metrics)
             window_start, window_samples = time.perf_counter(), 0
         if rank == 0 and step == config.steps and config.eval_cache:
             quality = caption_quality(model, decoder, load_rows(config.eval_cache, config.eval_max_samples),
@@ -170,7 +173,7 @@ def decoder_loop_per_worker(config_dict: dict) -> None:
                                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                      "step": step, "pass": data_pass, "epoch": epoch, "consumed": consumed,
                                      "rng": torch.get_rng_state()},
-                            metrics, rank)
+                            metrics, rank, progress)
         if step >= config.steps:
             break
     stop_tracking(rank)

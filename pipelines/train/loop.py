@@ -39,6 +39,7 @@ from pipelines.models.source import resolve_model_dir
 from pipelines.train.config import TrainConfig
 from pipelines.train.preemption import PreemptionWatch
 from pipelines.train.worker import (
+    Progress,
     batches_from,
     checkpoint_when_due,
     record_start,
@@ -162,6 +163,7 @@ def train_loop_per_worker(config_dict: dict) -> None:
     window_start, window_samples = time.perf_counter(), 0
     metrics: dict[str, float] = {}
     preemption = PreemptionWatch(config.preemption_check_s, start_step=step)
+    progress = Progress("train", config.steps, step, rank)
     model.train()
     batches = batches_from(make_batches, data_pass, consumed,
                            "the training data yields no full batch: lower --batch-size or add data")
@@ -185,18 +187,20 @@ def train_loop_per_worker(config_dict: dict) -> None:
                        "samples_per_s": window_samples / max(elapsed, 1e-9), "epoch": epoch,
                        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
             mlflow.log_metrics(metrics, step=step)
+            progress.window(step, metrics)
             window_start, window_samples = time.perf_counter(), 0
         if rank == 0 and (held_out is not None or triplets) and (
                 (config.eval_every and step % config.eval_every == 0) or step == config.steps):
             evaluation = held_out_metrics(model, config, held_out, triplets)
             mlflow.log_metrics(evaluation, step=step)
+            progress.evaluation(step, evaluation)
             metrics.update(evaluation)
             model.train()
         checkpoint_when_due(step, step % config.checkpoint_every == 0 or step == config.steps, preemption,
                             lambda: {"model": trainable_state(model), "optimizer": optimizer.state_dict(),
                                      "scheduler": scheduler.state_dict(), "step": step, "pass": data_pass,
                                      "epoch": epoch, "consumed": consumed, "rng": torch.get_rng_state()},
-                            metrics, rank)
+                            metrics, rank, progress)
         if step >= config.steps:
             break
     if held_out is not None:

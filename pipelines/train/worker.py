@@ -47,7 +47,7 @@ def record_start(out: str, rank: int, step: int) -> None:
 
 
 def checkpoint_when_due(step: int, periodic: bool, preemption: PreemptionWatch, state: Callable[[], dict],
-                        metrics: dict, rank: int) -> None:
+                        metrics: dict, rank: int, progress: Progress | None = None) -> None:
     """After each step: report a checkpoint (`state()`) when one is due: the periodic one, one on a
     new preemption notice, or the last one before a notice's deadline. One report serves them all."""
     notice = preemption.notice(step)  # collectives: every rank calls both at every step
@@ -57,11 +57,50 @@ def checkpoint_when_due(step: int, periodic: bool, preemption: PreemptionWatch, 
     started = time.monotonic()
     report_state(state(), metrics, rank)
     preemption.checkpointed(time.monotonic() - started)
+    if progress is not None:
+        progress.checkpoint(step)
     if notice is not None:
         announce_preemption(describe(notice, step), rank)
     if last is not None:
         announce_preemption(describe_last(last, preemption.noticed_step, step, last.deadline_ms / 1000 - time.time()),
                             rank)
+
+
+def clock(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+    """Rank 0's console: one line per logging window (step / total, epoch, loss, lr, grad norm,
+    samples/s, elapsed and ETA), evaluation results as a small table, a checkpoint in one short line.
+    The ETA is the remaining steps at this start's mean step time (a restart measures from its own
+    first step, not the run's)."""
+
+    def __init__(self, verb: str, total_steps: int, start_step: int, rank: int):
+        self.verb, self.total, self.start_step, self.shown = verb, total_steps, start_step, rank == 0
+        self.started = time.perf_counter()
+
+    def line(self, step: int, metrics: dict) -> str:
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / max(step - self.start_step, 1) * (self.total - step)
+        width = len(str(self.total))
+        return (f"{self.verb}: step {step:>{width}}/{self.total} epoch {int(metrics['epoch'])} "
+                f"loss {metrics['loss']:.4f} lr {metrics['lr']:.2e} grad {metrics['grad_norm']:.3g} "
+                f"{metrics['samples_per_s']:.1f} samples/s elapsed {clock(elapsed)} eta {clock(eta)}")
+
+    def window(self, step: int, metrics: dict) -> None:
+        if self.shown:
+            print(self.line(step, metrics), flush=True)
+
+    def evaluation(self, step: int, scores: dict) -> None:
+        if self.shown:
+            rows = "\n".join(f"  {name.removeprefix('eval.'):<40} {value:.4f}" for name, value in sorted(scores.items()))
+            print(f"{self.verb}: evaluation at step {step}\n{rows}", flush=True)
+
+    def checkpoint(self, step: int) -> None:
+        if self.shown:
+            print(f"{self.verb}: checkpoint at step {step}", flush=True)
 
 
 def announce_preemption(line: str, rank: int) -> None:
