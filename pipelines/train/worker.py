@@ -9,6 +9,7 @@ goes in it, this module how it travels.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -71,6 +72,13 @@ def clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def console(line: str) -> None:
+    """A line on the worker's own stdout, which Ray forwards to the driver's console once. Not print:
+    in a Ray Train worker print is patched to log as well as write, and each line came out twice."""
+    sys.__stdout__.write(line + "\n")
+    sys.__stdout__.flush()
+
+
 class Progress:
     """Rank 0's console: one line per logging window (step / total, epoch, loss, lr, grad norm,
     samples/s, elapsed and ETA), evaluation results as a small table, a checkpoint in one short line.
@@ -91,16 +99,16 @@ class Progress:
 
     def window(self, step: int, metrics: dict) -> None:
         if self.shown:
-            print(self.line(step, metrics), flush=True)
+            console(self.line(step, metrics))
 
     def evaluation(self, step: int, scores: dict) -> None:
         if self.shown:
             rows = "\n".join(f"  {name.removeprefix('eval.'):<40} {value:.4f}" for name, value in sorted(scores.items()))
-            print(f"{self.verb}: evaluation at step {step}\n{rows}", flush=True)
+            console(f"{self.verb}: evaluation at step {step}\n{rows}")
 
     def checkpoint(self, step: int) -> None:
         if self.shown:
-            print(f"{self.verb}: checkpoint at step {step}", flush=True)
+            console(f"{self.verb}: checkpoint at step {step}")
 
 
 def announce_preemption(line: str, rank: int) -> None:
@@ -108,7 +116,7 @@ def announce_preemption(line: str, rank: int) -> None:
     MLflow run's tag `preemption.last` (its history: one line per notice in the log)."""
     if rank != 0:
         return
-    print(line, flush=True)
+    console(line)
     mlflow.set_tag("preemption.last", line)
 
 

@@ -13,7 +13,7 @@ def seconds(h, m, s) -> int:
     return int(h) * 3600 + int(m) * 60 + int(s)
 
 
-def test_one_line_per_window_with_every_field(capsys, monkeypatch):
+def test_one_line_per_window_with_every_field(capfd, monkeypatch):
     now = [0.0]
     monkeypatch.setattr(worker.time, "perf_counter", lambda: now[0])  # 10 s a step
     progress = Progress("train", total_steps=20, start_step=4, rank=0)  # a restart from step 4
@@ -23,7 +23,7 @@ def test_one_line_per_window_with_every_field(capsys, monkeypatch):
                                "samples_per_s": 32.0})
     progress.checkpoint(20)
     progress.evaluation(20, {"eval.retrieval.r1": 0.5, "eval.vqa.accuracy": 0.25})
-    lines = capsys.readouterr().out.splitlines()
+    lines = capfd.readouterr().out.splitlines()
     parsed = [LINE.match(line) for line in lines[:4]]
     assert all(parsed), lines
     steps = [int(m.group(1)) for m in parsed]
@@ -35,8 +35,8 @@ def test_one_line_per_window_with_every_field(capsys, monkeypatch):
     assert lines[5] == "train: evaluation at step 20" and lines[6].split() == ["retrieval.r1", "0.5000"]
 
 
-def test_only_rank_0_prints(capsys):
+def test_only_rank_0_prints(capfd):
     progress = Progress("train-decoder", total_steps=5, start_step=0, rank=1)
     progress.window(1, {"epoch": 0, "loss": 1.0, "lr": 1e-3, "grad_norm": 1.0, "samples_per_s": 1.0})
     progress.checkpoint(1)
-    assert capsys.readouterr().out == ""
+    assert capfd.readouterr().out == ""
