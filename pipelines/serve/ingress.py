@@ -254,7 +254,7 @@ class Ingress:
         return np.concatenate(times), np.stack(embeddings)
 
     # -- endpoints -------------------------------------------------------------------------------
-    # Each documents its body (api_fields: the same specs it reads) and its answers
+    # Each documents its body (its model in pipelines/serve/api_requests.py, the one it validates with) and its answers
     # (pipelines/serve/api_responses.py); response_model=None: FastAPI does not re-validate the answers.
     @app.get("/healthz", response_model=None, responses=responses(Status))
     async def healthz(self) -> dict:
