@@ -118,7 +118,7 @@ def export_decoder_checkpoint(config: DecoderTrainConfig, checkpoint_dir: Path, 
 
 
 def run(config: DecoderTrainConfig, resume: bool = False, address: str | None = None,
-        model_dir: Path | None = None) -> dict:
+        model_dir: Path | None = None, verbose: bool = False) -> dict:
     """The run; `model_dir`: where this process already resolved config.model (else resolved here)."""
     import mlflow
 
@@ -142,7 +142,7 @@ def run(config: DecoderTrainConfig, resume: bool = False, address: str | None = 
     open_tracking(config, run_name=f"y-decoder-{config.mode}-{Path(config.out).name}", resume=resume)
     mixed = f" ({config.text_mix:.0%} of rows on S_Y)" if config.text_mix else ""
     print(f"train-decoder: mode {config.mode}{mixed}, {config.steps} steps, {config.workers} worker(s) x batch {config.batch_size}")
-    result = fit(decoder_loop_per_worker, config, lambda: {"train": build_decoder_dataset(config)}, address)
+    result = fit(decoder_loop_per_worker, config, lambda: {"train": build_decoder_dataset(config)}, address, verbose)
     with result.checkpoint.as_directory() as checkpoint_dir:
         exported = export_decoder_checkpoint(config, Path(checkpoint_dir), Path(config.out) / "model", model_dir)
     with using_tracking_uri(config.tracking_uri), mlflow.start_run(run_id=config.mlflow_run_id):
@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"train-decoder: {exc}", file=sys.stderr)
         return 2
-    summary = run(config, resume=options.resume, address=options.address, model_dir=options.model_dir)
+    summary = run(config, resume=options.resume, address=options.address, model_dir=options.model_dir,
+                  verbose=options.verbose)
     if options.json:
         print_json_result(summary)
     return 0

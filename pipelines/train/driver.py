@@ -132,13 +132,17 @@ def storage_of(config) -> tuple[str, object | None]:
     return config.storage or str(Path(config.out) / "ray"), None
 
 
-def fit(loop, config, build_datasets, address: str | None):
+def fit(loop, config, build_datasets, address: str | None, verbose: bool = False):
     """Run `loop` on config.workers Ray Train workers; returns the Result (its last checkpoint).
 
     `build_datasets()` -> {name: Dataset}, called once Ray is up (on `address`, with the
     project's Ray Data settings): building them first would start a local Ray of Ray Data's own.
+    Ray Data's progress bars (a dozen lines per epoch's execution, redrawn every second) and its
+    execution plans only when `verbose`: rank 0's progress lines say how training goes. Datasets keep the context they are
+    built under, so it is set before.
     """
     import ray
+    import ray.data
     import ray.train
     from ray.data import ExecutionOptions
     from ray.train.torch import TorchTrainer
@@ -146,6 +150,8 @@ def fit(loop, config, build_datasets, address: str | None):
     from pipelines.cluster.ray_runtime import gpus_available, init_ray
 
     init_ray(address)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = context.print_on_execution_start = verbose
     datasets = build_datasets()
     use_gpu = gpus_available() > 0
     cpus = config.cpus_per_worker or worker_cpus(config.workers, ray.cluster_resources().get("CPU", 1), use_gpu)

@@ -46,6 +46,8 @@ def add_cluster_args(parser: argparse.ArgumentParser, checkpoint_every: int) -> 
                         help="SPREAD: one worker per node where possible")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--address", default=None, help="Ray cluster (default: RAY_ADDRESS or local)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also Ray Data's progress bars of each epoch's dataset (default: rank 0's progress lines)")
 
 
 def run_fields(args: argparse.Namespace) -> dict:

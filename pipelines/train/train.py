@@ -87,7 +87,7 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     return config, args
 
 
-def run(config: TrainConfig, resume: bool = False, address: str | None = None) -> dict:
+def run(config: TrainConfig, resume: bool = False, address: str | None = None, verbose: bool = False) -> dict:
     from model.checkpoint_loading import check_reachable
     from model.encoder_identity import x_encoder_identity
     from model.presets import get_preset
@@ -109,7 +109,7 @@ def run(config: TrainConfig, resume: bool = False, address: str | None = None) -
             check_reachable(component.checkpoint)
     open_tracking(config, run_name=f"{config.stage}-{Path(config.out).name}", resume=resume)
     print(f"train: stage {config.stage}, {config.steps} steps, {config.workers} worker(s) x batch {config.batch_size}")
-    result = fit(train_loop_per_worker, config, lambda: {"train": build_train_dataset(config)}, address)
+    result = fit(train_loop_per_worker, config, lambda: {"train": build_train_dataset(config)}, address, verbose)
     return finish(config, result.checkpoint, result.metrics or {})
 
 
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"train: {exc}", file=sys.stderr)
         return 2
-    summary = run(config, resume=options.resume, address=options.address)
+    summary = run(config, resume=options.resume, address=options.address, verbose=options.verbose)
     if options.json:
         print_json_result(summary)
     return 0
