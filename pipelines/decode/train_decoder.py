@@ -128,7 +128,7 @@ def run(config: DecoderTrainConfig, resume: bool = False, address: str | None = 
     from pipelines.models.source import resolve_model_dir
     from pipelines.train.data import DECODER_MEDIA_KINDS, DECODER_TASKS, build_decoder_dataset
     from pipelines.train.driver import check_caches, fit, open_tracking, require_full_batches
-    from pipelines.train.tracking import log_and_register, using_tracking_uri
+    from pipelines.train.tracking import log_and_register, plot_curves, using_tracking_uri
 
     # the predictor reads cached S_V (eval cache, and the training cache on predictions): of the
     # x-encoder the model was trained on (recorded at export; None for an older export: not checked)
@@ -147,10 +147,13 @@ def run(config: DecoderTrainConfig, resume: bool = False, address: str | None = 
         exported = export_decoder_checkpoint(config, Path(checkpoint_dir), Path(config.out) / "model", model_dir)
     with using_tracking_uri(config.tracking_uri), mlflow.start_run(run_id=config.mlflow_run_id):
         registered = log_and_register(exported, config.registered_model)
+        curves = plot_curves(Path(config.out), config.mlflow_run_id, "train-decoder")
     print(f"train-decoder: model with decoder exported to {exported}" + (f", registered as {registered}" if registered else ""))
+    print(f"train-decoder: curves in {curves}")
     metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
     return {"run": config.out, "model": str(exported), "mlflow_run_id": config.mlflow_run_id,
-            "tracking_uri": config.tracking_uri, "registered_model": registered, "metrics": metrics}
+            "tracking_uri": config.tracking_uri, "registered_model": registered, "curves": str(curves),
+            "metrics": metrics}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -307,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
           f"\n  model:         {result['model']}"
           f"  (registered in MLflow as {result['registered_model']})\n  with decoder:  {served['model']}"
           + (f"  (registered as {served['registered_model']})" if served["registered_model"] else "  (text-only run)") +
+          f"\n  curves:        {result['curves']}\n                 {served['curves']}"
           f"\n  MLflow stores: {result['tracking_uri']}\n                 {served['tracking_uri']}"
           f"\n  MLflow UI:     .venv/bin/mlflow ui --backend-store-uri {result['tracking_uri']}")
     return 0

@@ -137,3 +137,39 @@ def log_cache_inputs(caches_by_context: dict[str, list[str]]) -> None:
             dataset = MetaDataset(source=source, name=url.rstrip("/").rsplit("/", 1)[-1],
                                   digest=manifest.get("fingerprint"))
             mlflow.log_input(dataset, context=context, tags={"rows": str(rows)})
+
+
+CURVES = ("loss", "lr")  # each in a panel of its own; the eval.* metrics share the last one
+
+
+def plot_curves(out: Path, run_id: str, verb: str) -> Path:
+    """OUT/curves.png: loss, lr and the evaluation metrics against step, from the MLflow run's
+    history (a resumed run's whole curve), logged to the run as an artifact. Call inside the run."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a cluster node
+    import matplotlib.pyplot as plt
+
+    client = mlflow.MlflowClient()
+    names = sorted(mlflow.get_run(run_id).data.metrics)
+    # eval.TASK.METRIC scores, not per category, nor the counts and chance levels logged beside them
+    evaluated = [n for n in names if n.startswith("eval.") and n.count(".") == 2
+                 and not n.rsplit(".", 1)[1].startswith(("num_", "chance"))]
+    panels = [[name] for name in CURVES if name in names] + ([evaluated] if evaluated else [])
+    figure, axes = plt.subplots(len(panels), 1, figsize=(7, 2.4 * len(panels)), sharex=True, squeeze=False)
+    for axis, panel in zip(axes[:, 0], panels):
+        for name in panel:
+            history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, name))
+            axis.plot(*zip(*history), marker="o" if len(history) < 20 else None, label=name.removeprefix("eval."))
+        axis.set_ylabel(panel[0] if len(panel) == 1 else "evaluation")
+        if len(panel) > 1:
+            axis.legend(fontsize=7)
+        axis.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("step")
+    figure.suptitle(f"{verb}: {out.name}")
+    figure.tight_layout()
+    path = out / "curves.png"
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    mlflow.log_artifact(str(path))
+    return path

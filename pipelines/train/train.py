@@ -118,7 +118,7 @@ def finish(config: TrainConfig, checkpoint, metrics: dict) -> dict:
     import mlflow
 
     from pipelines.models.export import export_checkpoint
-    from pipelines.train.tracking import log_and_register
+    from pipelines.train.tracking import log_and_register, plot_curves
 
     model_dir = Path(config.out) / "model"
     export_checkpoint(config, checkpoint, model_dir)
@@ -126,8 +126,10 @@ def finish(config: TrainConfig, checkpoint, metrics: dict) -> dict:
 
     with using_tracking_uri(config.tracking_uri), mlflow.start_run(run_id=config.mlflow_run_id):
         registered = log_and_register(model_dir, config.registered_model)
+        curves = plot_curves(Path(config.out), config.mlflow_run_id, "train")
+    print(f"train: curves in {curves}")
     summary = {"run": config.out, "model": str(model_dir), "mlflow_run_id": config.mlflow_run_id,
-               "tracking_uri": config.tracking_uri, "registered_model": registered,
+               "tracking_uri": config.tracking_uri, "registered_model": registered, "curves": str(curves),
                "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
     print(f"train: model exported to {model_dir}" + (f", registered as {registered}" if registered else ""))
     ui_hint = config.tracking_uri if config.tracking_uri.startswith("sqlite") else None

@@ -4,6 +4,7 @@ export and registration, a fine-tune on predicted embeddings, and `vljepa export
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import mlflow
 
@@ -39,6 +40,7 @@ def test_train_decoder_then_fine_tune_on_predictions(caches, tmp_path, capsys, m
     run = mlflow.get_run(summary["mlflow_run_id"])
     assert run.data.params["mode"] == "text" and "eval.cider_predicted" in run.data.metrics
     assert summary["registered_model"] == "vljepa-captioner/1"
+    assert Path(summary["curves"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     mlflow.set_tracking_uri(None)
 
     # The fine-tune names the VL-JEPA model by a registry URI, in a registry separate from the

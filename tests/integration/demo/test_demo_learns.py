@@ -24,6 +24,8 @@ def test_demo_schedule_beats_chance_threefold_on_held_out_combinations(ray_insta
     assert untrained["classification"]["top1"] < 2.5 * chance_top1
     assert untrained["retrieval"]["r1"] < 2.5 * chance_r1
     assert (tmp_path / "demo" / "run" / "model" / "vljepa.json").exists()
+    for run in ("run", "decoder-text", "decoder"):  # each training run's curves
+        assert (tmp_path / "demo" / run / "curves.png").read_bytes()[:4] == b"\x89PNG"
     # the y-encoder's hard-negative text test (paper §4.6) ran on the sample data's 168 triplets, both models
     for model in (untrained, trained):
         assert model["text_triplets"]["num_triplets"] == 168

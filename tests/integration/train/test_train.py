@@ -49,10 +49,13 @@ def test_train_tracks_evaluates_exports_and_registers(ray_instance, caches, tmp_
                      "--eval-cache", str(caches / "eval"), "--registered-model", "vljepa-test",
                      "--eval-text-triplets", str(tmp_path / "triplets.jsonl"), "--eval-every", "3")
     assert summary["registered_model"] == "vljepa-test/1"
+    # the curves: a PNG in the run directory, also the MLflow run's artifact
+    assert summary["curves"] == str(run / "curves.png") and (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert summary["tracking_uri"] == f"sqlite:///{run / 'mlflow.db'}"
 
     client = mlflow.MlflowClient(tracking_uri=summary["tracking_uri"])
     logged = client.get_run(summary["mlflow_run_id"]).data
+    assert "curves.png" in {a.path for a in client.list_artifacts(summary["mlflow_run_id"])}
     assert logged.params["stage"] == "sft" and logged.params["batch_size"] == "8"
     assert [step for step, _ in _history(run)] == [1, 2, 3, 4, 5, 6]
     assert {"lr", "temperature", "samples_per_s", "eval.classification.top1", "eval.vqa.accuracy"} <= set(logged.metrics)
